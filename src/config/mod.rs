@@ -1,0 +1,494 @@
+//! The daemon's configuration: the TOML file of `../shared/DESIGN.md`, defaults for every
+//! key, and the CLI flags that override them. Resolved once into a validated [`Config`].
+//!
+//! A bad file is refused with the file, the line and the key in the message.
+
+mod flags;
+mod values;
+
+pub use flags::ConfigOverrides;
+pub use values::{EndpointMode, EnvFormat, FileMode, LogFormat, LogLevel};
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Where `run` and `check-config` look when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/imds-credd/config.toml";
+/// Where the daemon listens and the client commands connect by default.
+pub const DEFAULT_SOCKET_PATH: &str = "/run/imds-credd/credentials.sock";
+
+/// The whole configuration. Every field has a default, so an empty file (or none) is valid.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub imds: ImdsConfig,
+    pub refresh: RefreshConfig,
+    pub socket: SocketConfig,
+    #[serde(rename = "file")]
+    pub files: Vec<FileSinkConfig>,
+    #[serde(rename = "env")]
+    pub envs: Vec<EnvSinkConfig>,
+    pub log: LogConfig,
+    #[serde(rename = "assume")]
+    pub assumes: Vec<AssumeConfig>,
+    pub container: Option<ContainerConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImdsConfig {
+    /// Empty: `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else the default for `endpoint_mode`.
+    pub endpoint: String,
+    /// `IPv4` or `IPv6`; unset: `AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE`, else IPv4.
+    pub endpoint_mode: Option<EndpointMode>,
+    #[serde(with = "values::token_ttl")]
+    pub token_ttl: Duration,
+    #[serde(with = "values::positive_duration")]
+    pub timeout: Duration,
+    pub allow_imdsv1: bool,
+    /// Empty: discover the attached role on every refresh.
+    pub role: String,
+}
+
+impl Default for ImdsConfig {
+    fn default() -> Self {
+        ImdsConfig {
+            endpoint: String::new(),
+            endpoint_mode: None,
+            token_ttl: Duration::from_secs(6 * 3600),
+            timeout: Duration::from_secs(2),
+            allow_imdsv1: false,
+            role: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefreshConfig {
+    #[serde(with = "values::positive_duration")]
+    pub before_expiry: Duration,
+    #[serde(with = "values::positive_duration")]
+    pub max_interval: Duration,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        RefreshConfig {
+            before_expiry: Duration::from_secs(15 * 60),
+            max_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketConfig {
+    pub path: PathBuf,
+    pub mode: FileMode,
+    /// `None`: the `imds-credd` group if it exists, else the daemon's own group.
+    pub group: Option<String>,
+    /// Empty: anyone who can open the socket.
+    pub allow_uids: Vec<u32>,
+    pub allow_gids: Vec<u32>,
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        SocketConfig {
+            path: PathBuf::from(DEFAULT_SOCKET_PATH),
+            mode: FileMode(0o660),
+            group: None,
+            allow_uids: Vec::new(),
+            allow_gids: Vec::new(),
+        }
+    }
+}
+
+/// A program to run, or a process to signal, after a sink has published new credentials.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalConfig {
+    pub pid_file: PathBuf,
+    #[serde(default = "values::default_signal")]
+    pub signal: String,
+}
+
+/// A `[[file]]` sink: one profile section in a shared-credentials file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    pub path: PathBuf,
+    #[serde(deserialize_with = "values::profile_name")]
+    pub profile: String,
+    #[serde(default = "values::private_mode")]
+    pub mode: FileMode,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// An `[[assume]]` profile to publish instead of the instance role.
+    pub source: Option<String>,
+    pub on_rotate: Option<Vec<String>>,
+    pub signal: Option<SignalConfig>,
+}
+
+/// An `[[env]]` sink: a file of environment assignments.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSinkConfig {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub format: EnvFormat,
+    #[serde(default = "values::private_mode")]
+    pub mode: FileMode,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub source: Option<String>,
+    pub on_rotate: Option<Vec<String>>,
+    pub signal: Option<SignalConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+/// An `[[assume]]` profile: a role assumed with the instance role's credentials.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssumeConfig {
+    #[serde(deserialize_with = "values::profile_name")]
+    pub profile: String,
+    pub role_arn: String,
+    #[serde(default)]
+    pub external_id: String,
+    #[serde(default)]
+    pub session_name: String,
+    #[serde(default = "values::one_hour", with = "values::positive_duration")]
+    pub duration: Duration,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub sts_endpoint: String,
+}
+
+/// `[container]`: the loopback endpoint for `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerConfig {
+    pub listen: SocketAddr,
+    pub token_file: PathBuf,
+}
+
+impl Default for ContainerConfig {
+    fn default() -> Self {
+        ContainerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 51679)),
+            token_file: PathBuf::from("/run/imds-credd/container-token"),
+        }
+    }
+}
+
+/// A configuration that cannot be used. The message names the file, the line and the key.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{origin}: {message}")]
+    Flag { origin: String, message: String },
+}
+
+impl Config {
+    /// Reads `path`; when `path` is the default and does not exist, the defaults apply (no
+    /// config file is needed on a normal instance). An explicit path must exist.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse(&text, &path),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    /// Parses and validates `text`; `path` is used only in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            let line = line_at(text, offset);
+            let key = key_at(text, offset)
+                .map(|k| format!("key `{k}`: "))
+                .unwrap_or_default();
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                message: format!("{key}{}", e.message().trim_end()),
+            }
+        })?;
+        config.validate().map_err(|(table, index, message)| {
+            let line = line_of_array_table(text, table, index).unwrap_or(1);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                message,
+            }
+        })?;
+        Ok(config)
+    }
+
+    /// Checks that hold across keys. Returns the array table and index to point at.
+    fn validate(&self) -> Result<(), (&'static str, usize, String)> {
+        let known_profiles: Vec<&str> = self.assumes.iter().map(|a| a.profile.as_str()).collect();
+        for (i, assume) in self.assumes.iter().enumerate() {
+            if known_profiles[..i].contains(&assume.profile.as_str()) {
+                return Err((
+                    "assume",
+                    i,
+                    format!(
+                        "key `assume.profile`: profile {:?} is defined twice",
+                        assume.profile
+                    ),
+                ));
+            }
+            if !assume.role_arn.starts_with("arn:") {
+                return Err((
+                    "assume",
+                    i,
+                    format!(
+                        "key `assume.role_arn`: {:?} is not a role ARN",
+                        assume.role_arn
+                    ),
+                ));
+            }
+        }
+        let mut seen_paths: Vec<&Path> = Vec::new();
+        let sinks = self
+            .files
+            .iter()
+            .map(|f| ("file", &f.path, &f.source))
+            .enumerate()
+            .chain(
+                self.envs
+                    .iter()
+                    .map(|e| ("env", &e.path, &e.source))
+                    .enumerate(),
+            );
+        for (index, (table, path, source)) in sinks {
+            if !path.is_absolute() {
+                return Err((
+                    table,
+                    index,
+                    format!(
+                        "key `{table}.path`: {} is not an absolute path",
+                        path.display()
+                    ),
+                ));
+            }
+            if seen_paths.contains(&path.as_path()) {
+                return Err((
+                    table,
+                    index,
+                    format!(
+                        "key `{table}.path`: {} is used by two sinks",
+                        path.display()
+                    ),
+                ));
+            }
+            seen_paths.push(path);
+            if let Some(source) = source {
+                if !known_profiles.contains(&source.as_str()) {
+                    return Err((
+                        table,
+                        index,
+                        format!("key `{table}.source`: no [[assume]] defines profile {source:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line number of a byte offset.
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The dotted key whose line holds `offset`: the `[table]` header above it plus the key on
+/// the line itself, so `before_expiry = "x"` under `[refresh]` reads `refresh.before_expiry`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split_once('=').map(|(k, _)| k.trim().to_string());
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (None, Some(k)) => Some(k),
+        (Some(t), None) => Some(t),
+        (None, None) => None,
+    }
+}
+
+/// Line of the `index`-th `[[table]]` header, for errors about one entry of an array.
+fn line_of_array_table(text: &str, table: &str, index: usize) -> Option<usize> {
+    let header = format!("[[{table}]]");
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim().starts_with(&header))
+        .nth(index)
+        .map(|(n, _)| n + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/imds-credd/config.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.imds.token_ttl, Duration::from_secs(21600));
+        assert_eq!(config.refresh.before_expiry, Duration::from_secs(900));
+        assert_eq!(config.socket.mode, FileMode(0o660));
+        assert!(config.files.is_empty() && config.envs.is_empty());
+    }
+
+    #[test]
+    fn parses_the_design_example() {
+        let text = r#"
+[imds]
+endpoint = "http://169.254.169.254"
+token_ttl = "6h"
+timeout = "2s"
+allow_imdsv1 = false
+role = ""
+
+[refresh]
+before_expiry = "15m"
+max_interval = "1h"
+
+[socket]
+path = "/run/imds-credd/credentials.sock"
+mode = "0660"
+group = "imds-credd"
+allow_uids = []
+allow_gids = []
+
+[[file]]
+path = "/home/app/.aws/credentials"
+profile = "instance"
+mode = "0600"
+owner = "app"
+on_rotate = ["systemctl", "reload", "app"]
+
+[[env]]
+path = "/run/imds-credd/credentials.env"
+format = "sh"
+signal = { pid_file = "/run/app.pid", signal = "HUP" }
+
+[log]
+level = "info"
+format = "text"
+
+[[assume]]
+profile = "audit"
+role_arn = "arn:aws:iam::222222222222:role/efgh"
+duration = "1h"
+
+[container]
+listen = "127.0.0.1:51679"
+token_file = "/run/imds-credd/container-token"
+"#;
+        let config = parse(text).unwrap();
+        assert_eq!(config.files[0].profile, "instance");
+        assert_eq!(config.files[0].mode, FileMode(0o600));
+        assert_eq!(config.envs[0].format, EnvFormat::Sh);
+        assert_eq!(config.envs[0].signal.as_ref().unwrap().signal, "HUP");
+        assert_eq!(config.assumes[0].duration, Duration::from_secs(3600));
+        assert_eq!(config.container.unwrap().listen.port(), 51679);
+    }
+
+    #[test]
+    fn a_bad_duration_names_file_line_and_key() {
+        let err = parse("[imds]\ntimeout = \"2s\"\n\n[refresh]\nbefore_expiry = \"15 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/etc/imds-credd/config.toml:5:"), "{err}");
+        assert!(err.contains("refresh.before_expiry"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_line() {
+        let err = parse("[imds]\ntimeout = \"2s\"\ntoken_tll = \"6h\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":3:") && err.contains("token_tll"), "{err}");
+    }
+
+    #[test]
+    fn token_ttl_outside_imds_limits_is_refused() {
+        let err = parse("[imds]\ntoken_ttl = \"7h\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":2:") && err.contains("21600"), "{err}");
+    }
+
+    #[test]
+    fn a_sink_source_must_name_an_assume_profile() {
+        let text = "[[file]]\npath = \"/a/credentials\"\nprofile = \"x\"\n\n[[env]]\npath = \"/a/env\"\nsource = \"nope\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(":5:") && err.contains("env.source"), "{err}");
+    }
+
+    #[test]
+    fn two_sinks_on_one_path_are_refused() {
+        let text = "[[file]]\npath = \"/a/c\"\nprofile = \"x\"\n[[file]]\npath = \"/a/c\"\nprofile = \"y\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(":4:") && err.contains("two sinks"), "{err}");
+    }
+
+    #[test]
+    fn a_profile_name_that_would_break_the_ini_file_is_refused() {
+        let err = parse("[[file]]\npath = \"/a/c\"\nprofile = \"x]\\n[default\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":3:") && err.contains("file.profile"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_explicit_config_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.toml");
+        assert!(matches!(
+            Config::load(Some(&missing)),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}

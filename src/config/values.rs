@@ -1,0 +1,172 @@
+//! Value types of the config file and their parsing: durations in humantime, octal modes,
+//! and the small enums. Each parser's error names what it expected, and the caller adds the
+//! file, line and key.
+
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::time::Duration;
+
+/// A Unix permission mode, written `"0600"` (or as a TOML integer such as `0o600`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl fmt::Debug for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl std::str::FromStr for FileMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mode = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+            .map_err(|_| format!("{s:?} is not an octal file mode such as \"0600\""))?;
+        check_mode(mode)
+    }
+}
+
+fn check_mode(mode: u32) -> Result<FileMode, String> {
+    if mode > 0o777 {
+        return Err(format!("mode {mode:o} has bits beyond 0777"));
+    }
+    Ok(FileMode(mode))
+}
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(u32),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+            Raw::Number(n) => check_mode(n).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Format of an `[[env]]` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvFormat {
+    /// `export NAME='value'` lines for `.`/`source`.
+    #[default]
+    Sh,
+    /// `NAME=value` lines for systemd's `EnvironmentFile=`.
+    Systemd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Which default IMDS address to use when no endpoint is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+pub enum EndpointMode {
+    #[serde(alias = "ipv4", alias = "IPV4")]
+    #[value(name = "IPv4", alias = "ipv4")]
+    IPv4,
+    #[serde(alias = "ipv6", alias = "IPV6")]
+    #[value(name = "IPv6", alias = "ipv6")]
+    IPv6,
+}
+
+/// Parses a humantime duration (`15m`, `6h`, `1h 30m`) that must be above zero.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as \"15m\" or \"6h\" ({e})"))?;
+    if d.is_zero() {
+        return Err(format!("{text:?} must be longer than zero"));
+    }
+    Ok(d)
+}
+
+/// IMDS accepts token TTLs from 1 to 21600 seconds.
+pub fn parse_token_ttl(text: &str) -> Result<Duration, String> {
+    let d = parse_positive_duration(text)?;
+    if d.as_secs() < 1 || d.as_secs() > 21600 || d.subsec_nanos() != 0 {
+        return Err(format!(
+            "{text:?} is outside IMDS's token TTL range of 1 to 21600 seconds (6h)"
+        ));
+    }
+    Ok(d)
+}
+
+pub mod positive_duration {
+    use super::*;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_positive_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+pub mod token_ttl {
+    use super::*;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_token_ttl(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A profile name must fit between `[` and `]` on one line of an INI file and in a query
+/// string: letters, digits and `-_.@+`.
+pub fn parse_profile_name(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@+".contains(c));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a profile name (1-64 of letters, digits and -_.@+)"
+        ))
+    }
+}
+
+pub fn profile_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_profile_name(&text).map_err(serde::de::Error::custom)
+}
+
+pub fn private_mode() -> FileMode {
+    FileMode(0o600)
+}
+
+pub fn default_signal() -> String {
+    "HUP".to_string()
+}
+
+pub fn one_hour() -> Duration {
+    Duration::from_secs(3600)
+}

@@ -1,0 +1,237 @@
+//! Role credentials: parsing the IMDS answer, expiry arithmetic, and the one JSON shape
+//! (`credential_process` Version 1) that several outputs share.
+
+use crate::secret::Secret;
+use serde_json::{Map, Value};
+use std::fmt;
+use std::time::SystemTime;
+use thiserror::Error;
+
+/// One set of temporary credentials. `Debug` shows the access key id (not a secret: it
+/// appears in CloudTrail and in every signed request) and the expiry, never the secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Secret,
+    pub expiration: SystemTime,
+}
+
+/// Why an IMDS credentials document was refused. Messages name fields, never values.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CredentialsError {
+    #[error("credentials document is not valid JSON (line {line}, column {column})")]
+    Malformed { line: usize, column: usize },
+    #[error("credentials document is not a JSON object")]
+    NotAnObject,
+    #[error("IMDS refused to issue credentials: Code {code:?}, Message {message:?}")]
+    NotSuccess { code: String, message: String },
+    #[error("credentials document has no `{0}`")]
+    MissingField(&'static str),
+    #[error("credentials document field `{0}` is not a non-empty string")]
+    InvalidField(&'static str),
+    #[error("credentials document `Expiration` is not an RFC 3339 UTC time")]
+    BadExpiration,
+}
+
+impl Credentials {
+    /// Parses the JSON that `GET …/security-credentials/<role>` returns. `Code`, `Type` and
+    /// `LastUpdated` may be missing (other IMDS implementations omit them); a `Code` other
+    /// than `Success` is an error even though IMDS sends it with HTTP 200.
+    pub fn from_imds_json(body: &[u8]) -> Result<Self, CredentialsError> {
+        // Parse into a Value first: serde's typed errors quote the offending value, which
+        // here could be a secret. Our own errors name only the field.
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| CredentialsError::Malformed {
+                line: e.line(),
+                column: e.column(),
+            })?;
+        let Value::Object(mut doc) = value else {
+            return Err(CredentialsError::NotAnObject);
+        };
+        if let Some(code) = doc.get("Code") {
+            let code = code.as_str().unwrap_or("<not a string>");
+            if code != "Success" {
+                let message = doc
+                    .get("Message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .chars()
+                    .take(200)
+                    .collect();
+                return Err(CredentialsError::NotSuccess {
+                    code: code.chars().take(64).collect(),
+                    message,
+                });
+            }
+        }
+        let access_key_id = take_string(&mut doc, "AccessKeyId")?;
+        let secret_access_key = Secret::new(take_string(&mut doc, "SecretAccessKey")?);
+        let session_token = Secret::new(take_string(&mut doc, "Token")?);
+        let expiration = take_string(&mut doc, "Expiration")?;
+        let expiration = parse_utc_timestamp(&expiration).ok_or(CredentialsError::BadExpiration)?;
+        Ok(Credentials {
+            access_key_id,
+            secret_access_key,
+            session_token,
+            expiration,
+        })
+    }
+
+    /// True while the credentials may still be handed out.
+    pub fn is_valid_at(&self, now: SystemTime) -> bool {
+        now < self.expiration
+    }
+
+    /// `Expiration` as IMDS writes it: `2026-11-23T10:00:00Z`.
+    pub fn expiration_rfc3339(&self) -> String {
+        format_utc_timestamp(self.expiration)
+    }
+
+    /// The `credential_process` Version 1 document (also `GET /v1/credentials`).
+    /// `Version` is the number 1 and `Expiration` is always present: without it the AWS
+    /// CLI would never refresh.
+    pub fn to_process_json(&self) -> String {
+        serde_json::json!({
+            "Version": 1,
+            "AccessKeyId": self.access_key_id,
+            "SecretAccessKey": self.secret_access_key.expose(),
+            "SessionToken": self.session_token.expose(),
+            "Expiration": self.expiration_rfc3339(),
+        })
+        .to_string()
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key)
+            .field("session_token", &self.session_token)
+            .field("expiration", &self.expiration_rfc3339())
+            .finish()
+    }
+}
+
+/// Removes `key` from the document and returns it as a non-empty string. The string is moved
+/// out (not copied), so the only remaining copy of a secret is the one we wrap.
+fn take_string(
+    doc: &mut Map<String, Value>,
+    key: &'static str,
+) -> Result<String, CredentialsError> {
+    match doc.remove(key) {
+        None | Some(Value::Null) => Err(CredentialsError::MissingField(key)),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        Some(_) => Err(CredentialsError::InvalidField(key)),
+    }
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z` and the `+00:00` spelling some implementations use.
+pub fn parse_utc_timestamp(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    let normalized;
+    let text = match text.strip_suffix("+00:00") {
+        Some(base) => {
+            normalized = format!("{base}Z");
+            normalized.as_str()
+        }
+        None => text,
+    };
+    humantime::parse_rfc3339(text).ok()
+}
+
+/// Formats a time as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_utc_timestamp(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const IMDS_DOC: &str = r#"{
+  "Code" : "Success",
+  "LastUpdated" : "2026-11-23T03:00:00Z",
+  "Type" : "AWS-HMAC",
+  "AccessKeyId" : "ASIAEXAMPLEEXAMPLE01",
+  "SecretAccessKey" : "secret/key+EXAMPLE",
+  "Token" : "token//EXAMPLE==",
+  "Expiration" : "2026-11-23T09:00:00Z"
+}"#;
+
+    #[test]
+    fn parses_the_imds_document() {
+        let creds = Credentials::from_imds_json(IMDS_DOC.as_bytes()).unwrap();
+        assert_eq!(creds.access_key_id, "ASIAEXAMPLEEXAMPLE01");
+        assert_eq!(creds.secret_access_key.expose(), "secret/key+EXAMPLE");
+        assert_eq!(creds.session_token.expose(), "token//EXAMPLE==");
+        assert_eq!(creds.expiration_rfc3339(), "2026-11-23T09:00:00Z");
+    }
+
+    #[test]
+    fn accepts_a_document_without_code_type_or_last_updated() {
+        let doc = r#"{"AccessKeyId":"AKID","SecretAccessKey":"s","Token":"t","Expiration":"2026-11-23T09:00:00+00:00"}"#;
+        let creds = Credentials::from_imds_json(doc.as_bytes()).unwrap();
+        assert_eq!(creds.expiration_rfc3339(), "2026-11-23T09:00:00Z");
+    }
+
+    #[test]
+    fn refuses_a_failure_code_even_with_keys_present() {
+        let doc = IMDS_DOC.replace("\"Success\"", "\"Failure\"");
+        let err = Credentials::from_imds_json(doc.as_bytes()).unwrap_err();
+        assert!(matches!(err, CredentialsError::NotSuccess { ref code, .. } if code == "Failure"));
+    }
+
+    #[test]
+    fn refuses_missing_and_empty_fields_by_name() {
+        for field in ["AccessKeyId", "SecretAccessKey", "Token", "Expiration"] {
+            let mut doc: Value = serde_json::from_str(IMDS_DOC).unwrap();
+            doc.as_object_mut().unwrap().remove(field);
+            let err = Credentials::from_imds_json(doc.to_string().as_bytes()).unwrap_err();
+            assert_eq!(err, CredentialsError::MissingField(field));
+            doc[field] = Value::String(String::new());
+            let err = Credentials::from_imds_json(doc.to_string().as_bytes()).unwrap_err();
+            assert_eq!(err, CredentialsError::InvalidField(field));
+        }
+    }
+
+    #[test]
+    fn errors_never_quote_secret_values() {
+        let doc = IMDS_DOC.replace("\"2026-11-23T09:00:00Z\"", "\"secret/key+EXAMPLE\"");
+        let err = Credentials::from_imds_json(doc.as_bytes()).unwrap_err();
+        assert_eq!(err, CredentialsError::BadExpiration);
+        let truncated = &IMDS_DOC[..IMDS_DOC.len() - 20];
+        let err = Credentials::from_imds_json(truncated.as_bytes()).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("EXAMPLE"), "{shown}");
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let creds = Credentials::from_imds_json(IMDS_DOC.as_bytes()).unwrap();
+        let shown = format!("{creds:?}");
+        assert!(shown.contains("ASIAEXAMPLEEXAMPLE01"));
+        assert!(
+            !shown.contains("secret/key") && !shown.contains("token//"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn process_json_has_numeric_version_and_expiration() {
+        let creds = Credentials::from_imds_json(IMDS_DOC.as_bytes()).unwrap();
+        let v: Value = serde_json::from_str(&creds.to_process_json()).unwrap();
+        assert_eq!(v["Version"], 1);
+        assert_eq!(v["SessionToken"], "token//EXAMPLE==");
+        assert_eq!(v["Expiration"], "2026-11-23T09:00:00Z");
+    }
+
+    #[test]
+    fn validity_ends_at_expiration() {
+        let creds = Credentials::from_imds_json(IMDS_DOC.as_bytes()).unwrap();
+        assert!(creds.is_valid_at(creds.expiration - Duration::from_secs(1)));
+        assert!(!creds.is_valid_at(creds.expiration));
+    }
+}

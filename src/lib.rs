@@ -1,0 +1,18 @@
+//! `imds-credd`: keeps the EC2 instance-profile credentials fresh from IMDSv2 and
+//! republishes them where programs without an AWS SDK can use them.
+//!
+//! # Layout
+//! - [`config`]: the TOML file and CLI flags, resolved into one validated `Config`.
+//! - [`imds`]: the IMDSv2 client (session token, retries, body cap).
+//! - [`credentials`], [`secret`]: the credentials model; secrets never print.
+//! - [`refresh`]: when to ask IMDS again, and the loop that publishes on a watch channel.
+//! - [`state`]: what the refresher publishes and every sink reads.
+//! - [`simulator`]: a simulated IMDS on loopback, for `demo` and the tests.
+//! - [`clock`]: wall-clock time, injectable so tests can fast-forward.
+
+pub mod clock;
+pub mod config;
+pub mod credentials;
+pub mod metrics;
+pub mod secret;
+pub mod state;

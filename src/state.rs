@@ -1,0 +1,35 @@
+//! What the refresher publishes and every sink reads: the current credentials (if any) and
+//! the facts `status` reports. Data flows one way: refresher → watch channel → sinks.
+
+use crate::credentials::Credentials;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::watch;
+
+/// The refresher's latest word. Cloning is cheap (the credentials are shared).
+#[derive(Clone, Debug, Default)]
+pub struct CredentialState {
+    /// The instance role the credentials belong to; `None` when no role is attached or not
+    /// yet known.
+    pub role: Option<String>,
+    /// The last good credentials, withdrawn (set to `None`) when they expire without a
+    /// replacement or when the role is removed. Readers must still check
+    /// [`Credentials::is_valid_at`]: a set can expire between two publications.
+    pub credentials: Option<Arc<Credentials>>,
+    /// When credentials were last fetched successfully.
+    pub last_refresh: Option<SystemTime>,
+    /// When the refresher will next ask IMDS.
+    pub next_refresh: Option<SystemTime>,
+    /// The most recent failure, cleared by the next success. Never holds a secret.
+    pub last_error: Option<String>,
+}
+
+impl CredentialState {
+    /// The credentials if they may be served at `now`: never an expired set.
+    pub fn valid_credentials(&self, now: SystemTime) -> Option<&Arc<Credentials>> {
+        self.credentials.as_ref().filter(|c| c.is_valid_at(now))
+    }
+}
+
+pub type StateSender = watch::Sender<CredentialState>;
+pub type StateReceiver = watch::Receiver<CredentialState>;
