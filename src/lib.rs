@@ -10,9 +10,12 @@
 //! - [`simulator`]: a simulated IMDS on loopback, for `demo` and the tests.
 //! - [`clock`]: wall-clock time, injectable so tests can fast-forward.
 
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod health;
 pub mod metrics;
+pub mod render;
 pub mod secret;
 pub mod state;

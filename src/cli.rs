@@ -1,0 +1,77 @@
+//! The command line: one binary, one subcommand per job (see `../shared/DESIGN.md`).
+//! Exit codes: 0 ok, 1 no valid credentials, 2 usage or config error.
+
+use crate::config::{Config, ConfigOverrides};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: no valid credentials could be had.
+pub const EXIT_NO_CREDENTIALS: u8 = 1;
+/// Exit code: bad usage or configuration (or, for client commands, no daemon to ask).
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "imds-credd",
+    version,
+    about = "Keeps EC2 instance-profile credentials fresh and republishes them locally",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration without starting, as `nginx -t` does.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// Config file (default /etc/imds-credd/config.toml; a missing default file means defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: ConfigOverrides,
+}
+
+/// Loads the config file and applies the flags: what `run` and `check-config` share.
+pub fn resolve_config(
+    path: Option<&std::path::Path>,
+    overrides: &ConfigOverrides,
+) -> Result<Config, crate::config::ConfigError> {
+    let mut config = Config::load(path)?;
+    overrides.apply(&mut config)?;
+    Ok(config)
+}
+
+/// Parses the command line and runs the command; `main.rs` only calls this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::CheckConfig(args) => check_config(&args),
+    };
+    ExitCode::from(code)
+}
+
+fn check_config(args: &CheckConfigArgs) -> u8 {
+    let shown = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG_PATH));
+    match resolve_config(args.config.as_deref(), &args.overrides) {
+        Ok(_) => {
+            println!("{}: configuration is valid", shown.display());
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("imds-credd: {e}");
+            EXIT_USAGE
+        }
+    }
+}

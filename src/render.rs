@@ -1,0 +1,190 @@
+//! Credentials written as environment assignments, in every syntax we print: `sh` (the env
+//! file, `?format=env`, `imds-credd env`), systemd's `EnvironmentFile=`, PowerShell, cmd,
+//! and JSON. One place, so the quoting rules are written (and tested) once.
+
+use crate::credentials::Credentials;
+use std::time::SystemTime;
+
+/// The syntax of an environment listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnvSyntax {
+    /// `export NAME='value'`: POSIX shell, for `.`/`source`/`eval`.
+    Sh,
+    /// `NAME=value`: systemd `EnvironmentFile=`.
+    Systemd,
+    /// `$Env:NAME="value"`: PowerShell.
+    Powershell,
+    /// `set NAME=value`: Windows cmd.
+    Cmd,
+    /// The `credential_process` JSON document, indented.
+    Json,
+}
+
+impl From<crate::config::EnvFormat> for EnvSyntax {
+    fn from(format: crate::config::EnvFormat) -> Self {
+        match format {
+            crate::config::EnvFormat::Sh => EnvSyntax::Sh,
+            crate::config::EnvFormat::Systemd => EnvSyntax::Systemd,
+        }
+    }
+}
+
+/// The four variables the SDKs and the AWS CLI read, in the order we print them.
+/// `AWS_CREDENTIAL_EXPIRATION` uses the `+00:00` spelling of `aws configure
+/// export-credentials`.
+pub fn env_variables(creds: &Credentials) -> [(&'static str, String); 4] {
+    [
+        ("AWS_ACCESS_KEY_ID", creds.access_key_id.clone()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            creds.secret_access_key.expose().to_string(),
+        ),
+        (
+            "AWS_SESSION_TOKEN",
+            creds.session_token.expose().to_string(),
+        ),
+        (
+            "AWS_CREDENTIAL_EXPIRATION",
+            expiration_with_offset(creds.expiration),
+        ),
+    ]
+}
+
+/// `2026-11-23T09:00:00+00:00`.
+fn expiration_with_offset(time: SystemTime) -> String {
+    let z = crate::credentials::format_utc_timestamp(time);
+    format!("{}+00:00", z.trim_end_matches('Z'))
+}
+
+/// Renders the credentials in `syntax`, one assignment per line, ending with a newline.
+pub fn render_env(creds: &Credentials, syntax: EnvSyntax) -> String {
+    if syntax == EnvSyntax::Json {
+        let value: serde_json::Value =
+            serde_json::from_str(&creds.to_process_json()).expect("our own JSON parses");
+        let mut out = serde_json::to_string_pretty(&value).expect("JSON value serializes");
+        out.push('\n');
+        return out;
+    }
+    let mut out = String::new();
+    for (name, value) in env_variables(creds) {
+        let line = match syntax {
+            EnvSyntax::Sh => format!("export {name}={}", sh_quote(&value)),
+            EnvSyntax::Systemd => format!("{name}={}", systemd_quote(&value)),
+            EnvSyntax::Powershell => format!("$Env:{name}={}", powershell_quote(&value)),
+            EnvSyntax::Cmd => cmd_assignment(name, &value),
+            EnvSyntax::Json => unreachable!("handled above"),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// POSIX single quotes: nothing inside is special except `'`, written `'\''`.
+pub fn sh_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// systemd reads `KEY=value`; a value with anything beyond a safe set is double-quoted with
+/// `\` and `"` escaped (systemd does not expand `$` in environment files).
+fn systemd_quote(value: &str) -> String {
+    if value.chars().all(is_plain) {
+        value.to_string()
+    } else {
+        format!("\"{}\"", value.replace('\\', r"\\").replace('"', "\\\""))
+    }
+}
+
+/// PowerShell double quotes, as `aws configure export-credentials` prints them, with the
+/// backtick escape on the characters that are special there.
+fn powershell_quote(value: &str) -> String {
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        if matches!(c, '`' | '"' | '$') {
+            out.push('`');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// `set NAME=value`, or `set "NAME=value"` when the value holds a character cmd treats
+/// specially outside quotes.
+fn cmd_assignment(name: &str, value: &str) -> String {
+    if value.chars().all(is_plain) {
+        format!("set {name}={value}")
+    } else {
+        format!("set \"{name}={value}\"")
+    }
+}
+
+/// Characters that need no quoting in any syntax: the base64 and key alphabets.
+fn is_plain(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "/+=._:-".contains(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use std::time::Duration;
+
+    fn creds(secret: &str) -> Credentials {
+        Credentials {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: Secret::new(secret.into()),
+            session_token: Secret::new("tok/en+=".into()),
+            expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+        }
+    }
+
+    #[test]
+    fn sh_lines_are_exported_and_single_quoted() {
+        let out = render_env(&creds("a'b$c"), EnvSyntax::Sh);
+        assert!(
+            out.contains("export AWS_SECRET_ACCESS_KEY='a'\\''b$c'\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("export AWS_CREDENTIAL_EXPIRATION='2026-11-18T"),
+            "{out}"
+        );
+        assert!(out.trim_end().ends_with("+00:00'"), "{out}");
+    }
+
+    #[test]
+    fn systemd_lines_quote_only_when_needed() {
+        let out = render_env(&creds("plain/Key+1="), EnvSyntax::Systemd);
+        assert!(
+            out.contains("AWS_SECRET_ACCESS_KEY=plain/Key+1=\n"),
+            "{out}"
+        );
+        let out = render_env(&creds("with \"quote\""), EnvSyntax::Systemd);
+        assert!(
+            out.contains(r#"AWS_SECRET_ACCESS_KEY="with \"quote\"""#),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn powershell_and_cmd_match_the_cli_v2_shapes() {
+        let out = render_env(&creds("k$y"), EnvSyntax::Powershell);
+        assert!(
+            out.contains("$Env:AWS_SECRET_ACCESS_KEY=\"k`$y\"\n"),
+            "{out}"
+        );
+        let out = render_env(&creds("plain"), EnvSyntax::Cmd);
+        assert!(out.contains("set AWS_SECRET_ACCESS_KEY=plain\n"), "{out}");
+        let out = render_env(&creds("a&b"), EnvSyntax::Cmd);
+        assert!(out.contains("set \"AWS_SECRET_ACCESS_KEY=a&b\"\n"), "{out}");
+    }
+
+    #[test]
+    fn json_is_the_process_document() {
+        let out = render_env(&creds("s"), EnvSyntax::Json);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Version"], 1);
+        assert_eq!(v["SecretAccessKey"], "s");
+    }
+}
