@@ -1,0 +1,329 @@
+//! A small IMDSv2 client: one session token shared by all requests, a new token once on
+//! 401, bounded retries with jittered exponential backoff on throttling, server errors,
+//! timeouts and refused connections, a cap on answer size, and no proxy ever.
+
+use super::token::{granted_ttl, Session};
+use super::ImdsError;
+use crate::clock::SharedClock;
+use crate::credentials::Credentials;
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+use reqwest::StatusCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use zeroize::Zeroizing;
+
+const TOKEN_PATH: &str = "/latest/api/token";
+const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+const ROLE_LIST_PATH: &str = "/latest/meta-data/iam/security-credentials/";
+
+/// Largest IMDS answer we read; a credentials document is about 1.5 KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// After falling back to IMDSv1, try IMDSv2 again this much later.
+const V1_FALLBACK_PERIOD: Duration = Duration::from_secs(300);
+
+/// How persistent one call is before it reports failure to the refresher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Backoff cap for attempt n is `min(max_delay, base_delay * 2^(n-1))`, fully jittered.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Three attempts, as the SDKs make: a throttled IMDS usually answers the second.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything the client needs to know, resolved from config and environment.
+#[derive(Debug, Clone)]
+pub struct ImdsSettings {
+    /// Base URL without trailing `/`.
+    pub endpoint: String,
+    pub token_ttl: Duration,
+    /// Per-request timeout (connect included).
+    pub timeout: Duration,
+    pub allow_imdsv1: bool,
+    pub retry: RetryPolicy,
+}
+
+/// Talks to IMDS. Cheap to share behind an `Arc`; concurrent callers share one token.
+#[derive(Debug)]
+pub struct ImdsClient {
+    http: reqwest::Client,
+    settings: ImdsSettings,
+    session: Mutex<Option<Session>>,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+}
+
+/// An answer that came back, read in full (within the cap).
+struct Answer {
+    status: StatusCode,
+    ttl_header: Option<String>,
+    body: Zeroizing<Vec<u8>>,
+}
+
+impl ImdsClient {
+    pub fn new(
+        settings: ImdsSettings,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ImdsError> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .build()
+            .map_err(ImdsError::Client)?;
+        Ok(ImdsClient {
+            http,
+            settings,
+            session: Mutex::new(None),
+            clock,
+            metrics,
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.settings.endpoint
+    }
+
+    /// The attached role's name, or `None` when no role is attached (IMDS answers 404).
+    pub async fn role_name(&self) -> Result<Option<String>, ImdsError> {
+        let Some(body) = self.get(ROLE_LIST_PATH).await? else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(&body).map_err(|_| ImdsError::NotText {
+            path: ROLE_LIST_PATH.to_string(),
+        })?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string))
+    }
+
+    /// The role's credentials, or `None` when IMDS does not know the role (404).
+    pub async fn role_credentials(&self, role: &str) -> Result<Option<Credentials>, ImdsError> {
+        let path = format!("{ROLE_LIST_PATH}{role}");
+        let Some(body) = self.get(&path).await? else {
+            return Ok(None);
+        };
+        Credentials::from_imds_json(&body)
+            .map(Some)
+            .map_err(|source| ImdsError::Credentials {
+                role: role.to_string(),
+                source,
+            })
+    }
+
+    /// GETs `path` with retries; `Ok(None)` for 404.
+    pub async fn get(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ImdsError> {
+        let policy = self.settings.retry;
+        let mut attempt = 1;
+        loop {
+            match self.get_once(path).await {
+                Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
+                    let delay = backoff(policy, attempt);
+                    tracing::debug!(path, attempt, ?delay, error = %e, "IMDS request failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One GET, with one new token and a second try if IMDS says the token is bad.
+    async fn get_once(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ImdsError> {
+        let session = self.session().await?;
+        let mut answer = self.send_get(path, session.header_value()).await?;
+        if answer.status == StatusCode::UNAUTHORIZED {
+            tracing::debug!(path, "IMDS rejected the session token; fetching a new one");
+            self.discard_session().await;
+            let session = self.session().await?;
+            answer = self.send_get(path, session.header_value()).await?;
+        }
+        match answer.status.as_u16() {
+            200 => Ok(Some(answer.body)),
+            404 => Ok(None),
+            401 => Err(ImdsError::Unauthorized { path: path.into() }),
+            403 => Err(ImdsError::Forbidden { path: path.into() }),
+            status => Err(ImdsError::Status {
+                path: path.into(),
+                status,
+            }),
+        }
+    }
+
+    async fn send_get(&self, path: &str, token: Option<&Secret>) -> Result<Answer, ImdsError> {
+        Metrics::incr(&self.metrics.imds_get_requests);
+        let mut request = self.http.get(format!("{}{path}", self.settings.endpoint));
+        if let Some(token) = token {
+            request = request.header(TOKEN_HEADER, token.expose());
+        }
+        self.send(request, path).await
+    }
+
+    /// The current session, asking IMDS for a token when there is none or it is stale.
+    async fn session(&self) -> Result<Session, ImdsError> {
+        let mut session = self.session.lock().await;
+        let now = self.clock.now();
+        if let Some(current) = session.as_ref().filter(|s| s.is_fresh(now)) {
+            return Ok(current.clone());
+        }
+        let fresh = self.new_session().await?;
+        *session = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    async fn discard_session(&self) {
+        *self.session.lock().await = None;
+    }
+
+    /// PUTs for a token. Falls back to IMDSv1, when allowed, on the answers after which the
+    /// SDKs do: 403, 404, 405 or a timeout.
+    async fn new_session(&self) -> Result<Session, ImdsError> {
+        Metrics::incr(&self.metrics.imds_token_requests);
+        let ttl = self.settings.token_ttl;
+        let request = self
+            .http
+            .put(format!("{}{TOKEN_PATH}", self.settings.endpoint))
+            .header(TOKEN_TTL_HEADER, ttl.as_secs().to_string());
+        let now = self.clock.now();
+        let v1 = Session::V1 {
+            retry_v2_at: now + V1_FALLBACK_PERIOD,
+        };
+        let answer = match self.send(request, TOKEN_PATH).await {
+            Ok(answer) => answer,
+            Err(ImdsError::Timeout { .. }) if self.settings.allow_imdsv1 => {
+                tracing::warn!(
+                    "IMDS token request timed out; falling back to IMDSv1 (allow_imdsv1 = true)"
+                );
+                return Ok(v1);
+            }
+            Err(ImdsError::Timeout { .. }) => return Err(ImdsError::TokenTimeout),
+            Err(e) => return Err(e),
+        };
+        match answer.status.as_u16() {
+            200 => {
+                let text =
+                    String::from_utf8(answer.body.to_vec()).map_err(|_| ImdsError::NotText {
+                        path: TOKEN_PATH.into(),
+                    })?;
+                let granted = granted_ttl(answer.ttl_header.as_deref(), ttl);
+                Ok(Session::token(
+                    Secret::new(text.trim().to_string()),
+                    now,
+                    granted,
+                ))
+            }
+            status @ 403..=405 if self.settings.allow_imdsv1 => {
+                tracing::warn!(
+                    status,
+                    "IMDS refused a session token; falling back to IMDSv1 (allow_imdsv1 = true)"
+                );
+                Ok(v1)
+            }
+            status @ 403..=405 => Err(ImdsError::TokenRefused(status)),
+            400 => Err(ImdsError::TokenBadRequest),
+            status => Err(ImdsError::Status {
+                path: TOKEN_PATH.into(),
+                status,
+            }),
+        }
+    }
+
+    /// Sends a request and reads the whole answer, refusing one larger than the cap.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        path: &str,
+    ) -> Result<Answer, ImdsError> {
+        let result = self.send_inner(request, path).await;
+        if !matches!(&result, Ok(answer) if answer.status.is_success()) {
+            Metrics::incr(&self.metrics.imds_errors);
+        }
+        result
+    }
+
+    async fn send_inner(
+        &self,
+        request: reqwest::RequestBuilder,
+        path: &str,
+    ) -> Result<Answer, ImdsError> {
+        let transport = |e: reqwest::Error| self.transport_error(e, path);
+        let mut response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let ttl_header = response
+            .headers()
+            .get(TOKEN_TTL_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let too_large = || ImdsError::BodyTooLarge {
+            path: path.into(),
+            limit: MAX_BODY_BYTES,
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Zeroizing::new(Vec::new());
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        tracing::debug!(
+            path,
+            status = status.as_u16(),
+            bytes = body.len(),
+            "IMDS answered"
+        );
+        Ok(Answer {
+            status,
+            ttl_header,
+            body,
+        })
+    }
+
+    fn transport_error(&self, error: reqwest::Error, path: &str) -> ImdsError {
+        if error.is_timeout() {
+            ImdsError::Timeout { path: path.into() }
+        } else if error.is_connect() {
+            ImdsError::Connect {
+                endpoint: self.settings.endpoint.clone(),
+                source: error,
+            }
+        } else {
+            ImdsError::Transport {
+                path: path.into(),
+                source: error,
+            }
+        }
+    }
+}
+
+/// Full jitter: a uniform wait in `[0, min(max, base * 2^(attempt-1))]`, so many instances
+/// throttled at once spread their retries.
+fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
+    let ceiling = policy
+        .base_delay
+        .saturating_mul(1 << (attempt - 1).min(16))
+        .min(policy.max_delay);
+    ceiling.mul_f64(fastrand::f64())
+}

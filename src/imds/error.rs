@@ -1,0 +1,99 @@
+//! What can go wrong talking to IMDS, and which of it is worth retrying. Messages name the
+//! request (path, status), never a token or a credential.
+
+use crate::credentials::CredentialsError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ImdsError {
+    #[error(
+        "IMDS is disabled by AWS_EC2_METADATA_DISABLED={0}; unset it to let imds-credd use IMDS"
+    )]
+    Disabled(String),
+    #[error("invalid IMDS endpoint {endpoint:?}: {reason}")]
+    BadEndpoint { endpoint: String, reason: String },
+    #[error("IMDS endpoint mode {0:?} is neither IPv4 nor IPv6 (AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE)")]
+    BadEndpointMode(String),
+    #[error("cannot build the HTTP client")]
+    Client(#[source] reqwest::Error),
+    #[error(
+        "IMDS token request timed out; from inside a container this usually means the \
+         instance's metadata hop limit is 1 (aws ec2 modify-instance-metadata-options \
+         --http-put-response-hop-limit 2)"
+    )]
+    TokenTimeout,
+    #[error("IMDS refused the session token request with HTTP {0}; IMDSv2 is required (allow_imdsv1 = false)")]
+    TokenRefused(u16),
+    #[error("IMDS answered the token request with HTTP 400: token TTL rejected")]
+    TokenBadRequest,
+    #[error("IMDS request {path} timed out")]
+    Timeout { path: String },
+    #[error("cannot connect to IMDS at {endpoint}")]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("IMDS request {path} failed")]
+    Transport {
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("IMDS rejected the session token for {path} (HTTP 401) even after a new token")]
+    Unauthorized { path: String },
+    #[error("IMDS answered {path} with HTTP 403: access to instance metadata is turned off or forbidden")]
+    Forbidden { path: String },
+    #[error("IMDS answered {path} with HTTP {status}")]
+    Status { path: String, status: u16 },
+    #[error("IMDS answer for {path} exceeds {limit} bytes")]
+    BodyTooLarge { path: String, limit: usize },
+    #[error("IMDS answer for {path} is not UTF-8 text")]
+    NotText { path: String },
+    #[error("IMDS credentials for role {role} are unusable")]
+    Credentials {
+        role: String,
+        #[source]
+        source: CredentialsError,
+    },
+}
+
+impl ImdsError {
+    /// Worth another try after a backoff: timeouts, refused connections, resets, throttling
+    /// (429) and server errors. A 403 or 404 is an answer, not a glitch.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ImdsError::TokenTimeout
+            | ImdsError::Timeout { .. }
+            | ImdsError::Connect { .. }
+            | ImdsError::Transport { .. } => true,
+            ImdsError::Status { status, .. } => *status == 429 || *status >= 500,
+            ImdsError::Disabled(_)
+            | ImdsError::BadEndpoint { .. }
+            | ImdsError::BadEndpointMode(_)
+            | ImdsError::Client(_)
+            | ImdsError::TokenRefused(_)
+            | ImdsError::TokenBadRequest
+            | ImdsError::Unauthorized { .. }
+            | ImdsError::Forbidden { .. }
+            | ImdsError::BodyTooLarge { .. }
+            | ImdsError::NotText { .. }
+            | ImdsError::Credentials { .. } => false,
+        }
+    }
+}
+
+/// The error and its causes on one line, for logs and `status` (`a: b: c`).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,13 @@
+//! Everything about talking to the Instance Metadata Service (IMDSv2).
+//! - [`endpoint`]: which address, from config and the SDKs' environment variables.
+//! - [`token`]: the session token and when to replace it.
+//! - [`client`]: requests, retries, the body cap.
+//! - [`error`]: what went wrong, and whether to retry.
+
+pub mod client;
+pub mod endpoint;
+pub mod error;
+pub mod token;
+
+pub use client::{ImdsClient, ImdsSettings, RetryPolicy};
+pub use error::{error_chain, ImdsError};
