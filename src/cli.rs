@@ -27,12 +27,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon in the foreground (systemd `Type=notify`).
+    Run(ConfigArgs),
     /// Validate the configuration without starting, as `nginx -t` does.
-    CheckConfig(CheckConfigArgs),
+    CheckConfig(ConfigArgs),
 }
 
+/// Where the configuration comes from: the file, then the flags on top.
 #[derive(Debug, clap::Args)]
-pub struct CheckConfigArgs {
+pub struct ConfigArgs {
     /// Config file (default /etc/imds-credd/config.toml; a missing default file means defaults).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -54,12 +57,19 @@ pub fn resolve_config(
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Run(args) => match resolve_config(args.config.as_deref(), &args.overrides) {
+            Ok(config) => crate::daemon::run_foreground(config),
+            Err(e) => {
+                eprintln!("imds-credd: {e}");
+                EXIT_USAGE
+            }
+        },
         Command::CheckConfig(args) => check_config(&args),
     };
     ExitCode::from(code)
 }
 
-fn check_config(args: &CheckConfigArgs) -> u8 {
+fn check_config(args: &ConfigArgs) -> u8 {
     let shown = args
         .config
         .clone()
