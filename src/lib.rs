@@ -18,4 +18,5 @@ pub mod health;
 pub mod metrics;
 pub mod render;
 pub mod secret;
+pub mod simulator;
 pub mod state;
