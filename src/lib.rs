@@ -22,4 +22,5 @@ pub mod metrics;
 pub mod refresh;
 pub mod render;
 pub mod secret;
+pub mod simulator;
 pub mod state;

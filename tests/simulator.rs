@@ -1,0 +1,516 @@
+//! The IMDS simulator, driven over real HTTP by reqwest: it must behave like IMDSv2 where a
+//! client can tell, and each injected fault must have exactly its described effect.
+
+use imds_credd::clock::{Clock, ManualClock, SharedClock};
+use imds_credd::credentials::{format_utc_timestamp, Credentials, CredentialsError};
+use imds_credd::simulator::{
+    Fault, ImdsSimulator, RequestCounts, RequestRecord, SimulatorOptions, Target,
+};
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+const TOKEN: &str = "/latest/api/token";
+const ROLES: &str = "/latest/meta-data/iam/security-credentials/";
+const DEMO_ROLE: &str = "/latest/meta-data/iam/security-credentials/demo-role";
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A simulator on a manual clock, and a client for it.
+struct Fixture {
+    sim: ImdsSimulator,
+    clock: ManualClock,
+    http: reqwest::Client,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        Self::with(|_| {}).await
+    }
+
+    async fn with(adjust: impl FnOnce(&mut SimulatorOptions)) -> Fixture {
+        let clock = ManualClock::starting_now();
+        let mut options = SimulatorOptions {
+            clock: Arc::new(clock.clone()) as SharedClock,
+            ..SimulatorOptions::default()
+        };
+        adjust(&mut options);
+        let sim = ImdsSimulator::start(options)
+            .await
+            .expect("simulator starts");
+        Fixture {
+            sim,
+            clock,
+            http: client(Duration::from_secs(5)),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.sim.endpoint())
+    }
+
+    async fn put_token(&self, ttl: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.put(self.url(TOKEN));
+        if let Some(ttl) = ttl {
+            request = request.header("X-aws-ec2-metadata-token-ttl-seconds", ttl);
+        }
+        request.send().await.expect("token PUT answered")
+    }
+
+    async fn token(&self) -> String {
+        let response = self.put_token(Some("21600")).await;
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
+    async fn try_get(&self, path: &str, token: Option<&str>) -> reqwest::Result<(u16, String)> {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.header("X-aws-ec2-metadata-token", token);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?))
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        self.try_get(path, token).await.expect("GET answered")
+    }
+}
+
+fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+fn statuses(sim: &ImdsSimulator) -> Vec<u16> {
+    sim.requests().iter().map(|r| r.status).collect()
+}
+
+#[tokio::test]
+async fn gets_need_a_live_token() {
+    let f = Fixture::start().await;
+    assert_eq!(f.get(ROLES, None).await.0, 401);
+    assert_eq!(f.get(ROLES, Some("AQAEnotatoken==")).await.0, 401);
+
+    let response = f.put_token(Some("60")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/plain");
+    let token = response.text().await.unwrap();
+    assert_eq!(f.sim.issued_tokens(), vec![token.clone()]);
+    assert_eq!(
+        f.get(ROLES, Some(&token)).await,
+        (200, "demo-role\n".into())
+    );
+
+    f.clock.advance(Duration::from_secs(59));
+    assert_eq!(f.get(ROLES, Some(&token)).await.0, 200);
+    f.clock.advance(Duration::from_secs(1));
+    assert_eq!(f.get(ROLES, Some(&token)).await.0, 401, "expired token");
+    // Unknown paths are still behind the token.
+    assert_eq!(f.get("/latest/meta-data/nothing", None).await.0, 401);
+
+    assert_eq!(
+        f.sim.counts(),
+        RequestCounts {
+            token_puts: 1,
+            role_lists: 5,
+            other_gets: 1,
+            unauthorized: 4,
+            ..RequestCounts::default()
+        }
+    );
+}
+
+#[tokio::test]
+async fn token_put_checks_the_ttl_and_echoes_it() {
+    let f = Fixture::start().await;
+    for bad in [None, Some("0"), Some("21601"), Some("-5"), Some("6h")] {
+        assert_eq!(f.put_token(bad).await.status(), 400, "TTL {bad:?}");
+    }
+    for good in ["1", "21600"] {
+        let response = f.put_token(Some(good)).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["x-aws-ec2-metadata-token-ttl-seconds"],
+            good
+        );
+    }
+    assert_eq!(f.sim.issued_tokens().len(), 2);
+    assert_eq!(f.sim.counts().token_puts, 7);
+}
+
+#[tokio::test]
+async fn forwarded_puts_other_paths_and_other_methods_are_refused() {
+    let f = Fixture::start().await;
+    let forwarded = f
+        .http
+        .put(f.url(TOKEN))
+        .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
+        .header("X-Forwarded-For", "10.0.0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.status(), 403);
+    let versioned = f
+        .http
+        .put(f.url("/2021-03-23/api/token"))
+        .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versioned.status(), 403);
+    let token = f.token().await;
+    let delete = f
+        .http
+        .delete(f.url(ROLES))
+        .header("X-aws-ec2-metadata-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 405);
+    assert_eq!(f.sim.issued_tokens(), vec![token]);
+}
+
+#[tokio::test]
+async fn serves_credentials_in_the_imds_layout() {
+    let f = Fixture::start().await;
+    let token = f.token().await;
+    let response = f
+        .http
+        .get(f.url(DEMO_ROLE))
+        .header("X-aws-ec2-metadata-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/plain");
+    let body = response.text().await.unwrap();
+
+    let now = f.clock.now();
+    let served = f.sim.current_credentials().unwrap();
+    let expected_start = format!(
+        "{{\n  \"Code\" : \"Success\",\n  \"LastUpdated\" : \"{}\",\n  \"Type\" : \"AWS-HMAC\",\n  \"AccessKeyId\" : \"{}\",\n",
+        format_utc_timestamp(now),
+        served.access_key_id
+    );
+    assert!(body.starts_with(&expected_start), "{body}");
+    assert!(body.ends_with(&format!(
+        "  \"Expiration\" : \"{}\"\n}}",
+        format_utc_timestamp(now + 6 * HOUR)
+    )));
+
+    let parsed = Credentials::from_imds_json(body.as_bytes()).unwrap();
+    assert_eq!(parsed, served);
+    assert_eq!(f.sim.issued_credentials(), vec![served.clone()]);
+    let key = &parsed.access_key_id;
+    assert!(key.len() == 20 && key.starts_with("ASIA"), "{key}");
+    assert!(key[4..]
+        .chars()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+    let secret = parsed.secret_access_key.expose();
+    assert_eq!(secret.len(), 40);
+    let base64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    assert!(secret.chars().all(base64));
+    let session = parsed.session_token.expose();
+    assert!(session.len() >= 300 && session.chars().all(base64));
+
+    let other_role = "/latest/meta-data/iam/security-credentials/other-role";
+    assert_eq!(f.get(other_role, Some(&token)).await.0, 404);
+    assert_eq!(
+        f.get("/latest/meta-data/nothing", Some(&token)).await.0,
+        404
+    );
+    assert_eq!(f.sim.counts().credential_gets, 2);
+}
+
+#[tokio::test]
+async fn serves_instance_identity_and_profile_info() {
+    let f = Fixture::start().await;
+    let token = f.token().await;
+    let (status, info) = f.get("/latest/meta-data/iam/info", Some(&token)).await;
+    assert_eq!(status, 200);
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["Code"], "Success");
+    assert_eq!(
+        info["InstanceProfileArn"],
+        "arn:aws:iam::123456789012:instance-profile/demo-role"
+    );
+    assert!(info["InstanceProfileId"].is_string() && info["LastUpdated"].is_string());
+    assert_eq!(
+        f.get("/latest/meta-data/instance-id", Some(&token)).await,
+        (200, "i-0123456789abcdef0".into())
+    );
+    assert_eq!(
+        f.get("/latest/meta-data/placement/region", Some(&token))
+            .await,
+        (200, "us-east-1".into())
+    );
+    assert_eq!(f.sim.counts().other_gets, 3);
+}
+
+#[tokio::test]
+async fn rotates_credentials_once_they_reach_rotate_every() {
+    let f = Fixture::with(|o| {
+        o.credential_lifetime = 6 * HOUR;
+        o.rotate_every = 5 * HOUR;
+    })
+    .await;
+    let token = f.token().await;
+    let first =
+        Credentials::from_imds_json(f.get(DEMO_ROLE, Some(&token)).await.1.as_bytes()).unwrap();
+
+    f.clock.advance(5 * HOUR - Duration::from_secs(1));
+    let (_, body) = f.get(DEMO_ROLE, Some(&token)).await;
+    assert_eq!(Credentials::from_imds_json(body.as_bytes()).unwrap(), first);
+
+    f.clock.advance(Duration::from_secs(1));
+    let second =
+        Credentials::from_imds_json(f.get(DEMO_ROLE, Some(&token)).await.1.as_bytes()).unwrap();
+    assert_ne!(second.access_key_id, first.access_key_id);
+    assert_ne!(second.secret_access_key, first.secret_access_key);
+    assert_eq!(second.expiration, f.clock.now() + 6 * HOUR);
+    assert_eq!(f.sim.issued_credentials(), vec![first, second.clone()]);
+
+    // current_credentials rotates lazily too.
+    f.clock.advance(5 * HOUR);
+    let third = f.sim.current_credentials().unwrap();
+    assert_ne!(third, second);
+    f.sim.rotate_now();
+    assert_ne!(f.sim.current_credentials().unwrap(), third);
+    assert_eq!(f.sim.issued_credentials().len(), 4);
+}
+
+#[tokio::test]
+async fn set_role_removes_and_replaces_the_role() {
+    let f = Fixture::start().await;
+    let token = f.token().await;
+    let before = f.sim.current_credentials().unwrap();
+
+    f.sim.set_role(None);
+    assert_eq!(f.sim.current_credentials(), None);
+    assert_eq!(f.get(ROLES, Some(&token)).await.0, 404);
+    assert_eq!(f.get(DEMO_ROLE, Some(&token)).await.0, 404);
+    assert_eq!(
+        f.get("/latest/meta-data/iam/info", Some(&token)).await.0,
+        404
+    );
+
+    f.sim.set_role(Some("renamed-role"));
+    assert_eq!(
+        f.get(ROLES, Some(&token)).await,
+        (200, "renamed-role\n".into())
+    );
+    assert_eq!(f.get(DEMO_ROLE, Some(&token)).await.0, 404);
+    let (status, body) = f
+        .get(
+            "/latest/meta-data/iam/security-credentials/renamed-role",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let after = Credentials::from_imds_json(body.as_bytes()).unwrap();
+    assert_ne!(after.access_key_id, before.access_key_id);
+    assert_eq!(f.sim.issued_credentials(), vec![before, after]);
+}
+
+#[tokio::test]
+async fn invalidated_tokens_get_401_until_a_new_one_is_fetched() {
+    let f = Fixture::start().await;
+    let old = f.token().await;
+    f.sim.invalidate_tokens();
+    assert_eq!(f.get(ROLES, Some(&old)).await.0, 401);
+    let new = f.token().await;
+    assert_eq!(f.get(ROLES, Some(&new)).await.0, 200);
+    assert_eq!(f.sim.issued_tokens(), vec![old, new]);
+    assert_eq!(f.sim.counts().unauthorized, 1);
+}
+
+#[tokio::test]
+async fn imdsv1_mode_answers_without_a_token_but_not_with_a_bad_one() {
+    let f = Fixture::with(|o| o.allow_imdsv1 = true).await;
+    assert_eq!(f.get(ROLES, None).await, (200, "demo-role\n".into()));
+    assert_eq!(f.get(ROLES, Some("AQAEstale==")).await.0, 401);
+    let strict = Fixture::start().await;
+    assert_eq!(strict.get(ROLES, None).await.0, 401);
+}
+
+#[tokio::test]
+async fn status_faults_hit_only_their_target_then_stop() {
+    let f = Fixture::start().await;
+    let token = f.token().await;
+    for code in [401, 403, 404, 429, 500, 503] {
+        f.sim.inject(Target::Credentials, Fault::Status(code), 2);
+        assert_eq!(f.get(ROLES, Some(&token)).await.0, 200, "other target");
+        assert_eq!(f.get(DEMO_ROLE, Some(&token)).await.0, code);
+        assert_eq!(f.get(DEMO_ROLE, Some(&token)).await.0, code);
+        assert_eq!(f.get(DEMO_ROLE, Some(&token)).await.0, 200, "recovered");
+    }
+    let counts = f.sim.counts();
+    assert_eq!(counts.faults_injected, 12);
+    assert_eq!(counts.unauthorized, 2);
+
+    f.sim.inject(Target::Token, Fault::Status(503), 1);
+    assert_eq!(f.put_token(Some("60")).await.status(), 503);
+    f.sim.inject(Target::RoleList, Fault::Status(500), 1);
+    f.sim.inject(Target::Any, Fault::Status(429), 1);
+    assert_eq!(f.get(ROLES, Some(&token)).await.0, 500, "queued first");
+    assert_eq!(f.get(DEMO_ROLE, Some(&token)).await.0, 429);
+    assert_eq!(f.get(DEMO_ROLE, Some(&token)).await.0, 200);
+}
+
+#[tokio::test]
+async fn delay_fault_outlasts_a_client_timeout_then_answers_normally() {
+    let f = Fixture::start().await;
+    let token = f.token().await;
+    f.sim.inject(
+        Target::Credentials,
+        Fault::Delay(Duration::from_millis(400)),
+        2,
+    );
+    let impatient = client(Duration::from_millis(100));
+    let error = impatient
+        .get(f.url(DEMO_ROLE))
+        .header("X-aws-ec2-metadata-token", &token)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error.is_timeout(), "{error:?}");
+    // A patient client gets the normal answer after the delay.
+    let (status, body) = f.get(DEMO_ROLE, Some(&token)).await;
+    assert_eq!(status, 200);
+    Credentials::from_imds_json(body.as_bytes()).unwrap();
+}
+
+#[tokio::test]
+async fn reset_fault_resets_the_connection() {
+    let f = Fixture::start().await;
+    let token = f.token().await;
+    f.sim.inject(Target::Credentials, Fault::Reset, 1);
+    let error = f.try_get(DEMO_ROLE, Some(&token)).await.unwrap_err();
+    let mut cause: Option<&dyn std::error::Error> = error.source();
+    let mut reset = false;
+    while let Some(inner) = cause {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            reset |= io.kind() == std::io::ErrorKind::ConnectionReset;
+        }
+        cause = inner.source();
+    }
+    assert!(reset, "expected a TCP reset, got {error:?}");
+    assert_eq!(f.get(DEMO_ROLE, Some(&token)).await.0, 200, "recovered");
+    let requests = f.sim.requests();
+    assert_eq!(
+        requests[1],
+        RequestRecord {
+            method: "GET".into(),
+            path: DEMO_ROLE.into(),
+            status: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn body_faults_serve_what_they_promise() {
+    let f = Fixture::start().await;
+    let token = f.token().await;
+    let fetch = |fault: Fault| {
+        f.sim.inject(Target::Credentials, fault, 1);
+        f.get(DEMO_ROLE, Some(&token))
+    };
+
+    let (status, body) = fetch(Fault::MalformedJson).await;
+    assert_eq!(status, 200);
+    assert!(matches!(
+        Credentials::from_imds_json(body.as_bytes()),
+        Err(CredentialsError::Malformed { .. })
+    ));
+
+    let (status, body) = fetch(Fault::OversizeBody(100_000)).await;
+    assert_eq!((status, body.len()), (200, 100_000));
+
+    let (status, body) = fetch(Fault::CodeFailure).await;
+    assert_eq!(status, 200);
+    let error = Credentials::from_imds_json(body.as_bytes()).unwrap_err();
+    assert!(
+        matches!(error, CredentialsError::NotSuccess { ref code, ref message } if code == "Failure" && !message.is_empty()),
+        "{error:?}"
+    );
+
+    let now = f.clock.now();
+    let (_, body) = fetch(Fault::Expired).await;
+    let expired = Credentials::from_imds_json(body.as_bytes()).unwrap();
+    assert!(!expired.is_valid_at(now));
+    let (_, body) = fetch(Fault::ExpiresIn(Duration::from_secs(120))).await;
+    let short = Credentials::from_imds_json(body.as_bytes()).unwrap();
+    assert_eq!(short.expiration, now + Duration::from_secs(120));
+
+    // One-off sets are recorded (tests scan logs for them) but do not replace the current one.
+    let issued = f.sim.issued_credentials();
+    assert!(issued.contains(&expired) && issued.contains(&short));
+    let (_, body) = f.get(DEMO_ROLE, Some(&token)).await;
+    let current = Credentials::from_imds_json(body.as_bytes()).unwrap();
+    assert_eq!(current, issued[0]);
+    assert_eq!(f.sim.counts().faults_injected, 5);
+}
+
+#[tokio::test]
+async fn random_faults_are_retryable_and_reproducible_from_the_seed() {
+    async fn run(seed: u64) -> Vec<u16> {
+        let f = Fixture::with(|o| o.allow_imdsv1 = true).await;
+        f.sim.set_random_faults(0.5, seed);
+        for _ in 0..40 {
+            let _ = f.try_get(ROLES, None).await;
+        }
+        let counts = f.sim.counts();
+        assert!(counts.faults_injected > 5 && counts.faults_injected < 35);
+        statuses(&f.sim)
+    }
+    let first = run(7).await;
+    assert!(first.iter().all(|s| [0, 200, 429, 500, 503].contains(s)));
+    for kind in [0, 429, 500, 503] {
+        assert!(first.contains(&kind), "no {kind} in {first:?}");
+    }
+    assert_eq!(run(7).await, first);
+
+    let f = Fixture::with(|o| o.allow_imdsv1 = true).await;
+    f.sim.set_random_faults(0.5, 7);
+    f.sim.set_random_faults(0.0, 7);
+    for _ in 0..10 {
+        assert_eq!(f.get(ROLES, None).await.0, 200);
+    }
+}
+
+#[tokio::test]
+async fn server_stops_on_shutdown_and_when_the_last_handle_drops() {
+    let f = Fixture::start().await;
+    let url = f.url(ROLES);
+    f.sim.shutdown().await;
+    assert!(f.http.get(&url).send().await.unwrap_err().is_connect());
+
+    let sim = ImdsSimulator::start(SimulatorOptions::default())
+        .await
+        .unwrap();
+    let url = format!("{}{ROLES}", sim.endpoint());
+    let http = client(Duration::from_secs(5));
+    let clone = sim.clone();
+    drop(sim);
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+    drop(clone);
+    let mut refused = false;
+    for _ in 0..100 {
+        // A fresh client: a pooled connection would outlive the listener.
+        match client(Duration::from_secs(5)).get(&url).send().await {
+            Err(error) if error.is_connect() => {
+                refused = true;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(
+        refused,
+        "server still answering after the last handle dropped"
+    );
+}
