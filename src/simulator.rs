@@ -245,6 +245,11 @@ impl ImdsSimulator {
         }
     }
 
+    /// Drops every queued fault: the end of a simulated outage.
+    pub fn clear_faults(&self) {
+        self.state().lock().queued_faults.clear();
+    }
+
     /// Gives each request, independently, a random retryable fault (500, 503, 429, a short
     /// delay or a reset) with `probability`; the sequence is reproducible from `seed`.
     /// A probability of 0 turns random faults off.

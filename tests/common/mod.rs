@@ -1,0 +1,195 @@
+//! Shared test support: log capture with a secret scan, and a harness that runs the daemon
+//! in-process against the IMDS simulator on a clock the test moves.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use imds_credd::clock::{Clock, ManualClock, SharedClock};
+use imds_credd::config::Config;
+use imds_credd::daemon::{self, DaemonHandle};
+use imds_credd::simulator::{ImdsSimulator, SimulatorOptions};
+use imds_credd::state::CredentialState;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Everything logged while installed, at `trace` level, for every crate.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+pub struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogCapture {
+    type Writer = CaptureWriter;
+    fn make_writer(&'a self) -> CaptureWriter {
+        CaptureWriter(self.0.clone())
+    }
+}
+
+impl LogCapture {
+    /// Captures this thread's logs (use a current-thread runtime) until the guard drops.
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(self.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    pub fn contains(&self, needle: &str) -> bool {
+        self.text().contains(needle)
+    }
+}
+
+/// Fails if any secret the simulator ever issued (secret keys, session tokens, IMDS
+/// tokens) appears in `text`.
+pub fn assert_no_secrets(text: &str, sim: &ImdsSimulator, what: &str) {
+    for creds in sim.issued_credentials() {
+        for secret in [
+            creds.secret_access_key.expose(),
+            creds.session_token.expose(),
+        ] {
+            assert!(
+                !text.contains(secret),
+                "{what} contains a credential secret"
+            );
+        }
+    }
+    for token in sim.issued_tokens() {
+        assert!(!text.contains(&token), "{what} contains an IMDS token");
+    }
+}
+
+/// The daemon in-process against the simulator, both on one manual clock.
+pub struct Harness {
+    pub clock: ManualClock,
+    pub sim: ImdsSimulator,
+    pub daemon: DaemonHandle,
+    pub logs: LogCapture,
+    pub dir: tempfile::TempDir,
+    _log_guard: tracing::subscriber::DefaultGuard,
+}
+
+pub struct HarnessOptions {
+    pub sim: SimulatorOptions,
+    /// Adjusts the daemon's config after the endpoint and paths are filled in.
+    pub configure: Box<dyn FnOnce(&mut Config)>,
+    /// Runs on the simulator before the daemon starts (e.g. to inject faults).
+    pub prepare: Box<dyn FnOnce(&ImdsSimulator)>,
+    /// Whether to wait for the first credentials before returning.
+    pub wait_for_credentials: bool,
+}
+
+impl HarnessOptions {
+    pub fn new(clock: &ManualClock) -> Self {
+        HarnessOptions {
+            sim: SimulatorOptions {
+                clock: Arc::new(clock.clone()) as SharedClock,
+                ..SimulatorOptions::default()
+            },
+            configure: Box::new(|_| {}),
+            prepare: Box::new(|_| {}),
+            wait_for_credentials: true,
+        }
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        let clock = ManualClock::starting_now();
+        Harness::start_with(clock.clone(), HarnessOptions::new(&clock)).await
+    }
+
+    pub async fn start_with(clock: ManualClock, options: HarnessOptions) -> Harness {
+        let logs = LogCapture::default();
+        let guard = logs.install();
+        let sim = ImdsSimulator::start(options.sim)
+            .await
+            .expect("simulator starts");
+        (options.prepare)(&sim);
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.imds.endpoint = sim.endpoint();
+        config.imds.timeout = Duration::from_millis(500);
+        config.socket.path = dir.path().join("credentials.sock");
+        (options.configure)(&mut config);
+        let daemon = daemon::start(&config, Arc::new(clock.clone()))
+            .await
+            .expect("daemon starts");
+        let harness = Harness {
+            clock,
+            sim,
+            daemon,
+            logs,
+            dir,
+            _log_guard: guard,
+        };
+        if options.wait_for_credentials {
+            harness
+                .wait_for("first credentials", |s| s.credentials.is_some())
+                .await;
+        }
+        harness
+    }
+
+    /// Waits (real time, bounded) until the published state satisfies `condition`.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        condition: impl FnMut(&CredentialState) -> bool,
+    ) -> CredentialState {
+        let mut rx = self.daemon.state.clone();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(condition)).await;
+        let state = match outcome {
+            Ok(Ok(state)) => state.clone(),
+            _ => panic!(
+                "timed out waiting for {what}; state: {:?}\nlogs:\n{}",
+                *self.daemon.state.borrow(),
+                self.logs.text()
+            ),
+        };
+        state
+    }
+
+    /// Moves the clock and waits until the daemon has acted on it: the refresher publishes
+    /// a new `next_refresh` after every attempt.
+    pub async fn advance_and_settle(&self, by: Duration) -> CredentialState {
+        let before = self.daemon.state.borrow().next_refresh;
+        let target = Clock::now(&self.clock) + by;
+        self.clock.advance(by);
+        if before.is_some_and(|at| at <= target) {
+            self.wait_for("a refresh attempt", |s| s.next_refresh != before)
+                .await
+        } else {
+            self.daemon.state.borrow().clone()
+        }
+    }
+
+    /// The credentials the daemon now serves, if any.
+    pub fn served(&self) -> Option<imds_credd::credentials::Credentials> {
+        let state = self.daemon.state.borrow();
+        state
+            .valid_credentials(Clock::now(&self.clock))
+            .map(|c| (**c).clone())
+    }
+
+    /// Stops the daemon and checks that nothing secret was logged.
+    pub async fn finish(self) {
+        self.daemon.stop().await;
+        assert_no_secrets(&self.logs.text(), &self.sim, "the logs");
+    }
+}
