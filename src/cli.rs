@@ -29,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon in the foreground (systemd `Type=notify`).
     Run(ConfigArgs),
+    /// Run the daemon against a built-in simulated IMDS, every sink in a temp folder.
+    Demo(crate::demo::DemoArgs),
     /// Validate the configuration without starting, as `nginx -t` does.
     CheckConfig(ConfigArgs),
 }
@@ -64,6 +66,7 @@ pub fn main() -> ExitCode {
                 EXIT_USAGE
             }
         },
+        Command::Demo(args) => crate::demo::run(&args),
         Command::CheckConfig(args) => check_config(&args),
     };
     ExitCode::from(code)

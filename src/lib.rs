@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
+pub mod demo;
 pub mod health;
 pub mod imds;
 pub mod logging;

@@ -2,6 +2,7 @@
 //! below `warn`: libraries' trace output could carry request details we do not control.
 
 use crate::config::{LogFormat, LogLevel};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. Safe to call once per process.
@@ -10,6 +11,7 @@ pub fn init(level: LogLevel, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     match format {
         LogFormat::Text => builder.init(),

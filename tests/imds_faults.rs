@@ -179,7 +179,10 @@ async fn an_outage_serves_until_expiry_then_withdraws_then_recovers() {
     let mut attempts = h.sim.requests().len();
     while h.clock.now() + 30 * MINUTE < good.expiration {
         let state = h.advance_and_settle(30 * MINUTE).await;
-        assert!(state.last_error.as_deref().unwrap_or("").contains("503"), "{state:?}");
+        assert!(
+            state.last_error.as_deref().unwrap_or("").contains("503"),
+            "{state:?}"
+        );
         assert_eq!(h.served(), Some(good.clone()));
         assert!(h.sim.requests().len() > attempts, "still trying");
         attempts = h.sim.requests().len();

@@ -7,7 +7,7 @@ mod flags;
 mod values;
 
 pub use flags::ConfigOverrides;
-pub use values::{EndpointMode, EnvFormat, FileMode, LogFormat, LogLevel};
+pub use values::{parse_positive_duration, EndpointMode, EnvFormat, FileMode, LogFormat, LogLevel};
 
 use serde::Deserialize;
 use std::net::SocketAddr;

@@ -1,0 +1,180 @@
+//! `imds-credd demo`: the daemon against the built-in IMDS simulator, with every sink in a
+//! private temporary folder, on any machine and without an AWS account. Credentials live
+//! five minutes and rotate every two and a half, so a rotation shows within minutes.
+
+use crate::clock::SystemClock;
+use crate::config::{Config, EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig};
+use crate::credentials::format_utc_timestamp;
+use crate::simulator::{ImdsSimulator, SimulatorOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CREDENTIAL_LIFETIME: Duration = Duration::from_secs(5 * 60);
+const ROTATE_EVERY: Duration = Duration::from_secs(150);
+
+/// Options of the `demo` command.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Stop by itself after this long (default: run until Ctrl-C).
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_positive_duration)]
+    pub run_for: Option<Duration>,
+}
+
+/// Runs the demo until Ctrl-C (or `--run-for`), then removes its folder.
+pub fn run(args: &DemoArgs) -> u8 {
+    crate::logging::init(
+        crate::config::LogLevel::Info,
+        crate::config::LogFormat::Text,
+    );
+    let folder = match make_private_folder() {
+        Ok(folder) => folder,
+        Err(e) => {
+            eprintln!("imds-credd demo: cannot create a temporary folder: {e}");
+            return crate::cli::EXIT_USAGE;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let code = runtime.block_on(run_demo(&folder, args.run_for));
+    let _ = std::fs::remove_dir_all(&folder);
+    code
+}
+
+async fn run_demo(folder: &Path, run_for: Option<Duration>) -> u8 {
+    let sim = match ImdsSimulator::start(SimulatorOptions {
+        credential_lifetime: CREDENTIAL_LIFETIME,
+        rotate_every: ROTATE_EVERY,
+        ..SimulatorOptions::default()
+    })
+    .await
+    {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("imds-credd demo: cannot start the simulated IMDS on loopback: {e}");
+            return crate::cli::EXIT_USAGE;
+        }
+    };
+    let config = demo_config(folder, &sim.endpoint());
+    let daemon = match crate::daemon::start(&config, Arc::new(SystemClock)).await {
+        Ok(daemon) => daemon,
+        Err(e) => {
+            eprintln!("imds-credd demo: {}", crate::imds::error_chain(&e));
+            return crate::cli::EXIT_USAGE;
+        }
+    };
+    print_guide(&config, &sim.endpoint());
+    let mut state = daemon.state.clone();
+    let announce = async {
+        let mut last_key = None;
+        while state.changed().await.is_ok() {
+            let current = state.borrow_and_update().clone();
+            let Some(creds) = current.credentials else {
+                continue;
+            };
+            if last_key.as_ref() != Some(&creds.access_key_id) {
+                let verb = if last_key.is_none() {
+                    "published"
+                } else {
+                    "ROTATED"
+                };
+                println!(
+                    "[demo] {verb}: access key {} (expires {})",
+                    creds.access_key_id,
+                    format_utc_timestamp(creds.expiration)
+                );
+                last_key = Some(creds.access_key_id.clone());
+            }
+        }
+    };
+    let stop = async {
+        match run_for {
+            Some(d) => tokio::time::sleep(d).await,
+            None => crate::daemon::wait_for_stop_signal().await,
+        }
+    };
+    tokio::select! {
+        _ = announce => {}
+        _ = stop => {}
+    }
+    println!("[demo] stopping; removing {}", folder.display());
+    daemon.stop().await;
+    crate::cli::EXIT_OK
+}
+
+/// Every sink in `folder`, refresh timings scaled to five-minute credentials.
+fn demo_config(folder: &Path, endpoint: &str) -> Config {
+    let mut config = Config::default();
+    config.imds.endpoint = endpoint.to_string();
+    config.refresh.before_expiry = Duration::from_secs(60);
+    config.refresh.max_interval = Duration::from_secs(60);
+    config.socket.path = folder.join("credentials.sock");
+    config.socket.mode = FileMode(0o600);
+    config.files.push(FileSinkConfig {
+        path: folder.join("credentials"),
+        profile: "demo".to_string(),
+        mode: FileMode(0o600),
+        owner: None,
+        group: None,
+        source: None,
+        on_rotate: None,
+        signal: None,
+    });
+    config.envs.push(EnvSinkConfig {
+        path: folder.join("credentials.env"),
+        format: EnvFormat::Sh,
+        mode: FileMode(0o600),
+        owner: None,
+        group: None,
+        source: None,
+        on_rotate: None,
+        signal: None,
+    });
+    config
+}
+
+fn print_guide(config: &Config, endpoint: &str) {
+    let socket = config.socket.path.display();
+    let file = config.files[0].path.display();
+    let env = config.envs[0].path.display();
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "imds-credd".to_string());
+    println!(
+        r#"
+imds-credd demo: a simulated IMDS at {endpoint} issues credentials that live
+5 minutes and rotate every 2.5 minutes; the daemon republishes them. Try, in
+another terminal:
+
+  {exe} status --socket {socket}
+  {exe} credential-process --socket {socket}
+  {exe} env --socket {socket}
+  {exe} exec --socket {socket} -- env | grep ^AWS_
+  curl -s --unix-socket {socket} http://localhost/v1/credentials
+  curl -s --unix-socket {socket} http://localhost/v1/status
+  cat {file}          # profile [demo]
+  . {env} && echo "$AWS_ACCESS_KEY_ID"
+
+Rotations are announced below. Ctrl-C stops the demo and removes its folder.
+"#
+    );
+}
+
+/// A fresh 0700 folder under the system temp folder.
+fn make_private_folder() -> std::io::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    loop {
+        let folder = base.join(format!("imds-credd-demo-{:08x}", fastrand::u32(..)));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        match builder.create(&folder) {
+            Ok(()) => return Ok(folder),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
