@@ -73,6 +73,12 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         metrics.clone(),
     );
     tasks.spawn(refresher.run(shutdown.clone()));
+    #[cfg(unix)]
+    tasks.spawn(crate::notify::run(
+        state.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ));
 
     tracing::info!(endpoint, "imds-credd started");
     Ok(DaemonHandle {

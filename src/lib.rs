@@ -20,6 +20,8 @@ pub mod health;
 pub mod imds;
 pub mod logging;
 pub mod metrics;
+#[cfg(unix)]
+pub mod notify;
 pub mod refresh;
 pub mod render;
 pub mod secret;
