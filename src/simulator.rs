@@ -36,9 +36,11 @@ const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 /// The largest token TTL IMDS accepts: 6 hours.
 const MAX_TOKEN_TTL_SECS: u64 = 21_600;
 
-/// The simulated instance's identity, for features that read it.
+/// The simulated instance's id (`GET /latest/meta-data/instance-id`).
 pub const INSTANCE_ID: &str = "i-0123456789abcdef0";
+/// The simulated instance's region (`GET /latest/meta-data/placement/region`).
 pub const REGION: &str = "us-east-1";
+/// The account in the instance profile ARN (`GET /latest/meta-data/iam/info`).
 pub const ACCOUNT_ID: &str = "123456789012";
 
 /// How long a random "short delay" fault waits: well under any sane client timeout.
@@ -184,22 +186,16 @@ impl ImdsSimulator {
     /// Attaches a role (with fresh credentials), or detaches it with `None`: the role list
     /// then answers 404, like an instance without an instance profile.
     pub fn set_role(&self, role: Option<&str>) {
-        let now = self.state().clock.now();
-        let mut inner = self.state().lock();
-        inner.role = role.map(str::to_string);
-        inner.current = None;
-        if inner.role.is_some() {
-            self.state().rotate(&mut inner, now);
-        }
+        self.state().lock().role = role.map(str::to_string);
+        self.rotate_now();
     }
 
     /// Replaces the current credentials with a fresh set now (if a role is attached).
     pub fn rotate_now(&self) {
         let now = self.state().clock.now();
         let mut inner = self.state().lock();
-        if inner.role.is_some() {
-            self.state().rotate(&mut inner, now);
-        }
+        inner.current = None;
+        self.state().current_set(&mut inner, now);
     }
 
     /// The set served now, after any rotation due at `clock.now()`.
@@ -260,10 +256,12 @@ impl ImdsSimulator {
         });
     }
 
+    /// Requests answered so far, by kind.
     pub fn counts(&self) -> RequestCounts {
         self.state().lock().counts
     }
 
+    /// Every request answered so far, in the order answered.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.state().lock().requests.clone()
     }
@@ -399,17 +397,13 @@ impl State {
                 .is_ok_and(|age| age >= self.rotate_every),
         };
         if due {
-            self.rotate(inner, now);
+            let credentials = issue_credentials(inner, now + self.credential_lifetime);
+            inner.current = Some(IssuedSet {
+                credentials,
+                last_updated: now,
+            });
         }
         inner.current.as_ref()
-    }
-
-    fn rotate(&self, inner: &mut Inner, now: SystemTime) {
-        let credentials = issue_credentials(inner, now + self.credential_lifetime);
-        inner.current = Some(IssuedSet {
-            credentials,
-            last_updated: now,
-        });
     }
 
     /// Counts the request and takes the fault it gets, if any: queued faults first, then

@@ -6,6 +6,7 @@ use imds_credd::credentials::{format_utc_timestamp, Credentials, CredentialsErro
 use imds_credd::simulator::{
     Fault, ImdsSimulator, RequestCounts, RequestRecord, SimulatorOptions, Target,
 };
+use reqwest::Method;
 use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use std::time::Duration;
 const TOKEN: &str = "/latest/api/token";
 const ROLES: &str = "/latest/meta-data/iam/security-credentials/";
 const DEMO_ROLE: &str = "/latest/meta-data/iam/security-credentials/demo-role";
+const TTL_HEADER: &str = "X-aws-ec2-metadata-token-ttl-seconds";
+const TOKEN_HEADER: &str = "X-aws-ec2-metadata-token";
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// A simulator on a manual clock, and a client for it.
@@ -48,12 +51,24 @@ impl Fixture {
         format!("{}{path}", self.sim.endpoint())
     }
 
-    async fn put_token(&self, ttl: Option<&str>) -> reqwest::Response {
-        let mut request = self.http.put(self.url(TOKEN));
-        if let Some(ttl) = ttl {
-            request = request.header("X-aws-ec2-metadata-token-ttl-seconds", ttl);
+    /// Sends one request with the given headers.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Result<reqwest::Response> {
+        let mut request = self.http.request(method, self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
-        request.send().await.expect("token PUT answered")
+        request.send().await
+    }
+
+    async fn put_token(&self, ttl: Option<&str>) -> reqwest::Response {
+        let headers: Vec<_> = ttl.map(|ttl| (TTL_HEADER, ttl)).into_iter().collect();
+        let response = self.send(Method::PUT, TOKEN, &headers).await;
+        response.expect("token PUT answered")
     }
 
     async fn token(&self) -> String {
@@ -63,11 +78,8 @@ impl Fixture {
     }
 
     async fn try_get(&self, path: &str, token: Option<&str>) -> reqwest::Result<(u16, String)> {
-        let mut request = self.http.get(self.url(path));
-        if let Some(token) = token {
-            request = request.header("X-aws-ec2-metadata-token", token);
-        }
-        let response = request.send().await?;
+        let headers: Vec<_> = token.map(|t| (TOKEN_HEADER, t)).into_iter().collect();
+        let response = self.send(Method::GET, path, &headers).await?;
         let status = response.status().as_u16();
         Ok((status, response.text().await?))
     }
@@ -145,46 +157,29 @@ async fn token_put_checks_the_ttl_and_echoes_it() {
 #[tokio::test]
 async fn forwarded_puts_other_paths_and_other_methods_are_refused() {
     let f = Fixture::start().await;
-    let forwarded = f
-        .http
-        .put(f.url(TOKEN))
-        .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
-        .header("X-Forwarded-For", "10.0.0.1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forwarded.status(), 403);
-    let versioned = f
-        .http
-        .put(f.url("/2021-03-23/api/token"))
-        .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(versioned.status(), 403);
+    let forwarded = [(TTL_HEADER, "60"), ("X-Forwarded-For", "10.0.0.1")];
+    let response = f.send(Method::PUT, TOKEN, &forwarded).await.unwrap();
+    assert_eq!(response.status(), 403);
+    let versioned = f.send(Method::PUT, "/2021-03-23/api/token", &[(TTL_HEADER, "60")]);
+    assert_eq!(versioned.await.unwrap().status(), 403);
+
     let token = f.token().await;
-    let delete = f
-        .http
-        .delete(f.url(ROLES))
-        .header("X-aws-ec2-metadata-token", &token)
-        .send()
-        .await
-        .unwrap();
+    let with_token = [(TOKEN_HEADER, token.as_str())];
+    let delete = f.send(Method::DELETE, ROLES, &with_token).await.unwrap();
     assert_eq!(delete.status(), 405);
+    // HEAD is answered like GET, as on EC2.
+    let head = f.send(Method::HEAD, ROLES, &with_token).await.unwrap();
+    assert_eq!(head.status(), 200);
     assert_eq!(f.sim.issued_tokens(), vec![token]);
+    assert_eq!(f.sim.counts().role_lists, 1);
 }
 
 #[tokio::test]
 async fn serves_credentials_in_the_imds_layout() {
     let f = Fixture::start().await;
     let token = f.token().await;
-    let response = f
-        .http
-        .get(f.url(DEMO_ROLE))
-        .header("X-aws-ec2-metadata-token", &token)
-        .send()
-        .await
-        .unwrap();
+    let with_token = [(TOKEN_HEADER, token.as_str())];
+    let response = f.send(Method::GET, DEMO_ROLE, &with_token).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/plain");
     let body = response.text().await.unwrap();
@@ -373,7 +368,7 @@ async fn delay_fault_outlasts_a_client_timeout_then_answers_normally() {
     let impatient = client(Duration::from_millis(100));
     let error = impatient
         .get(f.url(DEMO_ROLE))
-        .header("X-aws-ec2-metadata-token", &token)
+        .header(TOKEN_HEADER, &token)
         .send()
         .await
         .unwrap_err();
@@ -513,4 +508,47 @@ async fn server_stops_on_shutdown_and_when_the_last_handle_drops() {
         refused,
         "server still answering after the last handle dropped"
     );
+}
+
+/// Collects everything the tracing subscriber writes.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_name_requests_but_never_secrets_or_tokens() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // A current-thread test runtime: the server's tasks log on this thread too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let f = Fixture::start().await;
+    let token = f.token().await;
+    f.get(DEMO_ROLE, Some(&token)).await;
+    f.sim.inject(Target::Credentials, Fault::ExpiresIn(HOUR), 1);
+    f.get(DEMO_ROLE, Some(&token)).await;
+    f.sim.inject(Target::Credentials, Fault::Reset, 1);
+    let _ = f.try_get(DEMO_ROLE, Some(&token)).await;
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("security-credentials/demo-role"), "{logs}");
+    for creds in f.sim.issued_credentials() {
+        assert!(!logs.contains(creds.secret_access_key.expose()));
+        assert!(!logs.contains(creds.session_token.expose()));
+    }
+    assert!(!logs.contains(&token));
 }
