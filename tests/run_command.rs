@@ -1,0 +1,165 @@
+//! `imds-credd run` and `check-config` as real child processes: start-up against the
+//! simulator, a clean stop on SIGTERM, and the exit codes and messages for bad input.
+
+mod common;
+
+use imds_credd::simulator::{ImdsSimulator, SimulatorOptions};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_imds-credd");
+
+/// A child whose stderr is collected in the background.
+struct Daemon {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env_remove("AWS_EC2_METADATA_DISABLED")
+            .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("binary starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        Daemon { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.stderr().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                self.child.kill().ok();
+                panic!("did not exit within {within:?}:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_publishes_then_stops_cleanly_on_sigterm_without_logging_secrets() {
+    let sim = ImdsSimulator::start(SimulatorOptions::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("credentials.sock");
+    let endpoint = sim.endpoint();
+    let mut daemon = Daemon::spawn(
+        &[
+            "run",
+            "--config",
+            "/dev/null",
+            "--imds-endpoint",
+            &endpoint,
+            "--socket",
+            socket.to_str().unwrap(),
+            "--log-level",
+            "trace",
+            "--log-format",
+            "json",
+        ],
+        &[],
+    );
+    daemon.wait_for_log("published new credentials");
+    for line in daemon.stderr().lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("every log line is JSON");
+    }
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(6)), 0);
+    assert!(daemon.stderr().contains("stopped"));
+    common::assert_no_secrets(&daemon.stderr(), &sim, "the daemon's stderr");
+}
+
+#[test]
+fn a_bad_config_is_refused_with_file_line_and_key_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "[imds]\ntimeout = \"2s\"\n\n[refresh]\nmax_interval = \"soon\"\n",
+    )
+    .unwrap();
+    for command in ["run", "check-config"] {
+        let out = Command::new(BIN)
+            .args([command, "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expected = format!("{}:5: key `refresh.max_interval`", path.display());
+        assert!(stderr.contains(&expected), "{command}: {stderr}");
+    }
+}
+
+#[test]
+fn check_config_accepts_a_valid_file_and_a_missing_explicit_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, "[refresh]\nbefore_expiry = \"10m\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", "/nonexistent/imds-credd.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+}
+
+#[test]
+fn run_refuses_to_start_when_imds_is_disabled_by_the_environment() {
+    let mut daemon = Daemon::spawn(
+        &["run", "--config", "/dev/null"],
+        &[("AWS_EC2_METADATA_DISABLED", "true")],
+    );
+    assert_eq!(daemon.wait_exit(Duration::from_secs(5)), 2);
+    assert!(daemon.stderr().contains("AWS_EC2_METADATA_DISABLED"));
+}
