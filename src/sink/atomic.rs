@@ -75,10 +75,12 @@ pub enum FileError {
     TooLarge { path: PathBuf },
     #[error("{}: not an absolute path to a file", .path.display())]
     BadPath { path: PathBuf },
-    #[error("owner {name:?}: no such user")]
-    UnknownUser { name: String },
-    #[error("group {name:?}: no such group")]
-    UnknownGroup { name: String },
+    #[error("{key} {name:?}: no such {what}")]
+    UnknownId {
+        key: &'static str,
+        what: &'static str,
+        name: String,
+    },
     #[error("looking up {what} {name:?}: {source}")]
     Lookup {
         what: &'static str,
@@ -108,43 +110,44 @@ impl FileOwner {
     /// user may be created by cloud-init after the daemon starts, and the sink recovers by
     /// itself once it exists.
     pub fn resolve(owner: Option<&str>, group: Option<&str>) -> Result<FileOwner, FileError> {
-        let uid = match owner {
-            None => None,
-            Some(text) => Some(match text.parse::<u32>() {
-                Ok(n) => Uid::from_raw(n),
-                Err(_) => {
-                    User::from_name(text)
-                        .map_err(|source| FileError::Lookup {
-                            what: "user",
-                            name: text.to_string(),
-                            source,
-                        })?
-                        .ok_or_else(|| FileError::UnknownUser {
-                            name: text.to_string(),
-                        })?
-                        .uid
-                }
-            }),
-        };
-        let gid = match group {
-            None => None,
-            Some(text) => Some(match text.parse::<u32>() {
-                Ok(n) => Gid::from_raw(n),
-                Err(_) => {
-                    Group::from_name(text)
-                        .map_err(|source| FileError::Lookup {
-                            what: "group",
-                            name: text.to_string(),
-                            source,
-                        })?
-                        .ok_or_else(|| FileError::UnknownGroup {
-                            name: text.to_string(),
-                        })?
-                        .gid
-                }
-            }),
-        };
-        Ok(FileOwner { uid, gid })
+        Ok(FileOwner {
+            uid: lookup_id(owner, "owner", "user", Uid::from_raw, |name| {
+                User::from_name(name).map(|user| user.map(|u| u.uid))
+            })?,
+            gid: lookup_id(group, "group", "group", Gid::from_raw, |name| {
+                Group::from_name(name).map(|group| group.map(|g| g.gid))
+            })?,
+        })
+    }
+}
+
+/// A user or group id from a config value: a number as is, else a name looked up.
+fn lookup_id<T>(
+    value: Option<&str>,
+    key: &'static str,
+    what: &'static str,
+    from_raw: fn(u32) -> T,
+    by_name: fn(&str) -> nix::Result<Option<T>>,
+) -> Result<Option<T>, FileError> {
+    let Some(text) = value else {
+        return Ok(None);
+    };
+    if let Ok(n) = text.parse::<u32>() {
+        return Ok(Some(from_raw(n)));
+    }
+    let name = || text.to_string();
+    match by_name(text) {
+        Ok(Some(id)) => Ok(Some(id)),
+        Ok(None) => Err(FileError::UnknownId {
+            key,
+            what,
+            name: name(),
+        }),
+        Err(source) => Err(FileError::Lookup {
+            what,
+            name: name(),
+            source,
+        }),
     }
 }
 
@@ -251,9 +254,23 @@ impl ManagedFile {
         }))
     }
 
-    /// True when `existing` already holds `contents` with the configured mode and owner, so
-    /// a rewrite would change nothing.
-    pub fn is_current(&self, existing: &Existing, contents: &[u8]) -> Result<bool, FileError> {
+    /// Replaces the target with `contents` unless `existing` (what [`Self::read`] gave)
+    /// already holds them with the configured mode and owner. Returns whether it wrote.
+    pub fn replace_if_changed(
+        &self,
+        existing: Option<&Existing>,
+        contents: &[u8],
+    ) -> Result<bool, FileError> {
+        if let Some(existing) = existing {
+            if self.is_current(existing, contents)? {
+                return Ok(false);
+            }
+        }
+        self.replace(contents)?;
+        Ok(true)
+    }
+
+    fn is_current(&self, existing: &Existing, contents: &[u8]) -> Result<bool, FileError> {
         let owner = self.resolve_owner()?;
         let uid = owner.uid.unwrap_or_else(geteuid).as_raw();
         let gid_ok = owner.gid.map_or(true, |g| g.as_raw() == existing.gid);

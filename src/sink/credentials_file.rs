@@ -156,13 +156,10 @@ impl Publish for CredentialsFileSink {
         let current = self.current()?;
         let text = current.as_ref().map_or("", |(_, text)| text.as_str());
         let merged = merge_profile(text, &self.profile, Some(creds));
-        if let Some((existing, _)) = &current {
-            if self.file.is_current(existing, merged.as_bytes())? {
-                return Ok(Change::Unchanged);
-            }
-        }
-        self.file.replace(merged.as_bytes())?;
-        Ok(Change::Written)
+        let existing = current.as_ref().map(|(existing, _)| existing);
+        Ok(Change::from_written(
+            self.file.replace_if_changed(existing, merged.as_bytes())?,
+        ))
     }
 
     fn withdraw(&self) -> Result<Change, SinkError> {

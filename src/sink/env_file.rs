@@ -58,21 +58,15 @@ impl Publish for EnvFileSink {
     fn publish(&self, creds: &Credentials) -> Result<Change, SinkError> {
         check_values(creds)?;
         let contents = render_env_file(creds, self.syntax);
-        if let Some(existing) = self.file.read()? {
-            if self.file.is_current(&existing, contents.as_bytes())? {
-                return Ok(Change::Unchanged);
-            }
-        }
-        self.file.replace(contents.as_bytes())?;
-        Ok(Change::Written)
+        let existing = self.file.read()?;
+        Ok(Change::from_written(self.file.replace_if_changed(
+            existing.as_ref(),
+            contents.as_bytes(),
+        )?))
     }
 
     fn withdraw(&self) -> Result<Change, SinkError> {
-        Ok(if self.file.remove()? {
-            Change::Written
-        } else {
-            Change::Unchanged
-        })
+        Ok(Change::from_written(self.file.remove()?))
     }
 }
 

@@ -71,6 +71,16 @@ pub enum Change {
     Unchanged,
 }
 
+impl Change {
+    fn from_written(written: bool) -> Change {
+        if written {
+            Change::Written
+        } else {
+            Change::Unchanged
+        }
+    }
+}
+
 /// One output that can hold or drop credentials. Calls are blocking (file I/O); the driver
 /// runs them off the async threads.
 pub trait Publish: Send + Sync + 'static {
