@@ -2,6 +2,7 @@
 //! under concurrent readers, modes and owners, refusal of links and foreign files, the sink
 //! task end to end (publish, rotate, withdraw, expire, fail and recover), and the AWS CLI,
 //! boto3 and a shell signing requests with exactly the credentials we wrote.
+#![cfg(unix)]
 
 #[path = "common/recorder.rs"]
 mod recorder;

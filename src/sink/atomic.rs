@@ -287,9 +287,7 @@ impl ManagedFile {
             .open_folder(Some(&owner))?
             .expect("open_folder creates missing folders");
         self.inspect_target(&folder, &owner)?;
-        if !self.swept.swap(true, Ordering::Relaxed) {
-            self.sweep_temp_files(&folder);
-        }
+        self.sweep_once(&folder);
         let (temp_name, temp) = self.create_temp(&folder)?;
         let written = self.fill_temp(temp, &owner, contents).and_then(|()| {
             renameat(
@@ -315,6 +313,7 @@ impl ManagedFile {
         let Some(folder) = self.open_folder(None)? else {
             return Ok(false);
         };
+        self.sweep_once(&folder);
         if self.inspect_target(&folder, &owner)?.is_none() {
             return Ok(false);
         }
@@ -521,9 +520,12 @@ impl ManagedFile {
         name
     }
 
-    /// Removes temp files a crashed run of this sink left behind. Best effort: a leftover
-    /// that cannot be removed does not stop the write.
-    fn sweep_temp_files(&self, folder: &OwnedFd) {
+    /// Removes, on this file's first write or removal, the temp files a crashed run left
+    /// behind. Best effort: a leftover that cannot be removed does not stop the write.
+    fn sweep_once(&self, folder: &OwnedFd) {
+        if self.swept.swap(true, Ordering::Relaxed) {
+            return;
+        }
         let Ok(entries) = std::fs::read_dir(&self.folder) else {
             return;
         };
