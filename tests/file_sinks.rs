@@ -104,6 +104,20 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 const OTHERS: &str = "# my own profiles\n[default]\naws_access_key_id = AKIADEFAULTNOTOURS\naws_secret_access_key = notours\n\n; work account\n[work]\nregion = eu-west-1\n";
 
+/// Which version `n` of `OTHERS` plus our section the text claims to be, after checking that
+/// it is exactly that whole version (not torn, not empty, not a mix of two).
+fn whole_version(text: &str, expiration: SystemTime) -> u32 {
+    let n: u32 = text
+        .split("aws_access_key_id = ASIATESTKEY")
+        .nth(1)
+        .and_then(|rest| rest.get(..9))
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no version in {text:?}"));
+    let expected = merge_profile(OTHERS, PROFILE, Some(&creds(n, expiration)));
+    assert_eq!(text, expected, "not the whole version {n}");
+    n
+}
+
 #[test]
 fn concurrent_readers_never_see_a_torn_or_empty_file() {
     // On tmpfs where there is one: what a reader sees across a rename is the VFS's doing, the
@@ -130,15 +144,7 @@ fn concurrent_readers_never_see_a_torn_or_empty_file() {
                 let mut last_seen = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let text = std::fs::read_to_string(&path).expect("file always there");
-                    // Which version is this? Then it must be exactly that whole version.
-                    let n: u32 = text
-                        .split("aws_access_key_id = ASIATESTKEY")
-                        .nth(1)
-                        .and_then(|rest| rest.get(..9))
-                        .and_then(|digits| digits.parse().ok())
-                        .unwrap_or_else(|| panic!("no version in {text:?}"));
-                    let expected = merge_profile(OTHERS, PROFILE, Some(&creds(n, expiration)));
-                    assert_eq!(text, expected, "torn read of version {n}");
+                    let n = whole_version(&text, expiration);
                     assert!(n >= last_seen, "went back from {last_seen} to {n}");
                     last_seen = n;
                     reads.fetch_add(1, Ordering::Relaxed);
@@ -166,6 +172,79 @@ fn concurrent_readers_never_see_a_torn_or_empty_file() {
         last,
         merge_profile(OTHERS, PROFILE, Some(&creds(REWRITES, expiration)))
     );
+    assert!(temp_files_in(dir.path()).is_empty());
+}
+
+/// Where the crash test's child process writes, set only in that child.
+const CRASH_CHILD_ENV: &str = "IMDS_CREDD_TEST_CRASH_WRITER";
+/// A fixed expiry, so parent and child render the same bytes for version `n`.
+fn crash_expiry() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)
+}
+
+/// The writer of the crash test below, run in a child process that it kills; in a normal
+/// test run (variable unset) there is nothing to do.
+#[test]
+fn crash_writer_child() {
+    let Some(target) = std::env::var_os(CRASH_CHILD_ENV) else {
+        return;
+    };
+    let start: u32 = std::env::var("IMDS_CREDD_TEST_CRASH_START")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sink = CredentialsFileSink::new(&file_config(Path::new(&target), 0o600)).unwrap();
+    for n in start.. {
+        sink.publish(&creds(n, crash_expiry())).unwrap();
+    }
+}
+
+#[test]
+fn kill_9_mid_rewrite_leaves_a_whole_file_and_the_next_write_cleans_up() {
+    // On disk (not tmpfs): the fsyncs make each write last long enough to be killed inside.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("credentials");
+    std::fs::write(&path, OTHERS).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut versions_seen = std::collections::BTreeSet::new();
+    let mut rounds_with_leftovers = 0;
+    for round in 1..=30u32 {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "crash_writer_child", "--test-threads=1"])
+            .env(CRASH_CHILD_ENV, &path)
+            .env(
+                "IMDS_CREDD_TEST_CRASH_START",
+                (round * 1_000_000).to_string(),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(fastrand::u64(30..120)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let text = std::fs::read_to_string(&path).expect("the file survives a kill");
+        if text == OTHERS {
+            continue; // killed before its first rename
+        }
+        versions_seen.insert(whole_version(&text, crash_expiry()));
+        if !temp_files_in(dir.path()).is_empty() {
+            rounds_with_leftovers += 1;
+        }
+    }
+    println!(
+        "{} versions seen after kills, {rounds_with_leftovers} kills left a temp file",
+        versions_seen.len()
+    );
+    assert!(
+        versions_seen.len() >= 2,
+        "the child never got to write: the test proved nothing"
+    );
+    // The restarted writer republishes and sweeps what the kills left.
+    CredentialsFileSink::new(&file_config(&path, 0o600))
+        .unwrap()
+        .publish(&creds(1, crash_expiry()))
+        .unwrap();
     assert!(temp_files_in(dir.path()).is_empty());
 }
 

@@ -283,9 +283,10 @@ impl ManagedFile {
     /// Replaces the target with `contents` atomically, creating missing folders.
     pub fn replace(&self, contents: &[u8]) -> Result<(), FileError> {
         let owner = self.resolve_owner()?;
+        // With an owner to create for, a missing folder is made, never reported as `None`.
         let folder = self
             .open_folder(Some(&owner))?
-            .expect("open_folder creates missing folders");
+            .ok_or_else(|| self.io("opening folder of", Errno::ENOENT))?;
         self.inspect_target(&folder, &owner)?;
         self.sweep_once(&folder);
         let (temp_name, temp) = self.create_temp(&folder)?;
