@@ -739,6 +739,143 @@ async fn a_file_deleted_or_loosened_under_us_is_restored_on_the_next_check() {
     h.stop(&[issued]).await;
 }
 
+/// A small tmpfs mounted for one test (root only), unmounted when dropped.
+struct SmallFileSystem {
+    path: PathBuf,
+}
+
+impl SmallFileSystem {
+    fn mount(path: &Path) -> Result<SmallFileSystem, String> {
+        if !is_root() {
+            return Err("mounting a small file system needs root".into());
+        }
+        std::fs::create_dir(path).unwrap();
+        let path_text = path.to_str().unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=64k,mode=0755",
+                "tmpfs",
+                path_text,
+            ])
+            .status()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed ({status}): no CAP_SYS_ADMIN here?"
+            ));
+        }
+        Ok(SmallFileSystem {
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn remount(&self, option: &str) {
+        let status = Command::new("mount")
+            .args([
+                "-o",
+                &format!("remount,{option}"),
+                self.path.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {option}");
+    }
+
+    /// Writes a filler file until the file system is full.
+    fn fill(&self) -> PathBuf {
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = [0u8; 4096];
+        loop {
+            match file.write_all(&block) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(e) => panic!("filling: {e}"),
+            }
+        }
+        filler
+    }
+}
+
+impl Drop for SmallFileSystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .args(["-l", self.path.to_str().unwrap()])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn disk_full_and_read_only_are_reported_and_recovered_while_other_sinks_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = match SmallFileSystem::mount(&dir.path().join("small")) {
+        Ok(small) => small,
+        Err(reason) => {
+            println!("skipped: {reason}");
+            return;
+        }
+    };
+    let path = small.path.join("credentials");
+    let other_path = dir.path().join("credentials.env");
+    let mut h = Harness::new();
+    h.spawn(CredentialsFileSink::new(&file_config(&path, 0o600)).unwrap());
+    h.spawn(EnvFileSink::new(&env_config(&other_path, EnvFormat::Sh, 0o600)).unwrap());
+    let issued: Vec<Credentials> = (1..=3).map(|n| creds(n, h.in_secs(6 * 3600))).collect();
+    let read = || std::fs::read_to_string(&path).unwrap_or_default();
+    let other = || std::fs::read_to_string(&other_path).unwrap_or_default();
+    h.send(Some(&issued[0]));
+    wait_until("first set written", || {
+        read().contains("ASIATESTKEY000000001")
+    })
+    .await;
+
+    // Disk full: the old file stays whole, no temp file is left, the error names ENOSPC.
+    let filler = small.fill();
+    h.send(Some(&issued[1]));
+    wait_until("ENOSPC reported", || h.report(0).last_error.is_some()).await;
+    let error = h.report(0).last_error.unwrap();
+    assert!(
+        error.contains(&path.display().to_string()) && error.contains("ENOSPC"),
+        "{error}"
+    );
+    assert_eq!(read(), merge_profile("", PROFILE, Some(&issued[0])));
+    assert!(temp_files_in(&small.path).is_empty());
+    wait_until("other sink went on", || {
+        other().contains("ASIATESTKEY000000002")
+    })
+    .await;
+    std::fs::remove_file(filler).unwrap();
+    h.clock.advance(Duration::from_secs(1));
+    wait_until("recovered from ENOSPC", || {
+        read().contains("ASIATESTKEY000000002")
+    })
+    .await;
+    wait_until("error cleared", || h.report(0).last_error.is_none()).await;
+
+    // Read-only file system (refuses root too).
+    small.remount("ro");
+    h.send(Some(&issued[2]));
+    wait_until("EROFS reported", || h.report(0).last_error.is_some()).await;
+    let error = h.report(0).last_error.unwrap();
+    assert!(error.contains("EROFS"), "{error}");
+    wait_until("other sink went on", || {
+        other().contains("ASIATESTKEY000000003")
+    })
+    .await;
+    small.remount("rw");
+    // The retry is due 1 s after the failure on the sink's clock.
+    h.clock.advance(Duration::from_secs(1));
+    wait_until("recovered from EROFS", || {
+        read().contains("ASIATESTKEY000000003")
+    })
+    .await;
+    assert_eq!(read(), merge_profile("", PROFILE, Some(&issued[2])));
+    h.stop(&issued).await;
+}
+
 // ---- Real clients: the AWS CLI, boto3 and a shell read what we wrote ----
 
 /// `target/pyenv/bin`, made once per test run by the project's setup script (AWS CLI v1 and
