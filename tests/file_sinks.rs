@@ -4,9 +4,10 @@
 //! boto3 and a shell signing requests with exactly the credentials we wrote.
 #![cfg(unix)]
 
-#[path = "common/recorder.rs"]
-mod recorder;
+mod common;
 
+use common::recorder::Recorder;
+use common::LogCapture;
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::config::{EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig};
 use imds_credd::credentials::Credentials;
@@ -19,13 +20,12 @@ use imds_credd::sink::{
     merge_profile, spawn_sink, CredentialsFileSink, EnvFileSink, Publish, SinkError,
 };
 use imds_credd::state::CredentialState;
-use recorder::Recorder;
-use std::io::Write;
+use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -473,43 +473,6 @@ fn a_file_that_is_not_text_is_refused_not_rewritten() {
     assert_eq!(std::fs::read(&path).unwrap(), b"[default]\n\xff\xfe\n");
 }
 
-/// Log lines written while a test runs, to check that no secret reaches them.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> LogBuffer {
-        self.clone()
-    }
-}
-
-impl LogBuffer {
-    /// Installs a trace-level subscriber on this thread (the current-thread runtime's).
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(self.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 fn assert_no_secrets(text: &str, issued: &[Credentials]) {
     for c in issued {
         assert!(
@@ -528,13 +491,13 @@ struct Harness {
     shutdown: CancellationToken,
     state: watch::Sender<CredentialState>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    logs: LogBuffer,
+    logs: LogCapture,
     _log_guard: tracing::subscriber::DefaultGuard,
 }
 
 impl Harness {
     fn new() -> Harness {
-        let logs = LogBuffer::default();
+        let logs = LogCapture::default();
         Harness {
             _log_guard: logs.install(),
             logs,
