@@ -8,6 +8,7 @@
 //! - [`refresh`]: when to ask IMDS again, and the loop that publishes on a watch channel.
 //! - [`state`]: what the refresher publishes and every sink reads.
 //! - [`simulator`]: a simulated IMDS on loopback, for `demo` and the tests.
+//! - [`sink`]: the credentials-file and env-file sinks, written atomically.
 //! - [`clock`]: wall-clock time, injectable so tests can fast-forward.
 
 pub mod cli;
@@ -26,4 +27,5 @@ pub mod refresh;
 pub mod render;
 pub mod secret;
 pub mod simulator;
+pub mod sink;
 pub mod state;

@@ -2,6 +2,9 @@
 //! in-process against the IMDS simulator on a clock the test moves.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+/// A loopback stand-in for STS that records and verifies how real clients signed.
+pub mod recorder;
+
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::config::Config;
 use imds_credd::daemon::{self, DaemonHandle};

@@ -1,0 +1,657 @@
+//! Safe, atomic replacement of one file that other programs read: the only way a sink touches
+//! the disk.
+//!
+//! A write goes to a temp file in the same folder, created with `O_EXCL` and the final mode
+//! (owner and group set with `fchown` before any byte is written), then fsynced, renamed over
+//! the target, and the folder fsynced. A reader at any moment sees the whole old file or the
+//! whole new one; after a crash the target is still one of the two, and at most a temp file
+//! (`.NAME.<random>.imds-credd-tmp`, never world-readable unless the configured mode is) is
+//! left, which the next write through the same [`ManagedFile`] sweeps away.
+//!
+//! The daemon usually runs as root and writes into folders other users own (`~app/.aws`), so
+//! every operation goes through a folder file descriptor reached without trusting links that
+//! other users could plant:
+//! - The folder path is walked one component at a time with `O_NOFOLLOW`. A symbolic link on
+//!   the way is followed only when root or the daemon's own user owns it (`/var/run → /run`);
+//!   a link owned by anyone else is refused, since its owner could point it at `/etc`.
+//! - No folder on the way may be writable by everyone without the sticky bit.
+//! - The target itself must be missing, or a regular file (not a link, FIFO or folder) owned
+//!   by the daemon's user or by the configured owner.
+//! - Missing folders are created owner-only plus traverse rights for exactly the classes the
+//!   file mode lets read (`0600` → `0700`, `0640` → `0750`, `0644` → `0755`), owned by the
+//!   configured owner and group: the file's readers can reach it, nobody else can list it.
+//!   (A fixed `0755` would disclose the file names to everyone; a fixed root-owned `0700`
+//!   would lock the file's own owner out of `~app/.aws`.)
+//!
+//! Errors name the path and carry the errno (`ENOSPC`, `EROFS`, `EACCES`…) as their source;
+//! the temp file is removed on every error path.
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, OFlag, AT_FDCWD};
+use nix::sys::stat::{fchmod, fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
+use nix::unistd::{fchown, fsync, geteuid, unlinkat, Gid, Group, Uid, UnlinkatFlags, User};
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use thiserror::Error;
+
+/// Files we rewrite are small (a credentials file, a few export lines); anything bigger at
+/// the target is not what we think it is, and is refused rather than read into memory.
+pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// Suffix of our temp files; with the target's name in front, it tells a leftover of a
+/// crashed write from anything else in the folder.
+const TEMP_SUFFIX: &str = ".imds-credd-tmp";
+
+/// Why a file could not be read, replaced or removed. Messages name the path, never content.
+#[derive(Debug, Error)]
+pub enum FileError {
+    #[error("{}: is a symbolic link; refusing to write through it", .path.display())]
+    Symlink { path: PathBuf },
+    #[error(
+        "{}: is a symbolic link owned by uid {uid}; only links owned by root or the daemon are followed",
+        .path.display()
+    )]
+    UntrustedLink { path: PathBuf, uid: u32 },
+    #[error("{}: is not a regular file", .path.display())]
+    NotRegularFile { path: PathBuf },
+    #[error("{}: is not a folder", .path.display())]
+    NotAFolder { path: PathBuf },
+    #[error(
+        "{}: owned by uid {uid}, which is neither the daemon (uid {daemon}) nor the configured owner",
+        .path.display()
+    )]
+    ForeignOwner {
+        path: PathBuf,
+        uid: u32,
+        daemon: u32,
+    },
+    #[error("{}: folder is writable by everyone and has no sticky bit", .path.display())]
+    UnsafeFolder { path: PathBuf },
+    #[error("{}: larger than {MAX_FILE_SIZE} bytes; refusing to rewrite it", .path.display())]
+    TooLarge { path: PathBuf },
+    #[error("{}: not an absolute path to a file", .path.display())]
+    BadPath { path: PathBuf },
+    #[error("{key} {name:?}: no such {what}")]
+    UnknownId {
+        key: &'static str,
+        what: &'static str,
+        name: String,
+    },
+    #[error("looking up {what} {name:?}: {source}")]
+    Lookup {
+        what: &'static str,
+        name: String,
+        #[source]
+        source: Errno,
+    },
+    #[error("{action} {}: {source}", .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Errno,
+    },
+}
+
+/// Who should own a written file; `None` keeps the daemon's own uid or gid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileOwner {
+    pub uid: Option<Uid>,
+    pub gid: Option<Gid>,
+}
+
+impl FileOwner {
+    /// Resolves `owner`/`group` (a name, or a number used as is) through the system's user
+    /// database. Called on every write rather than once at start: on a fresh instance the
+    /// user may be created by cloud-init after the daemon starts, and the sink recovers by
+    /// itself once it exists.
+    pub fn resolve(owner: Option<&str>, group: Option<&str>) -> Result<FileOwner, FileError> {
+        Ok(FileOwner {
+            uid: lookup_id(owner, "owner", "user", Uid::from_raw, |name| {
+                User::from_name(name).map(|user| user.map(|u| u.uid))
+            })?,
+            gid: lookup_id(group, "group", "group", Gid::from_raw, |name| {
+                Group::from_name(name).map(|group| group.map(|g| g.gid))
+            })?,
+        })
+    }
+}
+
+/// A user or group id from a config value: a number as is, else a name looked up.
+fn lookup_id<T>(
+    value: Option<&str>,
+    key: &'static str,
+    what: &'static str,
+    from_raw: fn(u32) -> T,
+    by_name: fn(&str) -> nix::Result<Option<T>>,
+) -> Result<Option<T>, FileError> {
+    let Some(text) = value else {
+        return Ok(None);
+    };
+    if let Ok(n) = text.parse::<u32>() {
+        return Ok(Some(from_raw(n)));
+    }
+    let name = || text.to_string();
+    match by_name(text) {
+        Ok(Some(id)) => Ok(Some(id)),
+        Ok(None) => Err(FileError::UnknownId {
+            key,
+            what,
+            name: name(),
+        }),
+        Err(source) => Err(FileError::Lookup {
+            what,
+            name: name(),
+            source,
+        }),
+    }
+}
+
+/// What is at the target now: its bytes and the facts a rewrite must restore.
+#[derive(Debug)]
+pub struct Existing {
+    pub contents: Vec<u8>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One file the daemon owns: where it is, its mode, its owner and group (names or numbers,
+/// resolved on each write).
+#[derive(Debug)]
+pub struct ManagedFile {
+    path: PathBuf,
+    folder: PathBuf,
+    name: OsString,
+    mode: u32,
+    owner: Option<String>,
+    group: Option<String>,
+    /// Set once leftovers of a crashed run have been swept from the folder.
+    swept: AtomicBool,
+}
+
+impl ManagedFile {
+    /// `path` must be absolute and name a file (the config checks this too).
+    pub fn new(
+        path: &Path,
+        mode: u32,
+        owner: Option<String>,
+        group: Option<String>,
+    ) -> Result<ManagedFile, FileError> {
+        let bad = || FileError::BadPath {
+            path: path.to_path_buf(),
+        };
+        if !path.is_absolute() {
+            return Err(bad());
+        }
+        let name = match path.components().next_back() {
+            Some(Component::Normal(name)) => name.to_os_string(),
+            _ => return Err(bad()),
+        };
+        let folder = path.parent().ok_or_else(bad)?.to_path_buf();
+        Ok(ManagedFile {
+            path: path.to_path_buf(),
+            folder,
+            name,
+            mode: mode & 0o777,
+            owner,
+            group,
+            swept: AtomicBool::new(false),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The target's contents and metadata; `None` when it (or its folder) does not exist.
+    /// Refuses a link, a non-regular file, a file owned by someone else, or a huge file.
+    pub fn read(&self) -> Result<Option<Existing>, FileError> {
+        let owner = self.resolve_owner()?;
+        let Some(folder) = self.open_folder(None)? else {
+            return Ok(None);
+        };
+        let Some(stat) = self.inspect_target(&folder, &owner)? else {
+            return Ok(None);
+        };
+        // O_NONBLOCK: should the file be swapped for a FIFO after the check, open must not
+        // hang; the fstat below then refuses it.
+        let fd = match openat(
+            &folder,
+            self.name.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) => return Err(self.symlink()),
+            Err(source) => return Err(self.io("opening", source)),
+        };
+        let opened = fstat(&fd).map_err(|e| self.io("inspecting", e))?;
+        if opened.st_ino != stat.st_ino || opened.st_dev != stat.st_dev {
+            // Replaced between the check and the open: check the new one.
+            self.check_target(&opened, &owner)?;
+        }
+        let mut contents = Vec::new();
+        std::fs::File::from(fd)
+            .take(MAX_FILE_SIZE + 1)
+            .read_to_end(&mut contents)
+            .map_err(|e| self.io("reading", errno_of(&e)))?;
+        if contents.len() as u64 > MAX_FILE_SIZE {
+            return Err(FileError::TooLarge {
+                path: self.path.clone(),
+            });
+        }
+        Ok(Some(Existing {
+            contents,
+            mode: opened.st_mode & 0o7777,
+            uid: opened.st_uid,
+            gid: opened.st_gid,
+        }))
+    }
+
+    /// Replaces the target with `contents` unless `existing` (what [`Self::read`] gave)
+    /// already holds them with the configured mode and owner. Returns whether it wrote.
+    pub fn replace_if_changed(
+        &self,
+        existing: Option<&Existing>,
+        contents: &[u8],
+    ) -> Result<bool, FileError> {
+        if let Some(existing) = existing {
+            if self.is_current(existing, contents)? {
+                return Ok(false);
+            }
+        }
+        self.replace(contents)?;
+        Ok(true)
+    }
+
+    fn is_current(&self, existing: &Existing, contents: &[u8]) -> Result<bool, FileError> {
+        let owner = self.resolve_owner()?;
+        let uid = owner.uid.unwrap_or_else(geteuid).as_raw();
+        let gid_ok = owner.gid.map_or(true, |g| g.as_raw() == existing.gid);
+        Ok(existing.contents == contents
+            && existing.mode == self.mode
+            && existing.uid == uid
+            && gid_ok)
+    }
+
+    /// Replaces the target with `contents` atomically, creating missing folders.
+    pub fn replace(&self, contents: &[u8]) -> Result<(), FileError> {
+        let owner = self.resolve_owner()?;
+        // With an owner to create for, a missing folder is made, never reported as `None`.
+        let folder = self
+            .open_folder(Some(&owner))?
+            .ok_or_else(|| self.io("opening folder of", Errno::ENOENT))?;
+        self.inspect_target(&folder, &owner)?;
+        self.sweep_once(&folder);
+        let (temp_name, temp) = self.create_temp(&folder)?;
+        let written = self.fill_temp(temp, &owner, contents).and_then(|()| {
+            renameat(
+                &folder,
+                temp_name.as_os_str(),
+                &folder,
+                self.name.as_os_str(),
+            )
+            .map_err(|e| self.io("renaming temp file over", e))
+        });
+        if let Err(e) = written {
+            let _ = unlinkat(&folder, temp_name.as_os_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        // The rename is durable only once the folder is: without this a power cut could bring
+        // back the old file (or none) after we reported success.
+        fsync(&folder).map_err(|e| self.io("syncing folder of", e))
+    }
+
+    /// Deletes the target. Returns whether there was one.
+    pub fn remove(&self) -> Result<bool, FileError> {
+        let owner = self.resolve_owner()?;
+        let Some(folder) = self.open_folder(None)? else {
+            return Ok(false);
+        };
+        self.sweep_once(&folder);
+        if self.inspect_target(&folder, &owner)?.is_none() {
+            return Ok(false);
+        }
+        match unlinkat(&folder, self.name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => {}
+            Err(Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(self.io("removing", e)),
+        }
+        fsync(&folder).map_err(|e| self.io("syncing folder of", e))?;
+        Ok(true)
+    }
+
+    fn resolve_owner(&self) -> Result<FileOwner, FileError> {
+        FileOwner::resolve(self.owner.as_deref(), self.group.as_deref())
+    }
+
+    /// Walks to the target's folder (see the module doc). With `create`, missing folders are
+    /// made for that owner; without, a missing folder gives `None`.
+    fn open_folder(&self, create: Option<&FileOwner>) -> Result<Option<OwnedFd>, FileError> {
+        let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut walked = PathBuf::from("/");
+        let mut fd =
+            openat(AT_FDCWD, "/", dir_flags, Mode::empty()).map_err(|e| FileError::Io {
+                action: "opening",
+                path: walked.clone(),
+                source: e,
+            })?;
+        check_folder_stat(&fd, &walked)?;
+        for component in self.folder.components() {
+            let name = match component {
+                Component::RootDir | Component::CurDir => continue,
+                Component::ParentDir => OsStr::new(".."),
+                Component::Normal(name) => name,
+                Component::Prefix(_) => {
+                    return Err(FileError::BadPath {
+                        path: self.path.clone(),
+                    })
+                }
+            };
+            walked.push(name);
+            let io = |action, source| FileError::Io {
+                action,
+                path: walked.clone(),
+                source,
+            };
+            fd = match openat(&fd, name, dir_flags | OFlag::O_NOFOLLOW, Mode::empty()) {
+                Ok(next) => next,
+                Err(Errno::ENOENT) => match create {
+                    None => return Ok(None),
+                    Some(owner) => self.make_folder(&fd, name, owner, &walked)?,
+                },
+                Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                    let stat = fstatat(&fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .map_err(|e| io("inspecting", e))?;
+                    if file_type(&stat) != SFlag::S_IFLNK {
+                        return Err(FileError::NotAFolder { path: walked });
+                    }
+                    if stat.st_uid != 0 && stat.st_uid != geteuid().as_raw() {
+                        return Err(FileError::UntrustedLink {
+                            path: walked,
+                            uid: stat.st_uid,
+                        });
+                    }
+                    match openat(&fd, name, dir_flags, Mode::empty()) {
+                        Ok(next) => next,
+                        Err(Errno::ENOENT) if create.is_none() => return Ok(None),
+                        Err(Errno::ENOTDIR) => return Err(FileError::NotAFolder { path: walked }),
+                        Err(e) => return Err(io("opening", e)),
+                    }
+                }
+                Err(e) => return Err(io("opening", e)),
+            };
+            check_folder_stat(&fd, &walked)?;
+        }
+        Ok(Some(fd))
+    }
+
+    fn make_folder(
+        &self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        owner: &FileOwner,
+        path: &Path,
+    ) -> Result<OwnedFd, FileError> {
+        let io = |action, source| FileError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        };
+        let mode = Mode::from_bits_truncate(folder_mode_for(self.mode));
+        match mkdirat(parent, name, mode) {
+            // Someone made it meanwhile: use theirs, through the same checks as any folder.
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(io("creating folder", e)),
+        }
+        let fd = openat(
+            parent,
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io("opening", e))?;
+        let stat = fstat(&fd).map_err(|e| io("inspecting", e))?;
+        if stat.st_uid == geteuid().as_raw() {
+            // Ours (just made): set owner and the exact mode, which the umask may have cut.
+            if owner.uid.is_some() || owner.gid.is_some() {
+                fchown(&fd, owner.uid, owner.gid).map_err(|e| io("setting owner of", e))?;
+            }
+            fchmod(&fd, mode).map_err(|e| io("setting mode of", e))?;
+        }
+        Ok(fd)
+    }
+
+    /// Looks at the target without following a link: `None` if missing, else its stat once
+    /// it passed [`Self::check_target`].
+    fn inspect_target(
+        &self,
+        folder: &OwnedFd,
+        owner: &FileOwner,
+    ) -> Result<Option<FileStat>, FileError> {
+        match fstatat(
+            folder,
+            self.name.as_os_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(stat) => self.check_target(&stat, owner).map(|()| Some(stat)),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(self.io("inspecting", e)),
+        }
+    }
+
+    fn check_target(&self, stat: &FileStat, owner: &FileOwner) -> Result<(), FileError> {
+        match file_type(stat) {
+            SFlag::S_IFREG => {}
+            SFlag::S_IFLNK => return Err(self.symlink()),
+            _ => {
+                return Err(FileError::NotRegularFile {
+                    path: self.path.clone(),
+                })
+            }
+        }
+        let daemon = geteuid().as_raw();
+        if stat.st_uid != daemon && Some(stat.st_uid) != owner.uid.map(Uid::as_raw) {
+            return Err(FileError::ForeignOwner {
+                path: self.path.clone(),
+                uid: stat.st_uid,
+                daemon,
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates `.NAME.<random>.imds-credd-tmp` with `O_EXCL`: a name planted by someone else
+    /// (even a link) makes `openat` fail instead of writing through it, and we try another.
+    fn create_temp(&self, folder: &OwnedFd) -> Result<(OsString, OwnedFd), FileError> {
+        let mut last = Errno::EEXIST;
+        for _ in 0..16 {
+            let temp_name = self.temp_name(fastrand::u64(..));
+            match openat(
+                folder,
+                temp_name.as_os_str(),
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(self.mode),
+            ) {
+                Ok(fd) => return Ok((temp_name, fd)),
+                Err(Errno::EEXIST) => last = Errno::EEXIST,
+                Err(e) => return Err(self.io("creating temp file for", e)),
+            }
+        }
+        Err(self.io("creating temp file for", last))
+    }
+
+    /// Owner, group and exact mode first (the file was created with at most the final mode,
+    /// the umask only removing bits), then the contents, then fsync.
+    fn fill_temp(&self, fd: OwnedFd, owner: &FileOwner, contents: &[u8]) -> Result<(), FileError> {
+        if owner.uid.is_some() || owner.gid.is_some() {
+            fchown(&fd, owner.uid, owner.gid)
+                .map_err(|e| self.io("setting owner of temp file for", e))?;
+        }
+        fchmod(&fd, Mode::from_bits_truncate(self.mode))
+            .map_err(|e| self.io("setting mode of temp file for", e))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(contents)
+            .map_err(|e| self.io("writing temp file for", errno_of(&e)))?;
+        file.sync_all()
+            .map_err(|e| self.io("syncing temp file for", errno_of(&e)))
+    }
+
+    /// `.NAME.`: what every temp file of this target starts with.
+    fn temp_prefix(&self) -> OsString {
+        let mut prefix = OsString::from(".");
+        prefix.push(&self.name);
+        prefix.push(".");
+        prefix
+    }
+
+    fn temp_name(&self, random: u64) -> OsString {
+        let mut name = self.temp_prefix();
+        name.push(format!("{random:016x}{TEMP_SUFFIX}"));
+        name
+    }
+
+    /// Removes, on this file's first write or removal, the temp files a crashed run left
+    /// behind. Best effort: a leftover that cannot be removed does not stop the write.
+    fn sweep_once(&self, folder: &OwnedFd) {
+        if self.swept.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(&self.folder) else {
+            return;
+        };
+        let prefix = self.temp_prefix();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let ours = name
+                .as_bytes()
+                .strip_prefix(prefix.as_bytes())
+                .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX.as_bytes()))
+                .is_some_and(|random| {
+                    random.len() == 16 && random.iter().all(u8::is_ascii_hexdigit)
+                });
+            // Through the checked folder fd: the listing is only a hint of names.
+            if ours && unlinkat(folder, name.as_os_str(), UnlinkatFlags::NoRemoveDir).is_ok() {
+                tracing::info!(
+                    path = %self.folder.join(&name).display(),
+                    "removed a temp file left by an interrupted write"
+                );
+            }
+        }
+    }
+
+    fn symlink(&self) -> FileError {
+        FileError::Symlink {
+            path: self.path.clone(),
+        }
+    }
+
+    fn io(&self, action: &'static str, source: Errno) -> FileError {
+        FileError::Io {
+            action,
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// Mode of a folder we create for a file with `file_mode`: full rights for the owner, and
+/// read+traverse for each class that may read the file.
+pub fn folder_mode_for(file_mode: u32) -> u32 {
+    let mut mode = 0o700;
+    if file_mode & 0o040 != 0 {
+        mode |= 0o050;
+    }
+    if file_mode & 0o004 != 0 {
+        mode |= 0o005;
+    }
+    mode
+}
+
+/// Refuses a folder anyone may write into without the sticky bit: anyone could swap the
+/// files in it between our checks and our writes.
+fn check_folder_stat(fd: &OwnedFd, path: &Path) -> Result<(), FileError> {
+    let stat = fstat(fd.as_fd()).map_err(|source| FileError::Io {
+        action: "inspecting",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mode = stat.st_mode;
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        return Err(FileError::UnsafeFolder {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+fn file_type(stat: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
+}
+
+/// The errno behind an I/O error from `std::fs::File` (always an OS error there).
+fn errno_of(error: &std::io::Error) -> Errno {
+    error.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_mode_grants_traverse_to_the_file_readers_only() {
+        assert_eq!(folder_mode_for(0o600), 0o700);
+        assert_eq!(folder_mode_for(0o640), 0o750);
+        assert_eq!(folder_mode_for(0o644), 0o755);
+        assert_eq!(folder_mode_for(0o400), 0o700);
+    }
+
+    #[test]
+    fn relative_or_folder_paths_are_refused() {
+        for path in ["relative/file", "/"] {
+            let err = ManagedFile::new(Path::new(path), 0o600, None, None).unwrap_err();
+            assert!(matches!(err, FileError::BadPath { .. }), "{path}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_user_and_group_are_named() {
+        let err = FileOwner::resolve(Some("no-such-user-imds-credd"), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "owner \"no-such-user-imds-credd\": no such user"
+        );
+        let err = FileOwner::resolve(None, Some("no-such-group-imds-credd")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "group \"no-such-group-imds-credd\": no such group"
+        );
+        let ids = FileOwner::resolve(Some("65534"), Some("root")).unwrap();
+        assert_eq!(ids.uid, Some(Uid::from_raw(65534)));
+        assert_eq!(ids.gid, Some(Gid::from_raw(0)));
+    }
+
+    #[test]
+    fn io_errors_show_the_path_and_errno_name() {
+        let err = FileError::Io {
+            action: "writing temp file for",
+            path: PathBuf::from("/x/credentials"),
+            source: Errno::ENOSPC,
+        };
+        let shown = err.to_string();
+        assert!(
+            shown.contains("/x/credentials") && shown.contains("ENOSPC"),
+            "{shown}"
+        );
+    }
+}

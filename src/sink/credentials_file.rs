@@ -1,0 +1,400 @@
+//! The `[[file]]` sink: one profile section in a shared-credentials INI file
+//! (`~/.aws/credentials` format), which the daemon owns while every other byte of the file
+//! belongs to someone else.
+//!
+//! Our section holds `aws_access_key_id`, `aws_secret_access_key`, `aws_session_token` and,
+//! for people, a comment line `# expires 2026-11-23T09:00:00Z (written by imds-credd)`: no
+//! SDK reads an expiry key from this file. A stray `aws_security_token` (which botocore reads
+//! before `aws_session_token`) never survives in our section, because the section is
+//! rewritten whole.
+//!
+//! What counts as our section: every header `[NAME]` whose name, trimmed, is the profile
+//! (`[ instance ]` too: some SDKs trim, so it would shadow ours), from the header through its
+//! last key line (or our own expiry comment). Comments and blank lines after the last key
+//! belong to what follows (they usually describe the next section) and are kept. Duplicate
+//! sections of our name are collapsed into one (botocore refuses a file with duplicates).
+
+use super::atomic::ManagedFile;
+use super::{check_values, Change, Publish, SinkError};
+use crate::config::FileSinkConfig;
+use crate::credentials::Credentials;
+use std::path::Path;
+
+/// The marker of our comment line, also how a leftover one is recognised.
+const MARKER: &str = "(written by imds-credd)";
+
+/// Returns `existing` with our `[profile]` section replaced in place by `credentials`, or
+/// appended at the end when absent (after a blank line), or removed when `credentials` is
+/// `None`. Every other line stays byte for byte, CRLF files stay CRLF.
+pub fn merge_profile(existing: &str, profile: &str, credentials: Option<&Credentials>) -> String {
+    let newline = if existing.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let lines: Vec<&str> = existing.split_inclusive('\n').collect();
+    let mut out = String::with_capacity(existing.len() + 1024);
+    let mut placed = false;
+    let mut i = 0;
+    while i < lines.len() {
+        if section_name(lines[i]) == Some(profile) {
+            if let (false, Some(creds)) = (placed, credentials) {
+                out.push_str(&render_section(profile, creds, newline));
+                placed = true;
+            }
+            i = section_end(&lines, i);
+        } else {
+            out.push_str(lines[i]);
+            i += 1;
+        }
+    }
+    if let (false, Some(creds)) = (placed, credentials) {
+        if !out.is_empty() {
+            if !out.ends_with('\n') {
+                out.push_str(newline);
+            }
+            if !last_line_is_blank(&out) {
+                out.push_str(newline);
+            }
+        }
+        out.push_str(&render_section(profile, creds, newline));
+    }
+    out
+}
+
+/// The section name of a header line (`[ name ]` → `name`), `None` for any other line.
+fn section_name(line: &str) -> Option<&str> {
+    let trimmed = line.trim();
+    let inner = trimmed.strip_prefix('[')?;
+    let close = inner.rfind(']')?;
+    Some(inner[..close].trim())
+}
+
+/// Index just past our section starting at `header`: its last key line or marker comment.
+fn section_end(lines: &[&str], header: usize) -> usize {
+    let mut end = header + 1;
+    for (offset, line) in lines[header + 1..].iter().enumerate() {
+        if section_name(line).is_some() {
+            break;
+        }
+        let trimmed = line.trim();
+        let comment = trimmed.starts_with('#') || trimmed.starts_with(';');
+        if (!trimmed.is_empty() && !comment) || (comment && trimmed.ends_with(MARKER)) {
+            end = header + 1 + offset + 1;
+        }
+    }
+    end
+}
+
+fn last_line_is_blank(text: &str) -> bool {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let last = body.rsplit('\n').next().unwrap_or("");
+    last.trim().is_empty()
+}
+
+fn render_section(profile: &str, creds: &Credentials, newline: &str) -> String {
+    format!(
+        "[{profile}]{newline}\
+         # expires {expires} {MARKER}{newline}\
+         aws_access_key_id = {id}{newline}\
+         aws_secret_access_key = {secret}{newline}\
+         aws_session_token = {token}{newline}",
+        expires = creds.expiration_rfc3339(),
+        id = creds.access_key_id,
+        secret = creds.secret_access_key.expose(),
+        token = creds.session_token.expose(),
+    )
+}
+
+/// A `[[file]]` sink, ready to run with [`super::run_sink`].
+#[derive(Debug)]
+pub struct CredentialsFileSink {
+    file: ManagedFile,
+    profile: String,
+}
+
+impl CredentialsFileSink {
+    /// Fails only on a path that is not an absolute file path; owner and group are resolved
+    /// on each write (see [`super::atomic::FileOwner::resolve`]).
+    pub fn new(config: &FileSinkConfig) -> Result<Self, SinkError> {
+        Ok(CredentialsFileSink {
+            file: ManagedFile::new(
+                &config.path,
+                config.mode.0,
+                config.owner.clone(),
+                config.group.clone(),
+            )?,
+            profile: config.profile.clone(),
+        })
+    }
+
+    /// The current file as text; a missing file is empty. Non-UTF-8 content is refused
+    /// rather than rewritten, so nothing of it is lost.
+    fn current(&self) -> Result<Option<(super::atomic::Existing, String)>, SinkError> {
+        let Some(existing) = self.file.read()? else {
+            return Ok(None);
+        };
+        let text =
+            String::from_utf8(existing.contents.clone()).map_err(|_| SinkError::NotUtf8 {
+                path: self.file.path().to_path_buf(),
+            })?;
+        Ok(Some((existing, text)))
+    }
+}
+
+impl Publish for CredentialsFileSink {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    fn target(&self) -> &Path {
+        self.file.path()
+    }
+
+    fn publish(&self, creds: &Credentials) -> Result<Change, SinkError> {
+        check_values(creds)?;
+        let current = self.current()?;
+        let text = current.as_ref().map_or("", |(_, text)| text.as_str());
+        let merged = merge_profile(text, &self.profile, Some(creds));
+        let existing = current.as_ref().map(|(existing, _)| existing);
+        Ok(Change::from_written(
+            self.file.replace_if_changed(existing, merged.as_bytes())?,
+        ))
+    }
+
+    fn withdraw(&self) -> Result<Change, SinkError> {
+        let Some((_, text)) = self.current()? else {
+            return Ok(Change::Unchanged);
+        };
+        let merged = merge_profile(&text, &self.profile, None);
+        if merged == text {
+            return Ok(Change::Unchanged);
+        }
+        self.file.replace(merged.as_bytes())?;
+        Ok(Change::Written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use std::time::{Duration, SystemTime};
+
+    fn creds(n: u32) -> Credentials {
+        Credentials {
+            access_key_id: format!("ASIAEXAMPLE{n:05}"),
+            secret_access_key: Secret::new(format!("secret/{n}+key")),
+            session_token: Secret::new(format!("token/{n}+=")),
+            expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+        }
+    }
+
+    const OURS: &str = "[instance]\n\
+        # expires 2026-11-18T11:06:40Z (written by imds-credd)\n\
+        aws_access_key_id = ASIAEXAMPLE00001\n\
+        aws_secret_access_key = secret/1+key\n\
+        aws_session_token = token/1+=\n";
+
+    #[test]
+    fn empty_file_gets_just_our_section() {
+        assert_eq!(merge_profile("", "instance", Some(&creds(1))), OURS);
+        assert_eq!(merge_profile("", "instance", None), "");
+    }
+
+    #[test]
+    fn appends_after_a_blank_line_and_keeps_everything_else() {
+        let existing = "# my file\n[default]\naws_access_key_id = MINE\nregion=eu-west-1\n";
+        let merged = merge_profile(existing, "instance", Some(&creds(1)));
+        assert_eq!(merged, format!("{existing}\n{OURS}"));
+        let removed = merge_profile(&merged, "instance", None);
+        assert_eq!(removed, format!("{existing}\n"));
+        // A second cycle does not grow the file.
+        let again = merge_profile(&removed, "instance", Some(&creds(1)));
+        assert_eq!(again, merged);
+    }
+
+    #[test]
+    fn adds_the_missing_final_newline_before_appending() {
+        let merged = merge_profile("[default]\nx = 1", "instance", Some(&creds(1)));
+        assert_eq!(merged, format!("[default]\nx = 1\n\n{OURS}"));
+    }
+
+    #[test]
+    fn replaces_in_place_and_keeps_the_comments_of_the_next_section() {
+        let existing = "[a]\nk = 1\n\n[instance]\naws_access_key_id = OLD\n\
+            aws_security_token = STALE\n; note inside\naws_session_token = OLD\n\n\
+            # the b account\n[b]\nk = 2";
+        let merged = merge_profile(existing, "instance", Some(&creds(1)));
+        assert_eq!(
+            merged,
+            format!("[a]\nk = 1\n\n{OURS}\n# the b account\n[b]\nk = 2")
+        );
+        assert!(!merged.contains("aws_security_token"));
+        assert_eq!(
+            merge_profile(existing, "instance", None),
+            "[a]\nk = 1\n\n\n# the b account\n[b]\nk = 2"
+        );
+    }
+
+    #[test]
+    fn crlf_files_stay_crlf() {
+        let existing =
+            "[a]\r\nk = 1\r\n\r\n[instance]\r\naws_access_key_id = OLD\r\n\r\n[b]\r\nk = 2\r\n";
+        let merged = merge_profile(existing, "instance", Some(&creds(1)));
+        let ours_crlf = OURS.replace('\n', "\r\n");
+        assert_eq!(
+            merged,
+            format!("[a]\r\nk = 1\r\n\r\n{ours_crlf}\r\n[b]\r\nk = 2\r\n")
+        );
+        assert!(!merged.replace("\r\n", "").contains('\n'));
+    }
+
+    #[test]
+    fn spaced_and_duplicate_headers_collapse_into_one_section() {
+        let existing =
+            "[ instance ]\naws_access_key_id = A\n[x]\nk = 1\n[instance]\naws_access_key_id = B\n";
+        let merged = merge_profile(existing, "instance", Some(&creds(1)));
+        assert_eq!(merged, format!("{OURS}[x]\nk = 1\n"));
+        assert_eq!(merge_profile(existing, "instance", None), "[x]\nk = 1\n");
+    }
+
+    #[test]
+    fn a_leftover_expiry_comment_is_ours_and_does_not_pile_up() {
+        let existing =
+            "[instance]\n# expires 2020-01-01T00:00:00Z (written by imds-credd)\n\n[x]\nk = 1\n";
+        let merged = merge_profile(existing, "instance", Some(&creds(1)));
+        assert_eq!(merged, format!("{OURS}\n[x]\nk = 1\n"));
+        assert_eq!(merged.matches(MARKER).count(), 1);
+    }
+
+    #[test]
+    fn other_profiles_with_similar_names_are_not_ours() {
+        let existing = "[instance2]\nk = 1\n[profile instance]\nk = 2\n";
+        let merged = merge_profile(existing, "instance", None);
+        assert_eq!(merged, existing);
+    }
+
+    /// One generated file: its text, and the text with our sections removed, built
+    /// independently of `merge_profile` from the way it was generated.
+    struct Generated {
+        text: String,
+        without_ours: String,
+        has_ours: bool,
+    }
+
+    fn generate(rng: &mut fastrand::Rng) -> Generated {
+        let newline = if rng.bool() { "\r\n" } else { "\n" };
+        let names = [
+            "default",
+            "instance",
+            " instance ",
+            "work",
+            "instance-2",
+            "prod",
+        ];
+        // Every line with whether it survives the removal of our section.
+        let mut lines: Vec<(String, bool)> = Vec::new();
+        // Lines before the first header (comments, blanks) are never ours.
+        for _ in 0..rng.usize(0..3) {
+            let line = if rng.bool() {
+                format!("# top {}{newline}", rng.u32(..))
+            } else {
+                newline.to_string()
+            };
+            lines.push((line, true));
+        }
+        let mut has_ours = false;
+        for _ in 0..rng.usize(0..6) {
+            let name = names[rng.usize(..names.len())];
+            let ours = name.trim() == "instance";
+            has_ours |= ours;
+            lines.push((format!("[{name}]{newline}"), !ours));
+            for k in 0..rng.usize(0..4) {
+                if rng.u8(..4) == 0 {
+                    lines.push((format!("; inner {k}{newline}"), !ours));
+                }
+                lines.push((format!("key{k} = value {}{newline}", rng.u32(..)), !ours));
+                if rng.u8(..5) == 0 {
+                    lines.push((format!("  continued {k}{newline}"), !ours));
+                }
+            }
+            // Comments and blanks after the last key belong to what follows: always kept.
+            for _ in 0..rng.usize(0..3) {
+                let line = if rng.bool() {
+                    format!("# about the next one{newline}")
+                } else {
+                    newline.to_string()
+                };
+                lines.push((line, true));
+            }
+        }
+        if rng.u8(..4) == 0 {
+            if let Some((last, _)) = lines.last_mut() {
+                last.truncate(last.len() - newline.len());
+            }
+        }
+        Generated {
+            text: lines.iter().map(|(l, _)| l.as_str()).collect(),
+            without_ours: lines
+                .iter()
+                .filter(|(_, k)| *k)
+                .map(|(l, _)| l.as_str())
+                .collect(),
+            has_ours,
+        }
+    }
+
+    #[test]
+    fn generated_files_keep_every_other_section_byte_for_byte() {
+        let mut rng = fastrand::Rng::with_seed(0x1d5_c12ed);
+        let c = creds(7);
+        for round in 0..5000 {
+            let g = generate(&mut rng);
+            let removed = merge_profile(&g.text, "instance", None);
+            assert_eq!(removed, g.without_ours, "round {round}: {:?}", g.text);
+
+            let merged = merge_profile(&g.text, "instance", Some(&c));
+            let newline = if g.text.contains("\r\n") {
+                "\r\n"
+            } else {
+                "\n"
+            };
+            let ours = render_section("instance", &c, newline);
+            assert_eq!(
+                merged.matches(&ours).count(),
+                1,
+                "round {round}: {merged:?}"
+            );
+            let headers = merged
+                .split_inclusive('\n')
+                .filter(|l| section_name(l) == Some("instance"));
+            assert_eq!(headers.count(), 1, "round {round}: {merged:?}");
+            if g.has_ours {
+                // Replaced in place: removing it again gives what removal gave.
+                assert_eq!(
+                    merge_profile(&merged, "instance", None),
+                    removed,
+                    "round {round}"
+                );
+            } else {
+                let mut expected = g.text.clone();
+                if !expected.is_empty() {
+                    if !expected.ends_with('\n') {
+                        expected.push_str(newline);
+                    }
+                    if !last_line_is_blank(&expected) {
+                        expected.push_str(newline);
+                    }
+                }
+                expected.push_str(&ours);
+                assert_eq!(merged, expected, "round {round}: {:?}", g.text);
+            }
+            assert_eq!(
+                merge_profile(&merged, "instance", Some(&c)),
+                merged,
+                "round {round}"
+            );
+        }
+    }
+}

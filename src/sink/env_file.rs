@@ -1,0 +1,96 @@
+//! The `[[env]]` sink: a file of environment assignments that the daemon owns whole, in `sh`
+//! form (`export AWS_ACCESS_KEY_ID='…'`, for `.`/`source`) or `systemd` form (`KEY=value`,
+//! for `EnvironmentFile=`). The lines come from [`crate::render::render_env`], so the quoting
+//! is the same as `imds-credd env` prints.
+//!
+//! Withdrawal deletes the file: a file that scripts source must not hold expired
+//! credentials, and a missing file fails loudly (`.: cannot open`) where stale values would
+//! fail later with a confusing `ExpiredToken`.
+
+use super::atomic::ManagedFile;
+use super::{check_values, Change, Publish, SinkError};
+use crate::config::EnvSinkConfig;
+use crate::credentials::Credentials;
+use crate::render::{render_env, EnvSyntax};
+use std::path::Path;
+
+/// The whole file for `creds`: a comment line (both `sh` and systemd skip `#` lines), then
+/// the assignments.
+pub fn render_env_file(creds: &Credentials, syntax: EnvSyntax) -> String {
+    format!(
+        "# AWS credentials written by imds-credd; they expire {}. Rewritten on rotation, removed when withdrawn.\n{}",
+        creds.expiration_rfc3339(),
+        render_env(creds, syntax)
+    )
+}
+
+/// An `[[env]]` sink, ready to run with [`super::run_sink`].
+#[derive(Debug)]
+pub struct EnvFileSink {
+    file: ManagedFile,
+    syntax: EnvSyntax,
+}
+
+impl EnvFileSink {
+    /// Fails only on a path that is not an absolute file path.
+    pub fn new(config: &EnvSinkConfig) -> Result<Self, SinkError> {
+        Ok(EnvFileSink {
+            file: ManagedFile::new(
+                &config.path,
+                config.mode.0,
+                config.owner.clone(),
+                config.group.clone(),
+            )?,
+            syntax: config.format.into(),
+        })
+    }
+}
+
+impl Publish for EnvFileSink {
+    fn kind(&self) -> &'static str {
+        "env"
+    }
+
+    fn target(&self) -> &Path {
+        self.file.path()
+    }
+
+    fn publish(&self, creds: &Credentials) -> Result<Change, SinkError> {
+        check_values(creds)?;
+        let contents = render_env_file(creds, self.syntax);
+        let existing = self.file.read()?;
+        Ok(Change::from_written(self.file.replace_if_changed(
+            existing.as_ref(),
+            contents.as_bytes(),
+        )?))
+    }
+
+    fn withdraw(&self) -> Result<Change, SinkError> {
+        Ok(Change::from_written(self.file.remove()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn starts_with_a_comment_then_the_rendered_lines() {
+        let creds = Credentials {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: Secret::new("s'q".into()),
+            session_token: Secret::new("t".into()),
+            expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+        };
+        for syntax in [EnvSyntax::Sh, EnvSyntax::Systemd] {
+            let text = render_env_file(&creds, syntax);
+            let (first, rest) = text.split_once('\n').unwrap();
+            assert!(first.starts_with(
+                "# AWS credentials written by imds-credd; they expire 2026-11-18T11:06:40Z."
+            ));
+            assert_eq!(rest, render_env(&creds, syntax));
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! File sinks: the `[[file]]` credentials-file profile and the `[[env]]` environment file,
+//! and the driver that keeps each of them in step with the refresher.
+//!
+//! Each sink is its own task ([`run_sink`]) reading the refresher's watch channel, so a slow
+//! or failing disk never holds back another sink or the refresher. On every change it
+//! publishes the credentials that are valid at that moment, or withdraws them (credentials
+//! gone, or expired at `clock.now()`: the task also wakes at the expiry itself, so a file
+//! never outlives its credentials even if the refresher stays silent).
+//!
+//! Faults, and what the task does about them:
+//! - A failed write (disk full, read-only folder, permissions changed, folder replaced by a
+//!   file…) is logged, shown in the sink's [`crate::health`] row with the path and errno, and
+//!   retried with backoff from [`RETRY_MIN`] to [`RETRY_MAX`], at once when a newer state
+//!   arrives. Nothing half-written is ever visible (see [`atomic`]).
+//! - Every [`RESYNC_INTERVAL`] the task checks its file again and rewrites it if it no longer
+//!   holds what it should (deleted or edited under us, mode or owner changed); a check that
+//!   finds the file right writes nothing.
+//! - After a crash (even `kill -9` mid-write) the file is the whole old or the whole new
+//!   version; the next run republishes at once and sweeps the temp file left behind.
+//! - Until the refresher's first word (a state with credentials, a refresh time or an error),
+//!   a sink leaves its file alone: a restart does not withdraw the previous run's still-valid
+//!   credentials before the first fetch.
+//!
+//! On a clean stop the files are left as they are: the credentials in them stay usable until
+//! they expire, and a restarted daemon takes over the same files. To remove them, stop the
+//! daemon and delete the env file or the profile section.
+
+// The file sinks reach the disk through `atomic`, which uses Unix calls (`openat`,
+// `fchown`…); a Windows build needs its own `atomic::ManagedFile` with the same methods.
+#[cfg(unix)]
+pub mod atomic;
+#[cfg(unix)]
+pub mod credentials_file;
+#[cfg(unix)]
+pub mod env_file;
+
+#[cfg(unix)]
+pub use credentials_file::{merge_profile, CredentialsFileSink};
+#[cfg(unix)]
+pub use env_file::EnvFileSink;
+
+use crate::clock::{SharedClock, Sleep};
+use crate::credentials::Credentials;
+use crate::health::{SinkHealth, SinkReporter};
+use crate::state::{CredentialState, StateReceiver};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use thiserror::Error;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How often a sink checks that its file still holds what it should.
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60);
+/// First retry delay after a failed write; it doubles per failure up to [`RETRY_MAX`].
+pub const RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest retry delay: a fixed disk is noticed within a minute.
+pub const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Why a sink could not publish or withdraw. Messages name paths and fields, never values.
+#[derive(Debug, Error)]
+pub enum SinkError {
+    #[cfg(unix)]
+    #[error(transparent)]
+    File(#[from] atomic::FileError),
+    #[error("{}: not UTF-8 text; refusing to rewrite it", .path.display())]
+    NotUtf8 { path: PathBuf },
+    #[error("credential field `{field}` is empty or holds a control character or edge space; not written")]
+    UnsafeValue { field: &'static str },
+    #[error("{}: the write task panicked", .path.display())]
+    Panicked { path: PathBuf },
+}
+
+/// What a publish or withdraw did to the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Written,
+    /// The file already was as wanted: nothing was written.
+    Unchanged,
+}
+
+impl Change {
+    #[cfg(unix)]
+    fn from_written(written: bool) -> Change {
+        if written {
+            Change::Written
+        } else {
+            Change::Unchanged
+        }
+    }
+}
+
+/// One output that can hold or drop credentials. Calls are blocking (file I/O); the driver
+/// runs them off the async threads.
+pub trait Publish: Send + Sync + 'static {
+    /// `file` or `env`, the sink kind in the status table.
+    fn kind(&self) -> &'static str;
+    fn target(&self) -> &Path;
+    /// Makes the output hold `creds`.
+    fn publish(&self, creds: &Credentials) -> Result<Change, SinkError>;
+    /// Makes the output hold no credentials.
+    fn withdraw(&self) -> Result<Change, SinkError>;
+}
+
+/// Values go into line-based files: a line break or control character would corrupt them
+/// (or smuggle extra lines in), and edge spaces would be trimmed by readers.
+#[cfg(unix)]
+pub(crate) fn check_values(creds: &Credentials) -> Result<(), SinkError> {
+    let fields = [
+        ("aws_access_key_id", creds.access_key_id.as_str()),
+        ("aws_secret_access_key", creds.secret_access_key.expose()),
+        ("aws_session_token", creds.session_token.expose()),
+    ];
+    for (field, value) in fields {
+        if value.is_empty() || value.trim() != value || value.chars().any(char::is_control) {
+            return Err(SinkError::UnsafeValue { field });
+        }
+    }
+    Ok(())
+}
+
+/// What the sink should hold for a state at `now`.
+#[derive(Clone)]
+enum Wanted {
+    /// The refresher has not spoken yet: leave the file as the last run left it.
+    Nothing,
+    Publish(Arc<Credentials>),
+    Withdraw,
+}
+
+fn wanted(state: &CredentialState, now: SystemTime) -> Wanted {
+    if let Some(creds) = state.valid_credentials(now) {
+        Wanted::Publish(Arc::clone(creds))
+    } else if state.credentials.is_none()
+        && state.last_refresh.is_none()
+        && state.last_error.is_none()
+    {
+        Wanted::Nothing
+    } else {
+        Wanted::Withdraw
+    }
+}
+
+/// Delay before retry number `failures` (1-based): 1 s, 2 s, 4 s … capped at a minute.
+pub fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    (RETRY_MIN * 2u32.pow(doublings)).min(RETRY_MAX)
+}
+
+/// Registers `sink` in `health` and spawns [`run_sink`] for it.
+pub fn spawn_sink<P: Publish>(
+    sink: P,
+    state: StateReceiver,
+    clock: SharedClock,
+    health: &SinkHealth,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let reporter = health.register(sink.kind(), sink.target().display().to_string());
+    tokio::spawn(run_sink(sink, state, clock, reporter, shutdown))
+}
+
+/// Keeps `sink` in step with `state` until `shutdown` (see the module doc). Never panics and
+/// never returns an error: failures go to the log and to `reporter`.
+pub async fn run_sink<P: Publish>(
+    sink: P,
+    mut state: StateReceiver,
+    clock: SharedClock,
+    reporter: SinkReporter,
+    shutdown: CancellationToken,
+) {
+    let sink = Arc::new(sink);
+    let mut failures: u32 = 0;
+    let mut refresher_alive = true;
+    loop {
+        let now = clock.now();
+        let wanted = wanted(&state.borrow_and_update(), now);
+        let wake_at = match wanted {
+            Wanted::Nothing => None,
+            Wanted::Publish(_) | Wanted::Withdraw => {
+                let outcome = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    outcome = apply(&sink, wanted.clone()) => outcome,
+                };
+                let done_at = clock.now();
+                let next = match outcome {
+                    Ok(change) => {
+                        log_success(sink.as_ref(), &wanted, change, failures);
+                        failures = 0;
+                        reporter.succeeded(done_at);
+                        done_at + RESYNC_INTERVAL
+                    }
+                    Err(error) => {
+                        failures = failures.saturating_add(1);
+                        let delay = retry_delay(failures);
+                        tracing::warn!(
+                            sink = sink.kind(),
+                            path = %sink.target().display(),
+                            %error,
+                            retry_in = ?delay,
+                            "could not update credentials sink"
+                        );
+                        reporter.failed(error.to_string());
+                        done_at + delay
+                    }
+                };
+                Some(match &wanted {
+                    Wanted::Publish(creds) => next.min(creds.expiration),
+                    _ => next,
+                })
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = state.changed(), if refresher_alive => {
+                // The refresher is gone (the daemon is stopping): keep honouring expiry.
+                refresher_alive = changed.is_ok();
+            }
+            _ = sleep_until(&clock, wake_at) => {}
+        }
+    }
+}
+
+/// Runs the blocking publish/withdraw on the blocking pool: an fsync stuck on a slow disk
+/// must not stall the async threads that serve the socket.
+async fn apply<P: Publish>(sink: &Arc<P>, wanted: Wanted) -> Result<Change, SinkError> {
+    let task_sink = Arc::clone(sink);
+    let joined = tokio::task::spawn_blocking(move || match wanted {
+        Wanted::Publish(creds) => task_sink.publish(&creds),
+        Wanted::Withdraw | Wanted::Nothing => task_sink.withdraw(),
+    })
+    .await;
+    joined.unwrap_or_else(|_| {
+        Err(SinkError::Panicked {
+            path: sink.target().to_path_buf(),
+        })
+    })
+}
+
+fn sleep_until(clock: &SharedClock, at: Option<SystemTime>) -> Sleep {
+    match at {
+        Some(at) => clock.sleep_until(at),
+        None => Box::pin(std::future::pending()),
+    }
+}
+
+fn log_success<P: Publish>(sink: &P, wanted: &Wanted, change: Change, failures: u32) {
+    let path = sink.target().display();
+    if failures > 0 {
+        tracing::info!(sink = sink.kind(), %path, failures, "credentials sink recovered");
+    }
+    match (wanted, change) {
+        (Wanted::Publish(creds), Change::Written) => tracing::info!(
+            sink = sink.kind(),
+            %path,
+            expires = %creds.expiration_rfc3339(),
+            "published credentials"
+        ),
+        (Wanted::Withdraw, Change::Written) => {
+            tracing::info!(sink = sink.kind(), %path, "withdrew credentials")
+        }
+        (_, _) => tracing::debug!(sink = sink.kind(), %path, "sink already up to date"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn creds(token: &str) -> Credentials {
+        Credentials {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: Secret::new("secret".into()),
+            session_token: Secret::new(token.into()),
+            expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+        }
+    }
+
+    #[test]
+    fn retry_delay_doubles_from_one_second_to_a_minute() {
+        let delays: Vec<u64> = (1..=9).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn values_that_would_break_a_line_are_refused_by_field_name_only() {
+        assert!(check_values(&creds("tok/en+=")).is_ok());
+        for bad in ["QZX\nQZX", "QZX\r", " QZX", "", "QZX\0"] {
+            let err = check_values(&creds(bad)).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(shown.contains("`aws_session_token`"), "{shown}");
+            assert!(!shown.contains("QZX"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_state_before_the_first_refresh_asks_for_nothing() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_794_000_000);
+        let fresh = CredentialState::default();
+        assert!(matches!(wanted(&fresh, now), Wanted::Nothing));
+        let failed = CredentialState {
+            last_error: Some("IMDS unreachable".into()),
+            ..CredentialState::default()
+        };
+        assert!(matches!(wanted(&failed, now), Wanted::Withdraw));
+        let valid = CredentialState {
+            credentials: Some(Arc::new(creds("t"))),
+            ..CredentialState::default()
+        };
+        assert!(matches!(wanted(&valid, now), Wanted::Publish(_)));
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert!(matches!(wanted(&valid, later), Wanted::Withdraw));
+    }
+}
