@@ -60,7 +60,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => match resolve_config(args.config.as_deref(), &args.overrides) {
-            Ok(config) => crate::daemon::run_foreground(config),
+            Ok(config) => crate::daemon::run_foreground(config, || {
+                resolve_config(args.config.as_deref(), &args.overrides)
+            }),
             Err(e) => {
                 eprintln!("imds-credd: {e}");
                 EXIT_USAGE

@@ -1,14 +1,16 @@
 //! `imds-credd run`: resolves the IMDS settings, starts the refresher and every configured
-//! sink on one state channel, and stops them all on SIGTERM/SIGINT.
+//! sink on one state channel, re-reads the config on SIGHUP (starting and stopping sinks
+//! without dropping the credentials), and stops everything on SIGTERM/SIGINT.
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, ConfigError, EnvSinkConfig, FileSinkConfig};
 use crate::health::SinkHealth;
 use crate::imds::endpoint::{imdsv1_allowed, resolve_endpoint};
-use crate::imds::{ImdsClient, ImdsError, ImdsSettings, RetryPolicy};
+use crate::imds::{error_chain, ImdsClient, ImdsError, ImdsSettings, RetryPolicy};
 use crate::metrics::Metrics;
 use crate::refresh::{state_channel, RefreshPolicy, Refresher};
 use crate::state::StateReceiver;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -22,19 +24,114 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub enum DaemonError {
     #[error(transparent)]
     Imds(#[from] ImdsError),
+    #[cfg(unix)]
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
+    #[error("sink {sink} publishes profile {profile:?}, which no [[assume]] entry provides")]
+    UnknownProfile { sink: String, profile: String },
+}
+
+/// A `[[file]]` or `[[env]]` sink as configured: what a reload compares to decide which
+/// sinks to stop and which to start.
+#[derive(Debug, Clone, PartialEq)]
+enum SinkSpec {
+    File(FileSinkConfig),
+    Env(EnvSinkConfig),
+}
+
+impl SinkSpec {
+    fn all(config: &Config) -> Vec<SinkSpec> {
+        let files = config.files.iter().cloned().map(SinkSpec::File);
+        files
+            .chain(config.envs.iter().cloned().map(SinkSpec::Env))
+            .collect()
+    }
+
+    fn source(&self) -> Option<&str> {
+        match self {
+            SinkSpec::File(c) => c.source.as_deref(),
+            SinkSpec::Env(c) => c.source.as_deref(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            SinkSpec::File(c) => format!("[[file]] {}", c.path.display()),
+            SinkSpec::Env(c) => format!("[[env]] {}", c.path.display()),
+        }
+    }
+}
+
+struct RunningSink {
+    spec: SinkSpec,
+    stop: CancellationToken,
 }
 
 /// A running daemon: the refresher and its sinks, and what they share.
 pub struct DaemonHandle {
     pub state: StateReceiver,
+    /// Assumed-role profiles by name, each with its own state channel.
+    pub profiles: BTreeMap<String, StateReceiver>,
     pub metrics: Arc<Metrics>,
     pub health: SinkHealth,
     pub endpoint: String,
+    config: Config,
+    clock: SharedClock,
+    sinks: Vec<RunningSink>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
 
 impl DaemonHandle {
+    /// Applies a new configuration: file and env sinks that were removed stop, new ones
+    /// start, unchanged ones keep running; the credentials are never dropped. Other sections
+    /// take effect at the next restart, and the log says so.
+    pub fn reload(&mut self, new: Config) -> Result<(), DaemonError> {
+        let old = &self.config;
+        let restart_only = [
+            ("[imds]", old.imds != new.imds),
+            ("[refresh]", old.refresh != new.refresh),
+            ("[socket]", old.socket != new.socket),
+            ("[log]", old.log != new.log),
+            ("[[assume]]", old.assumes != new.assumes),
+            ("[container]", old.container != new.container),
+        ];
+        for (section, changed) in restart_only {
+            if changed {
+                tracing::warn!(
+                    section,
+                    "changes to this section take effect at the next restart"
+                );
+            }
+        }
+        let wanted = SinkSpec::all(&new);
+        for spec in &wanted {
+            if let Some(profile) = spec.source() {
+                if !self.profiles.contains_key(profile) {
+                    return Err(self.unknown_profile(spec, profile));
+                }
+            }
+        }
+        self.sinks.retain(|running| {
+            let keep = wanted.contains(&running.spec);
+            if !keep {
+                tracing::info!(sink = %running.spec.describe(), "sink removed by reload; stopping it");
+                running.stop.cancel();
+            }
+            keep
+        });
+        for spec in wanted {
+            if !self.sinks.iter().any(|running| running.spec == spec) {
+                tracing::info!(sink = %spec.describe(), "sink added by reload; starting it");
+                self.start_sink(spec)?;
+            }
+        }
+        while self.tasks.try_join_next().is_some() {}
+        self.config.files = new.files;
+        self.config.envs = new.envs;
+        Ok(())
+    }
+
     /// Stops every task and waits (boundedly) for them to finish.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
@@ -42,6 +139,47 @@ impl DaemonHandle {
         if tokio::time::timeout(STOP_GRACE, all_done).await.is_err() {
             tracing::warn!("some tasks did not stop in time; abandoning them");
         }
+    }
+
+    fn unknown_profile(&self, spec: &SinkSpec, profile: &str) -> DaemonError {
+        DaemonError::UnknownProfile {
+            sink: spec.describe(),
+            profile: profile.to_string(),
+        }
+    }
+
+    #[cfg(unix)]
+    fn start_sink(&mut self, spec: SinkSpec) -> Result<(), DaemonError> {
+        use crate::sink::{run_sink, CredentialsFileSink, EnvFileSink, Publish};
+        let source = match spec.source() {
+            None => self.state.clone(),
+            Some(profile) => self
+                .profiles
+                .get(profile)
+                .cloned()
+                .ok_or_else(|| self.unknown_profile(&spec, profile))?,
+        };
+        let stop = self.shutdown.child_token();
+        fn spawn<P: Publish>(
+            daemon: &mut DaemonHandle,
+            sink: P,
+            source: StateReceiver,
+            stop: CancellationToken,
+        ) {
+            let reporter = daemon
+                .health
+                .register(sink.kind(), sink.target().display().to_string());
+            let clock = daemon.clock.clone();
+            daemon
+                .tasks
+                .spawn(run_sink(sink, source, clock, reporter, stop));
+        }
+        match &spec {
+            SinkSpec::File(c) => spawn(self, CredentialsFileSink::new(c)?, source, stop.clone()),
+            SinkSpec::Env(c) => spawn(self, EnvFileSink::new(c)?, source, stop.clone()),
+        }
+        self.sinks.push(RunningSink { spec, stop });
+        Ok(())
     }
 }
 
@@ -59,7 +197,6 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
     let metrics = Arc::new(Metrics::default());
     let imds = Arc::new(ImdsClient::new(settings, clock.clone(), metrics.clone())?);
     let (state_tx, state) = state_channel();
-    let health = SinkHealth::default();
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
@@ -80,19 +217,28 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         shutdown.clone(),
     ));
 
-    tracing::info!(endpoint, "imds-credd started");
-    Ok(DaemonHandle {
+    let mut daemon = DaemonHandle {
         state,
+        profiles: BTreeMap::new(),
         metrics,
-        health,
+        health: SinkHealth::default(),
         endpoint,
+        config: config.clone(),
+        clock,
+        sinks: Vec::new(),
         shutdown,
         tasks,
-    })
+    };
+    for spec in SinkSpec::all(config) {
+        daemon.start_sink(spec)?;
+    }
+    tracing::info!(endpoint = daemon.endpoint, "imds-credd started");
+    Ok(daemon)
 }
 
-/// The `run` command: a daemon in the foreground until SIGTERM or SIGINT.
-pub fn run_foreground(config: Config) -> u8 {
+/// The `run` command: a daemon in the foreground until SIGTERM or SIGINT. On SIGHUP it calls
+/// `reread` and applies the result, keeping the running config if the new one is bad.
+pub fn run_foreground(config: Config, reread: impl Fn() -> Result<Config, ConfigError>) -> u8 {
     crate::logging::init(config.log.level, config.log.format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -106,14 +252,33 @@ pub fn run_foreground(config: Config) -> u8 {
         }
     };
     runtime.block_on(async {
-        let daemon = match start(&config, Arc::new(SystemClock)).await {
+        let mut daemon = match start(&config, Arc::new(SystemClock)).await {
             Ok(daemon) => daemon,
             Err(e) => {
-                tracing::error!(error = %crate::imds::error_chain(&e), "cannot start");
+                tracing::error!(error = %error_chain(&e), "cannot start");
                 return crate::cli::EXIT_USAGE;
             }
         };
-        wait_for_stop_signal().await;
+        let mut signals = match StopOrReload::install() {
+            Ok(signals) => signals,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install signal handlers");
+                daemon.stop().await;
+                return crate::cli::EXIT_USAGE;
+            }
+        };
+        while signals.next().await == Signal::Reload {
+            tracing::info!("SIGHUP: re-reading the configuration");
+            let outcome = reread()
+                .map_err(|e| e.to_string())
+                .and_then(|new| daemon.reload(new).map_err(|e| error_chain(&e)));
+            match outcome {
+                Ok(()) => tracing::info!("configuration reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "new configuration refused; keeping the running one")
+                }
+            }
+        }
         tracing::info!("stopping");
         daemon.stop().await;
         tracing::info!("stopped");
@@ -121,25 +286,60 @@ pub fn run_foreground(config: Config) -> u8 {
     })
 }
 
-/// Resolves on SIGTERM (systemd's stop) or SIGINT (Ctrl-C).
-pub async fn wait_for_stop_signal() {
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// SIGTERM (systemd's stop) and SIGINT (Ctrl-C) stop; SIGHUP reloads.
+struct StopOrReload {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers; stop with SIGKILL");
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+    streams: [tokio::signal::unix::Signal; 3],
+}
+
+impl StopOrReload {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(StopOrReload {
+                streams: [
+                    signal(SignalKind::terminate())?,
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::hangup())?,
+                ],
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopOrReload {})
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            let [term, int, hup] = &mut self.streams;
+            tokio::select! {
+                _ = term.recv() => Signal::Stop,
+                _ = int.recv() => Signal::Stop,
+                _ = hup.recv() => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Resolves on the first stop signal (the demo's way to end).
+pub async fn wait_for_stop_signal() {
+    match StopOrReload::install() {
+        Ok(mut signals) => while signals.next().await != Signal::Stop {},
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await
+        }
     }
 }

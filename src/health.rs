@@ -1,6 +1,8 @@
 //! Each sink's last outcome, for `status` and `/v1/status`: a failing sink (disk full, folder
-//! gone) is visible without reading the logs, and never stops the others.
+//! gone) is visible without reading the logs, and never stops the others. A sink's row lives
+//! as long as its [`SinkReporter`]: a sink removed by a reload leaves the table.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -16,37 +18,53 @@ pub struct SinkReport {
     pub last_error: Option<String>,
 }
 
+#[derive(Debug, Default)]
+struct Table {
+    next_id: u64,
+    rows: BTreeMap<u64, SinkReport>,
+}
+
 /// The table of sinks, shared between the sinks (writers) and the status endpoints.
 #[derive(Debug, Clone, Default)]
 pub struct SinkHealth {
-    reports: Arc<Mutex<Vec<SinkReport>>>,
+    table: Arc<Mutex<Table>>,
 }
 
-/// A sink's handle on its own row.
-#[derive(Debug, Clone)]
+/// A sink's handle on its own row; dropping it removes the row.
+#[derive(Debug)]
 pub struct SinkReporter {
     health: SinkHealth,
-    index: usize,
+    id: u64,
 }
 
 impl SinkHealth {
     /// Adds a row for a sink and returns the handle it reports through.
     pub fn register(&self, kind: &'static str, target: String) -> SinkReporter {
-        let mut reports = self.reports.lock().expect("sink health lock");
-        reports.push(SinkReport {
-            kind,
-            target,
-            last_success: None,
-            last_error: None,
-        });
+        let mut table = self.lock();
+        let id = table.next_id;
+        table.next_id += 1;
+        table.rows.insert(
+            id,
+            SinkReport {
+                kind,
+                target,
+                last_success: None,
+                last_error: None,
+            },
+        );
         SinkReporter {
             health: self.clone(),
-            index: reports.len() - 1,
+            id,
         }
     }
 
+    /// The rows in the order the sinks were started.
     pub fn snapshot(&self) -> Vec<SinkReport> {
-        self.reports.lock().expect("sink health lock").clone()
+        self.lock().rows.values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().expect("sink health lock")
     }
 }
 
@@ -63,7 +81,35 @@ impl SinkReporter {
     }
 
     fn update(&self, f: impl FnOnce(&mut SinkReport)) {
-        let mut reports = self.health.reports.lock().expect("sink health lock");
-        f(&mut reports[self.index]);
+        if let Some(row) = self.health.lock().rows.get_mut(&self.id) {
+            f(row);
+        }
+    }
+}
+
+impl Drop for SinkReporter {
+    fn drop(&mut self) {
+        self.health.lock().rows.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_follow_their_reporters() {
+        let health = SinkHealth::default();
+        let file = health.register("file", "/a".into());
+        let env = health.register("env", "/b".into());
+        file.failed("ENOSPC".into());
+        env.succeeded(SystemTime::UNIX_EPOCH);
+        let rows = health.snapshot();
+        assert_eq!(rows[0].last_error.as_deref(), Some("ENOSPC"));
+        assert_eq!(rows[1].last_success, Some(SystemTime::UNIX_EPOCH));
+        drop(file);
+        let rows = health.snapshot();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].target, "/b");
     }
 }

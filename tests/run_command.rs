@@ -163,3 +163,67 @@ fn run_refuses_to_start_when_imds_is_disabled_by_the_environment() {
     assert_eq!(daemon.wait_exit(Duration::from_secs(5)), 2);
     assert!(daemon.stderr().contains("AWS_EC2_METADATA_DISABLED"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_starts_and_stops_sinks_and_keeps_the_old_config_when_the_new_one_is_bad() {
+    let sim = ImdsSimulator::start(SimulatorOptions::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let env_file = dir.path().join("out/credentials.env");
+    let creds_file = dir.path().join("out/credentials");
+    let base = format!(
+        "[imds]\nendpoint = \"{}\"\n[socket]\npath = \"{}\"\n",
+        sim.endpoint(),
+        dir.path().join("s.sock").display()
+    );
+    let env_sink = format!("[[env]]\npath = \"{}\"\n", env_file.display());
+    let file_sink = format!(
+        "[[file]]\npath = \"{}\"\nprofile = \"instance\"\n",
+        creds_file.display()
+    );
+    std::fs::write(&config, format!("{base}{env_sink}")).unwrap();
+    let mut daemon = Daemon::spawn(&["run", "--config", config.to_str().unwrap()], &[]);
+    daemon.wait_for_log("published new credentials");
+    wait_for_file(&env_file);
+
+    // A bad edit is refused and the running sinks go on.
+    std::fs::write(
+        &config,
+        format!("{base}{env_sink}[[file]]\npath = \"relative\"\n"),
+    )
+    .unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    daemon.wait_for_log("new configuration refused; keeping the running one");
+    assert!(!creds_file.exists());
+
+    // A good edit adds the credentials file and removes the env sink.
+    std::fs::write(&config, format!("{base}{file_sink}")).unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    daemon.wait_for_log("configuration reloaded");
+    wait_for_file(&creds_file);
+    let current = sim.current_credentials().unwrap();
+    let text = std::fs::read_to_string(&creds_file).unwrap();
+    assert!(
+        text.contains(&format!("aws_access_key_id = {}", current.access_key_id)),
+        "{text}"
+    );
+    assert!(daemon.stderr().contains("sink removed by reload"));
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(6)), 0);
+    common::assert_no_secrets(&daemon.stderr(), &sim, "the daemon's stderr");
+}
+
+fn wait_for_file(path: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
