@@ -10,6 +10,7 @@
 //! - [`simulator`]: a simulated IMDS on loopback, for `demo` and the tests.
 //! - [`sink`]: the credentials-file and env-file sinks, written atomically.
 //! - [`clock`]: wall-clock time, injectable so tests can fast-forward.
+//! - [`socket`]: the HTTP API on the unix socket (peer checks, limits, systemd activation).
 
 pub mod cli;
 pub mod clock;
@@ -28,4 +29,6 @@ pub mod render;
 pub mod secret;
 pub mod simulator;
 pub mod sink;
+#[cfg(target_os = "linux")]
+pub mod socket;
 pub mod state;

@@ -16,6 +16,20 @@ pub struct Metrics {
     pub refresh_successes: AtomicU64,
     /// Refresh attempts that ended without credentials.
     pub refresh_failures: AtomicU64,
+    /// Connections accepted on the unix socket.
+    pub socket_connections: AtomicU64,
+    /// Socket answers by status: 200.
+    pub socket_ok: AtomicU64,
+    /// 400: unknown format or query parameter.
+    pub socket_bad_request: AtomicU64,
+    /// 403: peers refused by `allow_uids` / `allow_gids`.
+    pub socket_forbidden: AtomicU64,
+    /// 404: unknown path or profile.
+    pub socket_not_found: AtomicU64,
+    /// 405: a method other than GET.
+    pub socket_method_not_allowed: AtomicU64,
+    /// 503: no valid credentials to give.
+    pub socket_unavailable: AtomicU64,
 }
 
 impl Metrics {

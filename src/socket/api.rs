@@ -1,0 +1,608 @@
+//! The socket's HTTP routes (`../shared/DESIGN.md`, "Socket API"): credentials in three
+//! formats, status, health and Prometheus metrics, each read from the refresher's watch
+//! channel at the moment of the request. Validity is checked against the clock when the
+//! answer is made, so a set that expired since its publication is never served.
+//!
+//! Only credential answers carry secrets; `/v1/status` and `/metrics` are built from fields
+//! that hold none (role name, times, counters, sink paths, error messages).
+
+use crate::clock::SharedClock;
+use crate::credentials::{format_utc_timestamp, Credentials};
+use crate::health::SinkHealth;
+use crate::metrics::Metrics;
+use crate::render::{render_env, EnvSyntax};
+use crate::state::{CredentialState, StateReceiver};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Response, StatusCode, Uri};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use thiserror::Error;
+
+/// Response body type: every answer is small and built whole.
+pub type Body = Full<Bytes>;
+
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain; charset=utf-8";
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Longest client-supplied text (a profile or format name) echoed back in an error.
+const ECHO_LIMIT: usize = 64;
+
+/// What the routes read. Built once by the daemon and shared by every connection.
+pub struct Api {
+    instance: StateReceiver,
+    profiles: BTreeMap<String, StateReceiver>,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    sinks: SinkHealth,
+}
+
+/// The paths we answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Credentials,
+    Status,
+    Health,
+    Metrics,
+}
+
+impl Route {
+    fn from_path(path: &str) -> Option<Route> {
+        match path {
+            "/v1/credentials" => Some(Route::Credentials),
+            "/v1/status" => Some(Route::Status),
+            "/healthz" => Some(Route::Health),
+            "/metrics" => Some(Route::Metrics),
+            _ => None,
+        }
+    }
+}
+
+/// `?format=` of a credentials request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// `credential_process` Version 1 JSON (also `json` and the default).
+    Process,
+    /// The container-credentials shape (`Token`, not `SessionToken`).
+    Container,
+    /// `export NAME='value'` lines.
+    Env,
+}
+
+/// Every status the API answers with; each has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ok,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Unavailable,
+}
+
+impl Status {
+    const ALL: [Status; 6] = [
+        Status::Ok,
+        Status::BadRequest,
+        Status::Forbidden,
+        Status::NotFound,
+        Status::MethodNotAllowed,
+        Status::Unavailable,
+    ];
+
+    fn code(self) -> StatusCode {
+        match self {
+            Status::Ok => StatusCode::OK,
+            Status::BadRequest => StatusCode::BAD_REQUEST,
+            Status::Forbidden => StatusCode::FORBIDDEN,
+            Status::NotFound => StatusCode::NOT_FOUND,
+            Status::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Status::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn counter(self, metrics: &Metrics) -> &AtomicU64 {
+        match self {
+            Status::Ok => &metrics.socket_ok,
+            Status::BadRequest => &metrics.socket_bad_request,
+            Status::Forbidden => &metrics.socket_forbidden,
+            Status::NotFound => &metrics.socket_not_found,
+            Status::MethodNotAllowed => &metrics.socket_method_not_allowed,
+            Status::Unavailable => &metrics.socket_unavailable,
+        }
+    }
+}
+
+/// Why a request was not answered with what it asked for. The message goes to the client
+/// in the JSON error; none holds a secret.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ApiError {
+    #[error("unknown format {0:?}: use json, container or env")]
+    UnknownFormat(String),
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    #[error("this peer is not allowed by socket.allow_uids / socket.allow_gids")]
+    Forbidden,
+    #[error("no such path {0:?}")]
+    NotFound(String),
+    #[error("no [[assume]] profile named {0:?}")]
+    UnknownProfile(String),
+    #[error("method {0} not allowed: only GET")]
+    MethodNotAllowed(Method),
+    #[error("{0}")]
+    NoCredentials(String),
+}
+
+impl ApiError {
+    /// Exhaustive on purpose: a new variant does not compile until someone decides what
+    /// the client sees.
+    fn status(&self) -> Status {
+        match self {
+            ApiError::UnknownFormat(_) | ApiError::BadQuery(_) => Status::BadRequest,
+            ApiError::Forbidden => Status::Forbidden,
+            ApiError::NotFound(_) | ApiError::UnknownProfile(_) => Status::NotFound,
+            ApiError::MethodNotAllowed(_) => Status::MethodNotAllowed,
+            ApiError::NoCredentials(_) => Status::Unavailable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::UnknownFormat(_) => "UnknownFormat",
+            ApiError::BadQuery(_) => "BadQuery",
+            ApiError::Forbidden => "Forbidden",
+            ApiError::NotFound(_) => "NotFound",
+            ApiError::UnknownProfile(_) => "UnknownProfile",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
+            ApiError::NoCredentials(_) => "NoCredentials",
+        }
+    }
+
+    fn into_response(self) -> (Status, Response<Body>) {
+        let status = self.status();
+        let body = json!({ "code": self.code(), "message": self.to_string() }).to_string();
+        let mut response = reply(status, JSON, body);
+        if let ApiError::MethodNotAllowed(_) = self {
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET"));
+        }
+        (status, response)
+    }
+}
+
+impl Api {
+    /// `instance`: the refresher's channel for the instance role. `profiles`: one channel
+    /// per `[[assume]]` profile, by profile name (`?profile=NAME`). `sinks`: the daemon's
+    /// sink table, shown in `/v1/status` and `/metrics`.
+    pub fn new(
+        instance: StateReceiver,
+        profiles: BTreeMap<String, StateReceiver>,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+        sinks: SinkHealth,
+    ) -> Self {
+        Api {
+            instance,
+            profiles,
+            clock,
+            metrics,
+            sinks,
+        }
+    }
+
+    /// Answers one request from an allowed peer. Only the method and URI matter: every
+    /// route is a GET without a body.
+    pub fn respond(&self, method: &Method, uri: &Uri) -> Response<Body> {
+        let (status, response) = match self.route(method, uri) {
+            Ok(response) => (Status::Ok, response),
+            Err(error) => error.into_response(),
+        };
+        Metrics::incr(status.counter(&self.metrics));
+        tracing::debug!(%method, path = uri.path(), status = status.code().as_u16(), "socket request");
+        response
+    }
+
+    /// Counts a connection accepted on the socket.
+    pub fn note_connection(&self) {
+        Metrics::incr(&self.metrics.socket_connections);
+    }
+
+    /// The answer to every request of a peer that the policy refuses.
+    pub fn refuse(&self) -> Response<Body> {
+        let (status, response) = ApiError::Forbidden.into_response();
+        Metrics::incr(status.counter(&self.metrics));
+        response
+    }
+
+    fn route(&self, method: &Method, uri: &Uri) -> Result<Response<Body>, ApiError> {
+        let route =
+            Route::from_path(uri.path()).ok_or_else(|| ApiError::NotFound(echo(uri.path())))?;
+        if method != Method::GET {
+            return Err(ApiError::MethodNotAllowed(method.clone()));
+        }
+        match route {
+            Route::Credentials => self.credentials(uri.query()),
+            Route::Status => Ok(reply(Status::Ok, JSON, self.status().to_string())),
+            Route::Health => {
+                self.valid(&self.instance, None)?;
+                Ok(reply(Status::Ok, TEXT, "ok\n"))
+            }
+            Route::Metrics => Ok(reply(Status::Ok, PROMETHEUS, self.prometheus())),
+        }
+    }
+
+    fn credentials(&self, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+        let mut format = Format::Process;
+        let mut profile = None;
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match key.as_ref() {
+                "format" => {
+                    format = match value.as_ref() {
+                        "json" | "process" => Format::Process,
+                        "container" => Format::Container,
+                        "env" => Format::Env,
+                        other => return Err(ApiError::UnknownFormat(echo(other))),
+                    }
+                }
+                "profile" => profile = Some(value.into_owned()),
+                other => {
+                    return Err(ApiError::BadQuery(format!(
+                        "unknown parameter {:?}: use format or profile",
+                        echo(other)
+                    )))
+                }
+            }
+        }
+        let receiver = match &profile {
+            None => &self.instance,
+            Some(name) => self
+                .profiles
+                .get(name)
+                .ok_or_else(|| ApiError::UnknownProfile(echo(name)))?,
+        };
+        let creds = self.valid(receiver, profile.as_deref())?;
+        Ok(match format {
+            Format::Process => reply(Status::Ok, JSON, creds.to_process_json()),
+            Format::Container => reply(Status::Ok, JSON, container_json(&creds)),
+            Format::Env => reply(Status::Ok, TEXT, render_env(&creds, EnvSyntax::Sh)),
+        })
+    }
+
+    /// The credentials of a channel if they are valid now, else why not.
+    fn valid(
+        &self,
+        receiver: &StateReceiver,
+        profile: Option<&str>,
+    ) -> Result<Arc<Credentials>, ApiError> {
+        let now = self.clock.now();
+        let state = receiver.borrow();
+        if let Some(creds) = state.valid_credentials(now) {
+            return Ok(Arc::clone(creds));
+        }
+        let whose = match profile {
+            None => "the instance role".to_string(),
+            Some(name) => format!("profile {name:?}"),
+        };
+        let mut message = match &state.credentials {
+            Some(expired) => format!(
+                "the credentials of {whose} expired at {}",
+                expired.expiration_rfc3339()
+            ),
+            None => format!("no valid credentials for {whose}"),
+        };
+        match &state.last_error {
+            Some(error) => write!(message, "; last error: {error}").expect("write to String"),
+            None if state.last_refresh.is_none() => {
+                message.push_str("; no refresh has succeeded yet")
+            }
+            None => {}
+        }
+        Err(ApiError::NoCredentials(message))
+    }
+
+    /// `/v1/status`: the instance role's summary at the top level, then the assumed-role
+    /// profiles, the sinks and the counters.
+    fn status(&self) -> Value {
+        let now = self.clock.now();
+        let mut status = summary(&self.instance.borrow(), now);
+        status.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+        let profiles: Map<String, Value> = self
+            .profiles
+            .iter()
+            .map(|(name, rx)| (name.clone(), Value::Object(summary(&rx.borrow(), now))))
+            .collect();
+        status.insert("profiles".into(), Value::Object(profiles));
+        let sinks: Vec<Value> = self
+            .sinks
+            .snapshot()
+            .into_iter()
+            .map(|sink| {
+                json!({
+                    "kind": sink.kind,
+                    "target": sink.target,
+                    "last_success": sink.last_success.map(format_utc_timestamp),
+                    "last_error": sink.last_error,
+                })
+            })
+            .collect();
+        status.insert("sinks".into(), sinks.into());
+        let m = &*self.metrics;
+        let socket_requests: Map<String, Value> = Status::ALL
+            .iter()
+            .map(|s| {
+                let code = s.code().as_u16().to_string();
+                (code, Metrics::get(s.counter(m)).into())
+            })
+            .collect();
+        status.insert(
+            "counters".into(),
+            json!({
+                "imds_token_requests": Metrics::get(&m.imds_token_requests),
+                "imds_get_requests": Metrics::get(&m.imds_get_requests),
+                "imds_errors": Metrics::get(&m.imds_errors),
+                "refresh_successes": Metrics::get(&m.refresh_successes),
+                "refresh_failures": Metrics::get(&m.refresh_failures),
+                "socket_connections": Metrics::get(&m.socket_connections),
+                "socket_requests": socket_requests,
+            }),
+        );
+        Value::Object(status)
+    }
+
+    /// `/metrics` in the Prometheus text exposition format.
+    fn prometheus(&self) -> String {
+        let now = self.clock.now();
+        let state = self.instance.borrow().clone();
+        let m = &*self.metrics;
+        let mut out = String::new();
+        let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+        family(
+            &mut out,
+            "imds_credd_build_info",
+            "gauge",
+            "Version of the running daemon.",
+            &[(version, 1)],
+        );
+        let valid = u64::from(state.valid_credentials(now).is_some());
+        family(
+            &mut out,
+            "imds_credd_credentials_valid",
+            "gauge",
+            "1 when valid instance-role credentials are held.",
+            &[(String::new(), valid)],
+        );
+        if let Some(creds) = &state.credentials {
+            family(
+                &mut out,
+                "imds_credd_credentials_expiry_timestamp_seconds",
+                "gauge",
+                "When the held instance-role credentials expire.",
+                &[(String::new(), unix_seconds(creds.expiration))],
+            );
+        }
+        if let Some(at) = state.last_refresh {
+            family(
+                &mut out,
+                "imds_credd_last_refresh_timestamp_seconds",
+                "gauge",
+                "When credentials were last fetched from IMDS.",
+                &[(String::new(), unix_seconds(at))],
+            );
+        }
+        family(
+            &mut out,
+            "imds_credd_imds_requests_total",
+            "counter",
+            "Requests sent to IMDS, by kind (token PUT or GET).",
+            &[
+                (
+                    "kind=\"token\"".into(),
+                    Metrics::get(&m.imds_token_requests),
+                ),
+                ("kind=\"get\"".into(), Metrics::get(&m.imds_get_requests)),
+            ],
+        );
+        family(
+            &mut out,
+            "imds_credd_imds_errors_total",
+            "counter",
+            "IMDS requests that failed, before retries.",
+            &[(String::new(), Metrics::get(&m.imds_errors))],
+        );
+        family(
+            &mut out,
+            "imds_credd_refreshes_total",
+            "counter",
+            "Refresh attempts, by result.",
+            &[
+                (
+                    "result=\"success\"".into(),
+                    Metrics::get(&m.refresh_successes),
+                ),
+                (
+                    "result=\"failure\"".into(),
+                    Metrics::get(&m.refresh_failures),
+                ),
+            ],
+        );
+        family(
+            &mut out,
+            "imds_credd_socket_connections_total",
+            "counter",
+            "Connections accepted on the unix socket.",
+            &[(String::new(), Metrics::get(&m.socket_connections))],
+        );
+        let by_status: Vec<(String, u64)> = Status::ALL
+            .iter()
+            .map(|s| {
+                (
+                    format!("status=\"{}\"", s.code().as_u16()),
+                    Metrics::get(s.counter(m)),
+                )
+            })
+            .collect();
+        family(
+            &mut out,
+            "imds_credd_socket_requests_total",
+            "counter",
+            "Requests answered on the unix socket, by HTTP status.",
+            &by_status,
+        );
+        let sinks = self.sinks.snapshot();
+        let sink_labels = |kind: &str, target: &str| {
+            format!(
+                "kind=\"{}\",target=\"{}\"",
+                label_value(kind),
+                label_value(target)
+            )
+        };
+        let errors: Vec<(String, u64)> = sinks
+            .iter()
+            .map(|s| {
+                (
+                    sink_labels(s.kind, &s.target),
+                    u64::from(s.last_error.is_some()),
+                )
+            })
+            .collect();
+        family(
+            &mut out,
+            "imds_credd_sink_error",
+            "gauge",
+            "1 while a sink's last attempt failed.",
+            &errors,
+        );
+        let successes: Vec<(String, u64)> = sinks
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    sink_labels(s.kind, &s.target),
+                    unix_seconds(s.last_success?),
+                ))
+            })
+            .collect();
+        family(
+            &mut out,
+            "imds_credd_sink_last_success_timestamp_seconds",
+            "gauge",
+            "When a sink last published successfully.",
+            &successes,
+        );
+        out
+    }
+}
+
+/// A response with our fixed headers: nothing here may be cached by a proxy or a client.
+fn reply(status: Status, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status.code();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The shape the SDKs' container-credentials provider reads. `RoleArn` is left out: the
+/// instance role's ARN needs the account id, which IMDS's credentials document lacks.
+fn container_json(creds: &Credentials) -> String {
+    json!({
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key.expose(),
+        "Token": creds.session_token.expose(),
+        "Expiration": creds.expiration_rfc3339(),
+    })
+    .to_string()
+}
+
+/// A channel's state for `/v1/status`; no secret field is read.
+fn summary(state: &CredentialState, now: SystemTime) -> Map<String, Value> {
+    let expiration = state.credentials.as_ref().map(|c| c.expiration);
+    let expires_in = expiration.map(|at| match at.duration_since(now) {
+        Ok(left) => left.as_secs() as i64,
+        Err(past) => -(past.duration().as_secs() as i64),
+    });
+    let mut map = Map::new();
+    map.insert("role".into(), state.role.clone().into());
+    map.insert(
+        "credentials_valid".into(),
+        state.valid_credentials(now).is_some().into(),
+    );
+    map.insert(
+        "expiration".into(),
+        expiration.map(format_utc_timestamp).into(),
+    );
+    map.insert("expires_in_seconds".into(), expires_in.into());
+    map.insert(
+        "last_refresh".into(),
+        state.last_refresh.map(format_utc_timestamp).into(),
+    );
+    map.insert(
+        "next_refresh".into(),
+        state.next_refresh.map(format_utc_timestamp).into(),
+    );
+    map.insert("last_error".into(), state.last_error.clone().into());
+    map
+}
+
+/// One metric family: HELP and TYPE lines, then one sample per label set.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
+    writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}").expect("write to String");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            writeln!(out, "{name} {value}").expect("write to String");
+        } else {
+            writeln!(out, "{name}{{{labels}}} {value}").expect("write to String");
+        }
+    }
+}
+
+/// Escapes a label value as the exposition format requires.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+/// Client-supplied text shortened before it is echoed in an error.
+fn echo(text: &str) -> String {
+    text.chars().take(ECHO_LIMIT).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label_value("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
+    }
+
+    #[test]
+    fn every_error_maps_to_its_status() {
+        let cases = [
+            (ApiError::UnknownFormat("x".into()), 400),
+            (ApiError::BadQuery("x".into()), 400),
+            (ApiError::Forbidden, 403),
+            (ApiError::NotFound("/x".into()), 404),
+            (ApiError::UnknownProfile("p".into()), 404),
+            (ApiError::MethodNotAllowed(Method::POST), 405),
+            (ApiError::NoCredentials("none".into()), 503),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.status().code().as_u16(), code, "{error}");
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Getting a listening unix socket: either bound by us at the configured path, with its mode
+//! and group set before anyone can connect, or handed over by systemd socket activation.
+//!
+//! # Binding without a permission window
+//! The socket is created at a private temporary name in the same folder, `chmod`ed and
+//! `chown`ed there, and only then put into the listening state and renamed over the final
+//! path. A unix socket that is bound but not listening refuses every `connect()`, so no client
+//! can ever connect through a looser mode than the configured one, and the rename swaps the
+//! socket in atomically (a stale socket from a crashed run is replaced without a moment where
+//! the path is missing). Setting the umask around `bind` would also close the window, but the
+//! umask is process-wide: other threads (file sinks creating temp files) would be affected.
+
+use super::SocketError;
+use crate::config::SocketConfig;
+use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+use nix::unistd::{Gid, Group};
+use std::fs::{self, DirBuilder, Permissions};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The group that the packages create; used when `socket.group` is not configured.
+pub const DEFAULT_GROUP: &str = "imds-credd";
+/// Mode of a socket folder we create: others may traverse it; the socket's own mode decides
+/// who may connect.
+const FOLDER_MODE: u32 = 0o755;
+/// Pending connections the kernel queues while all connection slots are busy.
+const LISTEN_BACKLOG: i32 = 1024;
+/// The first file descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const SYSTEMD_FIRST_FD: RawFd = 3;
+
+/// Set once fd 3 has been taken, so a second `open` cannot wrap (and later close) it twice.
+static ACTIVATION_FD_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// A listening socket, and whether we own its path.
+#[derive(Debug)]
+pub struct OpenedSocket {
+    pub listener: UnixListener,
+    /// Removes the socket file on drop; `None` for a socket systemd owns.
+    pub guard: Option<SocketGuard>,
+}
+
+/// Removes the socket file we bound when dropped (clean stop), unless the path now holds
+/// another socket (a newer daemon's): the inode is compared first.
+#[derive(Debug)]
+pub struct SocketGuard {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
+                if let Err(error) = fs::remove_file(&self.path) {
+                    tracing::warn!(path = %self.path.display(), %error, "cannot remove the socket");
+                }
+            }
+            Ok(_) => tracing::info!(
+                path = %self.path.display(),
+                "socket path now belongs to another socket; left in place"
+            ),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Takes the socket systemd passed if we were socket-activated, else binds `config.path`.
+pub fn open(config: &SocketConfig) -> Result<OpenedSocket, SocketError> {
+    let listen_pid = std::env::var("LISTEN_PID").ok();
+    let listen_fds = std::env::var("LISTEN_FDS").ok();
+    let our_pid = std::process::id();
+    match systemd_listen_fd(listen_pid.as_deref(), listen_fds.as_deref(), our_pid) {
+        Some(fd) => Ok(OpenedSocket {
+            listener: take_activated(fd, &config.path)?,
+            guard: None,
+        }),
+        None => bind(config),
+    }
+}
+
+/// The fd systemd passed us, following `sd_listen_fds(3)`: `LISTEN_PID` must be our pid (the
+/// variables may have been inherited from a parent that was activated) and `LISTEN_FDS` at
+/// least 1. Extra fds are ignored: the unit declares one socket.
+pub fn systemd_listen_fd(
+    listen_pid: Option<&str>,
+    listen_fds: Option<&str>,
+    our_pid: u32,
+) -> Option<RawFd> {
+    let pid: u32 = listen_pid?.trim().parse().ok()?;
+    let count: u32 = listen_fds?.trim().parse().ok()?;
+    (pid == our_pid && count >= 1).then_some(SYSTEMD_FIRST_FD)
+}
+
+fn take_activated(fd: RawFd, configured: &Path) -> Result<UnixListener, SocketError> {
+    if ACTIVATION_FD_TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(SocketError::ActivationFdTaken);
+    }
+    // SAFETY: systemd guarantees fd 3 is open and ours when LISTEN_PID is our pid, nothing
+    // else in the process wraps it (the flag above makes this the only owner), and the
+    // checks below refuse it before use if it is not a listening unix stream socket.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let invalid = |detail: String| SocketError::ActivationFd { detail };
+    let kind = socket::getsockopt(&owned, socket::sockopt::SockType)
+        .map_err(|e| invalid(format!("not a socket ({e})")))?;
+    let listening = socket::getsockopt(&owned, socket::sockopt::AcceptConn)
+        .map_err(|e| invalid(format!("cannot read SO_ACCEPTCONN ({e})")))?;
+    let address = socket::getsockname::<UnixAddr>(owned.as_raw_fd())
+        .map_err(|_| invalid("not a unix socket".to_string()))?;
+    if kind != SockType::Stream || !listening {
+        return Err(invalid("not a listening stream socket".to_string()));
+    }
+    // Programs the daemon runs (`on_rotate`) must not inherit the listener.
+    nix::fcntl::fcntl(
+        &owned,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| invalid(format!("cannot set close-on-exec ({e})")))?;
+    match address.path() {
+        Some(path) if path == configured => {
+            tracing::info!(path = %path.display(), "using the socket passed by systemd");
+        }
+        other => tracing::warn!(
+            activated = ?other,
+            configured = %configured.display(),
+            "systemd passed a socket at another path than socket.path; clients using socket.path will not reach it"
+        ),
+    }
+    let listener = UnixListener::from(owned);
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| invalid(format!("cannot make it non-blocking ({e})")))?;
+    Ok(listener)
+}
+
+/// Binds `config.path` with the configured mode and group (see the module doc for why it
+/// goes through a temporary name), replacing a stale socket and refusing anything else.
+pub fn bind(config: &SocketConfig) -> Result<OpenedSocket, SocketError> {
+    let path = config.path.as_path();
+    let folder = ensure_folder(path)?;
+    check_existing(path)?;
+    let group = resolve_group(config.group.as_deref())?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| SocketError::NoFileName {
+            path: path.to_path_buf(),
+        })?
+        .to_string_lossy();
+    let temp = folder.join(format!(".{file_name}.{}", std::process::id()));
+    let fail = |step: &'static str| {
+        let path = path.to_path_buf();
+        move |source: io::Error| SocketError::Create { path, step, source }
+    };
+    // A temp socket left by a crashed run that had our pid; a non-socket there is refused.
+    match fs::symlink_metadata(&temp) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            fs::remove_file(&temp).map_err(fail("remove a leftover temporary socket"))?
+        }
+        Ok(_) => return Err(SocketError::NotASocket { path: temp }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => return Err(SocketError::Inspect { path: temp, source }),
+    }
+    let address =
+        UnixAddr::new(&temp).map_err(|_| SocketError::PathTooLong { path: temp.clone() })?;
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| fail("socket")(e.into()))?;
+    socket::bind(fd.as_raw_fd(), &address).map_err(|e| fail("bind")(e.into()))?;
+    let temp_guard = TempSocket(&temp);
+    fs::set_permissions(&temp, Permissions::from_mode(config.mode.0)).map_err(fail("chmod"))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::lchown(&temp, None, Some(gid.as_raw())).map_err(fail("chown"))?;
+    }
+    let backlog = Backlog::new(LISTEN_BACKLOG).expect("backlog within the kernel's range");
+    socket::listen(&fd, backlog).map_err(|e| fail("listen")(e.into()))?;
+    fs::rename(&temp, path).map_err(fail("rename into place"))?;
+    std::mem::forget(temp_guard);
+    let meta = fs::symlink_metadata(path).map_err(|source| SocketError::Inspect {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let guard = SocketGuard {
+        path: path.to_path_buf(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    let listener = UnixListener::from(fd);
+    listener
+        .set_nonblocking(true)
+        .map_err(fail("set non-blocking"))?;
+    tracing::info!(path = %path.display(), mode = ?config.mode, gid = group.map(Gid::as_raw), "listening");
+    Ok(OpenedSocket {
+        listener,
+        guard: Some(guard),
+    })
+}
+
+/// Removes the temporary socket if binding fails half-way.
+struct TempSocket<'a>(&'a Path);
+
+impl Drop for TempSocket<'_> {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.0);
+    }
+}
+
+/// Creates the socket's folder (mode 0755) if missing; an existing one, such as systemd's
+/// `RuntimeDirectory=`, is left as it is.
+fn ensure_folder(path: &Path) -> Result<PathBuf, SocketError> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let failed = |source| SocketError::Folder {
+        path: folder.clone(),
+        source,
+    };
+    match fs::metadata(&folder) {
+        Ok(meta) if meta.is_dir() => Ok(folder),
+        Ok(_) => Err(failed(io::Error::other("not a folder"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(FOLDER_MODE)
+                .create(&folder)
+                .map_err(failed)?;
+            Ok(folder)
+        }
+        Err(source) => Err(failed(source)),
+    }
+}
+
+/// Nothing at `path`, or a stale socket nobody answers on: fine (it will be replaced).
+/// A socket somebody answers on, or anything that is not a socket: refused.
+fn check_existing(path: &Path) -> Result<(), SocketError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(SocketError::Inspect {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(SocketError::NotASocket {
+            path: path.to_path_buf(),
+        });
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(SocketError::AlreadyServing {
+            path: path.to_path_buf(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            tracing::info!(path = %path.display(), "replacing a stale socket from an earlier run");
+            Ok(())
+        }
+        Err(source) => Err(SocketError::Probe {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The group to give the socket: the configured one (name or number), which must exist;
+/// unconfigured, the packages' `imds-credd` group if present, else none (left as created).
+fn resolve_group(configured: Option<&str>) -> Result<Option<Gid>, SocketError> {
+    let Some(name) = configured else {
+        return Group::from_name(DEFAULT_GROUP)
+            .map(|g| g.map(|g| g.gid))
+            .map_err(|source| SocketError::GroupLookup {
+                group: DEFAULT_GROUP.to_string(),
+                source,
+            });
+    };
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(Some(Gid::from_raw(gid)));
+    }
+    match Group::from_name(name) {
+        Ok(Some(group)) => Ok(Some(group.gid)),
+        Ok(None) => Err(SocketError::UnknownGroup {
+            group: name.to_string(),
+        }),
+        Err(source) => Err(SocketError::GroupLookup {
+            group: name.to_string(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_needs_our_pid_and_at_least_one_fd() {
+        assert_eq!(systemd_listen_fd(Some("42"), Some("1"), 42), Some(3));
+        assert_eq!(systemd_listen_fd(Some("42"), Some("2"), 42), Some(3));
+        assert_eq!(systemd_listen_fd(Some("41"), Some("1"), 42), None);
+        assert_eq!(systemd_listen_fd(Some("42"), Some("0"), 42), None);
+        assert_eq!(systemd_listen_fd(None, Some("1"), 42), None);
+        assert_eq!(systemd_listen_fd(Some("42"), None, 42), None);
+        assert_eq!(systemd_listen_fd(Some("x"), Some("1"), 42), None);
+    }
+
+    #[test]
+    fn an_unknown_configured_group_is_a_clear_error() {
+        let err = resolve_group(Some("no-such-group-imds-credd-test")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "socket group \"no-such-group-imds-credd-test\" does not exist"
+        );
+    }
+
+    #[test]
+    fn a_numeric_group_is_taken_as_a_gid() {
+        assert_eq!(
+            resolve_group(Some("4242")).unwrap(),
+            Some(Gid::from_raw(4242))
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! The unix socket API of `../shared/DESIGN.md`: HTTP/1.1 over a unix socket, for the client
+//! commands and for any local program that can speak HTTP.
+//!
+//! - [`listener`]: bind the socket safely (mode, group, stale socket, folder) or take the
+//!   one systemd passes; remove it on clean stop.
+//! - [`peer`]: who is connecting (`SO_PEERCRED`) and whether they are allowed.
+//! - [`api`]: the routes and their answers.
+//! - [`server`]: the accept loop, its limits and graceful shutdown.
+//!
+//! [`run`] puts them together; [`SocketServer`] splits it in two so the daemon can tell
+//! systemd it is ready only once the socket exists.
+
+pub mod api;
+pub mod listener;
+pub mod peer;
+pub mod server;
+
+pub use api::Api;
+pub use peer::PeerPolicy;
+pub use server::ServerLimits;
+
+use crate::config::SocketConfig;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+/// Why the socket could not be opened. Nothing is served, and the daemon should stop.
+#[derive(Debug, Error)]
+pub enum SocketError {
+    #[error("cannot create or use the socket folder {path}")]
+    Folder { path: PathBuf, source: io::Error },
+    #[error("cannot inspect {path}")]
+    Inspect { path: PathBuf, source: io::Error },
+    #[error("{path} exists and is not a socket; refusing to replace it")]
+    NotASocket { path: PathBuf },
+    #[error("another process is already answering on {path}")]
+    AlreadyServing { path: PathBuf },
+    #[error("cannot tell whether the existing socket {path} is in use")]
+    Probe { path: PathBuf, source: io::Error },
+    #[error("socket path {path} has no file name")]
+    NoFileName { path: PathBuf },
+    #[error("socket path {path} is too long for a unix socket address")]
+    PathTooLong { path: PathBuf },
+    #[error("socket group {group:?} does not exist")]
+    UnknownGroup { group: String },
+    #[error("cannot look up the socket group {group:?}")]
+    GroupLookup { group: String, source: nix::Error },
+    #[error("cannot create the socket {path} ({step})")]
+    Create {
+        path: PathBuf,
+        step: &'static str,
+        source: io::Error,
+    },
+    #[error("systemd passed fd 3, but it is unusable: {detail}")]
+    ActivationFd { detail: String },
+    #[error("the socket systemd passed was already taken by an earlier start")]
+    ActivationFdTaken,
+}
+
+/// An open socket, not yet served.
+#[derive(Debug)]
+pub struct SocketServer {
+    listener: tokio::net::UnixListener,
+    guard: Option<listener::SocketGuard>,
+    policy: PeerPolicy,
+}
+
+impl SocketServer {
+    /// Takes the systemd socket or binds `config.path` (see [`listener`]). Call it inside the
+    /// tokio runtime.
+    pub fn open(config: &SocketConfig) -> Result<Self, SocketError> {
+        let opened = listener::open(config)?;
+        let listener = tokio::net::UnixListener::from_std(opened.listener).map_err(|source| {
+            SocketError::Create {
+                path: config.path.clone(),
+                step: "register with the runtime",
+                source,
+            }
+        })?;
+        Ok(SocketServer {
+            listener,
+            guard: opened.guard,
+            policy: PeerPolicy::from_config(config),
+        })
+    }
+
+    /// Serves until `shutdown` is cancelled, drains, then removes the socket file if we
+    /// created it (a socket systemd owns is left for systemd).
+    pub async fn serve(self, api: Arc<Api>, limits: ServerLimits, shutdown: CancellationToken) {
+        server::serve(self.listener, api, self.policy, limits, shutdown).await;
+        drop(self.guard);
+    }
+}
+
+/// The daemon's entry point: open the socket, serve with the default limits until
+/// `shutdown`, remove the socket on the way out.
+pub async fn run(
+    config: &SocketConfig,
+    api: Arc<Api>,
+    shutdown: CancellationToken,
+) -> Result<(), SocketError> {
+    SocketServer::open(config)?
+        .serve(api, ServerLimits::default(), shutdown)
+        .await;
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! Who is on the other end of a connection (`SO_PEERCRED`: the uid, gid and pid the kernel
+//! recorded at `connect()`), and whether `socket.allow_uids` / `socket.allow_gids` let them in.
+//!
+//! # Policy
+//! - Both lists empty: everyone who can open the socket (its mode and group decide).
+//! - Otherwise a peer is allowed when its uid is in `allow_uids` or its gid in `allow_gids`.
+//!   The gid is the peer's primary (effective) group: `SO_PEERCRED` does not carry
+//!   supplementary groups, so list a user's uid, or make the group its primary one.
+//! - uid 0 is always allowed. Root passes the socket's mode check anyway, can read IMDS
+//!   itself and can read the daemon's memory, so refusing it protects nothing; allowing it
+//!   keeps `sudo imds-credd status` working when the lists name only the application user.
+
+use crate::config::SocketConfig;
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use std::os::fd::AsFd;
+
+/// The peer's identity as the kernel recorded it when it connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: i32,
+}
+
+/// Reads `SO_PEERCRED` from a connected unix socket.
+pub fn peer_of(stream: &impl AsFd) -> nix::Result<Peer> {
+    let creds = getsockopt(stream, PeerCredentials)?;
+    Ok(Peer {
+        uid: creds.uid(),
+        gid: creds.gid(),
+        pid: creds.pid(),
+    })
+}
+
+/// Which peers may use the socket (see the module doc).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerPolicy {
+    allow_uids: Vec<u32>,
+    allow_gids: Vec<u32>,
+}
+
+impl PeerPolicy {
+    pub fn new(allow_uids: Vec<u32>, allow_gids: Vec<u32>) -> Self {
+        PeerPolicy {
+            allow_uids,
+            allow_gids,
+        }
+    }
+
+    pub fn from_config(config: &SocketConfig) -> Self {
+        Self::new(config.allow_uids.clone(), config.allow_gids.clone())
+    }
+
+    pub fn allows(&self, peer: &Peer) -> bool {
+        (self.allow_uids.is_empty() && self.allow_gids.is_empty())
+            || peer.uid == 0
+            || self.allow_uids.contains(&peer.uid)
+            || self.allow_gids.contains(&peer.gid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(uid: u32, gid: u32) -> Peer {
+        Peer { uid, gid, pid: 1 }
+    }
+
+    #[test]
+    fn empty_lists_allow_everyone() {
+        assert!(PeerPolicy::default().allows(&peer(1234, 1234)));
+    }
+
+    #[test]
+    fn a_listed_uid_or_gid_is_enough() {
+        let policy = PeerPolicy::new(vec![1000], vec![2000]);
+        assert!(policy.allows(&peer(1000, 1)));
+        assert!(policy.allows(&peer(1, 2000)));
+        assert!(!policy.allows(&peer(1001, 1001)));
+    }
+
+    #[test]
+    fn root_is_always_allowed() {
+        assert!(PeerPolicy::new(vec![1000], vec![]).allows(&peer(0, 0)));
+        assert!(PeerPolicy::new(vec![], vec![2000]).allows(&peer(0, 5)));
+    }
+
+    #[test]
+    fn reads_our_own_credentials_from_a_socket_pair() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let me = peer_of(&a).unwrap();
+        assert_eq!(me.uid, nix::unistd::geteuid().as_raw());
+        assert_eq!(me.gid, nix::unistd::getegid().as_raw());
+        assert_eq!(me.pid as u32, std::process::id());
+    }
+}

@@ -1,0 +1,159 @@
+//! The accept loop: HTTP/1.1 connections on the unix socket, each in its own task, within
+//! limits that keep a stuck or hostile client from starving the others.
+//!
+//! # Limits
+//! - At most [`ServerLimits::max_connections`] connections at once. Beyond that the loop
+//!   stops accepting until a slot frees: new clients wait in the kernel's listen backlog
+//!   rather than being closed, and are served as soon as a connection ends. Every held slot
+//!   is bounded in time by the header timeout, so slots always come back.
+//! - The request head (request line + headers) must arrive within
+//!   [`ServerLimits::header_read_timeout`]; hyper starts the same timer again when a
+//!   keep-alive connection goes idle, so it is also the idle timeout.
+//! - The read buffer is capped at [`ServerLimits::max_header_bytes`]: a larger head gets
+//!   `431` and the connection is closed. Bodies are never read.
+//! - Answers are a few hundred bytes and fit in the socket buffer, so a client that does not
+//!   read its answer cannot hold a task past its timeout.
+//!
+//! # Shutdown
+//! Stop accepting (the listener is closed, so new clients get `ECONNREFUSED`), let requests
+//! in flight finish, close idle keep-alive connections, and after
+//! [`ServerLimits::shutdown_grace`] drop whatever is still open.
+
+use super::api::Api;
+use super::peer::{peer_of, PeerPolicy};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Pause after a failed `accept()` (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Per-server limits; see the module doc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections served at once (default 1024).
+    pub max_connections: usize,
+    /// Largest request head, in bytes (default 16 KiB; hyper's floor is 8 KiB).
+    pub max_header_bytes: usize,
+    /// Most header lines in one request (default 64).
+    pub max_headers: usize,
+    /// Time to send a whole request head, and to send the next one on an idle keep-alive
+    /// connection (default 10 s: local clients send their request at once).
+    pub header_read_timeout: Duration,
+    /// Time given to requests in flight at shutdown (default 5 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 1024,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` is cancelled, then drains (see the module doc).
+/// Peers the policy refuses get `403` on every request, and their connection is not kept
+/// alive.
+pub async fn serve(
+    listener: UnixListener,
+    api: Arc<Api>,
+    policy: PeerPolicy,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    loop {
+        let next = async {
+            let permit = Arc::clone(&slots)
+                .acquire_owned()
+                .await
+                .expect("the connection semaphore is never closed");
+            (permit, listener.accept().await)
+        };
+        let (permit, accepted) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            // Reap finished connection tasks so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            next = next => next,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "cannot accept a socket connection");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        api.note_connection();
+        let allowed = match peer_of(&stream) {
+            Ok(peer) if policy.allows(&peer) => true,
+            Ok(peer) => {
+                tracing::warn!(
+                    uid = peer.uid,
+                    gid = peer.gid,
+                    pid = peer.pid,
+                    "refusing a socket peer not in socket.allow_uids / socket.allow_gids"
+                );
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the socket peer's credentials; refusing it");
+                false
+            }
+        };
+        let mut conn_builder = builder.clone();
+        conn_builder.keep_alive(allowed);
+        let api = Arc::clone(&api);
+        let service = service_fn(move |request: Request<Incoming>| {
+            let response = if allowed {
+                api.respond(request.method(), request.uri())
+            } else {
+                api.refuse()
+            };
+            std::future::ready(Ok::<_, Infallible>(response))
+        });
+        let connection =
+            graceful.watch(conn_builder.serve_connection(TokioIo::new(stream), service));
+        connections.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "socket connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?limits.shutdown_grace,
+            "socket connections still open after the shutdown grace; closing them"
+        );
+    }
+    connections.shutdown().await;
+}
