@@ -372,6 +372,38 @@ async fn held_credentials_flip_to_503_at_expiry_without_a_new_publication() {
 }
 
 #[tokio::test]
+async fn a_rotated_set_is_served_at_once_in_every_format() {
+    let (w, _dir, path, served) = serve_published(ServerLimits::default());
+    let uris = [
+        "/v1/credentials",
+        "/v1/credentials?format=container",
+        "/v1/credentials?format=env",
+    ];
+    for uri in uris {
+        assert!(get(&path, uri).await.body.contains(ACCESS_KEY_ID));
+    }
+    w.clock.advance(Duration::from_secs(3600));
+    let now = w.clock.now();
+    w.instance.send_modify(|state| {
+        state.credentials = Some(credentials(
+            "ASIAROTATEDKEY000002",
+            SECRET_KEY,
+            SESSION_TOKEN,
+            now + CRED_TTL,
+        ));
+    });
+    for uri in uris {
+        let body = get(&path, uri).await.body;
+        assert!(
+            body.contains("ASIAROTATEDKEY000002") && !body.contains(ACCESS_KEY_ID),
+            "{uri}: {body}"
+        );
+    }
+    served.stop().await;
+    assert_no_secret_in_logs();
+}
+
+#[tokio::test]
 async fn status_and_metrics_report_state_counters_and_sinks_without_secrets() {
     let w = world();
     w.publish();

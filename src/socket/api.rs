@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
 
@@ -35,11 +35,58 @@ const ECHO_LIMIT: usize = 64;
 
 /// What the routes read. Built once by the daemon and shared by every connection.
 pub struct Api {
-    instance: StateReceiver,
-    profiles: BTreeMap<String, StateReceiver>,
+    instance: Channel,
+    profiles: BTreeMap<String, Channel>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
     sinks: SinkHealth,
+}
+
+/// One refresher channel and the credential answers rendered from its current set.
+struct Channel {
+    receiver: StateReceiver,
+    rendered: Mutex<Rendered>,
+}
+
+/// The bodies of one credentials set, rendered on first use and kept until the set changes:
+/// building the JSON on every request cost a quarter of the throughput
+/// (`benches/socket_load.rs`). Cleared when the channel has no valid set, so rendered
+/// secrets of an expired set do not linger.
+#[derive(Default)]
+struct Rendered {
+    creds: Option<Arc<Credentials>>,
+    bodies: [Option<Bytes>; Format::COUNT],
+}
+
+impl Channel {
+    fn new(receiver: StateReceiver) -> Self {
+        Channel {
+            receiver,
+            rendered: Mutex::new(Rendered::default()),
+        }
+    }
+
+    /// The body of `format` for `creds`, which must be this channel's current valid set.
+    fn body(&self, creds: &Arc<Credentials>, format: Format) -> Bytes {
+        let mut rendered = self.rendered.lock().expect("rendered bodies lock");
+        if !rendered
+            .creds
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, creds))
+        {
+            *rendered = Rendered {
+                creds: Some(Arc::clone(creds)),
+                bodies: Default::default(),
+            };
+        }
+        rendered.bodies[format.slot()]
+            .get_or_insert_with(|| Bytes::from(format.render(creds)))
+            .clone()
+    }
+
+    fn forget_rendered(&self) {
+        *self.rendered.lock().expect("rendered bodies lock") = Rendered::default();
+    }
 }
 
 /// The paths we answer.
@@ -72,6 +119,33 @@ enum Format {
     Container,
     /// `export NAME='value'` lines.
     Env,
+}
+
+impl Format {
+    const COUNT: usize = 3;
+
+    fn slot(self) -> usize {
+        match self {
+            Format::Process => 0,
+            Format::Container => 1,
+            Format::Env => 2,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Process | Format::Container => JSON,
+            Format::Env => TEXT,
+        }
+    }
+
+    fn render(self, creds: &Credentials) -> String {
+        match self {
+            Format::Process => creds.to_process_json(),
+            Format::Container => container_json(creds),
+            Format::Env => render_env(creds, EnvSyntax::Sh),
+        }
+    }
 }
 
 /// Every status the API answers with; each has its own counter.
@@ -188,8 +262,11 @@ impl Api {
         sinks: SinkHealth,
     ) -> Self {
         Api {
-            instance,
-            profiles,
+            instance: Channel::new(instance),
+            profiles: profiles
+                .into_iter()
+                .map(|(name, receiver)| (name, Channel::new(receiver)))
+                .collect(),
             clock,
             metrics,
             sinks,
@@ -259,32 +336,30 @@ impl Api {
                 }
             }
         }
-        let receiver = match &profile {
+        let channel = match &profile {
             None => &self.instance,
             Some(name) => self
                 .profiles
                 .get(name)
                 .ok_or_else(|| ApiError::UnknownProfile(echo(name)))?,
         };
-        let creds = self.valid(receiver, profile.as_deref())?;
-        Ok(match format {
-            Format::Process => reply(Status::Ok, JSON, creds.to_process_json()),
-            Format::Container => reply(Status::Ok, JSON, container_json(&creds)),
-            Format::Env => reply(Status::Ok, TEXT, render_env(&creds, EnvSyntax::Sh)),
-        })
+        let creds = self.valid(channel, profile.as_deref())?;
+        let body = channel.body(&creds, format);
+        Ok(reply(Status::Ok, format.content_type(), body))
     }
 
     /// The credentials of a channel if they are valid now, else why not.
     fn valid(
         &self,
-        receiver: &StateReceiver,
+        channel: &Channel,
         profile: Option<&str>,
     ) -> Result<Arc<Credentials>, ApiError> {
         let now = self.clock.now();
-        let state = receiver.borrow();
+        let state = channel.receiver.borrow();
         if let Some(creds) = state.valid_credentials(now) {
             return Ok(Arc::clone(creds));
         }
+        channel.forget_rendered();
         let whose = match profile {
             None => "the instance role".to_string(),
             Some(name) => format!("profile {name:?}"),
@@ -310,12 +385,15 @@ impl Api {
     /// profiles, the sinks and the counters.
     fn status(&self) -> Value {
         let now = self.clock.now();
-        let mut status = summary(&self.instance.borrow(), now);
+        let mut status = summary(&self.instance.receiver.borrow(), now);
         status.insert("version".into(), env!("CARGO_PKG_VERSION").into());
         let profiles: Map<String, Value> = self
             .profiles
             .iter()
-            .map(|(name, rx)| (name.clone(), Value::Object(summary(&rx.borrow(), now))))
+            .map(|(name, channel)| {
+                let state = channel.receiver.borrow();
+                (name.clone(), Value::Object(summary(&state, now)))
+            })
             .collect();
         status.insert("profiles".into(), Value::Object(profiles));
         let sinks: Vec<Value> = self
@@ -358,7 +436,7 @@ impl Api {
     /// `/metrics` in the Prometheus text exposition format.
     fn prometheus(&self) -> String {
         let now = self.clock.now();
-        let state = self.instance.borrow().clone();
+        let state = self.instance.receiver.borrow().clone();
         let m = &*self.metrics;
         let mut out = String::new();
         let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
