@@ -818,9 +818,9 @@ async fn past_the_connection_cap_new_clients_wait_for_a_slot_instead_of_failing(
         ..ServerLimits::default()
     };
     let (_w, _dir, path, served) = serve_published(limits);
-    let mut stuck = tokio::net::UnixStream::connect(&path).await.unwrap();
-    stuck.write_all(b"GET /").await.unwrap();
-    // The only slot is taken; this client queues until the stuck one times out.
+    // Connects and never sends a byte.
+    let _silent = tokio::net::UnixStream::connect(&path).await.unwrap();
+    // The only slot is taken; this client queues until the silent one times out.
     let answer = tokio::time::timeout(Duration::from_secs(10), get(&path, "/healthz"))
         .await
         .expect("served once the slot frees");
