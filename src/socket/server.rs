@@ -50,7 +50,8 @@ pub struct ServerLimits {
     /// Time to send a whole request head, and to send the next one on an idle keep-alive
     /// connection (default 10 s: local clients send their request at once).
     pub header_read_timeout: Duration,
-    /// Time given to requests in flight at shutdown (default 5 s).
+    /// Time given to requests in flight at shutdown (default 3 s: within the daemon's own
+    /// 5 s stop grace, so the socket is drained and removed before the daemon gives up).
     pub shutdown_grace: Duration,
 }
 
@@ -61,7 +62,7 @@ impl Default for ServerLimits {
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             header_read_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(3),
         }
     }
 }
