@@ -6,6 +6,10 @@
 //!   stops accepting until a slot frees: new clients wait in the kernel's listen backlog
 //!   rather than being closed, and are served as soon as a connection ends. Every held slot
 //!   is bounded in time by the header timeout, so slots always come back.
+//! - Each connection is a file descriptor: if the soft `RLIMIT_NOFILE` is too low for the
+//!   cap (systemd's default soft limit is 1024), it is raised toward the hard limit, and if
+//!   that is not enough the cap is lowered to fit, with a warning. Otherwise `accept()` would
+//!   fail with `EMFILE` before the cap is reached.
 //! - The request head (request line + headers) must arrive within
 //!   [`ServerLimits::header_read_timeout`]; hyper starts the same timer again when a
 //!   keep-alive connection goes idle, so it is also the idle timeout.
@@ -37,6 +41,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Pause after a failed `accept()` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// File descriptors kept free beyond the connection cap: the listener, IMDS connections,
+/// sink files, logs and the programs the daemon runs.
+const SPARE_FDS: u64 = 64;
 
 /// Per-server limits; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +85,7 @@ pub async fn serve(
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Arc::new(Semaphore::new(fit_fd_limit(limits.max_connections)));
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut builder = http1::Builder::new();
@@ -157,4 +165,76 @@ pub async fn serve(
         );
     }
     connections.shutdown().await;
+}
+
+/// The connection cap that the open-files limit allows, after raising the soft limit as far
+/// as needed and permitted (see the module doc).
+fn fit_fd_limit(wanted: usize) -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return wanted;
+    };
+    let (new_soft, _) = connection_cap(wanted, soft, hard);
+    let soft = if new_soft != soft {
+        match setrlimit(Resource::RLIMIT_NOFILE, new_soft, hard) {
+            Ok(()) => new_soft,
+            Err(error) => {
+                tracing::warn!(%error, "cannot raise the open-files limit");
+                soft
+            }
+        }
+    } else {
+        soft
+    };
+    // The cap that the limit in force allows (the raise may have been refused).
+    let (_, cap) = connection_cap(wanted, soft, soft);
+    if cap < wanted {
+        tracing::warn!(
+            wanted,
+            cap,
+            open_files_limit = soft,
+            "the open-files limit allows fewer socket connections than configured"
+        );
+    }
+    cap
+}
+
+/// Pure part of [`fit_fd_limit`]: the soft limit to ask for and the cap it allows.
+fn connection_cap(wanted: usize, soft: u64, hard: u64) -> (u64, usize) {
+    let needed = (wanted as u64).saturating_add(SPARE_FDS);
+    let new_soft = if soft >= needed {
+        soft
+    } else {
+        needed.min(hard)
+    };
+    let allowed = new_soft.saturating_sub(SPARE_FDS).max(1);
+    let cap = usize::try_from(allowed).unwrap_or(usize::MAX).min(wanted);
+    (new_soft, cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_low_soft_limit_is_raised_toward_the_hard_one() {
+        assert_eq!(
+            connection_cap(1024, 1024, 524_288),
+            (1024 + SPARE_FDS, 1024)
+        );
+    }
+
+    #[test]
+    fn a_sufficient_soft_limit_is_left_alone() {
+        assert_eq!(connection_cap(1024, 20_000, 20_000), (20_000, 1024));
+    }
+
+    #[test]
+    fn a_low_hard_limit_lowers_the_cap() {
+        assert_eq!(
+            connection_cap(1024, 256, 512),
+            (512, 512 - SPARE_FDS as usize)
+        );
+        assert_eq!(connection_cap(1024, 10, 10), (10, 1));
+    }
 }
