@@ -975,3 +975,18 @@ async fn systemd_activation_serves_the_passed_socket_and_leaves_it() {
     drop(listener);
     std::io::stdout().flush().unwrap();
 }
+
+#[tokio::test]
+async fn a_path_too_long_for_a_unix_socket_is_refused_by_name() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{}.sock", "x".repeat(120)));
+    let err = SocketServer::open(&socket_config(&path)).unwrap_err();
+    assert!(matches!(err, SocketError::PathTooLong { .. }), "{err:?}");
+    assert!(err.to_string().contains("too long"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+}

@@ -41,7 +41,9 @@ pub enum SocketError {
     Probe { path: PathBuf, source: io::Error },
     #[error("socket path {path} has no file name")]
     NoFileName { path: PathBuf },
-    #[error("socket path {path} is too long for a unix socket address")]
+    /// The limit (108 bytes) applies to the temporary name used while binding, which is the
+    /// path plus about ten bytes.
+    #[error("socket path {path} is too long for a unix socket address (108 bytes, with a temporary name while binding)")]
     PathTooLong { path: PathBuf },
     #[error("socket group {group:?} does not exist")]
     UnknownGroup { group: String },
