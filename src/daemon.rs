@@ -27,6 +27,9 @@ pub enum DaemonError {
     #[cfg(unix)]
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
+    #[cfg(target_os = "linux")]
+    #[error(transparent)]
+    Socket(#[from] crate::socket::SocketError),
     #[error("sink {sink} publishes profile {profile:?}, which no [[assume]] entry provides")]
     UnknownProfile { sink: String, profile: String },
 }
@@ -198,24 +201,6 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
     let imds = Arc::new(ImdsClient::new(settings, clock.clone(), metrics.clone())?);
     let (state_tx, state) = state_channel();
     let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-
-    let role = Some(config.imds.role.clone()).filter(|r| !r.is_empty());
-    let refresher = Refresher::new(
-        imds,
-        clock.clone(),
-        RefreshPolicy::from(&config.refresh),
-        role,
-        state_tx,
-        metrics.clone(),
-    );
-    tasks.spawn(refresher.run(shutdown.clone()));
-    #[cfg(unix)]
-    tasks.spawn(crate::notify::run(
-        state.clone(),
-        clock.clone(),
-        shutdown.clone(),
-    ));
 
     let mut daemon = DaemonHandle {
         state,
@@ -227,8 +212,40 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         clock,
         sinks: Vec::new(),
         shutdown,
-        tasks,
+        tasks: JoinSet::new(),
     };
+    #[cfg(target_os = "linux")]
+    {
+        let api = Arc::new(crate::socket::Api::new(
+            daemon.state.clone(),
+            daemon.profiles.clone(),
+            daemon.clock.clone(),
+            daemon.metrics.clone(),
+            daemon.health.clone(),
+        ));
+        // Bound before READY=1 can be sent, so clients never race the socket.
+        let server = crate::socket::SocketServer::open(&config.socket)?;
+        let limits = crate::socket::ServerLimits::default();
+        let stop = daemon.shutdown.clone();
+        daemon.tasks.spawn(server.serve(api, limits, stop));
+    }
+    let role = Some(config.imds.role.clone()).filter(|r| !r.is_empty());
+    let refresher = Refresher::new(
+        imds,
+        daemon.clock.clone(),
+        RefreshPolicy::from(&config.refresh),
+        role,
+        state_tx,
+        daemon.metrics.clone(),
+    );
+    daemon.tasks.spawn(refresher.run(daemon.shutdown.clone()));
+    #[cfg(unix)]
+    daemon.tasks.spawn(crate::notify::run(
+        daemon.state.clone(),
+        daemon.clock.clone(),
+        daemon.shutdown.clone(),
+    ));
+
     for spec in SinkSpec::all(config) {
         daemon.start_sink(spec)?;
     }
