@@ -2,6 +2,7 @@
 //! sink on one state channel, re-reads the config on SIGHUP (starting and stopping sinks
 //! without dropping the credentials), and stops everything on SIGTERM/SIGINT.
 
+use crate::assume::{start_profiles, ChainContext, StsError};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, EnvSinkConfig, FileSinkConfig};
 use crate::health::SinkHealth;
@@ -24,6 +25,8 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub enum DaemonError {
     #[error(transparent)]
     Imds(#[from] ImdsError),
+    #[error(transparent)]
+    Assume(#[from] StsError),
     #[cfg(unix)]
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
@@ -214,6 +217,19 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         shutdown,
         tasks: JoinSet::new(),
     };
+    let chains = ChainContext {
+        source: daemon.state.clone(),
+        imds: imds.clone(),
+        clock: daemon.clock.clone(),
+        metrics: daemon.metrics.clone(),
+        policy: RefreshPolicy::from(&config.refresh),
+    };
+    daemon.profiles = start_profiles(
+        &config.assumes,
+        &chains,
+        &daemon.shutdown,
+        &mut daemon.tasks,
+    )?;
     #[cfg(target_os = "linux")]
     {
         let api = Arc::new(crate::socket::Api::new(

@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML file and CLI flags, resolved into one validated `Config`.
 //! - [`imds`]: the IMDSv2 client (session token, retries, body cap).
 //! - [`credentials`], [`secret`]: the credentials model; secrets never print.
+//! - [`assume`]: `[[assume]]` profiles: STS `AssumeRole` chained on the instance role.
 //! - [`refresh`]: when to ask IMDS again, and the loop that publishes on a watch channel.
 //! - [`state`]: what the refresher publishes and every sink reads.
 //! - [`simulator`]: a simulated IMDS on loopback, for `demo` and the tests.
@@ -12,6 +13,7 @@
 //! - [`clock`]: wall-clock time, injectable so tests can fast-forward.
 //! - [`socket`]: the HTTP API on the unix socket (peer checks, limits, systemd activation).
 
+pub mod assume;
 pub mod cli;
 pub mod clock;
 pub mod config;

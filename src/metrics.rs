@@ -30,6 +30,10 @@ pub struct Metrics {
     pub socket_method_not_allowed: AtomicU64,
     /// 503: no valid credentials to give.
     pub socket_unavailable: AtomicU64,
+    /// `AssumeRole` calls that published chained credentials (all profiles).
+    pub assume_successes: AtomicU64,
+    /// `AssumeRole` attempts that ended without credentials (all profiles).
+    pub assume_failures: AtomicU64,
 }
 
 impl Metrics {

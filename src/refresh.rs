@@ -10,7 +10,7 @@ use crate::config::RefreshConfig;
 use crate::credentials::{format_utc_timestamp, Credentials};
 use crate::imds::{error_chain, ImdsClient, ImdsError};
 use crate::metrics::Metrics;
-use crate::state::{CredentialState, StateSender};
+use crate::state::{withdraw_if_expired, CredentialState, StateSender};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
@@ -129,13 +129,7 @@ impl Refresher {
     /// false when asked to stop.
     async fn sleep_until(&self, wake_at: SystemTime, shutdown: &CancellationToken) -> bool {
         loop {
-            let expiry = self
-                .state
-                .borrow()
-                .credentials
-                .as_ref()
-                .map(|c| c.expiration)
-                .filter(|e| *e < wake_at);
+            let expiry = self.state.borrow().expiration().filter(|e| *e < wake_at);
             let Some(expiry) = expiry else {
                 return tokio::select! {
                     _ = shutdown.cancelled() => false,
@@ -271,17 +265,7 @@ impl Refresher {
 
     /// The held credentials reached their expiry with no replacement: stop serving them.
     fn withdraw_expired(&self) {
-        let now = self.clock.now();
-        let mut withdrawn = false;
-        self.state.send_if_modified(|s| {
-            let expired = s.credentials.as_ref().is_some_and(|c| !c.is_valid_at(now));
-            if expired {
-                s.credentials = None;
-                withdrawn = true;
-            }
-            expired
-        });
-        if withdrawn {
+        if withdraw_if_expired(&self.state, self.clock.now()) {
             let last_error = self.state.borrow().last_error.clone().unwrap_or_default();
             tracing::error!(
                 last_error,
@@ -292,7 +276,7 @@ impl Refresher {
 }
 
 /// `ASIA…WXYZ`: enough to match CloudTrail entries, not the whole id in every log line.
-fn masked(access_key_id: &str) -> String {
+pub(crate) fn masked(access_key_id: &str) -> String {
     let n = access_key_id.len();
     if n <= 8 {
         return "…".to_string();

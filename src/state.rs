@@ -29,6 +29,23 @@ impl CredentialState {
     pub fn valid_credentials(&self, now: SystemTime) -> Option<&Arc<Credentials>> {
         self.credentials.as_ref().filter(|c| c.is_valid_at(now))
     }
+
+    /// When the held credentials expire, if any are held.
+    pub fn expiration(&self) -> Option<SystemTime> {
+        self.credentials.as_ref().map(|c| c.expiration)
+    }
+}
+
+/// Withdraws the published credentials if they have expired at `now` (readers are told only
+/// when that changes something). Returns true when it withdrew them.
+pub fn withdraw_if_expired(state: &StateSender, now: SystemTime) -> bool {
+    state.send_if_modified(|s| {
+        let expired = s.credentials.as_ref().is_some_and(|c| !c.is_valid_at(now));
+        if expired {
+            s.credentials = None;
+        }
+        expired
+    })
 }
 
 pub type StateSender = watch::Sender<CredentialState>;

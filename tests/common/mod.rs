@@ -4,6 +4,7 @@
 
 /// A loopback stand-in for STS that records and verifies how real clients signed.
 pub mod recorder;
+pub mod sts;
 
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::config::Config;
