@@ -6,6 +6,7 @@
 //! - [`imds`]: the IMDSv2 client (session token, retries, body cap).
 //! - [`credentials`], [`secret`]: the credentials model; secrets never print.
 //! - [`assume`]: `[[assume]]` profiles: STS `AssumeRole` chained on the instance role.
+//! - [`hooks`]: commands and signals run after a sink publishes new credentials.
 //! - [`refresh`]: when to ask IMDS again, and the loop that publishes on a watch channel.
 //! - [`state`]: what the refresher publishes and every sink reads.
 //! - [`simulator`]: a simulated IMDS on loopback, for `demo` and the tests.
@@ -21,6 +22,8 @@ pub mod credentials;
 pub mod daemon;
 pub mod demo;
 pub mod health;
+#[cfg(unix)]
+pub mod hooks;
 pub mod imds;
 pub mod logging;
 pub mod metrics;

@@ -1,0 +1,250 @@
+//! Rotation hooks with real child processes: commands run without a shell, output and exit
+//! status logged, a command past its timeout killed, a signal delivered to the process a
+//! pid file names, and bad pid files refused.
+
+mod common;
+
+use common::LogCapture;
+use imds_credd::config::SignalConfig;
+use imds_credd::hooks::{CommandOutcome, HookError, RotationHooks};
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn argv(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn command_hooks(items: &[&str]) -> RotationHooks {
+    RotationHooks::new("file /tmp/test", Some(&argv(items)), None).unwrap()
+}
+
+fn signal_hooks(pid_file: &Path, signal: &str) -> RotationHooks {
+    let config = SignalConfig {
+        pid_file: pid_file.to_path_buf(),
+        signal: signal.to_string(),
+    };
+    RotationHooks::new("env /tmp/test", None, Some(&config)).unwrap()
+}
+
+/// Polls (real time, bounded) until `path` has non-empty content.
+async fn wait_for_file(path: &Path) -> String {
+    for _ in 0..200 {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if !text.trim().is_empty() {
+                return text;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{} never appeared", path.display());
+}
+
+#[tokio::test]
+async fn a_command_runs_directly_without_a_shell_and_with_empty_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let literal = dir.path().join("$(id);x");
+    let hooks = command_hooks(&["touch", literal.to_str().unwrap()]);
+    let report = hooks.after_publish().await.unwrap();
+    assert!(matches!(report.command, Some(Ok(CommandOutcome::Exited(s))) if s.success()));
+    assert!(literal.exists(), "the argument reached touch verbatim");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+    // `cat` would wait forever on an inherited terminal or pipe; /dev/null ends it at once.
+    let marker = dir.path().join("after-cat");
+    let script = format!("cat; echo done > '{}'", marker.display());
+    let report = command_hooks(&["sh", "-c", &script])
+        .after_publish()
+        .await
+        .unwrap();
+    assert!(matches!(report.command, Some(Ok(CommandOutcome::Exited(s))) if s.success()));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "done\n");
+}
+
+#[tokio::test]
+async fn exit_status_and_output_are_logged() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let hooks = command_hooks(&["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"]);
+    let report = hooks.after_publish().await.unwrap();
+    match report.command {
+        Some(Ok(CommandOutcome::Exited(status))) => assert_eq!(status.code(), Some(3)),
+        other => panic!("unexpected outcome {other:?}"),
+    }
+    let text = logs.text();
+    assert!(
+        text.contains("WARN") && text.contains("on_rotate command failed"),
+        "{text}"
+    );
+    assert!(text.contains("exit status: 3"), "{text}");
+    assert!(text.contains("DEBUG") && text.contains("to-stdout") && text.contains("to-stderr"));
+
+    let report = command_hooks(&["true"]).after_publish().await.unwrap();
+    assert!(matches!(report.command, Some(Ok(CommandOutcome::Exited(s))) if s.success()));
+    assert!(logs.contains("on_rotate command succeeded"));
+}
+
+#[tokio::test]
+async fn long_output_is_cut_in_the_log() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let report = command_hooks(&["sh", "-c", "head -c 100000 /dev/zero | tr '\\0' a"])
+        .after_publish()
+        .await
+        .unwrap();
+    assert!(matches!(report.command, Some(Ok(CommandOutcome::Exited(s))) if s.success()));
+    let text = logs.text();
+    assert!(text.contains("…(cut)"), "{}", &text[..text.len().min(500)]);
+    assert!(
+        text.len() < 10_000,
+        "the log keeps only the start of the output"
+    );
+}
+
+#[tokio::test]
+async fn a_command_past_its_timeout_is_killed_and_reaped() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let hooks = command_hooks(&["sleep", "30"]).with_timeout(Duration::from_millis(300));
+    let report = hooks.after_publish().await.unwrap();
+    let pid = match report.command {
+        Some(Ok(CommandOutcome::Killed { pid: Some(pid) })) => pid,
+        other => panic!("unexpected outcome {other:?}"),
+    };
+    // Reaped, not a zombie: the pid no longer exists.
+    assert_eq!(
+        kill(Pid::from_raw(pid as i32), None),
+        Err(nix::errno::Errno::ESRCH)
+    );
+    assert!(logs.contains("on_rotate command did not finish in time; killed"));
+}
+
+#[tokio::test]
+async fn a_missing_program_is_reported() {
+    let report = command_hooks(&["/nonexistent/reload-app"])
+        .after_publish()
+        .await
+        .unwrap();
+    assert!(matches!(
+        report.command,
+        Some(Err(HookError::Spawn { ref program, .. })) if program == "/nonexistent/reload-app"
+    ));
+}
+
+#[tokio::test]
+async fn runs_for_one_sink_do_not_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runs");
+    let script = format!(
+        "echo start >> '{0}'; sleep 0.2; echo end >> '{0}'",
+        log.display()
+    );
+    let hooks = command_hooks(&["sh", "-c", &script]);
+    let first = hooks.after_publish();
+    let second = hooks.after_publish();
+    first.await.unwrap();
+    second.await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "start\nend\nstart\nend\n"
+    );
+}
+
+/// A shell that writes its pid, then waits for SIGHUP and records it.
+struct Trapper {
+    child: std::process::Child,
+    pid_file: PathBuf,
+    marker: PathBuf,
+}
+
+impl Trapper {
+    async fn start(dir: &Path) -> Trapper {
+        let pid_file = dir.join("app.pid");
+        let marker = dir.join("got-hup");
+        let script = format!(
+            "trap 'echo hup > \"{}\"; exit 0' HUP; echo $$ > \"{}\"; while :; do sleep 0.05; done",
+            marker.display(),
+            pid_file.display()
+        );
+        let child = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .spawn()
+            .unwrap();
+        wait_for_file(&pid_file).await;
+        Trapper {
+            child,
+            pid_file,
+            marker,
+        }
+    }
+}
+
+impl Drop for Trapper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_signal_reaches_the_process_named_in_the_pid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = Trapper::start(dir.path()).await;
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let report = signal_hooks(&app.pid_file, "HUP")
+        .after_publish()
+        .await
+        .unwrap();
+    assert_eq!(report.signal.unwrap().unwrap(), app.child.id() as i32);
+    assert_eq!(wait_for_file(&app.marker).await, "hup\n");
+    let status = app.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "exited from the trap, not killed");
+    assert!(status.signal().is_none());
+    assert!(logs.contains("signalled the process from the pid file after rotation"));
+}
+
+#[tokio::test]
+async fn bad_pid_files_are_refused_and_nothing_is_signalled() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let pid_file = dir.path().join("app.pid");
+    for content in ["garbage", "1", "0", "-1", "12 34", ""] {
+        std::fs::write(&pid_file, content).unwrap();
+        let report = signal_hooks(&pid_file, "TERM")
+            .after_publish()
+            .await
+            .unwrap();
+        assert!(
+            matches!(report.signal, Some(Err(HookError::BadPid { .. }))),
+            "{content:?}: {:?}",
+            report.signal
+        );
+    }
+    let missing = dir.path().join("missing.pid");
+    let report = signal_hooks(&missing, "HUP").after_publish().await.unwrap();
+    assert!(matches!(
+        report.signal,
+        Some(Err(HookError::PidFile { .. }))
+    ));
+
+    // A pid that was real but has exited (and been reaped) gets ESRCH.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    std::fs::write(&pid_file, format!("{}\n", gone.id())).unwrap();
+    let report = signal_hooks(&pid_file, "HUP")
+        .after_publish()
+        .await
+        .unwrap();
+    assert!(matches!(
+        report.signal,
+        Some(Err(HookError::Signal {
+            source: nix::errno::Errno::ESRCH,
+            ..
+        }))
+    ));
+    assert!(logs.contains("rotation signal not sent"));
+}
