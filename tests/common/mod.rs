@@ -62,7 +62,19 @@ impl LogCapture {
 /// Fails if any secret the simulator ever issued (secret keys, session tokens, IMDS
 /// tokens) appears in `text`.
 pub fn assert_no_secrets(text: &str, sim: &ImdsSimulator, what: &str) {
-    for creds in sim.issued_credentials() {
+    assert_no_credential_secrets(text, &sim.issued_credentials(), what);
+    for token in sim.issued_tokens() {
+        assert!(!text.contains(&token), "{what} contains an IMDS token");
+    }
+}
+
+/// Fails if the secret key or session token of any of `issued` appears in `text`.
+pub fn assert_no_credential_secrets(
+    text: &str,
+    issued: &[imds_credd::credentials::Credentials],
+    what: &str,
+) {
+    for creds in issued {
         for secret in [
             creds.secret_access_key.expose(),
             creds.session_token.expose(),
@@ -72,9 +84,6 @@ pub fn assert_no_secrets(text: &str, sim: &ImdsSimulator, what: &str) {
                 "{what} contains a credential secret"
             );
         }
-    }
-    for token in sim.issued_tokens() {
-        assert!(!text.contains(&token), "{what} contains an IMDS token");
     }
 }
 
