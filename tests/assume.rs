@@ -371,3 +371,18 @@ async fn without_instance_credentials_the_chained_set_lasts_only_until_it_expire
         .contains("no instance-role credentials to assume the role with"));
     s.finish().await;
 }
+
+#[tokio::test]
+async fn stopping_does_not_wait_for_a_hanging_sts_call() {
+    let s = start(REGION, |_| {}, |_| {}, &[StsFault::Hang]).await;
+    for _ in 0..200 {
+        if !s.sts.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(s.sts.requests().len(), 1, "the call is in flight");
+    let logs = s.h.logs.clone();
+    s.finish().await;
+    assert!(!logs.contains("did not stop in time"), "{}", logs.text());
+}

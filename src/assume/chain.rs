@@ -141,7 +141,12 @@ impl ProfileChain {
             let wake_at = match source {
                 Some(source) => {
                     signed_with = Some(source.access_key_id.clone());
-                    Some(match self.attempt(&source).await {
+                    // An STS call can take its full timeout: do not hold up a stop.
+                    let outcome = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        outcome = self.attempt(&source) => outcome,
+                    };
+                    Some(match outcome {
                         Ok(assumed) => self.accept(assumed, &mut failures),
                         Err(error) => self.reject(error, &mut failures),
                     })

@@ -40,6 +40,8 @@ pub enum StsFault {
     ServerError,
     /// 200 with a body larger than any AssumeRole answer.
     Oversize,
+    /// No answer for a minute (real time), then 500.
+    Hang,
 }
 
 /// One request STS received.
@@ -183,9 +185,24 @@ async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, stop: Cancellati
 async fn answer(request: Request<Incoming>, state: &Mutex<State>) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    let params: BTreeMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    match respond(&parts, &body, state) {
+        Some(response) => response,
+        None => {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            error(500, "InternalFailure", "An internal error occurred")
+        }
+    }
+}
+
+/// The answer to a request, or `None` to hang (a queued [`StsFault::Hang`]).
+fn respond(
+    parts: &http::request::Parts,
+    body: &[u8],
+    state: &Mutex<State>,
+) -> Option<Response<Full<Bytes>>> {
+    let params: BTreeMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
     let mut state = state.lock().unwrap();
-    let (signed_by, signed_at, verdict) = verify(&parts, &body, &state);
+    let (signed_by, signed_at, verdict) = verify(parts, body, &state);
     state.requests.push(StsRequest {
         params: params.clone(),
         signed_by,
@@ -193,35 +210,36 @@ async fn answer(request: Request<Incoming>, state: &Mutex<State>) -> Response<Fu
         signed_at,
     });
     if verdict.is_err() {
-        return error(
+        return Some(error(
             403,
             "SignatureDoesNotMatch",
             "The request signature we calculated does not match the signature you provided.",
-        );
+        ));
     }
     if params.get("Action").map(String::as_str) != Some("AssumeRole")
         || params.get("Version").map(String::as_str) != Some("2011-06-15")
     {
-        return error(400, "InvalidAction", "Could not find operation");
+        return Some(error(400, "InvalidAction", "Could not find operation"));
     }
     match state.faults.pop_front() {
         Some(StsFault::AccessDenied) => {
-            return error(
+            return Some(error(
                 403,
                 "AccessDenied",
                 &format!(
                     "User: arn:aws:sts::123456789012:assumed-role/demo-role/i-0 is not authorized to perform: sts:AssumeRole on resource: {}",
                     params.get("RoleArn").cloned().unwrap_or_default()
                 ),
-            )
+            ))
         }
-        Some(StsFault::Throttling) => return error(400, "Throttling", "Rate exceeded"),
+        Some(StsFault::Throttling) => return Some(error(400, "Throttling", "Rate exceeded")),
         Some(StsFault::ServerError) => {
-            return error(500, "InternalFailure", "An internal error occurred")
+            return Some(error(500, "InternalFailure", "An internal error occurred"))
         }
         Some(StsFault::Oversize) => {
-            return Response::new(Full::new(Bytes::from(vec![b' '; 200 * 1024])))
+            return Some(Response::new(Full::new(Bytes::from(vec![b' '; 200 * 1024]))))
         }
+        Some(StsFault::Hang) => return None,
         None => {}
     }
     let duration: u64 = params
@@ -265,7 +283,7 @@ async fn answer(request: Request<Incoming>, state: &Mutex<State>) -> Response<Fu
         credentials.session_token.expose(),
         credentials.expiration_rfc3339(),
     );
-    Response::new(Full::new(Bytes::from(xml)))
+    Some(Response::new(Full::new(Bytes::from(xml))))
 }
 
 const BASE64: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
