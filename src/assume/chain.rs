@@ -11,8 +11,8 @@
 //! the task waits for them and withdraws its own set when that expires.
 
 use super::sts::{
-    default_session_name, parse_endpoint, regional_endpoint, AssumeRoleParams, AssumedRole,
-    StsClient, StsError, StsTarget,
+    default_session_name, is_region_name, parse_endpoint, regional_endpoint, AssumeRoleParams,
+    AssumedRole, StsClient, StsError, StsTarget,
 };
 use crate::clock::SharedClock;
 use crate::config::AssumeConfig;
@@ -251,11 +251,7 @@ impl ProfileChain {
             "" => self.metadata("region", REGION_PATH).await?,
             region => region.to_string(),
         };
-        let region_ok = !region.is_empty()
-            && region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !region_ok {
+        if !is_region_name(&region) {
             return Err(ProfileFailure::BadRegion(region));
         }
         let endpoint = match self.config.sts_endpoint.trim() {

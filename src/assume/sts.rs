@@ -5,6 +5,7 @@
 //! Nothing here logs a request body or header: the signed headers carry the instance
 //! session token. Errors name the STS error code and status, never a credential.
 
+use crate::config::AssumeConfig;
 use crate::credentials::{parse_utc_timestamp, Credentials};
 use crate::secret::Secret;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
@@ -38,6 +39,9 @@ const ATTEMPTS: u32 = 3;
 const RETRY_BASE: Duration = Duration::from_millis(250);
 /// STS error messages are short; a longer one is cut so a log line stays a line.
 const MAX_MESSAGE_CHARS: usize = 300;
+/// The `DurationSeconds` range STS accepts (the role's own maximum may be lower).
+const MIN_DURATION_SECS: u64 = 900;
+const MAX_DURATION_SECS: u64 = 43_200;
 /// STS error codes that mean "slow down", sent with HTTP 400 rather than 429.
 const THROTTLING_CODES: &[&str] = &[
     "Throttling",
@@ -176,23 +180,76 @@ pub fn parse_endpoint(endpoint: &str) -> Result<Uri, StsError> {
     Uri::from_parts(parts).map_err(|_| bad("not a URL"))
 }
 
+/// STS's `RoleSessionName` characters: `[\w+=,.@-]`.
+fn is_session_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
+}
+
 /// `imds-credd-<instance-id>` made to fit STS's `RoleSessionName`: `[\w+=,.@-]{2,64}`.
 pub fn default_session_name(instance_id: &str) -> String {
     let mut name: String = format!("imds-credd-{}", instance_id.trim())
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if is_session_name_char(c) { c } else { '-' })
         .take(64)
         .collect();
     if name.len() < 2 {
         name.push('-');
     }
     name
+}
+
+/// True for a region name as it appears in an endpoint host: `eu-west-1`.
+pub fn is_region_name(region: &str) -> bool {
+    !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Checks an `[[assume]]` entry against the limits STS itself enforces, so `check-config`
+/// refuses what STS would refuse at every refresh. Returns the key at fault and why.
+pub fn check_assume_config(config: &AssumeConfig) -> Result<(), (&'static str, String)> {
+    let seconds = config.duration.as_secs();
+    if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&seconds)
+        || config.duration.subsec_nanos() != 0
+    {
+        return Err((
+            "duration",
+            format!(
+                "STS accepts whole seconds from 15m to 12h, not {}",
+                humantime::format_duration(config.duration)
+            ),
+        ));
+    }
+    let name = &config.session_name;
+    let name_ok = (2..=64).contains(&name.len()) && name.chars().all(is_session_name_char);
+    if !name.is_empty() && !name_ok {
+        return Err((
+            "session_name",
+            format!("{name:?} is not 2-64 of letters, digits and _+=,.@-"),
+        ));
+    }
+    let id = &config.external_id;
+    let id_ok = (2..=1224).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| is_session_name_char(c) || ":/".contains(c));
+    if !id.is_empty() && !id_ok {
+        return Err((
+            "external_id",
+            "must be 2-1224 of letters, digits and _+=,.@:/-".to_string(),
+        ));
+    }
+    if !config.region.is_empty() && !is_region_name(&config.region) {
+        return Err((
+            "region",
+            format!("{:?} is not an AWS region name", config.region),
+        ));
+    }
+    if !config.sts_endpoint.is_empty() {
+        parse_endpoint(&config.sts_endpoint).map_err(|e| ("sts_endpoint", e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// The HTTPS client for STS. One per daemon: connections are pooled across profiles.
@@ -650,6 +707,49 @@ mod tests {
         assert_eq!(default_session_name("i 0/1"), "imds-credd-i-0-1");
         let long = default_session_name(&"a".repeat(100));
         assert_eq!(long.len(), 64);
+    }
+
+    fn assume(edit: impl FnOnce(&mut AssumeConfig)) -> Result<(), (&'static str, String)> {
+        let mut config = AssumeConfig {
+            profile: "audit".into(),
+            role_arn: "arn:aws:iam::222222222222:role/efgh".into(),
+            external_id: String::new(),
+            session_name: String::new(),
+            duration: Duration::from_secs(3600),
+            region: String::new(),
+            sts_endpoint: String::new(),
+        };
+        edit(&mut config);
+        check_assume_config(&config)
+    }
+
+    #[test]
+    fn assume_entries_are_checked_against_the_limits_of_sts() {
+        assert_eq!(assume(|_| {}), Ok(()));
+        assert_eq!(
+            assume(|c| {
+                c.session_name = "batch@job.1".into();
+                c.external_id = "arn:x/y".into();
+                c.region = "cn-north-1".into();
+                c.sts_endpoint = "https://sts.vpce.example".into();
+                c.duration = Duration::from_secs(43_200);
+            }),
+            Ok(())
+        );
+        let key = |edit: fn(&mut AssumeConfig)| assume(edit).unwrap_err().0;
+        assert_eq!(key(|c| c.duration = Duration::from_secs(600)), "duration");
+        assert_eq!(
+            key(|c| c.duration = Duration::from_secs(13 * 3600)),
+            "duration"
+        );
+        assert_eq!(key(|c| c.session_name = "has space".into()), "session_name");
+        assert_eq!(key(|c| c.session_name = "x".into()), "session_name");
+        assert_eq!(key(|c| c.external_id = "a b".into()), "external_id");
+        assert_eq!(key(|c| c.region = "EU_WEST".into()), "region");
+        assert_eq!(
+            key(|c| c.sts_endpoint = "sts.amazonaws.com".into()),
+            "sts_endpoint"
+        );
     }
 
     #[test]

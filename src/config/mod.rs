@@ -277,6 +277,9 @@ impl Config {
                     ),
                 ));
             }
+            if let Err((key, message)) = crate::assume::sts::check_assume_config(assume) {
+                return Err(("assume", i, format!("key `assume.{key}`: {message}")));
+            }
         }
         let mut seen_paths: Vec<&Path> = Vec::new();
         let sinks = self
@@ -465,6 +468,16 @@ token_file = "/run/imds-credd/container-token"
         let text = "[[file]]\npath = \"/a/credentials\"\nprofile = \"x\"\n\n[[env]]\npath = \"/a/env\"\nsource = \"nope\"\n";
         let err = parse(text).unwrap_err().to_string();
         assert!(err.contains(":5:") && err.contains("env.source"), "{err}");
+    }
+
+    #[test]
+    fn an_assume_entry_sts_would_refuse_is_refused_with_its_line() {
+        let text = "[[assume]]\nprofile = \"a\"\nrole_arn = \"arn:aws:iam::1:role/r\"\n\n[[assume]]\nprofile = \"b\"\nrole_arn = \"arn:aws:iam::1:role/r\"\nduration = \"5m\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(
+            err.contains(":5:") && err.contains("assume.duration"),
+            "{err}"
+        );
     }
 
     #[test]
