@@ -273,7 +273,7 @@ impl ManagedFile {
     fn is_current(&self, existing: &Existing, contents: &[u8]) -> Result<bool, FileError> {
         let owner = self.resolve_owner()?;
         let uid = owner.uid.unwrap_or_else(geteuid).as_raw();
-        let gid_ok = owner.gid.map_or(true, |g| g.as_raw() == existing.gid);
+        let gid_ok = owner.gid.is_none_or(|g| g.as_raw() == existing.gid);
         Ok(existing.contents == contents
             && existing.mode == self.mode
             && existing.uid == uid
