@@ -1,7 +1,7 @@
 //! Rotation hooks: what a sink does after it has published new credentials, so programs
 //! that read them once (nginx, a JVM) pick them up. Per sink, from its config:
-//! - `on_rotate = ["cmd", "arg"]`: run directly (no shell), stdin from `/dev/null`, killed
-//!   after a timeout; its exit status is logged at info (success) or warn, its output at
+//! - `on_rotate = ["cmd", "arg"]`: run directly (no shell), stdin from `/dev/null`, in its
+//!   own process group, which is killed after a timeout; its exit status is logged at info (success) or warn, its output at
 //!   debug, cut short.
 //! - `signal = { pid_file, signal = "HUP" }`: the signal sent to the process whose pid the
 //!   file holds.
@@ -10,7 +10,7 @@
 //! one sink's hooks do not overlap; a rotation that comes while one runs waits for it.
 
 use crate::config::SignalConfig;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -218,6 +218,8 @@ impl Hooks {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Its own process group, so a timeout kills what it started too.
+            .process_group(0)
             .spawn()
             .map_err(|source| HookError::Spawn {
                 program: program.clone(),
@@ -230,7 +232,11 @@ impl Hooks {
             Ok(Ok(status)) => CommandOutcome::Exited(status),
             Ok(Err(source)) => return Err(HookError::Wait { program, source }),
             Err(_) => {
-                // `kill` sends SIGKILL and reaps the child.
+                if let Some(group) = pid.and_then(|p| i32::try_from(p).ok()) {
+                    // The child leads its group: this reaches the processes it started.
+                    let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
+                }
+                // `kill` sends SIGKILL to the child (again) and reaps it.
                 if let Err(error) = child.kill().await {
                     tracing::warn!(sink = self.sink, program, error = %error, "cannot kill the timed-out on_rotate command");
                 }

@@ -121,6 +121,46 @@ async fn a_command_past_its_timeout_is_killed_and_reaped() {
     assert!(logs.contains("on_rotate command did not finish in time; killed"));
 }
 
+/// True when `pid` is gone or a zombie waiting for init: either way no longer running.
+fn not_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_also_kills_what_the_command_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("background.pid");
+    let script = format!("sleep 30 & echo $! > '{}'; wait", pid_file.display());
+    let hooks = command_hooks(&["sh", "-c", &script]).with_timeout(Duration::from_millis(500));
+    let report = hooks.after_publish().await.unwrap();
+    assert!(matches!(
+        report.command,
+        Some(Ok(CommandOutcome::Killed { .. }))
+    ));
+    let background: i32 = wait_for_file(&pid_file).await.trim().parse().unwrap();
+    let mut gone = false;
+    for _ in 0..100 {
+        gone = not_running(background);
+        if gone {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        gone,
+        "the background sleep {background} survived the timeout"
+    );
+}
+
 #[tokio::test]
 async fn a_missing_program_is_reported() {
     let report = command_hooks(&["/nonexistent/reload-app"])
