@@ -4,6 +4,10 @@
 //! logs for the instance secrets and the STS-issued secrets.
 
 mod common;
+#[cfg(target_os = "linux")]
+#[path = "common/unix_http.rs"]
+#[allow(dead_code)] // only `get` is used here
+mod unix_http;
 
 use common::sts::{StsFault, StsServer};
 use common::{Harness, HarnessOptions};
@@ -385,4 +389,31 @@ async fn stopping_does_not_wait_for_a_hanging_sts_call() {
     let logs = s.h.logs.clone();
     s.finish().await;
     assert!(!logs.contains("did not stop in time"), "{}", logs.text());
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_socket_serves_the_profile_with_profile_query() {
+    let s = start(REGION, |_| {}, |_| {}, &[]).await;
+    s.wait_profile("chained credentials", |s| s.credentials.is_some())
+        .await;
+    let socket = s.h.dir.path().join("credentials.sock");
+    let answer = unix_http::get(&socket, "/v1/credentials?profile=audit").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let issued = s.sts.issued().pop().unwrap();
+    let doc = answer.json();
+    assert_eq!(doc["AccessKeyId"], issued.access_key_id.as_str());
+    assert_eq!(doc["SecretAccessKey"], issued.secret_access_key.expose());
+    assert_eq!(doc["SessionToken"], issued.session_token.expose());
+    assert_eq!(doc["Expiration"], issued.expiration_rfc3339().as_str());
+    let instance = unix_http::get(&socket, "/v1/credentials").await.json();
+    assert_eq!(
+        instance["AccessKeyId"],
+        s.h.sim
+            .current_credentials()
+            .unwrap()
+            .access_key_id
+            .as_str()
+    );
+    s.finish().await;
 }
