@@ -4,8 +4,9 @@
 
 use crate::assume::{start_profiles, ChainContext, StsError};
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Config, ConfigError, EnvSinkConfig, FileSinkConfig};
+use crate::config::{Config, ConfigError, EnvSinkConfig, FileSinkConfig, SignalConfig};
 use crate::health::SinkHealth;
+use crate::hooks::{HookConfigError, RotationHooks};
 use crate::imds::endpoint::{imdsv1_allowed, resolve_endpoint};
 use crate::imds::{error_chain, ImdsClient, ImdsError, ImdsSettings, RetryPolicy};
 use crate::metrics::Metrics;
@@ -33,6 +34,8 @@ pub enum DaemonError {
     #[cfg(target_os = "linux")]
     #[error(transparent)]
     Socket(#[from] crate::socket::SocketError),
+    #[error(transparent)]
+    Hooks(#[from] HookConfigError),
     #[error("sink {sink} publishes profile {profile:?}, which no [[assume]] entry provides")]
     UnknownProfile { sink: String, profile: String },
 }
@@ -57,6 +60,14 @@ impl SinkSpec {
         match self {
             SinkSpec::File(c) => c.source.as_deref(),
             SinkSpec::Env(c) => c.source.as_deref(),
+        }
+    }
+
+    /// The sink's `on_rotate` command and `signal` target.
+    fn hooks(&self) -> (Option<&[String]>, Option<&SignalConfig>) {
+        match self {
+            SinkSpec::File(c) => (c.on_rotate.as_deref(), c.signal.as_ref()),
+            SinkSpec::Env(c) => (c.on_rotate.as_deref(), c.signal.as_ref()),
         }
     }
 
@@ -165,24 +176,31 @@ impl DaemonHandle {
                 .cloned()
                 .ok_or_else(|| self.unknown_profile(&spec, profile))?,
         };
+        let (on_rotate, signal) = spec.hooks();
+        let hooks = RotationHooks::new(&spec.describe(), on_rotate, signal)?;
         let stop = self.shutdown.child_token();
-        fn spawn<P: Publish>(
+        fn spawn_publisher<P: Publish>(
             daemon: &mut DaemonHandle,
             sink: P,
             source: StateReceiver,
+            hooks: RotationHooks,
             stop: CancellationToken,
         ) {
-            let reporter = daemon
-                .health
-                .register(sink.kind(), sink.target().display().to_string());
+            let target = sink.target().display().to_string();
+            let reporter = daemon.health.register(sink.kind(), target);
             let clock = daemon.clock.clone();
-            daemon
-                .tasks
-                .spawn(run_sink(sink, source, clock, reporter, stop));
+            let task = run_sink(sink, source, clock, reporter, hooks, stop);
+            daemon.tasks.spawn(task);
         }
         match &spec {
-            SinkSpec::File(c) => spawn(self, CredentialsFileSink::new(c)?, source, stop.clone()),
-            SinkSpec::Env(c) => spawn(self, EnvFileSink::new(c)?, source, stop.clone()),
+            SinkSpec::File(c) => {
+                let sink = CredentialsFileSink::new(c)?;
+                spawn_publisher(self, sink, source, hooks, stop.clone())
+            }
+            SinkSpec::Env(c) => {
+                let sink = EnvFileSink::new(c)?;
+                spawn_publisher(self, sink, source, hooks, stop.clone())
+            }
         }
         self.sinks.push(RunningSink { spec, stop });
         Ok(())

@@ -12,12 +12,13 @@ use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::config::{EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig};
 use imds_credd::credentials::Credentials;
 use imds_credd::health::SinkHealth;
+use imds_credd::hooks::RotationHooks;
 use imds_credd::render::EnvSyntax;
 use imds_credd::secret::Secret;
 use imds_credd::sink::atomic::FileError;
 use imds_credd::sink::env_file::render_env_file;
 use imds_credd::sink::{
-    merge_profile, spawn_sink, CredentialsFileSink, EnvFileSink, Publish, SinkError,
+    merge_profile, run_sink, CredentialsFileSink, EnvFileSink, Publish, SinkError,
 };
 use imds_credd::state::CredentialState;
 use std::io::Write as _;
@@ -511,13 +512,18 @@ impl Harness {
 
     fn spawn(&mut self, sink: impl Publish) {
         let clock: SharedClock = Arc::new(self.clock.clone());
-        let task = spawn_sink(
+        let reporter = self
+            .health
+            .register(sink.kind(), sink.target().display().to_string());
+        let hooks = RotationHooks::new("test sink", None, None).unwrap();
+        let task = tokio::spawn(run_sink(
             sink,
             self.state.subscribe(),
             clock,
-            &self.health,
+            reporter,
+            hooks,
             self.shutdown.clone(),
-        );
+        ));
         self.tasks.push(task);
     }
 

@@ -288,3 +288,60 @@ async fn bad_pid_files_are_refused_and_nothing_is_signalled() {
     ));
     assert!(logs.contains("rotation signal not sent"));
 }
+
+/// End to end: a `[[file]]` sink's `on_rotate` runs once per new credential set the daemon
+/// writes, and not again for a rewrite of the same set.
+#[tokio::test]
+async fn a_sink_runs_its_hook_once_per_rotation() {
+    use imds_credd::config::{FileMode, FileSinkConfig};
+    let clock = imds_credd::clock::ManualClock::starting_now();
+    let mut options = common::HarnessOptions::new(&clock);
+    let folder = tempfile::tempdir().unwrap();
+    let marker = folder.path().join("rotations");
+    let credentials = folder.path().join("credentials");
+    let (file, hook_marker) = (credentials.clone(), marker.clone());
+    options.configure = Box::new(move |config| {
+        config.files.push(FileSinkConfig {
+            path: file,
+            profile: "instance".into(),
+            mode: FileMode(0o600),
+            owner: None,
+            group: None,
+            source: None,
+            on_rotate: Some(argv(&[
+                "sh",
+                "-c",
+                "echo rotated >> \"$0\"",
+                hook_marker.to_str().unwrap(),
+            ])),
+            signal: None,
+        })
+    });
+    let h = common::Harness::start_with(clock, options).await;
+    wait_for_lines(&marker, 1).await;
+    // A rewrite of the same set (the file deleted under us, repaired on the next check)
+    // does not fire the hook.
+    std::fs::remove_file(&credentials).unwrap();
+    h.advance_and_settle(Duration::from_secs(61)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(credentials.exists(), "the sink repaired its file");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 1);
+    h.sim.rotate_now();
+    h.advance_and_settle(Duration::from_secs(3600)).await;
+    wait_for_lines(&marker, 2).await;
+    h.finish().await;
+}
+
+async fn wait_for_lines(path: &Path, lines: usize) {
+    for _ in 0..200 {
+        let count = std::fs::read_to_string(path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if count >= lines {
+            assert_eq!(count, lines, "hook ran too often");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{} never reached {lines} lines", path.display());
+}

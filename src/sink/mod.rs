@@ -41,13 +41,13 @@ pub use env_file::EnvFileSink;
 
 use crate::clock::{SharedClock, Sleep};
 use crate::credentials::Credentials;
-use crate::health::{SinkHealth, SinkReporter};
+use crate::health::SinkReporter;
+use crate::hooks::RotationHooks;
 use crate::state::{CredentialState, StateReceiver};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How often a sink checks that its file still holds what it should.
@@ -147,30 +147,21 @@ pub fn retry_delay(failures: u32) -> Duration {
     (RETRY_MIN * 2u32.pow(doublings)).min(RETRY_MAX)
 }
 
-/// Registers `sink` in `health` and spawns [`run_sink`] for it.
-pub fn spawn_sink<P: Publish>(
-    sink: P,
-    state: StateReceiver,
-    clock: SharedClock,
-    health: &SinkHealth,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    let reporter = health.register(sink.kind(), sink.target().display().to_string());
-    tokio::spawn(run_sink(sink, state, clock, reporter, shutdown))
-}
-
 /// Keeps `sink` in step with `state` until `shutdown` (see the module doc). Never panics and
-/// never returns an error: failures go to the log and to `reporter`.
+/// never returns an error: failures go to the log and to `reporter`. `hooks` run once per
+/// new credential set written (not on a resync rewrite of the same set).
 pub async fn run_sink<P: Publish>(
     sink: P,
     mut state: StateReceiver,
     clock: SharedClock,
     reporter: SinkReporter,
+    hooks: RotationHooks,
     shutdown: CancellationToken,
 ) {
     let sink = Arc::new(sink);
     let mut failures: u32 = 0;
     let mut refresher_alive = true;
+    let mut last_hooked: Option<String> = None;
     loop {
         let now = clock.now();
         let wanted = wanted(&state.borrow_and_update(), now);
@@ -185,6 +176,12 @@ pub async fn run_sink<P: Publish>(
                 let next = match outcome {
                     Ok(change) => {
                         log_success(sink.as_ref(), &wanted, change, failures);
+                        if let (Wanted::Publish(creds), Change::Written) = (&wanted, change) {
+                            if last_hooked.as_deref() != Some(creds.access_key_id.as_str()) {
+                                hooks.after_publish();
+                                last_hooked = Some(creds.access_key_id.clone());
+                            }
+                        }
                         failures = 0;
                         reporter.succeeded(done_at);
                         done_at + RESYNC_INTERVAL
