@@ -16,21 +16,7 @@ fi
 target_dir="${CARGO_TARGET_DIR:-target}"
 limit=$((5 * 1024 * 1024))
 
-# Installs Debian packages when a command they provide is missing.
-need() {
-    local command="$1"
-    shift
-    if ! command -v "$command" >/dev/null 2>&1; then
-        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-            echo "== installing $* (for $command) =="
-            apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-        else
-            echo "cross-build: $command is missing; install: $*" >&2
-            exit 2
-        fi
-    fi
-}
+. packaging/need-tool.sh
 
 strip_for() {
     case "$1" in
