@@ -70,15 +70,23 @@ esac
 built_binary="$binary"
 binary="$work/imds-credd"
 
-# The assets are the same on every architecture: a binary built for another one is
-# replaced by a host build of the same source to generate them.
-asset_binary="$binary"
-if ! "$asset_binary" --version >/dev/null 2>&1; then
-    echo "== $built_binary does not run here: generating the assets with a host build =="
-    cargo build --locked --bin imds-credd
-    asset_binary="$target_dir/debug/imds-credd"
+# The assets are the same on every architecture. A binary built for another one runs
+# under qemu-user when installed, else a host build of the same source generates them.
+asset_command=("$binary")
+if ! "$binary" --version >/dev/null 2>&1; then
+    case "$target" in
+        aarch64-*) emulator=(qemu-aarch64 -L /usr/aarch64-linux-gnu) ;;
+        *) emulator=(false) ;;
+    esac
+    if command -v "${emulator[0]}" >/dev/null 2>&1 && "${emulator[@]}" "$binary" --version >/dev/null 2>&1; then
+        asset_command=("${emulator[@]}" "$binary")
+    else
+        echo "== $built_binary does not run here: generating the assets with a host build =="
+        cargo build --locked --bin imds-credd
+        asset_command=("$target_dir/debug/imds-credd")
+    fi
 fi
-"$asset_binary" generate-assets --out "$work/assets" >/dev/null
+"${asset_command[@]}" generate-assets --out "$work/assets" >/dev/null
 
 # The copyright file, with the statically linked crates and their licences appended.
 copyright="$work/copyright"
@@ -168,7 +176,7 @@ if [ "$build_rpm" -eq 1 ]; then
     rpm_root="$work/rpm-stage"
     stage "$rpm_root" /usr/lib/systemd/system /usr/share/zsh/site-functions
     spec="$work/imds-credd.spec"
-    sed -e "s/@VERSION@/$version/; s/@RELEASE@/$release/; s/@RPM_ARCH@/$rpm_arch/" \
+    sed -e "s/@VERSION@/$version/; s/@RELEASE@/$release/" \
         packaging/rpm/imds-credd.spec.in | with_create_user '@CREATE_USER@' >"$spec"
     rpmbuild -bb --quiet --target "$rpm_arch" \
         --define "_topdir $work/rpmbuild" --define "stage $rpm_root" "$spec" >/dev/null
