@@ -81,6 +81,14 @@ fn generate_assets_writes_man_pages_and_completions_that_do_not_mention_it() {
     let main_page = std::fs::read_to_string(out.path().join("man/imds-credd.1")).unwrap();
     assert!(main_page.contains("\n.TH imds-credd 1 "), "{main_page}");
     assert!(main_page.contains("check\\-config"), "subcommands listed");
+    for section in [
+        ".SH \"EXIT STATUS\"",
+        ".SH FILES",
+        ".SH ENVIRONMENT",
+        ".SH \"SEE ALSO\"",
+    ] {
+        assert!(main_page.contains(section), "main page lacks {section}");
+    }
 
     for (name, config_flag) in [
         ("imds-credd.bash", "--config"),
@@ -151,6 +159,22 @@ fn generated_man_page_renders_with_man() {
     assert!(rendered.contains("NAME"), "{rendered}");
     assert!(rendered.contains("imds-credd-check-config"), "{rendered}");
     assert!(rendered.contains("--config <FILE>"), "{rendered}");
+
+    let main_page = stdout_of(
+        Command::new("man")
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .arg("-l")
+            .arg(out.path().join("man/imds-credd.1")),
+    );
+    assert!(
+        main_page.contains("/etc/imds-credd/config.toml"),
+        "{main_page}"
+    );
+    assert!(
+        main_page.contains("/run/imds-credd/credentials.sock"),
+        "{main_page}"
+    );
 }
 
 #[test]

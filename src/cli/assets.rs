@@ -66,10 +66,12 @@ pub fn write_assets(cli: clap::Command, out: &Path) -> Result<Vec<PathBuf>, Asse
             source,
         })?;
     }
-    clap_mangen::generate_to(cli.clone(), &man_dir).map_err(|source| AssetsError::ManPages {
-        path: man_dir.clone(),
-        source,
-    })?;
+    clap_mangen::generate_to(cli.clone(), &man_dir)
+        .and_then(|()| write_main_page(&cli, &man_dir))
+        .map_err(|source| AssetsError::ManPages {
+            path: man_dir.clone(),
+            source,
+        })?;
     let mut written = man_pages_in(&man_dir).map_err(|source| AssetsError::ManPages {
         path: man_dir.clone(),
         source,
@@ -86,6 +88,55 @@ pub fn write_assets(cli: clap::Command, out: &Path) -> Result<Vec<PathBuf>, Asse
         written.push(path);
     }
     Ok(written)
+}
+
+/// Rewrites `imds-credd.1` with the sections an operator looks for on the main page and
+/// that clap does not know: exit status, files, environment, see also.
+fn write_main_page(cli: &clap::Command, dir: &Path) -> std::io::Result<()> {
+    let man = clap_mangen::Man::new(cli.clone().disable_help_subcommand(true));
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    man.render_options_section(&mut page)?;
+    man.render_subcommands_section(&mut page)?;
+    page.extend_from_slice(main_page_sections().as_bytes());
+    man.render_version_section(&mut page)?;
+    std::fs::write(dir.join(man.get_filename()), page)
+}
+
+fn main_page_sections() -> String {
+    use super::{EXIT_NO_CREDENTIALS, EXIT_OK, EXIT_USAGE};
+    let config = crate::config::DEFAULT_CONFIG_PATH.replace('-', "\\-");
+    let socket = crate::config::DEFAULT_SOCKET_PATH.replace('-', "\\-");
+    format!(
+        r#".SH "EXIT STATUS"
+.TP
+{EXIT_OK}
+Success.
+.TP
+{EXIT_NO_CREDENTIALS}
+No valid credentials could be had.
+.TP
+{EXIT_USAGE}
+Bad usage or configuration; for client commands, also no daemon to ask.
+.SH FILES
+.TP
+\fI{config}\fR
+The configuration (TOML). Check an edit with \fBimds\-credd check\-config\fR, apply it with
+\fBsystemctl reload imds\-credd\fR (a bad file is refused and the old one kept).
+.TP
+\fI{socket}\fR
+The daemon's HTTP API, open to root and the members of the \fBimds\-credd\fR group.
+.SH ENVIRONMENT
+.TP
+\fBAWS_EC2_METADATA_SERVICE_ENDPOINT\fR, \fBAWS_EC2_METADATA_SERVICE_ENDPOINT_MODE\fR
+The IMDS endpoint and address family (IPv4 or IPv6), when the configuration sets none.
+.SH "SEE ALSO"
+\fBsystemctl\fR(1), \fBjournalctl\fR(1), \fBimds\-credd\-run\fR(1)
+"#
+    )
 }
 
 /// The section 1 pages in `dir`, sorted, so the list printed is stable.
