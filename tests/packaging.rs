@@ -149,24 +149,21 @@ fn generated_man_page_renders_with_man() {
     }
     let out = tempfile::tempdir().unwrap();
     generate_assets(out.path());
-    let rendered = stdout_of(
-        Command::new("man")
-            .env("MANPAGER", "cat")
-            .env("MANWIDTH", "100")
-            .arg("-l")
-            .arg(out.path().join("man/imds-credd-check-config.1")),
-    );
+    let render = |page: &str| {
+        stdout_of(
+            Command::new("man")
+                .env("MANPAGER", "cat")
+                .env("MANWIDTH", "100")
+                .arg("-l")
+                .arg(out.path().join("man").join(page)),
+        )
+    };
+    let rendered = render("imds-credd-check-config.1");
     assert!(rendered.contains("NAME"), "{rendered}");
     assert!(rendered.contains("imds-credd-check-config"), "{rendered}");
     assert!(rendered.contains("--config <FILE>"), "{rendered}");
 
-    let main_page = stdout_of(
-        Command::new("man")
-            .env("MANPAGER", "cat")
-            .env("MANWIDTH", "100")
-            .arg("-l")
-            .arg(out.path().join("man/imds-credd.1")),
-    );
+    let main_page = render("imds-credd.1");
     assert!(
         main_page.contains("/etc/imds-credd/config.toml"),
         "{main_page}"
