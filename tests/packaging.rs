@@ -1,5 +1,6 @@
 //! The operator-facing install pieces: the generated man pages and completions, the systemd
 //! units (`systemd-analyze verify` and the security exposure score), the example config,
+//! the daemon's system calls against the unit's filter (under strace),
 //! and the .deb/.rpm that `packaging/build-packages.sh` makes from this test's own build of
 //! the binary (a release build takes minutes; the package layout is the same).
 //!
@@ -10,7 +11,7 @@
 use clap::CommandFactory;
 use imds_credd::cli::Cli;
 use imds_credd::config::Config;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -253,6 +254,100 @@ fn service_unit_exposure_is_at_most_two() {
         .unwrap_or_else(|| panic!("cannot read the score in {line:?}"));
     eprintln!("{line}");
     assert!(score <= MAX_EXPOSURE, "{line}\n{report}");
+}
+
+/// The system calls in a `systemd-analyze syscall-filter` set, groups expanded.
+fn syscalls_in(set: &str) -> BTreeSet<String> {
+    let listing = stdout_of(Command::new("systemd-analyze").args(["syscall-filter", set]));
+    let mut calls = BTreeSet::new();
+    // The first line names the set; then comments, calls and nested @groups.
+    for item in listing.lines().skip(1).map(str::trim) {
+        if item.is_empty() || item.starts_with('#') {
+            continue;
+        }
+        if item.starts_with('@') {
+            calls.extend(syscalls_in(item));
+        } else {
+            calls.insert(item.to_string());
+        }
+    }
+    calls
+}
+
+/// What the unit's `SystemCallFilter=` lines allow: the first allow list, then each `~`
+/// line taking calls away and each further plain line adding them.
+fn unit_allowed_syscalls() -> BTreeSet<String> {
+    let unit = std::fs::read_to_string(repo().join("systemd/imds-credd.service")).unwrap();
+    let mut allowed = BTreeSet::new();
+    for value in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+    {
+        let (deny, sets) = match value.strip_prefix('~') {
+            Some(rest) => (true, rest),
+            None => (false, value),
+        };
+        for set in sets.split_whitespace() {
+            let calls = if set.starts_with('@') {
+                syscalls_in(set)
+            } else {
+                BTreeSet::from([set.to_string()])
+            };
+            if deny {
+                allowed.retain(|call| !calls.contains(call));
+            } else {
+                allowed.extend(calls);
+            }
+        }
+    }
+    allowed
+}
+
+/// `1234  name(args…` and `1234  <... name resumed>…`: the call's name; signals and exits
+/// (`---`, `+++`) have none.
+fn syscall_name(strace_line: &str) -> Option<&str> {
+    let rest = strace_line
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .trim_start();
+    let rest = rest.strip_prefix("<... ").unwrap_or(rest);
+    let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+    (end > 0).then(|| &rest[..end])
+}
+
+#[test]
+fn every_system_call_of_the_daemon_is_allowed_by_the_unit_filter() {
+    if !has_tool("strace") || !has_tool("systemd-analyze") {
+        eprintln!("SKIP: strace or systemd-analyze is not installed");
+        return;
+    }
+    // The demo runs the real daemon (IMDS client, refresher, file and env sinks) against
+    // the simulator in the same process: a superset of what the service does.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    run(Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .arg(BINARY)
+        .args(["demo", "--run-for", "3s"]));
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let used: BTreeSet<&str> = trace.lines().filter_map(syscall_name).collect();
+    assert!(
+        used.contains("renameat") || used.contains("renameat2"),
+        "sinks wrote: {used:?}"
+    );
+    let allowed = unit_allowed_syscalls();
+    assert!(
+        allowed.contains("chown") && !allowed.contains("setrlimit"),
+        "filter parsed"
+    );
+    let refused: Vec<&&str> = used
+        .iter()
+        .filter(|call| !allowed.contains(**call))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the unit's SystemCallFilter= refuses {refused:?}"
+    );
 }
 
 #[test]
