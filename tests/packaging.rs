@@ -1,6 +1,7 @@
 //! The operator-facing install pieces: the generated man pages and completions, the systemd
 //! units (`systemd-analyze verify` and the security exposure score), the example config,
-//! the daemon's system calls against the unit's filter (under strace),
+//! the daemon's system calls against the unit's filter (under strace), the unit's capability
+//! set (the daemon run as another user with exactly those capabilities, and one fewer),
 //! and the .deb/.rpm that `packaging/build-packages.sh` makes from this test's own build of
 //! the binary (a release build takes minutes; the package layout is the same).
 //!
@@ -348,6 +349,153 @@ fn every_system_call_of_the_daemon_is_allowed_by_the_unit_filter() {
         refused.is_empty(),
         "the unit's SystemCallFilter= refuses {refused:?}"
     );
+}
+
+/// The capabilities the unit grants (`AmbientCapabilities=`), as setpriv spells them
+/// (`CAP_CHOWN` → `chown`); the bounding set must be the same list.
+fn unit_capabilities() -> Vec<String> {
+    let unit = std::fs::read_to_string(repo().join("systemd/imds-credd.service")).unwrap();
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in the unit"))
+            .to_string()
+    };
+    let ambient = value("AmbientCapabilities=");
+    assert_eq!(ambient, value("CapabilityBoundingSet="));
+    ambient
+        .split_whitespace()
+        .map(|cap| cap.trim_start_matches("CAP_").to_lowercase())
+        .collect()
+}
+
+/// Uids for the throwaway daemon user and the user whose credentials file it writes.
+const DAEMON_UID: u32 = 64_243;
+const APP_UID: u32 = 64_242;
+
+/// Runs `imds-credd run` as [`DAEMON_UID`] holding exactly `caps` (ambient, inheritable and
+/// bounding, no new privileges: what systemd does for the unit's `User=` and capability
+/// lines), with a [[file]] sink in `~app/.aws` (0700, owned by [`APP_UID`]). Returns the
+/// credentials file's metadata once written, or the daemon's log if the sink failed.
+fn write_app_credentials_with(
+    caps: &[String],
+    endpoint: &str,
+) -> Result<std::fs::Metadata, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let aws = dir.path().join("home/app/.aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    for folder in [aws.parent().unwrap(), aws.as_path()] {
+        std::os::unix::fs::chown(folder, Some(APP_UID), Some(APP_UID)).unwrap();
+        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    // The daemon's own folder (RuntimeDirectory= in the unit) for its socket.
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    std::os::unix::fs::chown(&run_dir, Some(DAEMON_UID), Some(DAEMON_UID)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let target = aws.join("credentials");
+    let log_path = dir.path().join("daemon.log");
+    let set = |prefix: &str| {
+        let plus: Vec<String> = caps.iter().map(|c| format!("+{c}")).collect();
+        format!(
+            "{prefix}=-all{}",
+            plus.iter().map(|p| format!(",{p}")).collect::<String>()
+        )
+    };
+    let mut daemon = Command::new("setpriv")
+        .arg(format!("--reuid={DAEMON_UID}"))
+        .arg(format!("--regid={DAEMON_UID}"))
+        .args(["--clear-groups", "--no-new-privs"])
+        .arg(set("--inh-caps"))
+        .arg(set("--ambient-caps"))
+        .arg(set("--bounding-set"))
+        .arg("--")
+        .arg(BINARY)
+        .args([
+            "run",
+            "--config",
+            "/dev/null",
+            "--imds-endpoint",
+            endpoint,
+            "--socket",
+        ])
+        .arg(run_dir.join("credentials.sock"))
+        .arg("--file")
+        .arg(format!(
+            "path={},profile=instance,owner={APP_UID},group={APP_UID},mode=0600",
+            target.display()
+        ))
+        .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let outcome = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        if let Ok(meta) = std::fs::metadata(&target) {
+            break Ok(meta);
+        }
+        if log.contains("could not update credentials sink") {
+            break Err(log);
+        }
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break Err(format!("daemon exited ({status}):\n{log}"));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no outcome in:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).ok();
+    daemon.wait().unwrap();
+    if let Ok(meta) = &outcome {
+        let text = std::fs::read_to_string(&target).unwrap();
+        assert!(text.contains("[instance]"), "{text}");
+        assert!(meta.len() > 0);
+    }
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_units_capabilities_let_a_non_root_daemon_write_another_users_file_and_each_is_needed()
+{
+    if !is_root() || !has_tool("setpriv") {
+        eprintln!(
+            "SKIP: needs root and setpriv to run the daemon as another user with capabilities"
+        );
+        return;
+    }
+    let sim = imds_credd::simulator::ImdsSimulator::start(Default::default())
+        .await
+        .unwrap();
+    let endpoint = sim.endpoint();
+    let caps = unit_capabilities();
+
+    let meta = write_app_credentials_with(&caps, &endpoint)
+        .unwrap_or_else(|log| panic!("with {caps:?} the sink failed:\n{log}"));
+    assert_eq!((meta.uid(), meta.gid()), (APP_UID, APP_UID));
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+
+    // Each file capability is needed: without it the same write is refused. (CAP_KILL is
+    // for a sink's `signal`, which this sink does not use.)
+    for (needed, refused_step) in [
+        ("chown", "setting owner of temp file"),
+        ("dac_override", "EACCES: Permission denied"),
+        ("fowner", "setting mode of temp file"),
+    ] {
+        assert!(caps.iter().any(|c| c == needed), "the unit grants {needed}");
+        let fewer: Vec<String> = caps.iter().filter(|c| *c != needed).cloned().collect();
+        match write_app_credentials_with(&fewer, &endpoint) {
+            Ok(_) => panic!("the sink wrote without CAP_{}", needed.to_uppercase()),
+            Err(log) => assert!(log.contains(refused_step), "without {needed}: {log}"),
+        }
+    }
+    sim.shutdown().await;
 }
 
 #[test]
