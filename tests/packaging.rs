@@ -316,7 +316,7 @@ fn syscall_name(strace_line: &str) -> Option<&str> {
 }
 
 #[test]
-fn every_system_call_of_the_daemon_is_allowed_by_the_unit_filter() {
+fn every_system_call_and_mapping_of_the_daemon_is_allowed_by_the_unit() {
     if !has_tool("strace") || !has_tool("systemd-analyze") {
         eprintln!("SKIP: strace or systemd-analyze is not installed");
         return;
@@ -348,6 +348,21 @@ fn every_system_call_of_the_daemon_is_allowed_by_the_unit_filter() {
     assert!(
         refused.is_empty(),
         "the unit's SystemCallFilter= refuses {refused:?}"
+    );
+
+    // MemoryDenyWriteExecute= refuses writable+executable mappings and any mprotect that
+    // adds PROT_EXEC.
+    let wx: Vec<&str> = trace
+        .lines()
+        .filter(|line| match syscall_name(line) {
+            Some("mmap") => line.contains("PROT_WRITE|PROT_EXEC"),
+            Some("mprotect" | "pkey_mprotect") => line.contains("PROT_EXEC"),
+            _ => false,
+        })
+        .collect();
+    assert!(
+        wx.is_empty(),
+        "MemoryDenyWriteExecute= would refuse: {wx:#?}"
     );
 }
 
