@@ -4,8 +4,9 @@
 # usage: packaging/build-packages.sh [--target TRIPLE] [--binary PATH] [--out DIR] [--no-rpm]
 #   --target TRIPLE  build for this Rust target (x86_64/aarch64 -linux-gnu or -linux-musl);
 #                    default: the host
-#   --binary PATH    package this already built binary instead of running
-#                    `cargo build --release` (the tests package their debug build)
+#   --binary PATH    package this already built binary (for --target's architecture)
+#                    instead of running `cargo build --release`; the tests package
+#                    their debug build
 #   --out DIR        where the packages go (default: ${CARGO_TARGET_DIR:-target}/packages)
 #   --no-rpm         build only the .deb
 #
@@ -14,7 +15,13 @@
 set -euo pipefail
 umask 022
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$repo"
+# Paths given on the command line are relative to where the script was started.
+absolute() {
+    case "$1" in
+        /*) echo "$1" ;;
+        *) echo "$PWD/$1" ;;
+    esac
+}
 
 target=""
 binary=""
@@ -23,13 +30,14 @@ build_rpm=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --target) target="$2"; shift 2 ;;
-        --binary) binary="$2"; shift 2 ;;
-        --out) out="$2"; shift 2 ;;
+        --binary) binary="$(absolute "$2")"; shift 2 ;;
+        --out) out="$(absolute "$2")"; shift 2 ;;
         --no-rpm) build_rpm=0; shift ;;
-        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "build-packages: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+cd "$repo"
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 out="${out:-$target_dir/packages}"
 
