@@ -57,7 +57,7 @@ pub fn add_command(cli: clap::Command) -> clap::Command {
 
 /// Writes the man pages of `cli` and each of its visible subcommands into `out/man/`, and
 /// its completion scripts into `out/completions/`. Returns the files written.
-pub fn write_assets(cli: clap::Command, out: &Path) -> Result<Vec<PathBuf>, AssetsError> {
+pub fn write_assets(mut cli: clap::Command, out: &Path) -> Result<Vec<PathBuf>, AssetsError> {
     let man_dir = out.join("man");
     let completions_dir = out.join("completions");
     for dir in [&man_dir, &completions_dir] {
@@ -77,7 +77,6 @@ pub fn write_assets(cli: clap::Command, out: &Path) -> Result<Vec<PathBuf>, Asse
         source,
     })?;
     let bin_name = cli.get_name().to_owned();
-    let mut cli = cli;
     for shell in SHELLS {
         let path = clap_complete::generate_to(shell, &mut cli, &bin_name, &completions_dir)
             .map_err(|source| AssetsError::Completions {
