@@ -1,8 +1,10 @@
 //! The command line: one binary, one subcommand per job (see `../shared/DESIGN.md`).
 //! Exit codes: 0 ok, 1 no valid credentials, 2 usage or config error.
 
+mod assets;
+
 use crate::config::{Config, ConfigOverrides};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -57,7 +59,13 @@ pub fn resolve_config(
 
 /// Parses the command line and runs the command; `main.rs` only calls this.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `generate-assets` is parsed here but is no part of `Cli`, so that the man pages and
+    // completions rendered from `Cli` do not offer it (see `cli/assets.rs`).
+    let matches = assets::add_command(Cli::command()).get_matches();
+    if let Some((assets::COMMAND_NAME, args)) = matches.subcommand() {
+        return ExitCode::from(assets::run(args));
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let code = match cli.command {
         Command::Run(args) => match resolve_config(args.config.as_deref(), &args.overrides) {
             Ok(config) => crate::daemon::run_foreground(config, || {
