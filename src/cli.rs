@@ -27,6 +27,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground (systemd `Type=notify`).
@@ -35,6 +37,14 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Validate the configuration without starting, as `nginx -t` does.
     CheckConfig(ConfigArgs),
+    /// Print the credentials as `credential_process` JSON (Version 1), for `~/.aws/config`.
+    CredentialProcess(crate::client::credential_process::CredentialProcessArgs),
+    /// Run a command with the credentials in its environment.
+    Exec(crate::client::exec::ExecArgs),
+    /// Print the credentials as environment assignments.
+    Env(crate::client::env::EnvArgs),
+    /// Show the daemon's state: role, expiry, refreshes, last error, sinks.
+    Status(crate::client::status::StatusArgs),
 }
 
 /// Where the configuration comes from: the file, then the flags on top.
@@ -78,6 +88,10 @@ pub fn main() -> ExitCode {
         },
         Command::Demo(args) => crate::demo::run(&args),
         Command::CheckConfig(args) => check_config(&args),
+        Command::CredentialProcess(args) => crate::client::credential_process::run(&args),
+        Command::Exec(args) => crate::client::exec::run(&args),
+        Command::Env(args) => crate::client::env::run(&args),
+        Command::Status(args) => crate::client::status::run(&args),
     };
     ExitCode::from(code)
 }

@@ -32,6 +32,8 @@ pub enum CredentialsError {
     InvalidField(&'static str),
     #[error("credentials document `Expiration` is not an RFC 3339 UTC time")]
     BadExpiration,
+    #[error("credentials document `Version` is not the number 1")]
+    UnsupportedVersion,
 }
 
 impl Credentials {
@@ -39,16 +41,7 @@ impl Credentials {
     /// `LastUpdated` may be missing (other IMDS implementations omit them); a `Code` other
     /// than `Success` is an error even though IMDS sends it with HTTP 200.
     pub fn from_imds_json(body: &[u8]) -> Result<Self, CredentialsError> {
-        // Parse into a Value first: serde's typed errors quote the offending value, which
-        // here could be a secret. Our own errors name only the field.
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| CredentialsError::Malformed {
-                line: e.line(),
-                column: e.column(),
-            })?;
-        let Value::Object(mut doc) = value else {
-            return Err(CredentialsError::NotAnObject);
-        };
+        let mut doc = parse_object(body)?;
         if let Some(code) = doc.get("Code") {
             let code = code.as_str().unwrap_or("<not a string>");
             if code != "Success" {
@@ -65,17 +58,22 @@ impl Credentials {
                 });
             }
         }
-        let access_key_id = take_string(&mut doc, "AccessKeyId")?;
-        let secret_access_key = Secret::new(take_string(&mut doc, "SecretAccessKey")?);
-        let session_token = Secret::new(take_string(&mut doc, "Token")?);
-        let expiration = take_string(&mut doc, "Expiration")?;
-        let expiration = parse_utc_timestamp(&expiration).ok_or(CredentialsError::BadExpiration)?;
-        Ok(Credentials {
-            access_key_id,
-            secret_access_key,
-            session_token,
-            expiration,
-        })
+        take_credentials(&mut doc, "Token")
+    }
+
+    /// Parses the `credential_process` Version 1 document (what [`Self::to_process_json`]
+    /// writes and `GET /v1/credentials` serves): the inverse of that function. `Version`
+    /// must be the number 1; the session token is `SessionToken` there, not `Token`.
+    pub fn from_process_json(body: &[u8]) -> Result<Self, CredentialsError> {
+        let mut doc = parse_object(body)?;
+        match doc.get("Version") {
+            None => return Err(CredentialsError::MissingField("Version")),
+            Some(version) if version.as_u64() != Some(1) => {
+                return Err(CredentialsError::UnsupportedVersion)
+            }
+            Some(_) => {}
+        }
+        take_credentials(&mut doc, "SessionToken")
     }
 
     /// True while the credentials may still be handed out.
@@ -112,6 +110,38 @@ impl fmt::Debug for Credentials {
             .field("expiration", &self.expiration_rfc3339())
             .finish()
     }
+}
+
+/// Parses a JSON object. Into a `Value` first: serde's typed errors quote the offending
+/// value, which here could be a secret. Our own errors name only the field.
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, CredentialsError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| CredentialsError::Malformed {
+        line: e.line(),
+        column: e.column(),
+    })?;
+    match value {
+        Value::Object(doc) => Ok(doc),
+        _ => Err(CredentialsError::NotAnObject),
+    }
+}
+
+/// Takes the four fields out of a parsed document; the session token is `token_field`
+/// (`Token` from IMDS, `SessionToken` in the `credential_process` document).
+fn take_credentials(
+    doc: &mut Map<String, Value>,
+    token_field: &'static str,
+) -> Result<Credentials, CredentialsError> {
+    let access_key_id = take_string(doc, "AccessKeyId")?;
+    let secret_access_key = Secret::new(take_string(doc, "SecretAccessKey")?);
+    let session_token = Secret::new(take_string(doc, token_field)?);
+    let expiration = take_string(doc, "Expiration")?;
+    let expiration = parse_utc_timestamp(&expiration).ok_or(CredentialsError::BadExpiration)?;
+    Ok(Credentials {
+        access_key_id,
+        secret_access_key,
+        session_token,
+        expiration,
+    })
 }
 
 /// Removes `key` from the document and returns it as a non-empty string. The string is moved
@@ -226,6 +256,32 @@ mod tests {
         assert_eq!(v["Version"], 1);
         assert_eq!(v["SessionToken"], "token//EXAMPLE==");
         assert_eq!(v["Expiration"], "2026-11-23T09:00:00Z");
+    }
+
+    #[test]
+    fn process_json_round_trips() {
+        let creds = Credentials::from_imds_json(IMDS_DOC.as_bytes()).unwrap();
+        let back = Credentials::from_process_json(creds.to_process_json().as_bytes()).unwrap();
+        assert_eq!(back, creds);
+    }
+
+    #[test]
+    fn process_json_needs_version_1_and_a_session_token() {
+        let creds = Credentials::from_imds_json(IMDS_DOC.as_bytes()).unwrap();
+        let mut doc: Value = serde_json::from_str(&creds.to_process_json()).unwrap();
+        doc["Version"] = Value::String("1".into());
+        let err = Credentials::from_process_json(doc.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err, CredentialsError::UnsupportedVersion);
+        doc.as_object_mut().unwrap().remove("Version");
+        let err = Credentials::from_process_json(doc.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err, CredentialsError::MissingField("Version"));
+        doc["Version"] = Value::from(1);
+        let token = doc.as_object_mut().unwrap().remove("SessionToken").unwrap();
+        doc["Token"] = token;
+        let err = Credentials::from_process_json(doc.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err, CredentialsError::MissingField("SessionToken"));
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("EXAMPLE"), "{shown}");
     }
 
     #[test]

@@ -13,9 +13,12 @@
 //! - [`sink`]: the credentials-file and env-file sinks, written atomically.
 //! - [`clock`]: wall-clock time, injectable so tests can fast-forward.
 //! - [`socket`]: the HTTP API on the unix socket (peer checks, limits, systemd activation).
+//! - [`client`]: the client commands (`credential-process`, `exec`, `env`, `status`) that
+//!   ask the daemon over its socket.
 
 pub mod assume;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod credentials;

@@ -7,7 +7,10 @@ mod flags;
 mod values;
 
 pub use flags::ConfigOverrides;
-pub use values::{parse_positive_duration, EndpointMode, EnvFormat, FileMode, LogFormat, LogLevel};
+pub use values::{
+    parse_positive_duration, parse_profile_name, EndpointMode, EnvFormat, FileMode, LogFormat,
+    LogLevel,
+};
 
 use serde::Deserialize;
 use std::net::SocketAddr;

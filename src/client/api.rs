@@ -1,0 +1,240 @@
+//! The daemon's socket API as the client commands use it: credentials (checked for expiry
+//! here, whatever the daemon sent) and the status document, with the daemon's JSON errors
+//! turned into [`ClientError`] and each error mapped to the exit code of `DESIGN.md`.
+
+use super::socket_client::{Answer, SocketClient, SocketError};
+use crate::cli::{EXIT_NO_CREDENTIALS, EXIT_USAGE};
+use crate::credentials::{Credentials, CredentialsError};
+use hyper::StatusCode;
+use serde_json::Value;
+use std::time::SystemTime;
+use thiserror::Error;
+
+/// The longest daemon error message we repeat: a message is one line for people, and a
+/// daemon gone wrong must not flood a terminal.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// Why a client command got nothing usable from the daemon.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Unreachable(#[from] SocketError),
+    #[error("daemon answered {status}: {code}: {message}")]
+    Refused {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+    #[error("daemon sent an unusable credentials document")]
+    BadCredentials(#[source] CredentialsError),
+    #[error("daemon served credentials that expired at {expiration}; refusing to pass them on")]
+    Expired { expiration: String },
+    #[error("daemon sent a status document that is not a JSON object")]
+    BadStatus,
+}
+
+impl ClientError {
+    /// The process exit code for this failure: 1 when the daemon has no valid credentials
+    /// to give, 2 when there is no daemon to ask or the request itself is wrong.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Unreachable(_) => EXIT_USAGE,
+            // 403: this user may not use the socket; 404: unknown profile or path. Both are
+            // fixed by changing the setup, not by waiting.
+            ClientError::Refused { status, .. } if status.is_client_error() => EXIT_USAGE,
+            ClientError::Refused { .. } => EXIT_NO_CREDENTIALS,
+            ClientError::BadCredentials(_) | ClientError::Expired { .. } => EXIT_NO_CREDENTIALS,
+            ClientError::BadStatus => EXIT_NO_CREDENTIALS,
+        }
+    }
+}
+
+/// The daemon behind one socket.
+#[derive(Debug, Clone)]
+pub struct DaemonApi {
+    socket: SocketClient,
+}
+
+impl DaemonApi {
+    pub fn new(socket: SocketClient) -> Self {
+        DaemonApi { socket }
+    }
+
+    /// `GET /v1/credentials[?profile=NAME]`, parsed, and refused if already expired at `now`.
+    pub async fn credentials(
+        &self,
+        profile: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Credentials, ClientError> {
+        let answer = self.socket.get(&credentials_path(profile)).await?;
+        let body = success_body(answer)?;
+        let creds = Credentials::from_process_json(&body).map_err(ClientError::BadCredentials)?;
+        if !creds.is_valid_at(now) {
+            return Err(ClientError::Expired {
+                expiration: creds.expiration_rfc3339(),
+            });
+        }
+        Ok(creds)
+    }
+
+    /// `GET /v1/status`: the daemon's status document, and its raw text for `status --json`.
+    pub async fn status(&self) -> Result<(Value, String), ClientError> {
+        let answer = self.socket.get("/v1/status").await?;
+        let body = success_body(answer)?;
+        let text = String::from_utf8(body.to_vec()).map_err(|_| ClientError::BadStatus)?;
+        match serde_json::from_str::<Value>(&text) {
+            Ok(doc @ Value::Object(_)) => Ok((doc, text)),
+            _ => Err(ClientError::BadStatus),
+        }
+    }
+}
+
+/// The request path for a profile's credentials. Profile names are limited to letters,
+/// digits and `-_.@+` (checked when parsed); `+` means a space in a query string, so it is
+/// percent-encoded.
+fn credentials_path(profile: Option<&str>) -> String {
+    match profile {
+        None => "/v1/credentials".to_string(),
+        Some(name) => format!("/v1/credentials?profile={}", name.replace('+', "%2B")),
+    }
+}
+
+/// The body of a 2xx answer, or the daemon's `{"code","message"}` error as a [`ClientError`].
+fn success_body(answer: Answer) -> Result<bytes::Bytes, ClientError> {
+    if answer.status.is_success() {
+        return Ok(answer.body);
+    }
+    let error: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    let field = |name: &str| error.get(name).and_then(Value::as_str).map(one_line);
+    Err(ClientError::Refused {
+        status: answer.status,
+        code: field("code").unwrap_or_else(|| "-".to_string()),
+        message: field("message").unwrap_or_else(|| {
+            answer
+                .status
+                .canonical_reason()
+                .unwrap_or("no message")
+                .to_string()
+        }),
+    })
+}
+
+/// Control characters (a newline included) become spaces and the text is capped, so the
+/// error stays one line on stderr.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .take(MAX_MESSAGE_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::test_support::{json_answer, runtime, serve_once};
+    use bytes::Bytes;
+    use tokio::net::UnixListener;
+
+    const PROCESS_DOC: &str = r#"{"Version":1,"AccessKeyId":"ASIAFROMDAEMON","SecretAccessKey":"sec/ret+EXAMPLE","SessionToken":"tok/en+EXAMPLE","Expiration":"2026-11-23T09:00:00Z"}"#;
+
+    /// Asks a socket that answers `body` once for credentials, as seen at `now`.
+    fn credentials_at(body: &str, now: &str) -> Result<Credentials, ClientError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let now = crate::credentials::parse_utc_timestamp(now).unwrap();
+        runtime().block_on(async {
+            let listener = UnixListener::bind(&path).unwrap();
+            let server = tokio::spawn(serve_once(listener, json_answer("200 OK", body)));
+            let api = DaemonApi::new(SocketClient::new(&path));
+            let result = api.credentials(Some("audit"), now).await;
+            let request = server.await.unwrap();
+            assert!(request.starts_with("GET /v1/credentials?profile=audit HTTP/1.1"));
+            result
+        })
+    }
+
+    #[test]
+    fn credentials_are_parsed_from_the_process_document() {
+        let creds = credentials_at(PROCESS_DOC, "2026-11-23T08:00:00Z").unwrap();
+        assert_eq!(creds.access_key_id, "ASIAFROMDAEMON");
+        assert_eq!(creds.session_token.expose(), "tok/en+EXAMPLE");
+        assert_eq!(
+            creds.expiration,
+            crate::credentials::parse_utc_timestamp("2026-11-23T09:00:00Z").unwrap()
+        );
+    }
+
+    #[test]
+    fn an_expired_set_from_the_daemon_is_refused_without_quoting_it() {
+        let err = credentials_at(PROCESS_DOC, "2026-11-23T09:00:00Z").unwrap_err();
+        assert!(matches!(err, ClientError::Expired { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), EXIT_NO_CREDENTIALS);
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("2026-11-23T09:00:00Z"), "{shown}");
+        assert!(!shown.contains("EXAMPLE"), "{shown}");
+    }
+
+    #[test]
+    fn a_malformed_document_is_no_credentials_and_names_no_secret() {
+        let broken = PROCESS_DOC.replace("\"Version\":1", "\"Version\":2");
+        let err = credentials_at(&broken, "2026-11-23T08:00:00Z").unwrap_err();
+        assert_eq!(err.exit_code(), EXIT_NO_CREDENTIALS);
+        let shown = super::super::error_chain(&err);
+        assert_eq!(
+            shown,
+            "daemon sent an unusable credentials document: \
+             credentials document `Version` is not the number 1"
+        );
+    }
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn daemon_errors_keep_code_and_message_on_one_line() {
+        let err = success_body(answer(
+            503,
+            r#"{"code":"NoCredentials","message":"no role\nattached"}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "daemon answered 503 Service Unavailable: NoCredentials: no role attached"
+        );
+        assert_eq!(err.exit_code(), EXIT_NO_CREDENTIALS);
+    }
+
+    #[test]
+    fn a_non_json_error_shows_the_status_reason() {
+        let err = success_body(answer(502, "<html>")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "daemon answered 502 Bad Gateway: -: Bad Gateway"
+        );
+    }
+
+    #[test]
+    fn forbidden_and_unknown_profile_are_usage_errors() {
+        for status in [403, 404] {
+            let err = success_body(answer(status, r#"{"code":"x","message":"y"}"#)).unwrap_err();
+            assert_eq!(err.exit_code(), EXIT_USAGE, "{status}");
+        }
+        let unreachable = ClientError::Unreachable(SocketError::Missing {
+            path: "/nowhere".into(),
+        });
+        assert_eq!(unreachable.exit_code(), EXIT_USAGE);
+    }
+
+    #[test]
+    fn profile_names_are_encoded_for_the_query() {
+        assert_eq!(credentials_path(None), "/v1/credentials");
+        assert_eq!(
+            credentials_path(Some("a+b@c.d")),
+            "/v1/credentials?profile=a%2Bb@c.d"
+        );
+    }
+}

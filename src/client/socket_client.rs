@@ -1,0 +1,235 @@
+//! A minimal HTTP/1.1 client for the daemon's unix socket: one GET per connection, an
+//! overall timeout and a cap on the body. It tells "there is no daemon to ask" (socket
+//! missing, refused, not permitted) apart from "the daemon answered", because the client
+//! commands exit differently for each.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::{header, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::UnixStream;
+
+/// The whole exchange (connect, request, body) must finish within this: the daemon answers
+/// from memory, so anything slower means it is stuck, and a caller such as the AWS CLI
+/// would rather see an error than hang.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Larger answers are refused: a credentials document or a status document is a few KiB.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Talks to the daemon listening on one unix socket.
+#[derive(Debug, Clone)]
+pub struct SocketClient {
+    path: PathBuf,
+    timeout: Duration,
+}
+
+/// What the daemon answered: any status, with its (capped) body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+/// Why no answer came back. Every variant means "cannot reach the daemon".
+#[derive(Debug, Error)]
+pub enum SocketError {
+    #[error("no daemon socket at {} (is imds-credd running?)", path.display())]
+    Missing { path: PathBuf },
+    #[error("daemon socket {} refused the connection (imds-credd is not running)", path.display())]
+    Refused { path: PathBuf },
+    #[error("permission denied on daemon socket {} (is this user in the socket's group?)", path.display())]
+    PermissionDenied { path: PathBuf },
+    #[error("cannot connect to daemon socket {}", path.display())]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("daemon at {} did not answer within {}", path.display(), humantime::format_duration(*timeout))]
+    Timeout { path: PathBuf, timeout: Duration },
+    #[error("HTTP exchange with the daemon at {} failed", path.display())]
+    Http {
+        path: PathBuf,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("answer from the daemon at {} is larger than {MAX_BODY_BYTES} bytes", path.display())]
+    TooLarge { path: PathBuf },
+}
+
+impl SocketClient {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SocketClient {
+            path: path.into(),
+            timeout: REQUEST_TIMEOUT,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends `GET path_and_query` and returns the answer, whatever its status.
+    pub async fn get(&self, path_and_query: &str) -> Result<Answer, SocketError> {
+        match tokio::time::timeout(self.timeout, self.exchange(path_and_query)).await {
+            Ok(result) => result,
+            Err(_) => Err(SocketError::Timeout {
+                path: self.path.clone(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    async fn exchange(&self, path_and_query: &str) -> Result<Answer, SocketError> {
+        let stream = UnixStream::connect(&self.path)
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        let http_error = |source| SocketError::Http {
+            path: self.path.clone(),
+            source,
+        };
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(http_error)?;
+        // The connection future drives the socket; it ends when the answer is read and the
+        // sender is dropped, or with the runtime.
+        tokio::spawn(connection);
+        let request = Request::get(path_and_query)
+            .header(header::HOST, "localhost")
+            .body(Empty::<Bytes>::new())
+            .expect("a GET with a fixed header is a valid request");
+        let response = sender.send_request(request).await.map_err(http_error)?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+            .map_err(|e| match e.downcast::<hyper::Error>() {
+                Ok(source) => http_error(*source),
+                Err(_) => SocketError::TooLarge {
+                    path: self.path.clone(),
+                },
+            })?
+            .to_bytes();
+        Ok(Answer { status, body })
+    }
+
+    fn connect_error(&self, source: io::Error) -> SocketError {
+        let path = self.path.clone();
+        match source.kind() {
+            io::ErrorKind::NotFound => SocketError::Missing { path },
+            io::ErrorKind::ConnectionRefused => SocketError::Refused { path },
+            io::ErrorKind::PermissionDenied => SocketError::PermissionDenied { path },
+            _ => SocketError::Connect { path, source },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::test_support::{runtime, serve_once};
+    use tokio::net::UnixListener;
+
+    #[test]
+    fn gets_status_and_body_over_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        runtime().block_on(async {
+            let listener = UnixListener::bind(&path).unwrap();
+            let server = tokio::spawn(serve_once(
+                listener,
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 13\r\n\r\n{\"code\":\"x\"}\n"
+                    .to_vec(),
+            ));
+            let answer = SocketClient::new(&path)
+                .get("/v1/credentials?profile=a")
+                .await
+                .unwrap();
+            assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(&answer.body[..], b"{\"code\":\"x\"}\n");
+            let request = server.await.unwrap();
+            assert!(
+                request.starts_with("GET /v1/credentials?profile=a HTTP/1.1\r\n"),
+                "{request}"
+            );
+        });
+    }
+
+    #[test]
+    fn a_missing_socket_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.sock");
+        let err = runtime()
+            .block_on(SocketClient::new(&path).get("/v1/status"))
+            .unwrap_err();
+        assert!(matches!(err, SocketError::Missing { .. }), "{err:?}");
+        assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+    }
+
+    #[test]
+    fn a_stale_socket_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stale.sock");
+        // A socket file whose listener is gone: what a crashed daemon leaves behind.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let err = runtime()
+            .block_on(SocketClient::new(&path).get("/v1/status"))
+            .unwrap_err();
+        assert!(matches!(err, SocketError::Refused { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn connect_errors_name_the_reason_and_the_path() {
+        // A real EACCES needs a non-root user; the binary's tests run one. Here: the mapping.
+        let client = SocketClient::new("/run/imds-credd/credentials.sock");
+        let denied = client.connect_error(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert_eq!(
+            denied.to_string(),
+            "permission denied on daemon socket /run/imds-credd/credentials.sock \
+             (is this user in the socket's group?)"
+        );
+        let other = client.connect_error(io::Error::from(io::ErrorKind::InvalidInput));
+        assert!(matches!(other, SocketError::Connect { .. }), "{other:?}");
+    }
+
+    #[test]
+    fn a_silent_daemon_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silent.sock");
+        runtime().block_on(async {
+            // Accepts and never answers.
+            let _listener = UnixListener::bind(&path).unwrap();
+            let client = SocketClient {
+                path: path.clone(),
+                timeout: Duration::from_millis(200),
+            };
+            let err = client.get("/v1/status").await.unwrap_err();
+            assert!(matches!(err, SocketError::Timeout { .. }), "{err:?}");
+        });
+    }
+
+    #[test]
+    fn an_oversized_answer_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.sock");
+        runtime().block_on(async {
+            let listener = UnixListener::bind(&path).unwrap();
+            let size = MAX_BODY_BYTES + 1;
+            let mut answer =
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n").into_bytes();
+            answer.resize(answer.len() + size, b'x');
+            let server = tokio::spawn(serve_once(listener, answer));
+            let err = SocketClient::new(&path)
+                .get("/v1/status")
+                .await
+                .unwrap_err();
+            assert!(matches!(err, SocketError::TooLarge { .. }), "{err:?}");
+            server.abort();
+        });
+    }
+}

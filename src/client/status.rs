@@ -1,0 +1,244 @@
+//! `imds-credd status`: the daemon's `/v1/status` document as a short summary for people
+//! (`expires in 4h 12m`, `3m ago`), or as-is with `--json`. Exit 0 while the daemon holds
+//! valid credentials, 1 when it does not, 2 when there is no daemon to ask.
+
+use super::{block_on, fail, print_stdout, SocketArgs};
+use crate::cli::{EXIT_NO_CREDENTIALS, EXIT_OK};
+use crate::credentials::parse_utc_timestamp;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+const NAME: &str = "status";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub socket: SocketArgs,
+    /// Print the daemon's status document (JSON) instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command and returns the exit code.
+pub fn run(args: &StatusArgs) -> u8 {
+    block_on(NAME, async {
+        let (doc, text) = match args.socket.api().status().await {
+            Ok(status) => status,
+            Err(e) => return fail(NAME, &e, e.exit_code()),
+        };
+        let now = SystemTime::now();
+        let shown = if args.json {
+            format!("{}\n", text.trim_end())
+        } else {
+            render_status(&doc, now)
+        };
+        match print_stdout(NAME, &shown) {
+            EXIT_OK if holds_valid_credentials(&doc, now) => EXIT_OK,
+            EXIT_OK => EXIT_NO_CREDENTIALS,
+            failed => failed,
+        }
+    })
+}
+
+/// True when the document's `expiration` is in the future. The daemon withdraws expired
+/// credentials itself; this also covers a daemon whose clock view lags ours.
+pub fn holds_valid_credentials(doc: &Value, now: SystemTime) -> bool {
+    timestamp(doc, "expiration").is_some_and(|expiration| expiration > now)
+}
+
+/// The human summary, one fact per line.
+pub fn render_status(doc: &Value, now: SystemTime) -> String {
+    let mut out = String::new();
+    let role = doc["role"]
+        .as_str()
+        .unwrap_or("(none attached or not yet known)");
+    let _ = writeln!(out, "role:          {role}");
+    let credentials = match timestamp(doc, "expiration") {
+        Some(at) if at > now => format!(
+            "valid, expire {} ({})",
+            relative(at, now),
+            text(doc, "expiration")
+        ),
+        Some(at) => format!(
+            "EXPIRED {} ({})",
+            relative(at, now),
+            text(doc, "expiration")
+        ),
+        None => "NONE".to_string(),
+    };
+    let _ = writeln!(out, "credentials:   {credentials}");
+    let _ = writeln!(out, "last refresh:  {}", when(doc, "last_refresh", now));
+    let _ = writeln!(out, "next refresh:  {}", when(doc, "next_refresh", now));
+    let last_error = doc["last_error"].as_str().unwrap_or("none");
+    let _ = writeln!(out, "last error:    {last_error}");
+    let sinks = doc["sinks"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if sinks.is_empty() {
+        let _ = writeln!(out, "sinks:         none");
+    } else {
+        let _ = writeln!(out, "sinks:");
+        for sink in sinks {
+            let _ = writeln!(out, "  {}", sink_line(sink, now));
+        }
+    }
+    if let Some(counters) = doc["counters"].as_object().filter(|c| !c.is_empty()) {
+        let listed: Vec<String> = counters
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        let _ = writeln!(out, "counters:      {}", listed.join(" "));
+    }
+    out
+}
+
+/// `file  /home/app/.aws/credentials  ok, written 3m ago`, or the sink's error.
+fn sink_line(sink: &Value, now: SystemTime) -> String {
+    let kind = sink["kind"].as_str().unwrap_or("?");
+    let target = sink["target"].as_str().unwrap_or("?");
+    let success = timestamp(sink, "last_success").map(|at| relative(at, now));
+    let state = match (sink["last_error"].as_str(), success) {
+        (Some(error), Some(success)) => format!("FAILING: {error} (last success {success})"),
+        (Some(error), None) => format!("FAILING: {error} (never succeeded)"),
+        (None, Some(success)) => format!("ok, last success {success}"),
+        (None, None) => "not used yet".to_string(),
+    };
+    format!("{kind:<9} {target}  {state}")
+}
+
+fn text<'a>(doc: &'a Value, key: &str) -> &'a str {
+    doc[key].as_str().unwrap_or("")
+}
+
+fn timestamp(doc: &Value, key: &str) -> Option<SystemTime> {
+    doc[key].as_str().and_then(parse_utc_timestamp)
+}
+
+/// `3m ago` / `in 41m`, or `never` when the document has no such time.
+fn when(doc: &Value, key: &str, now: SystemTime) -> String {
+    timestamp(doc, key).map_or_else(|| "never".to_string(), |at| relative(at, now))
+}
+
+/// `in 4h 12m` for a time ahead of `now`, `3m ago` for one behind it.
+pub fn relative(at: SystemTime, now: SystemTime) -> String {
+    match at.duration_since(now) {
+        Ok(ahead) => format!("in {}", in_words(ahead)),
+        Err(behind) => format!("{} ago", in_words(behind.duration())),
+    }
+}
+
+/// A duration in humantime's words, to whole minutes from one minute up (`4h 12m`) and to
+/// whole seconds below (`42s`): more precision than that is noise in a summary.
+pub fn in_words(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let shown = if secs >= 60 { secs - secs % 60 } else { secs };
+    humantime::format_duration(Duration::from_secs(shown)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::test_support::{json_answer, runtime, serve_once};
+    use crate::client::SocketArgs;
+    use tokio::net::UnixListener;
+
+    const NOW: &str = "2026-11-23T04:48:00Z";
+
+    fn now() -> SystemTime {
+        parse_utc_timestamp(NOW).unwrap()
+    }
+
+    fn healthy_doc() -> Value {
+        serde_json::json!({
+            "role": "app-server",
+            "expiration": "2026-11-23T09:00:30Z",
+            "expires_in_seconds": 15150,
+            "last_refresh": "2026-11-23T04:45:00Z",
+            "next_refresh": "2026-11-23T05:29:10Z",
+            "last_error": null,
+            "sinks": [
+                {"kind": "socket", "target": "/run/imds-credd/credentials.sock",
+                 "last_success": "2026-11-23T04:45:00Z", "last_error": null},
+                {"kind": "file", "target": "/home/app/.aws/credentials",
+                 "last_success": "2026-11-23T03:45:00Z",
+                 "last_error": "cannot write /home/app/.aws/credentials: No space left on device"}
+            ],
+            "counters": {"imds_get_requests": 12, "imds_token_requests": 3}
+        })
+    }
+
+    #[test]
+    fn summary_says_when_in_words() {
+        let shown = render_status(&healthy_doc(), now());
+        let expected = "\
+role:          app-server
+credentials:   valid, expire in 4h 12m (2026-11-23T09:00:30Z)
+last refresh:  3m ago
+next refresh:  in 41m
+last error:    none
+sinks:
+  socket    /run/imds-credd/credentials.sock  ok, last success 3m ago
+  file      /home/app/.aws/credentials  FAILING: cannot write /home/app/.aws/credentials: No space left on device (last success 1h 3m ago)
+counters:      imds_get_requests=12 imds_token_requests=3
+";
+        assert_eq!(shown, expected);
+        assert!(holds_valid_credentials(&healthy_doc(), now()));
+    }
+
+    #[test]
+    fn summary_of_a_daemon_without_credentials() {
+        let doc = serde_json::json!({
+            "role": null, "expiration": null, "last_refresh": null,
+            "next_refresh": "2026-11-23T04:48:42Z",
+            "last_error": "no IAM role is attached to this instance",
+            "sinks": [], "counters": {}
+        });
+        let shown = render_status(&doc, now());
+        assert!(shown.contains("role:          (none attached"), "{shown}");
+        assert!(shown.contains("credentials:   NONE\n"), "{shown}");
+        assert!(shown.contains("last refresh:  never\n"), "{shown}");
+        assert!(shown.contains("next refresh:  in 42s\n"), "{shown}");
+        assert!(
+            shown.contains("last error:    no IAM role is attached"),
+            "{shown}"
+        );
+        assert!(!holds_valid_credentials(&doc, now()));
+    }
+
+    #[test]
+    fn expired_credentials_are_not_healthy() {
+        let mut doc = healthy_doc();
+        doc["expiration"] = Value::from("2026-11-23T04:40:00Z");
+        assert!(!holds_valid_credentials(&doc, now()));
+        let shown = render_status(&doc, now());
+        assert!(shown.contains("credentials:   EXPIRED 8m ago"), "{shown}");
+    }
+
+    #[test]
+    fn words_round_to_minutes_from_one_minute_up() {
+        assert_eq!(in_words(Duration::from_secs(59)), "59s");
+        assert_eq!(in_words(Duration::from_secs(61)), "1m");
+        assert_eq!(
+            in_words(Duration::from_secs(4 * 3600 + 12 * 60 + 59)),
+            "4h 12m"
+        );
+    }
+
+    #[test]
+    fn status_document_is_read_from_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let body = healthy_doc().to_string();
+        runtime().block_on(async {
+            let listener = UnixListener::bind(&path).unwrap();
+            let server = tokio::spawn(serve_once(listener, json_answer("200 OK", &body)));
+            let api = SocketArgs {
+                socket: path.clone(),
+            }
+            .api();
+            let (doc, text) = api.status().await.unwrap();
+            assert_eq!(doc, healthy_doc());
+            assert_eq!(text, body);
+            assert!(server.await.unwrap().starts_with("GET /v1/status HTTP/1.1"));
+        });
+    }
+}
