@@ -179,7 +179,7 @@ mod tests {
         let broken = PROCESS_DOC.replace("\"Version\":1", "\"Version\":2");
         let err = credentials_at(&broken, "2026-11-23T08:00:00Z").unwrap_err();
         assert_eq!(err.exit_code(), EXIT_NO_CREDENTIALS);
-        let shown = super::super::error_chain(&err);
+        let shown = super::super::error_line(&err);
         assert_eq!(
             shown,
             "daemon sent an unusable credentials document: \

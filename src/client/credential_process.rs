@@ -3,7 +3,11 @@
 //! one line on stderr says why (the AWS CLI shows it), with exit 1 (no valid credentials)
 //! or 2 (no daemon to ask).
 
-use super::{print_credentials, ProfileArgs, SocketArgs};
+use super::api::ClientError;
+use super::imds_fallback::instance_role_credentials;
+use super::socket_client::SocketError;
+use super::{block_on, error_line, fail, print_stdout, ProfileArgs, SocketArgs};
+use std::time::SystemTime;
 
 const NAME: &str = "credential-process";
 
@@ -13,13 +17,40 @@ pub struct CredentialProcessArgs {
     pub socket: SocketArgs,
     #[command(flatten)]
     pub profile: ProfileArgs,
+    /// When no daemon is running (no socket, or nobody listening on it), fetch the instance
+    /// role's credentials straight from IMDS (IMDSv2). The endpoint follows
+    /// AWS_EC2_METADATA_SERVICE_ENDPOINT like the SDKs.
+    #[arg(long, conflicts_with = "profile")]
+    pub fallback_imds: bool,
 }
 
 /// Runs the command and returns the exit code.
 pub fn run(args: &CredentialProcessArgs) -> u8 {
-    // Re-serialized from the parsed credentials, never a copy of the daemon's bytes: what
-    // the CLI reads is always a well-formed, unexpired document.
-    print_credentials(NAME, &args.socket, &args.profile, |creds| {
-        format!("{}\n", creds.to_process_json())
+    block_on(NAME, async {
+        let now = SystemTime::now();
+        let api = args.socket.api();
+        let creds = match api.credentials(args.profile.profile.as_deref(), now).await {
+            Ok(creds) => creds,
+            Err(ClientError::Unreachable(
+                no_daemon @ (SocketError::Missing { .. } | SocketError::Refused { .. }),
+            )) if args.fallback_imds => {
+                let env = |name: &str| std::env::var(name).ok();
+                match instance_role_credentials(env, now).await {
+                    Ok(creds) => creds,
+                    Err(e) => {
+                        eprintln!(
+                            "imds-credd {NAME}: {}; {}",
+                            error_line(&no_daemon),
+                            error_line(&e)
+                        );
+                        return e.exit_code();
+                    }
+                }
+            }
+            Err(e) => return fail(NAME, &e, e.exit_code()),
+        };
+        // Re-serialized from the parsed credentials, never a copy of the daemon's bytes:
+        // what the CLI reads is always a well-formed, unexpired document.
+        print_stdout(NAME, &format!("{}\n", creds.to_process_json()))
     })
 }

@@ -1,8 +1,9 @@
 //! `imds-credd env`: the credentials as environment assignments, in the syntax of the
 //! shell that reads them (`eval "$(imds-credd env)"`), quoted by [`crate::render`].
 
-use super::{print_credentials, ProfileArgs, SocketArgs};
+use super::{block_on, fail, print_stdout, ProfileArgs, SocketArgs};
 use crate::render::{render_env, EnvSyntax};
+use std::time::SystemTime;
 
 const NAME: &str = "env";
 
@@ -20,7 +21,14 @@ pub struct EnvArgs {
 
 /// Runs the command and returns the exit code.
 pub fn run(args: &EnvArgs) -> u8 {
-    print_credentials(NAME, &args.socket, &args.profile, |creds| {
-        render_env(creds, args.format)
+    block_on(NAME, async {
+        let api = args.socket.api();
+        match api
+            .credentials(args.profile.profile.as_deref(), SystemTime::now())
+            .await
+        {
+            Ok(creds) => print_stdout(NAME, &render_env(&creds, args.format)),
+            Err(e) => fail(NAME, &e, e.exit_code()),
+        }
     })
 }

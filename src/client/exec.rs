@@ -20,7 +20,7 @@
 //! again through `imds-credd`, as with other exec wrappers (`aws-vault exec`).
 
 use super::api::DaemonApi;
-use super::{block_on, error_chain, fail, ProfileArgs, SocketArgs};
+use super::{block_on, error_line, fail, ProfileArgs, SocketArgs};
 use crate::cli::{EXIT_NO_CREDENTIALS, EXIT_USAGE};
 use crate::credentials::Credentials;
 use crate::render::env_variables;
@@ -190,7 +190,7 @@ async fn supervise(args: &ExecArgs) -> u8 {
                     }
                     Err(e) => {
                         next_check = now + MAX_CHECK_INTERVAL;
-                        let problem = error_chain(&e);
+                        let problem = error_line(&e);
                         if poll_problem.as_ref() != Some(&problem) {
                             eprintln!("imds-credd {NAME}: cannot check for rotated credentials: {problem}");
                             poll_problem = Some(problem);

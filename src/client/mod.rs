@@ -8,6 +8,7 @@ pub mod api;
 pub mod credential_process;
 pub mod env;
 pub mod exec;
+pub mod imds_fallback;
 pub mod socket_client;
 pub mod status;
 #[cfg(test)]
@@ -66,41 +67,13 @@ fn block_on<F: std::future::Future<Output = u8>>(name: &str, command: F) -> u8 {
 
 /// Prints `error` and its causes as one line on stderr and returns `code`.
 fn fail(command: &str, error: &dyn Error, code: u8) -> u8 {
-    eprintln!("imds-credd {command}: {}", error_chain(error));
+    eprintln!("imds-credd {command}: {}", error_line(error));
     code
 }
 
-/// `error: cause: cause`, on one line.
-fn error_chain(error: &dyn Error) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line.replace(['\n', '\r'], " ")
-}
-
-/// The body of `credential-process` and `env`: asks the daemon for the credentials and
-/// prints `render(credentials)`, or fails with the matching exit code.
-fn print_credentials(
-    command: &str,
-    socket: &SocketArgs,
-    profile: &ProfileArgs,
-    render: impl FnOnce(&crate::credentials::Credentials) -> String,
-) -> u8 {
-    block_on(command, async {
-        let now = std::time::SystemTime::now();
-        match socket
-            .api()
-            .credentials(profile.profile.as_deref(), now)
-            .await
-        {
-            Ok(creds) => print_stdout(command, &render(&creds)),
-            Err(e) => fail(command, &e, e.exit_code()),
-        }
-    })
+/// `error: cause: cause`, on one line whatever the messages hold.
+fn error_line(error: &dyn Error) -> String {
+    crate::imds::error_chain(error).replace(['\n', '\r'], " ")
 }
 
 /// Writes a command's product to stdout. A closed stdout is an error, not a panic.
@@ -120,13 +93,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_chain_joins_causes_on_one_line() {
+    fn error_line_joins_causes_on_one_line() {
         let err = socket_client::SocketError::Connect {
             path: "/run/x.sock".into(),
             source: io::Error::other("line one\nline two"),
         };
         assert_eq!(
-            error_chain(&err),
+            error_line(&err),
             "cannot connect to daemon socket /run/x.sock: line one line two"
         );
     }
