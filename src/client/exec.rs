@@ -14,8 +14,8 @@
 //!   (a `[[file]]` sink, `credential_process`, the socket).
 //!
 //! For `restart` and `signal:…`, `imds-credd` asks the daemon shortly after the daemon's
-//! `next_refresh` (from `/v1/status`), and at least every minute, whether the access key id
-//! changed. It exits when CMD exits, whatever the policy: it restarts CMD only for a
+//! `next_refresh` for the role or profile (from `/v1/status`), and at least every minute,
+//! whether the access key id changed. It exits when CMD exits, whatever the policy: it restarts CMD only for a
 //! rotation. A Ctrl-C typed in a terminal reaches CMD directly (same process group) and
 //! again through `imds-credd`, as with other exec wrappers (`aws-vault exec`).
 
@@ -211,23 +211,16 @@ async fn supervise(args: &ExecArgs) -> u8 {
     }
 }
 
-/// Asks the daemon for its current credentials, and (for the instance role) when it will
-/// next refresh them.
+/// Asks the daemon for its current credentials, and when it will next refresh them.
 async fn check(
     api: &DaemonApi,
     profile: Option<&str>,
     now: SystemTime,
 ) -> Result<(Credentials, Option<SystemTime>), super::api::ClientError> {
     let creds = api.credentials(profile, now).await?;
-    // `next_refresh` in the status document is the instance role's schedule; an assumed
-    // profile is simply checked every MAX_CHECK_INTERVAL.
-    let next_refresh = match profile {
-        Some(_) => None,
-        None => api.status().await.ok().and_then(|(doc, _)| {
-            doc["next_refresh"]
-                .as_str()
-                .and_then(crate::credentials::parse_utc_timestamp)
-        }),
+    let next_refresh = match api.status().await {
+        Ok((doc, _)) => super::status::next_refresh(&doc, profile),
+        Err(_) => None,
     };
     Ok((creds, next_refresh))
 }

@@ -41,10 +41,22 @@ pub fn run(args: &StatusArgs) -> u8 {
     })
 }
 
-/// True when the document's `expiration` is in the future. The daemon withdraws expired
-/// credentials itself; this also covers a daemon whose clock view lags ours.
+/// True when the daemon says it holds valid instance-role credentials
+/// (`credentials_valid`), or, from a daemon that does not say, when `expiration` is ahead.
 pub fn holds_valid_credentials(doc: &Value, now: SystemTime) -> bool {
-    timestamp(doc, "expiration").is_some_and(|expiration| expiration > now)
+    match doc["credentials_valid"].as_bool() {
+        Some(valid) => valid,
+        None => timestamp(doc, "expiration").is_some_and(|expiration| expiration > now),
+    }
+}
+
+/// When the daemon will next refresh the instance role (`profile` `None`) or an
+/// `[[assume]]` profile (listed under `profiles`).
+pub fn next_refresh(doc: &Value, profile: Option<&str>) -> Option<SystemTime> {
+    match profile {
+        None => timestamp(doc, "next_refresh"),
+        Some(name) => timestamp(&doc["profiles"][name], "next_refresh"),
+    }
 }
 
 /// The human summary, one fact per line.
@@ -54,7 +66,45 @@ pub fn render_status(doc: &Value, now: SystemTime) -> String {
         .as_str()
         .unwrap_or("(none attached or not yet known)");
     let _ = writeln!(out, "role:          {role}");
-    let credentials = match timestamp(doc, "expiration") {
+    let _ = writeln!(out, "credentials:   {}", credentials_state(doc, now));
+    let _ = writeln!(out, "last refresh:  {}", when(doc, "last_refresh", now));
+    let _ = writeln!(out, "next refresh:  {}", when(doc, "next_refresh", now));
+    let last_error = doc["last_error"].as_str().unwrap_or("none");
+    let _ = writeln!(out, "last error:    {last_error}");
+    if let Some(profiles) = doc["profiles"].as_object().filter(|p| !p.is_empty()) {
+        let _ = writeln!(out, "profiles:");
+        for (name, profile) in profiles {
+            let mut line = format!(
+                "  {name:<9} {}; next refresh {}",
+                credentials_state(profile, now),
+                when(profile, "next_refresh", now)
+            );
+            if let Some(error) = profile["last_error"].as_str() {
+                let _ = write!(line, "; last error: {error}");
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let sinks = doc["sinks"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if sinks.is_empty() {
+        let _ = writeln!(out, "sinks:         none");
+    } else {
+        let _ = writeln!(out, "sinks:");
+        for sink in sinks {
+            let _ = writeln!(out, "  {}", sink_line(sink, now));
+        }
+    }
+    let mut counters = Vec::new();
+    flatten_counters("", &doc["counters"], &mut counters);
+    if !counters.is_empty() {
+        let _ = writeln!(out, "counters:      {}", counters.join(" "));
+    }
+    out
+}
+
+/// `valid, expire in 4h 12m (…)`, `EXPIRED 8m ago (…)` or `NONE`.
+fn credentials_state(doc: &Value, now: SystemTime) -> String {
+    match timestamp(doc, "expiration") {
         Some(at) if at > now => format!(
             "valid, expire {} ({})",
             relative(at, now),
@@ -66,29 +116,25 @@ pub fn render_status(doc: &Value, now: SystemTime) -> String {
             text(doc, "expiration")
         ),
         None => "NONE".to_string(),
-    };
-    let _ = writeln!(out, "credentials:   {credentials}");
-    let _ = writeln!(out, "last refresh:  {}", when(doc, "last_refresh", now));
-    let _ = writeln!(out, "next refresh:  {}", when(doc, "next_refresh", now));
-    let last_error = doc["last_error"].as_str().unwrap_or("none");
-    let _ = writeln!(out, "last error:    {last_error}");
-    let sinks = doc["sinks"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    if sinks.is_empty() {
-        let _ = writeln!(out, "sinks:         none");
-    } else {
-        let _ = writeln!(out, "sinks:");
-        for sink in sinks {
-            let _ = writeln!(out, "  {}", sink_line(sink, now));
+    }
+}
+
+/// `name=value` for every number under `counters`, nested groups as `group.name=value`.
+fn flatten_counters(prefix: &str, value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (name, inner) in map {
+                let path = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                flatten_counters(&path, inner, out);
+            }
         }
+        Value::Null => {}
+        other => out.push(format!("{prefix}={other}")),
     }
-    if let Some(counters) = doc["counters"].as_object().filter(|c| !c.is_empty()) {
-        let listed: Vec<String> = counters
-            .iter()
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect();
-        let _ = writeln!(out, "counters:      {}", listed.join(" "));
-    }
-    out
 }
 
 /// `file  /home/app/.aws/credentials  ok, written 3m ago`, or the sink's error.
@@ -162,7 +208,11 @@ mod tests {
                  "last_success": "2026-11-23T03:45:00Z",
                  "last_error": "cannot write /home/app/.aws/credentials: No space left on device"}
             ],
-            "counters": {"imds_get_requests": 12, "imds_token_requests": 3}
+            "profiles": {"audit": {"expiration": "2026-11-23T05:40:00Z",
+                                   "next_refresh": "2026-11-23T05:25:00Z",
+                                   "last_error": null}},
+            "counters": {"imds_get_requests": 12, "imds_token_requests": 3,
+                         "socket_requests": {"200": 40, "503": 2}}
         })
     }
 
@@ -175,13 +225,30 @@ credentials:   valid, expire in 4h 12m (2026-11-23T09:00:30Z)
 last refresh:  3m ago
 next refresh:  in 41m
 last error:    none
+profiles:
+  audit     valid, expire in 52m (2026-11-23T05:40:00Z); next refresh in 37m
 sinks:
   socket    /run/imds-credd/credentials.sock  ok, last success 3m ago
   file      /home/app/.aws/credentials  FAILING: cannot write /home/app/.aws/credentials: No space left on device (last success 1h 3m ago)
-counters:      imds_get_requests=12 imds_token_requests=3
+counters:      imds_get_requests=12 imds_token_requests=3 socket_requests.200=40 socket_requests.503=2
 ";
         assert_eq!(shown, expected);
         assert!(holds_valid_credentials(&healthy_doc(), now()));
+        assert_eq!(
+            next_refresh(&healthy_doc(), Some("audit")),
+            parse_utc_timestamp("2026-11-23T05:25:00Z")
+        );
+        assert_eq!(
+            next_refresh(&healthy_doc(), None),
+            parse_utc_timestamp("2026-11-23T05:29:10Z")
+        );
+    }
+
+    #[test]
+    fn the_daemons_own_validity_verdict_wins() {
+        let mut doc = healthy_doc();
+        doc["credentials_valid"] = Value::Bool(false);
+        assert!(!holds_valid_credentials(&doc, now()));
     }
 
     #[test]
