@@ -152,7 +152,8 @@ async fn supervise(args: &ExecArgs) -> u8 {
         Err(code) => return code,
     };
     let polling = args.on_rotation != OnRotation::None;
-    let mut next_check = SystemTime::now() + MAX_CHECK_INTERVAL;
+    // The first check at once: it learns when the daemon will next refresh.
+    let mut next_check = SystemTime::now();
     let mut expiry_warned = false;
     let mut poll_problem: Option<String> = None;
     loop {
