@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::aws_clients::python_bin;
 use common::recorder::Recorder;
 use common::LogCapture;
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
@@ -26,7 +27,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -847,24 +848,6 @@ async fn disk_full_and_read_only_are_reported_and_recovered_while_other_sinks_go
 
 // ---- Real clients: the AWS CLI, boto3 and a shell read what we wrote ----
 
-/// `target/pyenv/bin`, made once per test run by the project's setup script (AWS CLI v1 and
-/// boto3 from PyPI).
-fn python_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let status = Command::new("bash")
-            .arg(root.join("tests/support/setup-python.sh"))
-            .status()
-            .expect("run tests/support/setup-python.sh");
-        assert!(
-            status.success(),
-            "tests/support/setup-python.sh failed: {status}"
-        );
-        root.join("target/pyenv/bin")
-    })
-}
-
 /// A child environment with nothing of ours: no AWS_* variables, a HOME without `.aws`, an
 /// empty config file, IMDS disabled so no SDK falls back to it.
 fn client_command(program: &str, home: &Path, credentials_file: &Path) -> tokio::process::Command {
@@ -894,28 +877,6 @@ async fn run_ok(mut command: tokio::process::Command) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
-}
-
-/// The last request the server saw was signed with exactly `issued`.
-fn assert_signed_with(recorder: &Recorder, issued: &Credentials, client: &str) {
-    let requests = recorder.requests();
-    let request = requests
-        .last()
-        .unwrap_or_else(|| panic!("{client} sent no request"));
-    assert_eq!(
-        request.access_key_id(),
-        Some(issued.access_key_id.as_str()),
-        "{client}"
-    );
-    assert_eq!(
-        request.header("x-amz-security-token"),
-        Some(issued.session_token.expose()),
-        "{client}"
-    );
-    request
-        .verify_signature(issued.secret_access_key.expose())
-        .unwrap_or_else(|e| panic!("{client}: {e}"));
-    recorder.clear();
 }
 
 const BOTO3_CALL: &str = "import boto3, sys
@@ -957,12 +918,12 @@ async fn aws_cli_and_boto3_sign_with_the_credentials_file_we_wrote() {
             ]);
         let out = run_ok(aws).await;
         assert!(out.contains("123456789012"), "{out}");
-        assert_signed_with(&recorder, issued, "aws cli");
+        recorder.assert_last_signed_with(issued, "aws cli");
 
         let mut boto3 = client_command("python", home.path(), &path);
         boto3.args(["-c", BOTO3_CALL, &url, PROFILE]);
         assert_eq!(run_ok(boto3).await.trim(), "123456789012");
-        assert_signed_with(&recorder, issued, "boto3");
+        recorder.assert_last_signed_with(issued, "boto3");
     }
     h.stop(&issued_sets).await;
 }
@@ -985,7 +946,7 @@ async fn a_shell_sourcing_the_env_file_signs_with_our_credentials() {
         .arg(&env_path)
         .arg(&url);
     assert!(run_ok(aws).await.contains("123456789012"));
-    assert_signed_with(&recorder, &issued, "aws cli in a sourcing shell");
+    recorder.assert_last_signed_with(&issued, "aws cli in a sourcing shell");
 
     let mut boto3 = client_command("sh", home.path(), &no_file);
     boto3
@@ -994,5 +955,5 @@ async fn a_shell_sourcing_the_env_file_signs_with_our_credentials() {
         .arg(BOTO3_CALL)
         .arg(&url);
     assert_eq!(run_ok(boto3).await.trim(), "123456789012");
-    assert_signed_with(&recorder, &issued, "boto3 in a sourcing shell");
+    recorder.assert_last_signed_with(&issued, "boto3 in a sourcing shell");
 }

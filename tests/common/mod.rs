@@ -2,6 +2,10 @@
 //! in-process against the IMDS simulator on a clock the test moves.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+/// The AWS CLI and boto3 from the test venv.
+pub mod aws_clients;
+/// The daemon and the client commands as child processes.
+pub mod daemon_process;
 /// A loopback stand-in for STS that records and verifies how real clients signed.
 pub mod recorder;
 pub mod sts;

@@ -12,6 +12,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use imds_credd::credentials::Credentials;
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -181,6 +182,29 @@ impl Recorder {
 
     pub fn clear(&self) {
         self.requests.lock().unwrap().clear();
+    }
+
+    /// The last request was signed with exactly `issued` (access key id, session token, and
+    /// a signature only its secret key makes); clears the record for the next check.
+    pub fn assert_last_signed_with(&self, issued: &Credentials, client: &str) {
+        let requests = self.requests();
+        let request = requests
+            .last()
+            .unwrap_or_else(|| panic!("{client} sent no request"));
+        assert_eq!(
+            request.access_key_id(),
+            Some(issued.access_key_id.as_str()),
+            "{client}"
+        );
+        assert_eq!(
+            request.header("x-amz-security-token"),
+            Some(issued.session_token.expose()),
+            "{client}"
+        );
+        request
+            .verify_signature(issued.secret_access_key.expose())
+            .unwrap_or_else(|e| panic!("{client}: {e}"));
+        self.clear();
     }
 }
 

@@ -1,0 +1,175 @@
+//! The real daemon as a child process (`imds-credd run` serving a unix socket in a temp
+//! folder) against the IMDS simulator in this process, and the client commands as child
+//! processes: what the client tests, the AWS interop tests and the benchmark share.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use imds_credd::credentials::Credentials;
+use imds_credd::simulator::{ImdsSimulator, SimulatorOptions};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_imds-credd");
+
+/// Variables that would give a child process credentials, a profile or an IMDS other than
+/// the ones under test.
+pub const AWS_VARIABLES: [&str; 15] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_EC2_METADATA_DISABLED",
+    "IMDS_CREDD_SOCKET",
+];
+
+/// The simulator (on its own runtime, so the test thread may block on child processes),
+/// the daemon as a child process, and a temp folder holding the socket and the daemon's log.
+pub struct Sandbox {
+    pub sim: ImdsSimulator,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    daemon: Option<Child>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Sandbox {
+    /// A simulator with `options` and no daemon yet.
+    pub fn simulator(options: SimulatorOptions) -> Sandbox {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = runtime.block_on(ImdsSimulator::start(options)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s.sock");
+        Sandbox {
+            sim,
+            dir,
+            socket,
+            daemon: None,
+            runtime,
+        }
+    }
+
+    /// A simulator with `options` and a daemon (with `daemon_args`) that answers.
+    pub fn with_daemon(options: SimulatorOptions, daemon_args: &[&str]) -> Sandbox {
+        let mut sandbox = Sandbox::simulator(options);
+        sandbox.start_daemon(daemon_args);
+        sandbox
+    }
+
+    /// The default simulator (role `demo-role`, 6 h credentials) and a daemon.
+    pub fn healthy() -> Sandbox {
+        Sandbox::with_daemon(SimulatorOptions::default(), &[])
+    }
+
+    /// The runtime the simulator runs on, for other servers a test starts.
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+
+    /// Starts `imds-credd run` on the socket and waits until `status` gets an answer from
+    /// it (healthy or not) rather than "no daemon".
+    pub fn start_daemon(&mut self, daemon_args: &[&str]) {
+        let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .args(["run", "--config", "/dev/null", "--imds-endpoint"])
+            .arg(self.sim.endpoint())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(daemon_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        clear_aws_variables(&mut command);
+        let mut daemon = command.spawn().unwrap();
+        self.wait_until("the daemon to answer", Duration::from_secs(15), || {
+            if let Some(status) = daemon.try_wait().unwrap() {
+                panic!(
+                    "the daemon exited ({status}); its log:\n{}",
+                    self.daemon_log()
+                );
+            }
+            self.client("status", &[]).output().unwrap().status.code() != Some(2)
+        });
+        self.daemon = Some(daemon);
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// `imds-credd COMMAND --socket S ARGS…`, with no AWS variables inherited.
+    pub fn client(&self, command: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg(command)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args);
+        clear_aws_variables(&mut cmd);
+        cmd
+    }
+
+    /// The set the simulator hands out now.
+    pub fn current(&self) -> Credentials {
+        self.sim
+            .current_credentials()
+            .expect("the simulator has a role")
+    }
+
+    /// What `credential-process` prints now, parsed (`None` on failure).
+    pub fn served(&self) -> Option<Credentials> {
+        let output = self.client("credential-process", &[]).output().unwrap();
+        Credentials::from_process_json(&output.stdout).ok()
+    }
+
+    /// Waits until `check` holds, or fails naming `what` and showing the daemon's log.
+    pub fn wait_until(&self, what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        while !check() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; daemon log:\n{}",
+                self.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A path in the sandbox's temp folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM);
+            let _ = daemon.wait();
+        }
+    }
+}
+
+pub fn clear_aws_variables(command: &mut Command) {
+    for name in AWS_VARIABLES {
+        command.env_remove(name);
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
