@@ -80,8 +80,8 @@ impl Sandbox {
         &self.runtime
     }
 
-    /// Starts `imds-credd run` on the socket and waits until `status` gets an answer from
-    /// it (healthy or not) rather than "no daemon".
+    /// Starts `imds-credd run` on the socket and waits until it answers with the outcome
+    /// of its first refresh (credentials or an error).
     pub fn start_daemon(&mut self, daemon_args: &[&str]) {
         let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
         let mut command = Command::new(BIN);
@@ -103,9 +103,18 @@ impl Sandbox {
                     self.daemon_log()
                 );
             }
-            self.client("status", &[]).output().unwrap().status.code() != Some(2)
+            self.first_refresh_done()
         });
         self.daemon = Some(daemon);
+    }
+
+    /// The daemon answers `status` and has either refreshed once or recorded an error.
+    fn first_refresh_done(&self) -> bool {
+        let output = self.client("status", &["--json"]).output().unwrap();
+        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&output.stdout) else {
+            return false;
+        };
+        !doc["last_refresh"].is_null() || !doc["last_error"].is_null()
     }
 
     pub fn daemon_log(&self) -> String {

@@ -1,0 +1,518 @@
+//! The client commands (`credential-process`, `env`, `status`, `exec`) as real child
+//! processes against the real daemon (`imds-credd run`, a child too) serving its socket,
+//! with the IMDS simulator in this process issuing the credentials.
+
+mod common;
+
+use common::assert_no_secrets;
+use common::daemon_process::{clear_aws_variables, text, Sandbox, BIN};
+use imds_credd::credentials::Credentials;
+use imds_credd::simulator::SimulatorOptions;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// Asserts a failure: `code`, nothing on stdout, exactly one line on stderr that starts
+/// with `prefix`; returns that line.
+fn assert_failure(output: &Output, code: i32, prefix: &str) -> String {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "stderr: {stderr}");
+    assert!(output.stdout.is_empty(), "stdout: {}", text(&output.stdout));
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
+    assert!(stderr.starts_with(prefix), "stderr: {stderr}");
+    stderr
+}
+
+#[test]
+fn credential_process_prints_the_simulators_credentials_and_nothing_else() {
+    let setup = Sandbox::healthy();
+    let output = setup.client("credential-process", &[]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["Version"], serde_json::json!(1));
+    assert_eq!(doc.as_object().unwrap().len(), 5, "{stdout}");
+    let creds = Credentials::from_process_json(stdout.as_bytes()).unwrap();
+    assert_eq!(creds, setup.current());
+}
+
+#[test]
+fn env_output_evaluated_by_sh_holds_the_simulators_credentials() {
+    let setup = Sandbox::healthy();
+    let script = r#"eval "$("$BIN" env --socket "$SOCKET")" || exit 9
+printf '%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$AWS_SESSION_TOKEN" "$AWS_CREDENTIAL_EXPIRATION""#;
+    let mut sh = Command::new("sh");
+    sh.args(["-c", script])
+        .env("BIN", BIN)
+        .env("SOCKET", &setup.socket);
+    clear_aws_variables(&mut sh);
+    let output = sh.output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let creds = setup.current();
+    let expiration = creds.expiration_rfc3339().replace('Z', "+00:00");
+    let expected = [
+        creds.access_key_id.as_str(),
+        creds.secret_access_key.expose(),
+        creds.session_token.expose(),
+        expiration.as_str(),
+    ];
+    assert_eq!(text(&output.stdout).lines().collect::<Vec<_>>(), expected);
+
+    let json = setup.client("env", &["--format", "json"]).output().unwrap();
+    assert_eq!(json.status.code(), Some(0));
+    let from_json = Credentials::from_process_json(&json.stdout).unwrap();
+    assert_eq!(from_json, creds);
+    let systemd = setup
+        .client("env", &["--format", "systemd"])
+        .output()
+        .unwrap();
+    let systemd = text(&systemd.stdout);
+    let key_line = format!("AWS_ACCESS_KEY_ID={}", creds.access_key_id);
+    assert!(systemd.lines().any(|l| l == key_line), "{systemd}");
+}
+
+#[test]
+fn status_summarises_a_healthy_daemon_and_prints_its_json() {
+    let setup = Sandbox::healthy();
+    let output = setup.client("status", &[]).output().unwrap();
+    let shown = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{shown}{}",
+        text(&output.stderr)
+    );
+    assert!(shown.contains("role:          demo-role\n"), "{shown}");
+    // Fresh 6 h credentials.
+    assert!(
+        shown.contains("credentials:   valid, expire in 5h 5"),
+        "{shown}"
+    );
+    assert!(shown.contains("last refresh:  "), "{shown}");
+    assert!(shown.contains(" ago\n"), "{shown}");
+    assert!(shown.contains("next refresh:  in "), "{shown}");
+    assert!(shown.contains("counters:      imds_"), "{shown}");
+
+    assert_no_secrets(&shown, &setup.sim, "status");
+
+    let output = setup.client("status", &["--json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_no_secrets(&text(&output.stdout), &setup.sim, "status --json");
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["role"], "demo-role");
+    assert_eq!(
+        doc["expiration"].as_str(),
+        Some(setup.current().expiration_rfc3339().as_str())
+    );
+}
+
+#[test]
+fn without_a_role_every_command_exits_1_with_one_line_on_stderr() {
+    let options = SimulatorOptions {
+        role: None,
+        ..SimulatorOptions::default()
+    };
+    let setup = Sandbox::with_daemon(options, &[]);
+    for (command, args) in [
+        ("credential-process", &[][..]),
+        ("env", &["--format", "sh"][..]),
+    ] {
+        let output = setup.client(command, args).output().unwrap();
+        let line = assert_failure(
+            &output,
+            1,
+            &format!(
+                "imds-credd {command}: daemon answered 503 Service Unavailable: NoCredentials: "
+            ),
+        );
+        assert!(line.contains("instance role"), "{line}");
+    }
+    let status = setup.client("status", &[]).output().unwrap();
+    assert_eq!(status.status.code(), Some(1));
+    assert!(text(&status.stdout).contains("credentials:   NONE\n"));
+
+    let marker = setup.dir.path().join("ran");
+    let output = setup
+        .client("exec", &["--", "touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert_failure(&output, 1, "imds-credd exec: daemon answered 503");
+    assert!(!marker.exists(), "exec ran the command without credentials");
+}
+
+#[test]
+fn expired_credentials_are_never_passed_on() {
+    // IMDS keeps handing out the same set after it expires (a broken IMDS): the daemon must
+    // withdraw it and the clients must refuse it.
+    let options = SimulatorOptions {
+        credential_lifetime: Duration::from_secs(3),
+        rotate_every: Duration::from_secs(3600),
+        ..SimulatorOptions::default()
+    };
+    let setup = Sandbox::with_daemon(options, &[]);
+    let expiration = setup.current().expiration;
+    setup.wait_until(
+        "the simulator's set to expire",
+        Duration::from_secs(10),
+        || std::time::SystemTime::now() > expiration + Duration::from_secs(1),
+    );
+    for command in ["credential-process", "env"] {
+        let output = setup.client(command, &[]).output().unwrap();
+        let line = assert_failure(&output, 1, &format!("imds-credd {command}: "));
+        assert_no_secrets(&line, &setup.sim, command);
+    }
+    let status = setup.client("status", &[]).output().unwrap();
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status.stdout));
+}
+
+#[test]
+fn without_a_daemon_every_command_exits_2_naming_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("absent.sock");
+    for command in ["credential-process", "env", "status", "exec"] {
+        let mut cmd = Command::new(BIN);
+        cmd.arg(command).arg("--socket").arg(&socket);
+        if command == "exec" {
+            cmd.args(["--", "true"]);
+        }
+        clear_aws_variables(&mut cmd);
+        let output = cmd.output().unwrap();
+        let line = assert_failure(
+            &output,
+            2,
+            &format!("imds-credd {command}: no daemon socket at "),
+        );
+        assert!(line.contains(&*socket.to_string_lossy()), "{line}");
+    }
+    // The same through IMDS_CREDD_SOCKET.
+    let output = Command::new(BIN)
+        .arg("credential-process")
+        .env("IMDS_CREDD_SOCKET", &socket)
+        .output()
+        .unwrap();
+    let line = assert_failure(
+        &output,
+        2,
+        "imds-credd credential-process: no daemon socket",
+    );
+    assert!(line.contains(&*socket.to_string_lossy()), "{line}");
+}
+
+#[test]
+fn fallback_imds_reads_the_instance_role_when_no_daemon_runs() {
+    let setup = Sandbox::simulator(SimulatorOptions::default());
+    let output = setup
+        .client("credential-process", &["--fallback-imds"])
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", setup.sim.endpoint())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let creds = Credentials::from_process_json(&output.stdout).unwrap();
+    assert_eq!(creds, setup.current());
+    assert_eq!(setup.sim.counts().token_puts, 1, "IMDSv2 token first");
+
+    setup.sim.set_role(None);
+    let output = setup
+        .client("credential-process", &["--fallback-imds"])
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", setup.sim.endpoint())
+        .output()
+        .unwrap();
+    let line = assert_failure(
+        &output,
+        1,
+        "imds-credd credential-process: no daemon socket at ",
+    );
+    assert!(line.contains("no IAM role is attached"), "{line}");
+}
+
+/// Runs `command` as the unprivileged user `nobody` (the tests run as root here).
+fn as_nobody(command: &mut Command) -> &mut Command {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test switches users and must run as root"
+    );
+    command.uid(65534).gid(65534)
+}
+
+#[test]
+fn a_user_who_cannot_open_the_socket_is_told_so_with_exit_2() {
+    let setup = Sandbox::healthy();
+    let output = as_nobody(&mut setup.client("credential-process", &[]))
+        .output()
+        .unwrap();
+    let line = assert_failure(
+        &output,
+        2,
+        "imds-credd credential-process: permission denied on daemon socket ",
+    );
+    assert!(line.contains(&*setup.socket.to_string_lossy()), "{line}");
+}
+
+#[test]
+fn a_peer_the_daemon_does_not_allow_gets_403_and_exit_2() {
+    let mut setup = Sandbox::simulator(SimulatorOptions::default());
+    std::fs::set_permissions(setup.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    setup.start_daemon(&["--socket-mode", "0666", "--allow-uid", "0"]);
+    let output = as_nobody(&mut setup.client("credential-process", &[]))
+        .output()
+        .unwrap();
+    assert_failure(
+        &output,
+        2,
+        "imds-credd credential-process: daemon answered 403 Forbidden",
+    );
+}
+
+#[test]
+fn exec_gives_the_command_the_credentials_and_scrubs_competing_variables() {
+    let setup = Sandbox::healthy();
+    let output = setup
+        .client("exec", &["--", "env"])
+        .env("AWS_PROFILE", "other")
+        .env("AWS_SECURITY_TOKEN", "stale")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/tmp/creds")
+        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/")
+        .env("AWS_ACCESS_KEY_ID", "AKIAOLDOLDOLD")
+        .env("UNRELATED", "kept")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let listed = text(&output.stdout);
+    let creds = setup.current();
+    for expected in [
+        format!("AWS_ACCESS_KEY_ID={}", creds.access_key_id),
+        format!("AWS_SECRET_ACCESS_KEY={}", creds.secret_access_key.expose()),
+        format!("AWS_SESSION_TOKEN={}", creds.session_token.expose()),
+        "UNRELATED=kept".to_string(),
+    ] {
+        assert!(
+            listed.lines().any(|l| l == expected),
+            "{expected} not in env"
+        );
+    }
+    for gone in [
+        "AWS_PROFILE=",
+        "AWS_SECURITY_TOKEN=",
+        "AWS_SHARED_CREDENTIALS_FILE=",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI=",
+    ] {
+        assert!(!listed.lines().any(|l| l.starts_with(gone)), "{gone} kept");
+    }
+}
+
+#[test]
+fn exec_passes_stdio_through_and_exits_like_the_command() {
+    let setup = Sandbox::healthy();
+    let mut child = setup
+        .client("exec", &["--", "sh", "-c", "cat; echo oops >&2; exit 7"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(7));
+    assert_eq!(text(&output.stdout), "from stdin\n");
+    assert_eq!(text(&output.stderr), "oops\n");
+
+    let output = setup
+        .client("exec", &["--", "sh", "-c", "kill -USR1 $$"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(128 + 10), "killed by SIGUSR1");
+
+    let output = setup
+        .client("exec", &["--", "no-such-command-anywhere"])
+        .output()
+        .unwrap();
+    assert_failure(
+        &output,
+        127,
+        "imds-credd exec: no-such-command-anywhere: command not found",
+    );
+
+    let script = setup.dir.path().join("not-executable");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    let output = setup.client("exec", &["--"]).arg(&script).output().unwrap();
+    assert_failure(&output, 126, "imds-credd exec: ");
+}
+
+/// A running `imds-credd exec`, stopped (SIGTERM, which it passes on, then SIGKILL) if the
+/// test ends before it does, so no command outlives a failed test.
+struct RunningExec {
+    child: Option<Child>,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl RunningExec {
+    /// Starts `exec EXEC_ARGS -- sh -c SCRIPT` and waits for the script's `ready` line.
+    fn start(setup: &Sandbox, exec_args: &[&str], script: &str) -> RunningExec {
+        let mut args = exec_args.to_vec();
+        args.extend(["--", "sh", "-c", script]);
+        let mut child = setup
+            .client("exec", &args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut running = RunningExec {
+            child: Some(child),
+            stdout,
+        };
+        let mut line = String::new();
+        running.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        running
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = self.child.as_ref().expect("running").id();
+        kill(Pid::from_raw(pid as i32), signal).unwrap();
+    }
+
+    /// Waits for the exit; returns the exit code and what the command printed after `ready`.
+    fn wait(mut self) -> (Option<i32>, String) {
+        let status = self.child.take().expect("running").wait().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+        (status.code(), rest)
+    }
+}
+
+impl Drop for RunningExec {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        for _ in 0..40 {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[test]
+fn exec_forwards_signals_to_the_command() {
+    let setup = Sandbox::healthy();
+    for (signal, code) in [
+        (Signal::SIGTERM, 42),
+        (Signal::SIGINT, 43),
+        (Signal::SIGHUP, 44),
+        (Signal::SIGUSR2, 45),
+    ] {
+        let name = signal.as_str().trim_start_matches("SIG");
+        let script = format!(
+            "trap 'echo got {name}; exit {code}' {name}; echo ready; while :; do sleep 0.05; done"
+        );
+        let exec = RunningExec::start(&setup, &[], &script);
+        exec.signal(signal);
+        let (code_seen, printed) = exec.wait();
+        assert_eq!(code_seen, Some(code), "{name}");
+        assert_eq!(printed, format!("got {name}\n"));
+    }
+}
+
+/// Reads the lines of `path` (missing: none).
+fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn exec_restarts_the_command_with_the_new_set_when_the_daemon_rotates() {
+    // The daemon refreshes every ~2 s, so a rotation reaches it quickly.
+    let setup = Sandbox::with_daemon(
+        SimulatorOptions::default(),
+        &["--refresh-max-interval", "2s"],
+    );
+    let keys = setup.dir.path().join("keys");
+    let script = format!(
+        "echo \"$AWS_ACCESS_KEY_ID\" >> '{}'; trap 'exit 0' TERM; echo ready; while :; do sleep 0.05; done",
+        keys.display()
+    );
+    let exec = RunningExec::start(&setup, &["--on-rotation", "restart"], &script);
+    let first = setup.current().access_key_id;
+    assert_eq!(lines_of(&keys), std::slice::from_ref(&first));
+    setup.sim.rotate_now();
+    let second = setup.current().access_key_id;
+    assert_ne!(first, second);
+    setup.wait_until(
+        "a restart with the new key",
+        Duration::from_secs(20),
+        || lines_of(&keys).len() >= 2,
+    );
+    assert_eq!(lines_of(&keys), [first, second]);
+    exec.signal(Signal::SIGTERM);
+    assert_eq!(exec.wait().0, Some(0));
+}
+
+#[test]
+fn exec_signals_the_command_when_the_daemon_rotates() {
+    let setup = Sandbox::with_daemon(
+        SimulatorOptions::default(),
+        &["--refresh-max-interval", "2s"],
+    );
+    let seen = setup.dir.path().join("seen");
+    let script = format!(
+        "trap 'echo \"rotated $AWS_ACCESS_KEY_ID\" >> {}' USR1; trap 'exit 0' TERM; echo ready; while :; do sleep 0.05; done",
+        seen.display()
+    );
+    let exec = RunningExec::start(&setup, &["--on-rotation", "signal:USR1"], &script);
+    let first = setup.current().access_key_id;
+    setup.sim.rotate_now();
+    setup.wait_until(
+        "SIGUSR1 after the rotation",
+        Duration::from_secs(20),
+        || !lines_of(&seen).is_empty(),
+    );
+    // Signalled, not restarted: the environment still holds the first set.
+    assert_eq!(lines_of(&seen), [format!("rotated {first}")]);
+    exec.signal(Signal::SIGTERM);
+    assert_eq!(exec.wait().0, Some(0));
+}
+
+#[test]
+fn exec_warns_five_minutes_before_the_commands_credentials_expire() {
+    // A set that expires 5 min 3 s after issue: the warning is due 3 s after start.
+    let options = SimulatorOptions {
+        credential_lifetime: Duration::from_secs(5 * 60 + 3),
+        rotate_every: Duration::from_secs(3600),
+        ..SimulatorOptions::default()
+    };
+    let setup = Sandbox::with_daemon(options, &["--refresh-before-expiry", "1m"]);
+    let output = setup
+        .client("exec", &["--", "sleep", "6"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = text(&output.stderr);
+    let expected = format!(
+        "imds-credd exec: the credentials given to sleep expire at {} and no newer set has reached it",
+        setup.current().expiration_rfc3339()
+    );
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_no_secrets(&stderr, &setup.sim, "exec's warning");
+}
