@@ -174,6 +174,29 @@ fn expired_credentials_are_never_passed_on() {
 }
 
 #[test]
+fn an_unknown_profile_is_a_usage_error() {
+    let setup = Sandbox::healthy();
+    for command in ["credential-process", "env"] {
+        let output = setup
+            .client(command, &["--profile", "not-configured"])
+            .output()
+            .unwrap();
+        assert_failure(
+            &output,
+            2,
+            &format!("imds-credd {command}: daemon answered 404 Not Found: UnknownProfile: "),
+        );
+    }
+    // Refused before asking: not a profile name at all.
+    let output = setup
+        .client("credential-process", &["--profile", "a]b"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
 fn without_a_daemon_every_command_exits_2_naming_the_socket() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("absent.sock");
