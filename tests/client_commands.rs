@@ -383,12 +383,15 @@ struct RunningExec {
 
 impl RunningExec {
     /// Starts `exec EXEC_ARGS -- sh -c SCRIPT` and waits for the script's `ready` line.
+    /// The stderr of both goes to the sandbox file `exec.stderr`.
     fn start(setup: &Sandbox, exec_args: &[&str], script: &str) -> RunningExec {
         let mut args = exec_args.to_vec();
         args.extend(["--", "sh", "-c", script]);
+        let stderr = std::fs::File::create(setup.path("exec.stderr")).unwrap();
         let mut child = setup
             .client("exec", &args)
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
@@ -487,6 +490,40 @@ fn exec_restarts_the_command_with_the_new_set_when_the_daemon_rotates() {
         || lines_of(&keys).len() >= 2,
     );
     assert_eq!(lines_of(&keys), [first, second]);
+    exec.signal(Signal::SIGTERM);
+    assert_eq!(exec.wait().0, Some(0));
+}
+
+#[test]
+fn exec_kills_a_command_that_ignores_sigterm_after_the_grace_period() {
+    let setup = Sandbox::with_daemon(
+        SimulatorOptions::default(),
+        &["--refresh-max-interval", "2s"],
+    );
+    let keys = setup.path("keys");
+    let marker = setup.path("started-once");
+    // The first run ignores SIGTERM; the restarted one does not (so the test can end it).
+    let script = format!(
+        "if [ -e '{m}' ]; then trap 'exit 0' TERM; else touch '{m}'; trap '' TERM; fi; \
+         echo \"$AWS_ACCESS_KEY_ID\" >> '{k}'; echo ready; while :; do sleep 0.05; done",
+        m = marker.display(),
+        k = keys.display()
+    );
+    let exec = RunningExec::start(
+        &setup,
+        &["--on-rotation", "restart", "--restart-grace", "1s"],
+        &script,
+    );
+    setup.sim.rotate_now();
+    setup.wait_until("a restart after SIGKILL", Duration::from_secs(20), || {
+        lines_of(&keys).len() >= 2
+    });
+    let stderr = std::fs::read_to_string(setup.path("exec.stderr")).unwrap();
+    assert!(
+        stderr.contains("imds-credd exec: command still running 1s after SIGTERM; killing it"),
+        "{stderr}"
+    );
+    assert_eq!(lines_of(&keys)[1], setup.current().access_key_id);
     exec.signal(Signal::SIGTERM);
     assert_eq!(exec.wait().0, Some(0));
 }

@@ -172,21 +172,8 @@ async fn supervise(args: &ExecArgs) -> u8 {
                         }
                         creds = fresh;
                         expiry_warned = false;
-                        match args.on_rotation {
-                            OnRotation::Restart => {
-                                if let Some(status) =
-                                    stop(&mut child, &mut signals, args.restart_grace).await
-                                {
-                                    // Asked to stop while restarting: stop for good.
-                                    return exit_code_after_wait(Ok(status));
-                                }
-                                child = match start(&args.command, &creds) {
-                                    Ok(child) => child,
-                                    Err(code) => return code,
-                                };
-                            }
-                            OnRotation::Signal(sig) => forward(&child, sig),
-                            OnRotation::None => unreachable!("no polling without a policy"),
+                        if let Err(code) = apply_rotation(args, &mut child, &mut signals, &creds).await {
+                            return code;
                         }
                     }
                     Err(e) => {
@@ -210,6 +197,28 @@ async fn supervise(args: &ExecArgs) -> u8 {
             }
         }
     }
+}
+
+/// Applies `--on-rotation` to a new set: a restart with it, or the signal. `Err(code)` when
+/// `exec` must exit with `code` (CMD asked to stop meanwhile, or cannot start again).
+async fn apply_rotation(
+    args: &ExecArgs,
+    child: &mut Child,
+    signals: &mut ForwardedSignals,
+    creds: &Credentials,
+) -> Result<(), u8> {
+    match args.on_rotation {
+        OnRotation::Restart => {
+            if let Some(status) = stop(child, signals, args.restart_grace).await {
+                // A stop signal arrived while restarting: stop for good.
+                return Err(exit_code_after_wait(Ok(status)));
+            }
+            *child = start(&args.command, creds)?;
+        }
+        OnRotation::Signal(sig) => forward(child, sig),
+        OnRotation::None => {}
+    }
+    Ok(())
 }
 
 /// Asks the daemon for its current credentials, and when it will next refresh them.
