@@ -6,6 +6,8 @@ mod common;
 
 use common::assert_no_secrets;
 use common::daemon_process::{clear_aws_variables, text, Sandbox, BIN};
+use common::sts::StsServer;
+use imds_credd::clock::{SharedClock, SystemClock};
 use imds_credd::credentials::Credentials;
 use imds_credd::simulator::SimulatorOptions;
 use nix::sys::signal::{kill, Signal};
@@ -15,6 +17,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Asserts a failure: `code`, nothing on stdout, exactly one line on stderr that starts
@@ -171,6 +174,64 @@ fn expired_credentials_are_never_passed_on() {
     }
     let status = setup.client("status", &[]).output().unwrap();
     assert_eq!(status.status.code(), Some(1), "{}", text(&status.stdout));
+}
+
+#[test]
+fn profile_selects_the_assumed_role_for_every_command() {
+    let mut setup = Sandbox::simulator(SimulatorOptions::default());
+    let sts = setup.runtime().block_on(StsServer::start(
+        Arc::new(SystemClock) as SharedClock,
+        "us-east-1",
+    ));
+    sts.attach()(&setup.sim);
+    let assume = format!(
+        "profile=audit,role_arn=arn:aws:iam::222222222222:role/efgh,region=us-east-1,sts_endpoint={}",
+        sts.endpoint()
+    );
+    setup.start_daemon(&["--assume", &assume]);
+    setup.wait_until("the assumed role", Duration::from_secs(15), || {
+        !sts.issued().is_empty()
+    });
+    let issued = sts.issued().pop().unwrap();
+    assert_ne!(issued.access_key_id, setup.current().access_key_id);
+
+    let output = setup
+        .client("credential-process", &["--profile", "audit"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let served = Credentials::from_process_json(&output.stdout).unwrap();
+    // STS's expiry has sub-second precision; the document carries whole seconds.
+    assert_eq!(
+        (
+            &served.access_key_id,
+            served.secret_access_key.expose(),
+            served.session_token.expose(),
+            served.expiration_rfc3339()
+        ),
+        (
+            &issued.access_key_id,
+            issued.secret_access_key.expose(),
+            issued.session_token.expose(),
+            issued.expiration_rfc3339()
+        )
+    );
+
+    let output = setup
+        .client("exec", &["--profile", "audit", "--", "env"])
+        .output()
+        .unwrap();
+    let listed = text(&output.stdout);
+    let key_line = format!("AWS_ACCESS_KEY_ID={}", issued.access_key_id);
+    assert!(listed.lines().any(|l| l == key_line), "{listed}");
+
+    let output = setup.client("status", &[]).output().unwrap();
+    let shown = text(&output.stdout);
+    assert!(
+        shown.contains("profiles:\n  audit     valid, expire in "),
+        "{shown}"
+    );
+    sts.assert_no_issued_secrets(&shown, "status");
 }
 
 #[test]
