@@ -17,6 +17,7 @@
 //!   ask the daemon over its socket.
 
 pub mod assume;
+pub mod backoff;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -62,10 +62,7 @@ pub fn next_refresh(
 /// Wait before retry number `failures` (1-based): exponential from `retry_base`, capped at
 /// `retry_max`, with "equal jitter" (between half and all of it) so it never collapses to 0.
 pub fn retry_delay(failures: u32, policy: &RefreshPolicy, jitter: f64) -> Duration {
-    let exp = policy
-        .retry_base
-        .saturating_mul(1 << failures.saturating_sub(1).min(16))
-        .min(policy.retry_max);
+    let exp = crate::backoff::ceiling(policy.retry_base, policy.retry_max, failures);
     exp / 2 + (exp / 2).mul_f64(jitter)
 }
 

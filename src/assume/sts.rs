@@ -5,6 +5,7 @@
 //! Nothing here logs a request body or header: the signed headers carry the instance
 //! session token. Errors name the STS error code and status, never a credential.
 
+use crate::backoff::{retry, RetryPolicy};
 use crate::config::AssumeConfig;
 use crate::credentials::{parse_utc_timestamp, Credentials};
 use crate::secret::Secret;
@@ -286,23 +287,13 @@ impl StsClient {
         source: &Credentials,
         now: SystemTime,
     ) -> Result<AssumedRole, StsError> {
-        let mut attempt = 1;
-        loop {
-            let result = self.assume_role_once(target, params, source, now).await;
-            match result {
-                Err(error) if error.is_retryable() && attempt < ATTEMPTS => {
-                    let ceiling = RETRY_BASE.saturating_mul(1 << (attempt - 1));
-                    let delay = ceiling.mul_f64(fastrand::f64());
-                    tracing::debug!(
-                        role_arn = params.role_arn, attempt, ?delay, error = %error,
-                        "AssumeRole failed; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        let policy = RetryPolicy {
+            max_attempts: ATTEMPTS,
+            base_delay: RETRY_BASE,
+            max_delay: RETRY_BASE * 4,
+        };
+        let attempt = || self.assume_role_once(target, params, source, now);
+        retry(policy, &params.role_arn, StsError::is_retryable, attempt).await
     }
 
     async fn assume_role_once(

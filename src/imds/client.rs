@@ -4,6 +4,7 @@
 
 use super::token::{granted_ttl, Session};
 use super::ImdsError;
+use crate::backoff::{retry, RetryPolicy};
 use crate::clock::SharedClock;
 use crate::credentials::Credentials;
 use crate::metrics::Metrics;
@@ -23,27 +24,6 @@ const ROLE_LIST_PATH: &str = "/latest/meta-data/iam/security-credentials/";
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// After falling back to IMDSv1, try IMDSv2 again this much later.
 const V1_FALLBACK_PERIOD: Duration = Duration::from_secs(300);
-
-/// How persistent one call is before it reports failure to the refresher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    /// Backoff cap for attempt n is `min(max_delay, base_delay * 2^(n-1))`, fully jittered.
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// Three attempts, as the SDKs make: a throttled IMDS usually answers the second.
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(2),
-        }
-    }
-}
 
 /// Everything the client needs to know, resolved from config and environment.
 #[derive(Debug, Clone)]
@@ -130,19 +110,8 @@ impl ImdsClient {
 
     /// GETs `path` with retries; `Ok(None)` for 404.
     pub async fn get(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ImdsError> {
-        let policy = self.settings.retry;
-        let mut attempt = 1;
-        loop {
-            match self.get_once(path).await {
-                Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
-                    let delay = backoff(policy, attempt);
-                    tracing::debug!(path, attempt, ?delay, error = %e, "IMDS request failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        let retryable = ImdsError::is_retryable;
+        retry(self.settings.retry, path, retryable, || self.get_once(path)).await
     }
 
     /// One GET, with one new token and a second try if IMDS says the token is bad.
@@ -316,14 +285,4 @@ impl ImdsClient {
             }
         }
     }
-}
-
-/// Full jitter: a uniform wait in `[0, min(max, base * 2^(attempt-1))]`, so many instances
-/// throttled at once spread their retries.
-fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
-    let ceiling = policy
-        .base_delay
-        .saturating_mul(1 << (attempt - 1).min(16))
-        .min(policy.max_delay);
-    ceiling.mul_f64(fastrand::f64())
 }

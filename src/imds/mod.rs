@@ -9,5 +9,6 @@ pub mod endpoint;
 pub mod error;
 pub mod token;
 
-pub use client::{ImdsClient, ImdsSettings, RetryPolicy};
+pub use crate::backoff::RetryPolicy;
+pub use client::{ImdsClient, ImdsSettings};
 pub use error::{error_chain, ImdsError};

@@ -143,8 +143,7 @@ fn wanted(state: &CredentialState, now: SystemTime) -> Wanted {
 
 /// Delay before retry number `failures` (1-based): 1 s, 2 s, 4 s … capped at a minute.
 pub fn retry_delay(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    (RETRY_MIN * 2u32.pow(doublings)).min(RETRY_MAX)
+    crate::backoff::ceiling(RETRY_MIN, RETRY_MAX, failures)
 }
 
 /// Keeps `sink` in step with `state` until `shutdown` (see the module doc). Never panics and
