@@ -6,7 +6,7 @@
 
 mod common;
 #[path = "common/unix_http.rs"]
-#[allow(dead_code)] // only `exchange` is used here
+#[allow(dead_code)] // `request` is not used here
 mod unix_http;
 
 use bytes::Bytes;
@@ -186,6 +186,16 @@ async fn the_right_token_gets_the_simulators_credentials_in_the_container_shape(
             .load(Ordering::Relaxed),
         0
     );
+    // `/v1/status` on the socket shows the endpoint's answers and its sink row.
+    let status = unix_http::get(&s.h.dir.path().join("credentials.sock"), "/v1/status")
+        .await
+        .json();
+    assert_eq!(
+        status["counters"]["container_requests"],
+        serde_json::json!({"200": 1})
+    );
+    assert_eq!(status["sinks"][0]["kind"], "container");
+    assert_eq!(status["sinks"][0]["target"], s.addr.to_string().as_str());
     let rows = s.h.daemon.health.snapshot();
     let row = rows
         .iter()
@@ -371,6 +381,10 @@ async fn a_profile_is_served_with_its_role_arn() {
     assert_eq!(doc["SecretAccessKey"], chained.secret_access_key.expose());
     assert_eq!(doc["Token"], chained.session_token.expose());
     assert_eq!(doc["RoleArn"], ROLE_ARN);
+    // An SDK reaches the profile with the query in its URI.
+    let recorder = Recorder::start().await;
+    boto3_through_the_endpoint(&s, "/v1/credentials?profile=audit", &recorder).await;
+    recorder.assert_last_signed_with(&chained, "boto3 with ?profile=audit");
     sts.assert_all_signatures_valid();
     sts.assert_no_issued_secrets(&s.h.logs.text(), "the logs");
     s.finish(&token).await;
@@ -382,8 +396,9 @@ print(session.get_credentials().method)
 sts = session.client('sts', endpoint_url=sys.argv[1], region_name='us-east-1')
 print(sts.get_caller_identity()['Account'])";
 
-/// boto3 with exactly the two container variables, IMDS off, no other credentials.
-async fn boto3_through_the_endpoint(s: &Setup, recorder: &Recorder) -> String {
+/// boto3 with exactly the two container variables (the URI ends in `uri`), IMDS off, no
+/// other credentials.
+async fn boto3_through_the_endpoint(s: &Setup, uri: &str, recorder: &Recorder) -> String {
     let home = tempfile::tempdir().unwrap();
     let empty = home.path().join("empty");
     std::fs::write(&empty, "").unwrap();
@@ -397,7 +412,7 @@ async fn boto3_through_the_endpoint(s: &Setup, recorder: &Recorder) -> String {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            format!("http://{}/v1/credentials", s.addr),
+            format!("http://{}{uri}", s.addr),
         )
         .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &s.token_file)
         .args(["-c", BOTO3_CALL, &recorder.url()])
@@ -421,7 +436,7 @@ async fn boto3_signs_with_the_simulators_credentials_from_the_endpoint() {
     let token = s.token();
 
     let issued = s.h.sim.current_credentials().unwrap();
-    let out = boto3_through_the_endpoint(&s, &recorder).await;
+    let out = boto3_through_the_endpoint(&s, "/v1/credentials", &recorder).await;
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         ["container-role", "123456789012"]
@@ -441,7 +456,7 @@ async fn boto3_signs_with_the_simulators_credentials_from_the_endpoint() {
     let rotated = s.h.sim.current_credentials().unwrap();
     assert_ne!(rotated.access_key_id, issued.access_key_id);
     assert_eq!(s.h.served().as_ref(), Some(&rotated));
-    boto3_through_the_endpoint(&s, &recorder).await;
+    boto3_through_the_endpoint(&s, "/v1/credentials", &recorder).await;
     recorder.assert_last_signed_with(&rotated, "boto3 after rotation");
     s.finish(&token).await;
 }

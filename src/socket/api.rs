@@ -493,13 +493,20 @@ impl Api {
             .collect();
         status.insert("sinks".into(), sinks.into());
         let m = &*self.metrics;
+        // Only the statuses answered so far: `status` prints every counter on one line, and
+        // a daemon without the container endpoint should not list seven zeros for it.
+        // `/metrics` keeps every series.
         let by_code = |counters: &RequestCounters| -> Map<String, Value> {
             Status::ALL
                 .iter()
                 .map(|s| {
-                    let code = s.code().as_u16().to_string();
-                    (code, Metrics::get(s.counter(counters)).into())
+                    (
+                        s.code().as_u16().to_string(),
+                        Metrics::get(s.counter(counters)),
+                    )
                 })
+                .filter(|(_, count)| *count > 0)
+                .map(|(code, count)| (code, count.into()))
                 .collect()
         };
         status.insert(
