@@ -78,7 +78,8 @@ const TOKEN_BYTES: usize = 32;
 /// Only the daemon's user may read the token.
 const TOKEN_FILE_MODE: u32 = 0o600;
 /// Connections served at once. Each SDK client fetches about once an hour, so a few hundred
-/// cover a crowded host, well inside the open-files limit the socket already fitted.
+/// cover a crowded host. Should this and the socket's cap together pass the open-files
+/// limit, `accept` fails with `EMFILE`, which the server logs and retries after a pause.
 const MAX_CONNECTIONS: usize = 256;
 /// `X-Forwarded-For` (hyper names only the standard `Forwarded`).
 const X_FORWARDED_FOR: &str = "x-forwarded-for";

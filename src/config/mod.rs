@@ -249,7 +249,7 @@ impl Spot {
     fn describe(self) -> String {
         match self {
             Spot::Entry(table, index) => format!("[[{table}]] #{}", index + 1),
-            Spot::Key(table, key) => format!("{table}.{key}"),
+            Spot::Key(table, _) => format!("[{table}]"),
         }
     }
 }
