@@ -34,6 +34,9 @@ pub enum DaemonError {
     #[cfg(target_os = "linux")]
     #[error(transparent)]
     Socket(#[from] crate::socket::SocketError),
+    #[cfg(target_os = "linux")]
+    #[error(transparent)]
+    Container(#[from] crate::container::ContainerError),
     #[error(transparent)]
     Hooks(#[from] HookConfigError),
     #[error("sink {sink} publishes profile {profile:?}, which no [[assume]] entry provides")]
@@ -92,6 +95,8 @@ pub struct DaemonHandle {
     pub metrics: Arc<Metrics>,
     pub health: SinkHealth,
     pub endpoint: String,
+    /// Where the `[container]` endpoint listens (its port resolved), if configured.
+    pub container: Option<std::net::SocketAddr>,
     config: Config,
     clock: SharedClock,
     sinks: Vec<RunningSink>,
@@ -229,6 +234,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         metrics,
         health: SinkHealth::default(),
         endpoint,
+        container: None,
         config: config.clone(),
         clock,
         sinks: Vec::new(),
@@ -261,7 +267,16 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         let server = crate::socket::SocketServer::open(&config.socket)?;
         let limits = crate::socket::ServerLimits::default();
         let stop = daemon.shutdown.clone();
-        daemon.tasks.spawn(server.serve(api, limits, stop));
+        daemon.tasks.spawn(server.serve(api.clone(), limits, stop));
+        // After the socket: a token folder made here (0700) must not be the socket's.
+        if let Some(container) = &config.container {
+            let clock = daemon.clock.clone();
+            let endpoint =
+                crate::container::ContainerEndpoint::open(container, api, &daemon.health, clock)
+                    .await?;
+            daemon.container = Some(endpoint.local_addr());
+            daemon.tasks.spawn(endpoint.serve(daemon.shutdown.clone()));
+        }
     }
     let role = Some(config.imds.role.clone()).filter(|r| !r.is_empty());
     let refresher = Refresher::new(

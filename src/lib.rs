@@ -15,6 +15,7 @@
 //! - [`socket`]: the HTTP API on the unix socket (peer checks, limits, systemd activation).
 //! - [`client`]: the client commands (`credential-process`, `exec`, `env`, `status`) that
 //!   ask the daemon over its socket.
+//! - [`container`]: the optional loopback endpoint for `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
 
 pub mod assume;
 pub mod backoff;
@@ -22,6 +23,8 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+#[cfg(target_os = "linux")]
+pub mod container;
 pub mod credentials;
 pub mod daemon;
 pub mod demo;

@@ -18,22 +18,34 @@ pub struct Metrics {
     pub refresh_failures: AtomicU64,
     /// Connections accepted on the unix socket.
     pub socket_connections: AtomicU64,
-    /// Socket answers by status: 200.
-    pub socket_ok: AtomicU64,
-    /// 400: unknown format or query parameter.
-    pub socket_bad_request: AtomicU64,
-    /// 403: peers refused by `allow_uids` / `allow_gids`.
-    pub socket_forbidden: AtomicU64,
-    /// 404: unknown path or profile.
-    pub socket_not_found: AtomicU64,
-    /// 405: a method other than GET.
-    pub socket_method_not_allowed: AtomicU64,
-    /// 503: no valid credentials to give.
-    pub socket_unavailable: AtomicU64,
+    /// Answers on the unix socket, by status.
+    pub socket_requests: RequestCounters,
+    /// Answers on the container-credentials endpoint, by status.
+    pub container_requests: RequestCounters,
     /// `AssumeRole` calls that published chained credentials (all profiles).
     pub assume_successes: AtomicU64,
     /// `AssumeRole` attempts that ended without credentials (all profiles).
     pub assume_failures: AtomicU64,
+}
+
+/// One listener's answers, by HTTP status.
+#[derive(Debug, Default)]
+pub struct RequestCounters {
+    /// 200.
+    pub ok: AtomicU64,
+    /// 400: unknown format or query parameter.
+    pub bad_request: AtomicU64,
+    /// 401: no `Authorization` header (container endpoint).
+    pub unauthorized: AtomicU64,
+    /// 403: a peer refused by `allow_uids` / `allow_gids` or not on loopback, a wrong
+    /// token, a forwarded request.
+    pub forbidden: AtomicU64,
+    /// 404: unknown path or profile.
+    pub not_found: AtomicU64,
+    /// 405: a method other than GET.
+    pub method_not_allowed: AtomicU64,
+    /// 503: no valid credentials to give.
+    pub unavailable: AtomicU64,
 }
 
 impl Metrics {

@@ -275,6 +275,13 @@ async fn a_profile_query_serves_the_assumed_role_and_an_unknown_one_is_404() {
     assert_eq!(answer.json()["SecretAccessKey"], AUDIT_SECRET_KEY);
     let answer = get(&path, "/v1/credentials?profile=audit&format=container").await;
     assert_eq!(answer.json()["Token"], AUDIT_TOKEN);
+    // A profile's role ARN is known; the instance role's (a bare name from IMDS) is not.
+    assert_eq!(
+        answer.json()["RoleArn"],
+        "arn:aws:iam::222222222222:role/audit"
+    );
+    let answer = get(&path, "/v1/credentials?format=container").await;
+    assert!(answer.json().get("RoleArn").is_none(), "{}", answer.body);
 
     let answer = get(&path, "/v1/credentials?profile=nosuch").await;
     assert_eq!(answer.status, 404);
@@ -649,7 +656,10 @@ async fn a_peer_outside_the_allow_lists_gets_403_and_is_logged_by_uid_and_pid() 
         assert_eq!(get(&path, "/v1/credentials").await.status, 200);
         served.stop().await;
     }
-    assert_eq!(w.metrics.socket_forbidden.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        w.metrics.socket_requests.forbidden.load(Ordering::Relaxed),
+        1
+    );
     assert_no_secret_in_logs();
 }
 

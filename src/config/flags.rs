@@ -125,8 +125,8 @@ impl ConfigOverrides {
         set(&mut config.log.format, &self.log_format);
         config
             .validate()
-            .map_err(|(table, index, message)| ConfigError::Flag {
-                origin: format!("[[{table}]] #{}", index + 1),
+            .map_err(|(spot, message)| ConfigError::Flag {
+                origin: spot.describe(),
                 message,
             })
     }
@@ -196,6 +196,17 @@ mod tests {
         assert_eq!(config.files[0].mode, FileMode(0o640));
         assert_eq!(config.envs[0].format, super::super::EnvFormat::Systemd);
         assert_eq!(config.socket.allow_uids, vec![1000]);
+    }
+
+    #[test]
+    fn a_container_flag_off_loopback_is_refused() {
+        let err = apply(&["--container-listen", "0.0.0.0:51679"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("container.listen") && err.contains("loopback"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub use values::{
 };
 
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
@@ -196,6 +196,64 @@ impl Default for ContainerConfig {
     }
 }
 
+impl ContainerConfig {
+    /// The rules of a `[container]` section, as (key, message). The endpoint answers with
+    /// credentials over plain HTTP (the SDKs allow `http://` only to loopback), so it
+    /// listens on a loopback address or not at all.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !is_loopback(self.listen.ip()) {
+            return Err((
+                "listen",
+                format!(
+                    "{} is not a loopback address: the container endpoint serves credentials over plain HTTP, on 127.0.0.1 or [::1] only",
+                    self.listen
+                ),
+            ));
+        }
+        if !self.token_file.is_absolute() || self.token_file.file_name().is_none() {
+            return Err((
+                "token_file",
+                format!(
+                    "{} is not an absolute path to a file",
+                    self.token_file.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A loopback address (`127.0.0.0/8`, `::1`), also when an IPv4 one is written IPv4-mapped.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// Where a cross-key error points: an entry of an array table (`[[file]]` number `index`),
+/// or a key of a plain table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spot {
+    Entry(&'static str, usize),
+    Key(&'static str, &'static str),
+}
+
+impl Spot {
+    /// The line to name in the message, if the text has it.
+    fn line(self, text: &str) -> Option<usize> {
+        match self {
+            Spot::Entry(table, index) => line_of_array_table(text, table, index),
+            Spot::Key(table, key) => line_of_table_key(text, table, key),
+        }
+    }
+
+    /// How a flag-made error names the place (there is no line to point at).
+    fn describe(self) -> String {
+        match self {
+            Spot::Entry(table, index) => format!("[[{table}]] #{}", index + 1),
+            Spot::Key(table, _) => format!("[{table}]"),
+        }
+    }
+}
+
 /// A configuration that cannot be used. The message names the file, the line and the key.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -245,8 +303,8 @@ impl Config {
                 message: format!("{key}{}", e.message().trim_end()),
             }
         })?;
-        config.validate().map_err(|(table, index, message)| {
-            let line = line_of_array_table(text, table, index).unwrap_or(1);
+        config.validate().map_err(|(spot, message)| {
+            let line = spot.line(text).unwrap_or(1);
             ConfigError::Invalid {
                 path: path.to_path_buf(),
                 line,
@@ -256,14 +314,13 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks that hold across keys. Returns the array table and index to point at.
-    fn validate(&self) -> Result<(), (&'static str, usize, String)> {
+    /// Checks that hold across keys. Returns where to point and what is wrong.
+    fn validate(&self) -> Result<(), (Spot, String)> {
         let known_profiles: Vec<&str> = self.assumes.iter().map(|a| a.profile.as_str()).collect();
         for (i, assume) in self.assumes.iter().enumerate() {
             if known_profiles[..i].contains(&assume.profile.as_str()) {
                 return Err((
-                    "assume",
-                    i,
+                    Spot::Entry("assume", i),
                     format!(
                         "key `assume.profile`: profile {:?} is defined twice",
                         assume.profile
@@ -272,8 +329,7 @@ impl Config {
             }
             if !assume.role_arn.starts_with("arn:") {
                 return Err((
-                    "assume",
-                    i,
+                    Spot::Entry("assume", i),
                     format!(
                         "key `assume.role_arn`: {:?} is not a role ARN",
                         assume.role_arn
@@ -281,7 +337,10 @@ impl Config {
                 ));
             }
             if let Err((key, message)) = crate::assume::sts::check_assume_config(assume) {
-                return Err(("assume", i, format!("key `assume.{key}`: {message}")));
+                return Err((
+                    Spot::Entry("assume", i),
+                    format!("key `assume.{key}`: {message}"),
+                ));
             }
         }
         let mut seen_paths: Vec<&Path> = Vec::new();
@@ -299,8 +358,7 @@ impl Config {
         for (index, (table, path, source)) in sinks {
             if !path.is_absolute() {
                 return Err((
-                    table,
-                    index,
+                    Spot::Entry(table, index),
                     format!(
                         "key `{table}.path`: {} is not an absolute path",
                         path.display()
@@ -309,8 +367,7 @@ impl Config {
             }
             if seen_paths.contains(&path.as_path()) {
                 return Err((
-                    table,
-                    index,
+                    Spot::Entry(table, index),
                     format!(
                         "key `{table}.path`: {} is used by two sinks",
                         path.display()
@@ -321,11 +378,27 @@ impl Config {
             if let Some(source) = source {
                 if !known_profiles.contains(&source.as_str()) {
                     return Err((
-                        table,
-                        index,
+                        Spot::Entry(table, index),
                         format!("key `{table}.source`: no [[assume]] defines profile {source:?}"),
                     ));
                 }
+            }
+        }
+        if let Some(container) = &self.container {
+            container.check().map_err(|(key, message)| {
+                (
+                    Spot::Key("container", key),
+                    format!("key `container.{key}`: {message}"),
+                )
+            })?;
+            if seen_paths.contains(&container.token_file.as_path()) {
+                return Err((
+                    Spot::Key("container", "token_file"),
+                    format!(
+                        "key `container.token_file`: {} is also a sink's path",
+                        container.token_file.display()
+                    ),
+                ));
             }
         }
         Ok(())
@@ -356,6 +429,21 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         (Some(t), None) => Some(t),
         (None, None) => None,
     }
+}
+
+/// Line of `key` in the plain `[table]` (else the table's header), for errors about it.
+fn line_of_table_key(text: &str, table: &str, key: &str) -> Option<usize> {
+    let header = format!("[{table}]");
+    let mut lines = text.lines().enumerate();
+    let (header_line, _) = lines.find(|(_, l)| l.trim().starts_with(&header))?;
+    let key_line = lines
+        .take_while(|(_, l)| !l.trim().starts_with('['))
+        .find(|(_, l)| {
+            l.trim()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        });
+    Some(key_line.map_or(header_line, |(n, _)| n) + 1)
 }
 
 /// Line of the `index`-th `[[table]]` header, for errors about one entry of an array.
@@ -496,6 +584,48 @@ token_file = "/run/imds-credd/container-token"
             .unwrap_err()
             .to_string();
         assert!(err.contains(":3:") && err.contains("file.profile"), "{err}");
+    }
+
+    #[test]
+    fn a_container_endpoint_off_loopback_is_refused_with_its_line() {
+        for listen in [
+            "0.0.0.0:51679",
+            "[::]:51679",
+            "10.0.0.5:51679",
+            "169.254.170.2:80",
+        ] {
+            let text = format!(
+                "[log]\nlevel = \"info\"\n\n[container]\ntoken_file = \"/run/t\"\nlisten = \"{listen}\"\n"
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains(":6:") && err.contains("container.listen") && err.contains("loopback"),
+                "{err}"
+            );
+        }
+        for listen in [
+            "127.0.0.1:51679",
+            "127.0.0.2:0",
+            "[::1]:51679",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            let text = format!("[container]\nlisten = \"{listen}\"\n");
+            assert!(parse(&text).is_ok(), "{listen}");
+        }
+    }
+
+    #[test]
+    fn a_container_token_file_must_be_absolute_and_not_a_sink_path() {
+        let err = parse("[container]\ntoken_file = \"run/t\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":2:") && err.contains("container.token_file"),
+            "{err}"
+        );
+        let text = "[[env]]\npath = \"/run/x\"\n[container]\ntoken_file = \"/run/x\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(":4:") && err.contains("sink"), "{err}");
     }
 
     #[test]

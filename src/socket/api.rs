@@ -1,7 +1,12 @@
-//! The socket's HTTP routes (`../shared/DESIGN.md`, "Socket API"): credentials in three
+//! The daemon's HTTP routes (`../shared/DESIGN.md`, "Socket API"): credentials in three
 //! formats, status, health and Prometheus metrics, each read from the refresher's watch
 //! channel at the moment of the request. Validity is checked against the clock when the
 //! answer is made, so a set that expired since its publication is never served.
+//!
+//! Two listeners share one [`Api`] (and so one rendering of each credentials set): the unix
+//! socket gets every route, the container endpoint ([`crate::container`]) only
+//! `/v1/credentials` in the container shape. [`Endpoint`] says which one asks; each has its
+//! own request counters.
 //!
 //! Only credential answers carry secrets; `/v1/status` and `/metrics` are built from fields
 //! that hold none (role name, times, counters, sink paths, error messages).
@@ -9,7 +14,7 @@
 use crate::clock::SharedClock;
 use crate::credentials::{format_utc_timestamp, Credentials};
 use crate::health::SinkHealth;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RequestCounters};
 use crate::render::{render_env, EnvSyntax};
 use crate::state::{CredentialState, StateReceiver};
 use bytes::Bytes;
@@ -45,6 +50,9 @@ pub struct Api {
 /// One refresher channel and the credential answers rendered from its current set.
 struct Channel {
     receiver: StateReceiver,
+    /// Whether the state's `role` is a role ARN (an `[[assume]]` profile's), which the
+    /// container shape then reports as `RoleArn`. The instance role's is only a name.
+    role_is_arn: bool,
     rendered: Mutex<Rendered>,
 }
 
@@ -59,9 +67,10 @@ struct Rendered {
 }
 
 impl Channel {
-    fn new(receiver: StateReceiver) -> Self {
+    fn new(receiver: StateReceiver, role_is_arn: bool) -> Self {
         Channel {
             receiver,
+            role_is_arn,
             rendered: Mutex::new(Rendered::default()),
         }
     }
@@ -80,8 +89,18 @@ impl Channel {
             };
         }
         rendered.bodies[format.slot()]
-            .get_or_insert_with(|| Bytes::from(format.render(creds)))
+            .get_or_insert_with(|| Bytes::from(format.render(creds, self.role_arn().as_deref())))
             .clone()
+    }
+
+    /// A profile's role ARN, constant for the profile's life (so caching bodies that hold
+    /// it by credentials set is safe).
+    fn role_arn(&self) -> Option<String> {
+        if self.role_is_arn {
+            self.receiver.borrow().role.clone()
+        } else {
+            None
+        }
     }
 
     fn forget_rendered(&self) {
@@ -139,11 +158,29 @@ impl Format {
         }
     }
 
-    fn render(self, creds: &Credentials) -> String {
+    fn render(self, creds: &Credentials, role_arn: Option<&str>) -> String {
         match self {
             Format::Process => creds.to_process_json(),
-            Format::Container => container_json(creds),
+            Format::Container => container_json(creds, role_arn),
             Format::Env => render_env(creds, EnvSyntax::Sh),
+        }
+    }
+}
+
+/// The listener a request came in on: it decides the routes and the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The unix socket: every route, every format.
+    Socket,
+    /// The container-credentials endpoint: `/v1/credentials` in the container shape only.
+    Container,
+}
+
+impl Endpoint {
+    fn counters(self, metrics: &Metrics) -> &RequestCounters {
+        match self {
+            Endpoint::Socket => &metrics.socket_requests,
+            Endpoint::Container => &metrics.container_requests,
         }
     }
 }
@@ -153,6 +190,7 @@ impl Format {
 enum Status {
     Ok,
     BadRequest,
+    Unauthorized,
     Forbidden,
     NotFound,
     MethodNotAllowed,
@@ -160,9 +198,10 @@ enum Status {
 }
 
 impl Status {
-    const ALL: [Status; 6] = [
+    const ALL: [Status; 7] = [
         Status::Ok,
         Status::BadRequest,
+        Status::Unauthorized,
         Status::Forbidden,
         Status::NotFound,
         Status::MethodNotAllowed,
@@ -173,6 +212,7 @@ impl Status {
         match self {
             Status::Ok => StatusCode::OK,
             Status::BadRequest => StatusCode::BAD_REQUEST,
+            Status::Unauthorized => StatusCode::UNAUTHORIZED,
             Status::Forbidden => StatusCode::FORBIDDEN,
             Status::NotFound => StatusCode::NOT_FOUND,
             Status::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -180,14 +220,15 @@ impl Status {
         }
     }
 
-    fn counter(self, metrics: &Metrics) -> &AtomicU64 {
+    fn counter(self, counters: &RequestCounters) -> &AtomicU64 {
         match self {
-            Status::Ok => &metrics.socket_ok,
-            Status::BadRequest => &metrics.socket_bad_request,
-            Status::Forbidden => &metrics.socket_forbidden,
-            Status::NotFound => &metrics.socket_not_found,
-            Status::MethodNotAllowed => &metrics.socket_method_not_allowed,
-            Status::Unavailable => &metrics.socket_unavailable,
+            Status::Ok => &counters.ok,
+            Status::BadRequest => &counters.bad_request,
+            Status::Unauthorized => &counters.unauthorized,
+            Status::Forbidden => &counters.forbidden,
+            Status::NotFound => &counters.not_found,
+            Status::MethodNotAllowed => &counters.method_not_allowed,
+            Status::Unavailable => &counters.unavailable,
         }
     }
 }
@@ -202,6 +243,14 @@ pub enum ApiError {
     BadQuery(String),
     #[error("this peer is not allowed by socket.allow_uids / socket.allow_gids")]
     Forbidden,
+    #[error("no Authorization header: send the token from the file named by AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")]
+    MissingToken,
+    #[error("the Authorization header is not the current token: read the token file again")]
+    WrongToken,
+    #[error("forwarded requests (X-Forwarded-For, Forwarded) are refused")]
+    Forwarded,
+    #[error("only loopback peers may use the container endpoint")]
+    NotLoopback,
     #[error("no such path {0:?}")]
     NotFound(String),
     #[error("no [[assume]] profile named {0:?}")]
@@ -218,7 +267,11 @@ impl ApiError {
     fn status(&self) -> Status {
         match self {
             ApiError::UnknownFormat(_) | ApiError::BadQuery(_) => Status::BadRequest,
-            ApiError::Forbidden => Status::Forbidden,
+            ApiError::MissingToken => Status::Unauthorized,
+            ApiError::Forbidden
+            | ApiError::WrongToken
+            | ApiError::Forwarded
+            | ApiError::NotLoopback => Status::Forbidden,
             ApiError::NotFound(_) | ApiError::UnknownProfile(_) => Status::NotFound,
             ApiError::MethodNotAllowed(_) => Status::MethodNotAllowed,
             ApiError::NoCredentials(_) => Status::Unavailable,
@@ -230,6 +283,10 @@ impl ApiError {
             ApiError::UnknownFormat(_) => "UnknownFormat",
             ApiError::BadQuery(_) => "BadQuery",
             ApiError::Forbidden => "Forbidden",
+            ApiError::MissingToken => "MissingToken",
+            ApiError::WrongToken => "WrongToken",
+            ApiError::Forwarded => "Forwarded",
+            ApiError::NotLoopback => "NotLoopback",
             ApiError::NotFound(_) => "NotFound",
             ApiError::UnknownProfile(_) => "UnknownProfile",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
@@ -262,10 +319,10 @@ impl Api {
         sinks: SinkHealth,
     ) -> Self {
         Api {
-            instance: Channel::new(instance),
+            instance: Channel::new(instance, false),
             profiles: profiles
                 .into_iter()
-                .map(|(name, receiver)| (name, Channel::new(receiver)))
+                .map(|(name, receiver)| (name, Channel::new(receiver, true)))
                 .collect(),
             clock,
             metrics,
@@ -273,15 +330,20 @@ impl Api {
         }
     }
 
-    /// Answers one request from an allowed peer. Only the method and URI matter: every
-    /// route is a GET without a body.
-    pub fn respond(&self, method: &Method, uri: &Uri) -> Response<Body> {
-        let (status, response) = match self.route(method, uri) {
+    /// Answers one request that `endpoint` has let through (an allowed peer; on the
+    /// container endpoint, the right token too). Only the method and URI matter: every route
+    /// is a GET without a body.
+    pub fn respond(&self, endpoint: Endpoint, method: &Method, uri: &Uri) -> Response<Body> {
+        let routed = match endpoint {
+            Endpoint::Socket => self.route(method, uri),
+            Endpoint::Container => self.container_route(method, uri),
+        };
+        let (status, response) = match routed {
             Ok(response) => (Status::Ok, response),
             Err(error) => error.into_response(),
         };
-        Metrics::incr(status.counter(&self.metrics));
-        tracing::debug!(%method, path = uri.path(), status = status.code().as_u16(), "socket request");
+        Metrics::incr(status.counter(endpoint.counters(&self.metrics)));
+        tracing::debug!(?endpoint, %method, path = uri.path(), status = status.code().as_u16(), "request");
         response
     }
 
@@ -290,10 +352,11 @@ impl Api {
         Metrics::incr(&self.metrics.socket_connections);
     }
 
-    /// The answer to every request of a peer that the policy refuses.
-    pub fn refuse(&self) -> Response<Body> {
-        let (status, response) = ApiError::Forbidden.into_response();
-        Metrics::incr(status.counter(&self.metrics));
+    /// The answer to a request `endpoint` refuses before routing: a peer it does not
+    /// allow, a missing or wrong token, a forwarded request.
+    pub fn refuse(&self, endpoint: Endpoint, error: ApiError) -> Response<Body> {
+        let (status, response) = error.into_response();
+        Metrics::incr(status.counter(endpoint.counters(&self.metrics)));
         response
     }
 
@@ -304,7 +367,7 @@ impl Api {
             return Err(ApiError::MethodNotAllowed(method.clone()));
         }
         match route {
-            Route::Credentials => self.credentials(uri.query()),
+            Route::Credentials => self.credentials(uri.query(), Endpoint::Socket),
             Route::Status => Ok(reply(Status::Ok, JSON, self.status().to_string())),
             Route::Health => {
                 self.valid(&self.instance, None)?;
@@ -314,12 +377,31 @@ impl Api {
         }
     }
 
-    fn credentials(&self, query: Option<&str>) -> Result<Response<Body>, ApiError> {
-        let mut format = Format::Process;
+    /// The container endpoint serves credentials only, in the one shape SDKs read: the
+    /// status and metrics routes stay on the socket, where the file mode guards them.
+    fn container_route(&self, method: &Method, uri: &Uri) -> Result<Response<Body>, ApiError> {
+        if Route::from_path(uri.path()) != Some(Route::Credentials) {
+            return Err(ApiError::NotFound(echo(uri.path())));
+        }
+        if method != Method::GET {
+            return Err(ApiError::MethodNotAllowed(method.clone()));
+        }
+        self.credentials(uri.query(), Endpoint::Container)
+    }
+
+    fn credentials(
+        &self,
+        query: Option<&str>,
+        endpoint: Endpoint,
+    ) -> Result<Response<Body>, ApiError> {
+        let (mut format, parameters) = match endpoint {
+            Endpoint::Socket => (Format::Process, "format or profile"),
+            Endpoint::Container => (Format::Container, "profile"),
+        };
         let mut profile = None;
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match key.as_ref() {
-                "format" => {
+                "format" if endpoint == Endpoint::Socket => {
                     format = match value.as_ref() {
                         "json" | "process" => Format::Process,
                         "container" => Format::Container,
@@ -330,7 +412,7 @@ impl Api {
                 "profile" => profile = Some(value.into_owned()),
                 other => {
                     return Err(ApiError::BadQuery(format!(
-                        "unknown parameter {:?}: use format or profile",
+                        "unknown parameter {:?}: use {parameters}",
                         echo(other)
                     )))
                 }
@@ -411,13 +493,22 @@ impl Api {
             .collect();
         status.insert("sinks".into(), sinks.into());
         let m = &*self.metrics;
-        let socket_requests: Map<String, Value> = Status::ALL
-            .iter()
-            .map(|s| {
-                let code = s.code().as_u16().to_string();
-                (code, Metrics::get(s.counter(m)).into())
-            })
-            .collect();
+        // Only the statuses answered so far: `status` prints every counter on one line, and
+        // a daemon without the container endpoint should not list seven zeros for it.
+        // `/metrics` keeps every series.
+        let by_code = |counters: &RequestCounters| -> Map<String, Value> {
+            Status::ALL
+                .iter()
+                .map(|s| {
+                    (
+                        s.code().as_u16().to_string(),
+                        Metrics::get(s.counter(counters)),
+                    )
+                })
+                .filter(|(_, count)| *count > 0)
+                .map(|(code, count)| (code, count.into()))
+                .collect()
+        };
         status.insert(
             "counters".into(),
             json!({
@@ -427,7 +518,8 @@ impl Api {
                 "refresh_successes": Metrics::get(&m.refresh_successes),
                 "refresh_failures": Metrics::get(&m.refresh_failures),
                 "socket_connections": Metrics::get(&m.socket_connections),
-                "socket_requests": socket_requests,
+                "socket_requests": by_code(&m.socket_requests),
+                "container_requests": by_code(&m.container_requests),
             }),
         );
         Value::Object(status)
@@ -516,21 +608,30 @@ impl Api {
             "Connections accepted on the unix socket.",
             &[(String::new(), Metrics::get(&m.socket_connections))],
         );
-        let by_status: Vec<(String, u64)> = Status::ALL
-            .iter()
-            .map(|s| {
-                (
-                    format!("status=\"{}\"", s.code().as_u16()),
-                    Metrics::get(s.counter(m)),
-                )
-            })
-            .collect();
+        let by_status = |counters: &RequestCounters| -> Vec<(String, u64)> {
+            Status::ALL
+                .iter()
+                .map(|s| {
+                    (
+                        format!("status=\"{}\"", s.code().as_u16()),
+                        Metrics::get(s.counter(counters)),
+                    )
+                })
+                .collect()
+        };
         family(
             &mut out,
             "imds_credd_socket_requests_total",
             "counter",
             "Requests answered on the unix socket, by HTTP status.",
-            &by_status,
+            &by_status(&m.socket_requests),
+        );
+        family(
+            &mut out,
+            "imds_credd_container_requests_total",
+            "counter",
+            "Requests answered on the container-credentials endpoint, by HTTP status.",
+            &by_status(&m.container_requests),
         );
         let sinks = self.sinks.snapshot();
         let sink_labels = |kind: &str, target: &str| {
@@ -586,16 +687,20 @@ fn reply(status: Status, content_type: &'static str, body: impl Into<Bytes>) -> 
     response
 }
 
-/// The shape the SDKs' container-credentials provider reads. `RoleArn` is left out: the
-/// instance role's ARN needs the account id, which IMDS's credentials document lacks.
-fn container_json(creds: &Credentials) -> String {
-    json!({
+/// The shape the SDKs' container-credentials provider reads. `RoleArn` only for an
+/// assumed-role profile: the instance role's ARN needs the account id, which IMDS's
+/// credentials document lacks.
+fn container_json(creds: &Credentials, role_arn: Option<&str>) -> String {
+    let mut doc = json!({
         "AccessKeyId": creds.access_key_id,
         "SecretAccessKey": creds.secret_access_key.expose(),
         "Token": creds.session_token.expose(),
         "Expiration": creds.expiration_rfc3339(),
-    })
-    .to_string()
+    });
+    if let Some(arn) = role_arn {
+        doc["RoleArn"] = arn.into();
+    }
+    doc.to_string()
 }
 
 /// A channel's state for `/v1/status`; no secret field is read.
@@ -674,6 +779,10 @@ mod tests {
             (ApiError::UnknownFormat("x".into()), 400),
             (ApiError::BadQuery("x".into()), 400),
             (ApiError::Forbidden, 403),
+            (ApiError::MissingToken, 401),
+            (ApiError::WrongToken, 403),
+            (ApiError::Forwarded, 403),
+            (ApiError::NotLoopback, 403),
             (ApiError::NotFound("/x".into()), 404),
             (ApiError::UnknownProfile("p".into()), 404),
             (ApiError::MethodNotAllowed(Method::POST), 405),

@@ -5,7 +5,8 @@
 //!   one systemd passes; remove it on clean stop.
 //! - [`peer`]: who is connecting (`SO_PEERCRED`) and whether they are allowed.
 //! - [`api`]: the routes and their answers.
-//! - [`server`]: the accept loop, its limits and graceful shutdown.
+//! - [`server`]: the accept loop, its limits and graceful shutdown (shared with the
+//!   container endpoint).
 //!
 //! [`run`] puts them together; [`SocketServer`] splits it in two so the daemon can tell
 //! systemd it is ready only once the socket exists.
@@ -15,11 +16,14 @@ pub mod listener;
 pub mod peer;
 pub mod server;
 
-pub use api::Api;
+pub use api::{Api, Endpoint};
 pub use peer::PeerPolicy;
 pub use server::ServerLimits;
 
 use crate::config::SocketConfig;
+use api::{ApiError, Body};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,8 +95,53 @@ impl SocketServer {
     /// Serves until `shutdown` is cancelled, drains, then removes the socket file if we
     /// created it (a socket systemd owns is left for systemd).
     pub async fn serve(self, api: Arc<Api>, limits: ServerLimits, shutdown: CancellationToken) {
-        server::serve(self.listener, api, self.policy, limits, shutdown).await;
+        let frontend = Arc::new(SocketFrontend {
+            api,
+            policy: self.policy,
+        });
+        server::serve(self.listener, frontend, limits, shutdown).await;
         drop(self.guard);
+    }
+}
+
+/// The socket's side of the server: peers checked by `SO_PEERCRED`, every route served.
+struct SocketFrontend {
+    api: Arc<Api>,
+    policy: PeerPolicy,
+}
+
+impl server::Frontend for SocketFrontend {
+    type Stream = tokio::net::UnixStream;
+    type Peer = ();
+    const NAME: &'static str = "socket";
+
+    fn admit(&self, stream: &Self::Stream) -> Option<()> {
+        self.api.note_connection();
+        match peer::peer_of(stream) {
+            Ok(peer) if self.policy.allows(&peer) => Some(()),
+            Ok(peer) => {
+                tracing::warn!(
+                    uid = peer.uid,
+                    gid = peer.gid,
+                    pid = peer.pid,
+                    "refusing a socket peer not in socket.allow_uids / socket.allow_gids"
+                );
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the socket peer's credentials; refusing it");
+                None
+            }
+        }
+    }
+
+    fn respond(&self, _: &(), request: &Request<Incoming>) -> Response<Body> {
+        self.api
+            .respond(Endpoint::Socket, request.method(), request.uri())
+    }
+
+    fn refuse(&self) -> Response<Body> {
+        self.api.refuse(Endpoint::Socket, ApiError::Forbidden)
     }
 }
 

@@ -1,5 +1,7 @@
-//! The accept loop: HTTP/1.1 connections on the unix socket, each in its own task, within
-//! limits that keep a stuck or hostile client from starving the others.
+//! The accept loop: HTTP/1.1 connections, each in its own task, within limits that keep a
+//! stuck or hostile client from starving the others. It serves any [`Listener`] (the unix
+//! socket, the container endpoint's loopback TCP socket) through a [`Frontend`] that
+//! decides who is let in and what they get.
 //!
 //! # Limits
 //! - At most [`ServerLimits::max_connections`] connections at once. Beyond that the loop
@@ -23,18 +25,20 @@
 //! in flight finish, close idle keep-alive connections, and after
 //! [`ServerLimits::shutdown_grace`] drop whatever is still open.
 
-use super::api::Api;
-use super::peer::{peer_of, PeerPolicy};
+use super::api::Body;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::Request;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
+use std::future::Future;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UnixListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -75,16 +79,52 @@ impl Default for ServerLimits {
     }
 }
 
-/// Serves `listener` until `shutdown` is cancelled, then drains (see the module doc).
-/// Peers the policy refuses get `403` on every request, and their connection is not kept
-/// alive.
-pub async fn serve(
-    listener: UnixListener,
-    api: Arc<Api>,
-    policy: PeerPolicy,
+/// A listening socket the loop accepts connections from.
+pub trait Listener: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The next connection; an error is logged and the loop goes on after a pause.
+    fn next_connection(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+    async fn next_connection(&self) -> io::Result<UnixStream> {
+        Ok(self.accept().await?.0)
+    }
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+    async fn next_connection(&self) -> io::Result<TcpStream> {
+        Ok(self.accept().await?.0)
+    }
+}
+
+/// What a server does with its connections: who is let in, and the answer to each request.
+pub trait Frontend: Send + Sync + 'static {
+    type Stream;
+    /// What [`Frontend::respond`] needs to know about an admitted connection.
+    type Peer: Send + 'static;
+    /// Names the server in log lines.
+    const NAME: &'static str;
+    /// Decides on a new connection, logging why when it refuses (`None`): every request on
+    /// a refused connection gets [`Frontend::refuse`], and it is not kept alive.
+    fn admit(&self, stream: &Self::Stream) -> Option<Self::Peer>;
+    fn respond(&self, peer: &Self::Peer, request: &Request<Incoming>) -> Response<Body>;
+    fn refuse(&self) -> Response<Body>;
+}
+
+/// Serves `listener` through `frontend` until `shutdown` is cancelled, then drains (see
+/// the module doc).
+pub async fn serve<L, F>(
+    listener: L,
+    frontend: Arc<F>,
     limits: ServerLimits,
     shutdown: CancellationToken,
-) {
+) where
+    L: Listener,
+    F: Frontend<Stream = L::Stream>,
+{
     let slots = Arc::new(Semaphore::new(fit_fd_limit(limits.max_connections)));
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
@@ -100,7 +140,7 @@ pub async fn serve(
                 .acquire_owned()
                 .await
                 .expect("the connection semaphore is never closed");
-            (permit, listener.accept().await)
+            (permit, listener.next_connection().await)
         };
         let (permit, accepted) = tokio::select! {
             biased;
@@ -110,38 +150,21 @@ pub async fn serve(
             next = next => next,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok(stream) => stream,
             Err(error) => {
-                tracing::warn!(%error, "cannot accept a socket connection");
+                tracing::warn!(server = F::NAME, %error, "cannot accept a connection");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        api.note_connection();
-        let allowed = match peer_of(&stream) {
-            Ok(peer) if policy.allows(&peer) => true,
-            Ok(peer) => {
-                tracing::warn!(
-                    uid = peer.uid,
-                    gid = peer.gid,
-                    pid = peer.pid,
-                    "refusing a socket peer not in socket.allow_uids / socket.allow_gids"
-                );
-                false
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the socket peer's credentials; refusing it");
-                false
-            }
-        };
+        let peer = frontend.admit(&stream);
         let mut conn_builder = builder.clone();
-        conn_builder.keep_alive(allowed);
-        let api = Arc::clone(&api);
+        conn_builder.keep_alive(peer.is_some());
+        let frontend = Arc::clone(&frontend);
         let service = service_fn(move |request: Request<Incoming>| {
-            let response = if allowed {
-                api.respond(request.method(), request.uri())
-            } else {
-                api.refuse()
+            let response = match &peer {
+                Some(peer) => frontend.respond(peer, &request),
+                None => frontend.refuse(),
             };
             std::future::ready(Ok::<_, Infallible>(response))
         });
@@ -149,7 +172,7 @@ pub async fn serve(
             graceful.watch(conn_builder.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
             if let Err(error) = connection.await {
-                tracing::debug!(%error, "socket connection ended with an error");
+                tracing::debug!(server = F::NAME, %error, "connection ended with an error");
             }
             drop(permit);
         });
@@ -160,8 +183,9 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!(
+            server = F::NAME,
             grace = ?limits.shutdown_grace,
-            "socket connections still open after the shutdown grace; closing them"
+            "connections still open after the shutdown grace; closing them"
         );
     }
     connections.shutdown().await;

@@ -1,5 +1,5 @@
-//! A small HTTP/1.1 client over a unix socket for the tests: one request per connection,
-//! the whole answer read into a string.
+//! A small HTTP/1.1 client for the tests, over a unix socket or any other stream: one
+//! request per connection, the whole answer read into a string.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -7,6 +7,7 @@ use hyper::header::HeaderMap;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use std::path::Path;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 
 /// A whole HTTP answer.
@@ -34,16 +35,24 @@ pub async fn request(socket: &Path, method: Method, uri: &str) -> Result<Answer,
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|e| format!("connect {}: {e}", socket.display()))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(connection);
     let request = Request::builder()
         .method(method)
         .uri(uri)
         .header(hyper::header::HOST, "localhost")
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("request: {e}"))?;
+    exchange(stream, request).await
+}
+
+/// Sends `request` on `stream` (a fresh connection) and reads the answer.
+pub async fn exchange<S>(stream: S, request: Request<Empty<Bytes>>) -> Result<Answer, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(connection);
     let response = sender
         .send_request(request)
         .await
