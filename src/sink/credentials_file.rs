@@ -27,7 +27,7 @@ const MARKER: &str = "(written by imds-credd)";
 /// appended at the end when absent (after a blank line), or removed when `credentials` is
 /// `None`. Every other line stays byte for byte, CRLF files stay CRLF.
 pub fn merge_profile(existing: &str, profile: &str, credentials: Option<&Credentials>) -> String {
-    let newline = if existing.contains("\r\n") {
+    let mut newline = if existing.contains("\r\n") {
         "\r\n"
     } else {
         "\n"
@@ -50,7 +50,12 @@ pub fn merge_profile(existing: &str, profile: &str, credentials: Option<&Credent
     }
     if let (false, Some(creds)) = (placed, credentials) {
         if !out.is_empty() {
-            if !out.ends_with('\n') {
+            if out.ends_with('\r') {
+                // A last line ending in a bare CR is completed to CRLF, which makes it a
+                // CRLF file: our section follows suit, so the next merge changes nothing.
+                out.push('\n');
+                newline = "\r\n";
+            } else if !out.ends_with('\n') {
                 out.push_str(newline);
             }
             if !last_line_is_blank(&out) {
@@ -248,6 +253,14 @@ mod tests {
             format!("[a]\r\nk = 1\r\n\r\n{ours_crlf}\r\n[b]\r\nk = 2\r\n")
         );
         assert!(!merged.replace("\r\n", "").contains('\n'));
+    }
+
+    #[test]
+    fn a_last_line_ending_in_a_bare_cr_is_completed_as_crlf_and_stays_stable() {
+        let merged = merge_profile("[a]\nk = 1\r", "instance", Some(&creds(1)));
+        let ours_crlf = OURS.replace('\n', "\r\n");
+        assert_eq!(merged, format!("[a]\nk = 1\r\n\r\n{ours_crlf}"));
+        assert_eq!(merge_profile(&merged, "instance", Some(&creds(1))), merged);
     }
 
     #[test]
