@@ -9,12 +9,10 @@
 //! `cargo bench --bench socket_load` (`SOCKET_BENCH_SECONDS`: length of one run, default 1;
 //! `SOCKET_BENCH_ROUNDS`: runs per server and concurrency, default 5).
 
+#[path = "common/load.rs"]
+mod load;
+
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use imds_credd::clock::{SharedClock, SystemClock};
 use imds_credd::config::{FileMode, SocketConfig};
 use imds_credd::credentials::Credentials;
@@ -23,22 +21,13 @@ use imds_credd::metrics::Metrics;
 use imds_credd::secret::Secret;
 use imds_credd::socket::{Api, ServerLimits, SocketServer};
 use imds_credd::state::CredentialState;
+use load::{bare_server, get_once, load, median};
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
-use tokio::net::{UnixListener, UnixStream};
+use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
-
-struct Run {
-    requests: usize,
-    seconds: f64,
-    p50: Duration,
-    p99: Duration,
-}
 
 fn main() {
     let setting = |name: &str, default: u64| {
@@ -104,18 +93,6 @@ async fn bench(length: Duration, rounds: usize) {
     shutdown.cancel();
 }
 
-/// The run with the median rate, its latencies with it.
-fn median(mut runs: Vec<Run>) -> Run {
-    runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
-    runs.swap_remove(runs.len() / 2)
-}
-
-impl Run {
-    fn rate(&self) -> f64 {
-        self.requests as f64 / self.seconds
-    }
-}
-
 fn api_with_credentials() -> Api {
     let now = SystemTime::now();
     let creds = Credentials {
@@ -142,87 +119,4 @@ fn api_with_credentials() -> Api {
         Arc::new(Metrics::default()),
         SinkHealth::default(),
     )
-}
-
-async fn bare_server(path: PathBuf, body: Bytes) {
-    let listener = UnixListener::bind(&path).expect("bare socket binds");
-    loop {
-        let (stream, _) = listener.accept().await.expect("bare accept");
-        let body = body.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
-                std::future::ready(Ok::<_, Infallible>(Response::new(Full::new(body.clone()))))
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-async fn connect(path: &Path) -> Sender {
-    let stream = UnixStream::connect(path).await.expect("connect");
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    sender
-}
-
-async fn send(sender: &mut Sender) -> Bytes {
-    let request = Request::get("/v1/credentials")
-        .header(hyper::header::HOST, "localhost")
-        .body(Empty::new())
-        .expect("request");
-    let response = sender.send_request(request).await.expect("response");
-    assert!(response.status().is_success(), "{}", response.status());
-    response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-}
-
-async fn get_once(path: &Path) -> Vec<u8> {
-    send(&mut connect(path).await).await.to_vec()
-}
-
-/// `connections` clients, each sending requests back to back on one keep-alive connection.
-async fn load(path: &Path, connections: usize, length: Duration) -> Run {
-    let mut clients = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        clients.push(connect(path).await);
-    }
-    let start = Instant::now();
-    let deadline = start + length;
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .map(|mut sender| {
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    let sent = Instant::now();
-                    send(&mut sender).await;
-                    latencies.push(sent.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.expect("client task"));
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-    Run {
-        requests: latencies.len(),
-        seconds,
-        p50: at(0.50),
-        p99: at(0.99),
-    }
 }
