@@ -4,6 +4,9 @@
 //! server (this bench re-run as a child process, on the same two-worker runtime the daemon
 //! uses) answering the same bytes, in the same run, in alternating short runs.
 //!
+//! Then more 256-connection runs show whether the daemon's RSS keeps growing (a leak)
+//! or stays where the first peak left it (memory the allocator keeps for reuse).
+//!
 //! Both servers are separate processes here, so RSS is the daemon's alone and neither server
 //! shares a runtime with the load client (which `socket_load` does, in-process).
 //!
@@ -28,6 +31,8 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imds-credd");
 const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
+/// 256-connection runs after the table, to tell a leak from memory kept for reuse.
+const MORE_RUNS: usize = 8;
 /// Set in the child that serves as the bare reference: its socket path, then its body file.
 const BARE_SOCKET_ENV: &str = "DAEMON_BENCH_BARE_SOCKET";
 const BARE_BODY_ENV: &str = "DAEMON_BENCH_BARE_BODY";
@@ -156,6 +161,18 @@ async fn bench() {
         mib(rss_kib(daemon.pid(), "VmRSS")),
         mib(rss_kib(daemon.pid(), "VmHWM")),
         mib(rss_kib(bare_pid, "VmRSS"))
+    );
+    // Memory the allocator kept after the peak is not a leak if more of the same load does
+    // not add to it.
+    let mut after = Vec::new();
+    for _ in 0..MORE_RUNS {
+        load(&daemon.socket, 256, length).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        after.push(format!("{:.2}", mib(rss_kib(daemon.pid(), "VmRSS"))));
+    }
+    println!(
+        "imds-credd RSS after each of {MORE_RUNS} more 256-connection runs: {} MiB",
+        after.join(", ")
     );
     let _ = kill(Pid::from_raw(bare_pid as i32), Signal::SIGKILL);
     let mut bare = bare;
