@@ -19,7 +19,7 @@ mod load;
 
 use bytes::Bytes;
 use imds_credd::simulator::{ImdsSimulator, SimulatorOptions};
-use load::{get_once, load, median};
+use load::{get_once, load, median, rss_kib};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader};
@@ -264,16 +264,6 @@ async fn sampled<T>(pid: u32, work: impl std::future::Future<Output = T>) -> (T,
     let out = work.await;
     running.store(false, Ordering::Relaxed);
     (out, sampler.join().expect("sampler"))
-}
-
-/// A `kB` line of `/proc/PID/status`.
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} for {pid}"))
 }
 
 fn stripped(path: &str) -> &'static str {

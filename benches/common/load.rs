@@ -118,3 +118,13 @@ pub async fn load(path: &Path, connections: usize, length: Duration) -> Run {
         p99: at(0.99),
     }
 }
+
+/// A `kB` line of `/proc/PID/status`.
+pub fn rss_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} for {pid}"))
+}
