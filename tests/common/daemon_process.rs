@@ -108,6 +108,11 @@ impl Sandbox {
         self.daemon = Some(daemon);
     }
 
+    /// The daemon's process id (for its `/proc` figures); panics if it was not started.
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("the daemon was started").id()
+    }
+
     /// The daemon answers `status` and has either refreshed once or recorded an error.
     fn first_refresh_done(&self) -> bool {
         let output = self.client("status", &["--json"]).output().unwrap();
