@@ -28,7 +28,6 @@ pub enum DaemonError {
     Imds(#[from] ImdsError),
     #[error(transparent)]
     Assume(#[from] StsError),
-    #[cfg(unix)]
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
     #[cfg(target_os = "linux")]
@@ -170,7 +169,6 @@ impl DaemonHandle {
         }
     }
 
-    #[cfg(unix)]
     fn start_sink(&mut self, spec: SinkSpec) -> Result<(), DaemonError> {
         use crate::sink::{run_sink, CredentialsFileSink, EnvFileSink, Publish};
         let source = match spec.source() {

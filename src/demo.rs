@@ -168,6 +168,7 @@ fn make_private_folder() -> std::io::Result<PathBuf> {
     let base = std::env::temp_dir();
     loop {
         let folder = base.join(format!("imds-credd-demo-{:08x}", fastrand::u32(..)));
+        #[cfg_attr(not(unix), allow(unused_mut))]
         let mut builder = std::fs::DirBuilder::new();
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);

@@ -29,7 +29,6 @@ pub mod credentials;
 pub mod daemon;
 pub mod demo;
 pub mod health;
-#[cfg(unix)]
 pub mod hooks;
 pub mod imds;
 pub mod logging;

@@ -343,6 +343,8 @@ impl Config {
                 ));
             }
         }
+        #[cfg(windows)]
+        self.check_windows_support()?;
         let mut seen_paths: Vec<&Path> = Vec::new();
         let sinks = self
             .files
@@ -398,6 +400,40 @@ impl Config {
                         "key `container.token_file`: {} is also a sink's path",
                         container.token_file.display()
                     ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(windows)]
+impl Config {
+    /// Refuses the sink keys that have no Windows meaning: there is no unix owner or group
+    /// (a file takes the ACL of its folder, so the folder's ACL decides who reads it), and
+    /// no signals to send (`on_rotate` is the way to tell a program).
+    fn check_windows_support(&self) -> Result<(), (&'static str, usize, String)> {
+        const ACL: &str = "files take the ACL of their folder; set the folder's ACL instead";
+        const NO_SIGNALS: &str = "there are no signals to send; use on_rotate instead";
+        let files = self
+            .files
+            .iter()
+            .map(|f| ("file", &f.owner, &f.group, &f.signal));
+        let envs = self
+            .envs
+            .iter()
+            .map(|e| ("env", &e.owner, &e.group, &e.signal));
+        for (index, (table, owner, group, signal)) in files.enumerate().chain(envs.enumerate()) {
+            let refused = [
+                ("owner", owner.is_some(), ACL),
+                ("group", group.is_some(), ACL),
+                ("signal", signal.is_some(), NO_SIGNALS),
+            ];
+            if let Some((key, _, why)) = refused.into_iter().find(|(_, set, _)| *set) {
+                return Err((
+                    table,
+                    index,
+                    format!("key `{table}.{key}`: not supported on Windows: {why}"),
                 ));
             }
         }
@@ -626,6 +662,15 @@ token_file = "/run/imds-credd/container-token"
         let text = "[[env]]\npath = \"/run/x\"\n[container]\ntoken_file = \"/run/x\"\n";
         let err = parse(text).unwrap_err().to_string();
         assert!(err.contains(":4:") && err.contains("sink"), "{err}");
+    }
+
+    #[test]
+    fn env_files_take_the_windows_formats_too() {
+        let text = "[[env]]\npath = \"/a/creds.ps1\"\nformat = \"powershell\"\n\
+                    [[env]]\npath = \"/a/creds.cmd\"\nformat = \"cmd\"\n";
+        let config = parse(text).unwrap();
+        let formats: Vec<EnvFormat> = config.envs.iter().map(|e| e.format).collect();
+        assert_eq!(formats, [EnvFormat::Powershell, EnvFormat::Cmd]);
     }
 
     #[test]
