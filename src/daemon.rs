@@ -36,6 +36,9 @@ pub enum DaemonError {
     #[cfg(target_os = "linux")]
     #[error(transparent)]
     Container(#[from] crate::container::ContainerError),
+    #[cfg(windows)]
+    #[error(transparent)]
+    Pipe(#[from] crate::socket::pipe::PipeError),
     #[error(transparent)]
     Hooks(#[from] HookConfigError),
     #[error("sink {sink} publishes profile {profile:?}, which no [[assume]] entry provides")]
@@ -252,7 +255,6 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         &daemon.shutdown,
         &mut daemon.tasks,
     )?;
-    #[cfg(target_os = "linux")]
     {
         let api = Arc::new(crate::socket::Api::new(
             daemon.state.clone(),
@@ -262,18 +264,30 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
             daemon.health.clone(),
         ));
         // Bound before READY=1 can be sent, so clients never race the socket.
-        let server = crate::socket::SocketServer::open(&config.socket)?;
         let limits = crate::socket::ServerLimits::default();
         let stop = daemon.shutdown.clone();
-        daemon.tasks.spawn(server.serve(api.clone(), limits, stop));
-        // After the socket: a token folder made here (0700) must not be the socket's.
-        if let Some(container) = &config.container {
-            let clock = daemon.clock.clone();
-            let endpoint =
-                crate::container::ContainerEndpoint::open(container, api, &daemon.health, clock)
-                    .await?;
-            daemon.container = Some(endpoint.local_addr());
-            daemon.tasks.spawn(endpoint.serve(daemon.shutdown.clone()));
+        #[cfg(windows)]
+        {
+            let server = crate::socket::pipe::PipeServer::open(&config.socket, api)?;
+            daemon.tasks.spawn(server.serve(limits, stop));
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let server = crate::socket::SocketServer::open(&config.socket)?;
+            daemon.tasks.spawn(server.serve(api.clone(), limits, stop));
+            // After the socket: a token folder made here (0700) must not be the socket's.
+            if let Some(container) = &config.container {
+                let clock = daemon.clock.clone();
+                let endpoint = crate::container::ContainerEndpoint::open(
+                    container,
+                    api,
+                    &daemon.health,
+                    clock,
+                )
+                .await?;
+                daemon.container = Some(endpoint.local_addr());
+                daemon.tasks.spawn(endpoint.serve(daemon.shutdown.clone()));
+            }
         }
     }
     let role = Some(config.imds.role.clone()).filter(|r| !r.is_empty());

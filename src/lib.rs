@@ -12,7 +12,8 @@
 //! - [`simulator`]: a simulated IMDS on loopback, for `demo` and the tests.
 //! - [`sink`]: the credentials-file and env-file sinks, written atomically.
 //! - [`clock`]: wall-clock time, injectable so tests can fast-forward.
-//! - [`socket`]: the HTTP API on the unix socket (peer checks, limits, systemd activation).
+//! - [`socket`]: the HTTP API on the unix socket (peer checks, limits, systemd activation),
+//!   or on a named pipe on Windows.
 //! - [`client`]: the client commands (`credential-process`, `exec`, `env`, `status`) that
 //!   ask the daemon over its socket.
 //! - [`container`]: the optional loopback endpoint for `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
@@ -40,6 +41,5 @@ pub mod render;
 pub mod secret;
 pub mod simulator;
 pub mod sink;
-#[cfg(target_os = "linux")]
 pub mod socket;
 pub mod state;

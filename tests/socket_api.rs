@@ -167,6 +167,7 @@ fn socket_config(path: &Path) -> SocketConfig {
         group: None,
         allow_uids: Vec::new(),
         allow_gids: Vec::new(),
+        allow_sids: Vec::new(),
     }
 }
 

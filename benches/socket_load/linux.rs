@@ -46,6 +46,7 @@ async fn bench(length: Duration, rounds: usize) {
         group: None,
         allow_uids: Vec::new(),
         allow_gids: Vec::new(),
+        allow_sids: Vec::new(),
     };
     let server = SocketServer::open(&config).expect("socket opens");
     tokio::spawn(server.serve(Arc::clone(&api), ServerLimits::default(), shutdown.clone()));
