@@ -19,7 +19,11 @@ use std::time::Duration;
 use thiserror::Error;
 
 /// Where `run` and `check-config` look when `--config` is not given.
+#[cfg(not(windows))]
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/imds-credd/config.toml";
+/// Where `run` and `check-config` look when `--config` is not given.
+#[cfg(windows)]
+pub const DEFAULT_CONFIG_PATH: &str = r"C:\ProgramData\imds-credd\config.toml";
 /// Where the daemon listens and the client commands connect by default.
 #[cfg(not(windows))]
 pub const DEFAULT_SOCKET_PATH: &str = "/run/imds-credd/credentials.sock";
