@@ -46,6 +46,9 @@ pub enum Command {
     Env(crate::client::env::EnvArgs),
     /// Show the daemon's state: role, expiry, refreshes, last error, sinks.
     Status(crate::client::status::StatusArgs),
+    /// Install, uninstall or run the Windows service.
+    #[cfg(windows)]
+    Service(crate::service::ServiceArgs),
 }
 
 /// Where the configuration comes from: the file, then the flags on top.
@@ -94,6 +97,8 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => crate::client::exec::run(&args),
         Command::Env(args) => crate::client::env::run(&args),
         Command::Status(args) => crate::client::status::run(&args),
+        #[cfg(windows)]
+        Command::Service(args) => crate::service::run(args),
     };
     ExitCode::from(code)
 }

@@ -318,6 +318,16 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
 /// `reread` and applies the result, keeping the running config if the new one is bad.
 pub fn run_foreground(config: Config, reread: impl Fn() -> Result<Config, ConfigError>) -> u8 {
     crate::logging::init(config.log.level, config.log.format);
+    run_until(config, reread, CancellationToken::new())
+}
+
+/// The daemon until a stop signal or until `stop` is cancelled (how the Windows service
+/// control manager stops it), with the logging already set up. Returns the exit code.
+pub fn run_until(
+    config: Config,
+    reread: impl Fn() -> Result<Config, ConfigError>,
+    stop: CancellationToken,
+) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -337,7 +347,7 @@ pub fn run_foreground(config: Config, reread: impl Fn() -> Result<Config, Config
                 return crate::cli::EXIT_USAGE;
             }
         };
-        let mut signals = match StopOrReload::install() {
+        let mut signals = match StopOrReload::install(stop) {
             Ok(signals) => signals,
             Err(e) => {
                 tracing::error!(error = %e, "cannot install signal handlers");
@@ -370,14 +380,16 @@ enum Signal {
     Reload,
 }
 
-/// SIGTERM (systemd's stop) and SIGINT (Ctrl-C) stop; SIGHUP reloads.
+/// SIGTERM (systemd's stop) and SIGINT (Ctrl-C) stop; SIGHUP reloads. On Windows, Ctrl-C
+/// stops. Cancelling the `external` token stops too (the Windows service's SCM stop).
 struct StopOrReload {
     #[cfg(unix)]
     streams: [tokio::signal::unix::Signal; 3],
+    external: CancellationToken,
 }
 
 impl StopOrReload {
-    fn install() -> std::io::Result<Self> {
+    fn install(external: CancellationToken) -> std::io::Result<Self> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -387,10 +399,11 @@ impl StopOrReload {
                     signal(SignalKind::interrupt())?,
                     signal(SignalKind::hangup())?,
                 ],
+                external,
             })
         }
         #[cfg(not(unix))]
-        Ok(StopOrReload {})
+        Ok(StopOrReload { external })
     }
 
     async fn next(&mut self) -> Signal {
@@ -401,19 +414,22 @@ impl StopOrReload {
                 _ = term.recv() => Signal::Stop,
                 _ = int.recv() => Signal::Stop,
                 _ = hup.recv() => Signal::Reload,
+                _ = self.external.cancelled() => Signal::Stop,
             }
         }
         #[cfg(not(unix))]
         {
-            let _ = tokio::signal::ctrl_c().await;
-            Signal::Stop
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = self.external.cancelled() => Signal::Stop,
+            }
         }
     }
 }
 
 /// Resolves on the first stop signal (the demo's way to end).
 pub async fn wait_for_stop_signal() {
-    match StopOrReload::install() {
+    match StopOrReload::install(CancellationToken::new()) {
         Ok(mut signals) => while signals.next().await != Signal::Stop {},
         Err(e) => {
             tracing::error!(error = %e, "cannot install signal handlers; stop with SIGKILL");

@@ -14,6 +14,7 @@
 //! - [`clock`]: wall-clock time, injectable so tests can fast-forward.
 //! - [`socket`]: the HTTP API on the unix socket (peer checks, limits, systemd activation),
 //!   or on a named pipe on Windows.
+//! - `service` (Windows): `imds-credd service install|uninstall|run`, the SCM wrapper.
 //! - [`client`]: the client commands (`credential-process`, `exec`, `env`, `status`) that
 //!   ask the daemon over its socket.
 //! - [`container`]: the optional loopback endpoint for `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
@@ -39,6 +40,8 @@ pub mod notify;
 pub mod refresh;
 pub mod render;
 pub mod secret;
+#[cfg(windows)]
+pub mod service;
 pub mod simulator;
 pub mod sink;
 pub mod socket;
