@@ -1,6 +1,8 @@
 //! The Windows build, run under Debian's wine: `--version`, `check-config` on a good and a
-//! bad file (exit 0 and 2), and `demo` serving the API on a named pipe that
-//! `credential-process` reads. Needs the `x86_64-pc-windows-gnu` Rust target, the mingw
+//! bad file (exit 0 and 2), `demo` serving the API on a named pipe that
+//! `credential-process` reads, and the service installed in wine's service manager, started,
+//! serving, stopped cleanly and uninstalled. Wine runs in its own prefix under the target
+//! folder, so a service left by a failed run never reaches `~/.wine`. Needs the `x86_64-pc-windows-gnu` Rust target, the mingw
 //! linker and wine64 (`.ci/run` installs them); without them it prints why and passes.
 //!
 //! wine 8 lacks `bcryptprimitives.dll`, which Rust's std imports on Windows; the test builds
@@ -77,10 +79,29 @@ fn build_windows_exe() -> PathBuf {
     folder.join("imds-credd.exe")
 }
 
+/// The wine prefix of these tests: `<target>/x86_64-pc-windows-gnu/wine-prefix`.
+fn prefix(exe: &Path) -> PathBuf {
+    exe.parent().unwrap().parent().unwrap().join("wine-prefix")
+}
+
 fn wine(exe: &Path) -> Command {
     let mut command = Command::new(WINE);
-    command.arg(exe).env("WINEDEBUG", "-all");
     command
+        .arg(exe)
+        .env("WINEDEBUG", "-all")
+        .env("WINEPREFIX", prefix(exe));
+    command
+}
+
+/// A wine built-in program (`sc`), in the same prefix.
+fn wine_tool(exe: &Path, tool: &str, args: &[&str]) -> Output {
+    Command::new(WINE)
+        .arg(tool)
+        .args(args)
+        .env("WINEDEBUG", "-all")
+        .env("WINEPREFIX", prefix(exe))
+        .output()
+        .expect("wine runs")
 }
 
 fn run(exe: &Path, args: &[&str]) -> Output {
@@ -195,4 +216,98 @@ fn the_windows_build_runs_its_commands_under_wine() {
         Some(0),
         "the demo stops cleanly after --run-for"
     );
+}
+
+#[test]
+fn the_windows_service_installs_serves_stops_and_uninstalls_under_wine() {
+    if let Some(reason) = missing_tool() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let exe = build_windows_exe();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sim = runtime
+        .block_on(imds_credd::simulator::ImdsSimulator::start(
+            imds_credd::simulator::SimulatorOptions::default(),
+        ))
+        .expect("the IMDS simulator starts");
+    // A service left by an earlier failed run would hold the pipe name.
+    let _ = run(&exe, &["service", "uninstall"]);
+    if let Some(old) = service_log_path(&exe) {
+        std::fs::remove_file(old).unwrap();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    let pipe = r"\\.\pipe\imds-credd-service-test";
+    std::fs::write(
+        &config,
+        format!(
+            "[imds]\nendpoint = \"{}\"\n[socket]\npath = '{pipe}'\n",
+            sim.endpoint()
+        ),
+    )
+    .unwrap();
+    let installed = run(
+        &exe,
+        &["service", "install", "--config", config.to_str().unwrap()],
+    );
+    assert_eq!(installed.status.code(), Some(0), "{installed:?}");
+    let started = wine_tool(&exe, "sc", &["start", "imds-credd"]);
+    assert!(text(&started.stdout).contains("RUNNING"), "{started:?}");
+
+    let mut answer = run(&exe, &["credential-process", "--socket", pipe]);
+    for _ in 0..30 {
+        if answer.status.code() == Some(0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        answer = run(&exe, &["credential-process", "--socket", pipe]);
+    }
+    assert_eq!(answer.status.code(), Some(0), "{answer:?}");
+    let document: serde_json::Value = serde_json::from_slice(&answer.stdout).unwrap();
+    let issued = sim
+        .current_credentials()
+        .expect("the simulator issued credentials");
+    assert_eq!(
+        document["AccessKeyId"].as_str(),
+        Some(issued.access_key_id.as_str())
+    );
+
+    let stopped = wine_tool(&exe, "sc", &["stop", "imds-credd"]);
+    assert_eq!(stopped.status.code(), Some(0), "{stopped:?}");
+    let uninstalled = run(&exe, &["service", "uninstall"]);
+    assert_eq!(uninstalled.status.code(), Some(0), "{uninstalled:?}");
+
+    // The SCM stop reached the daemon: its log (a file, the service has no console) shows
+    // an orderly stop after the start.
+    let log = service_log(&exe);
+    let started_at = log
+        .rfind("imds-credd started")
+        .expect("the log shows the start");
+    let stopping_at = log[started_at..].find("stopping").map(|i| started_at + i);
+    let stopped_at = stopping_at.and_then(|at| log[at..].find("INFO stopped"));
+    assert!(stopped_at.is_some(), "{log}");
+    for secret in [
+        issued.secret_access_key.expose(),
+        issued.session_token.expose(),
+    ] {
+        assert!(!log.contains(secret), "a secret reached the service log");
+    }
+    runtime.block_on(sim.shutdown());
+}
+
+/// `%ProgramData%\imds-credd\imds-credd.log` inside the prefix (wine 8 keeps ProgramData
+/// under `users/Public`; newer wine under `ProgramData`).
+fn service_log_path(exe: &Path) -> Option<PathBuf> {
+    let drive_c = prefix(exe).join("drive_c");
+    ["ProgramData", "users/Public"]
+        .iter()
+        .map(|base| drive_c.join(base).join("imds-credd/imds-credd.log"))
+        .find(|path| path.exists())
+}
+
+fn service_log(exe: &Path) -> String {
+    let path = service_log_path(exe).expect("the service wrote its log");
+    std::fs::read_to_string(path).unwrap()
 }
