@@ -41,7 +41,8 @@ pub enum SocketError {
     Missing { path: PathBuf },
     #[error("daemon socket {} refused the connection (imds-credd is not running)", path.display())]
     Refused { path: PathBuf },
-    #[error("permission denied on daemon socket {} (is this user in the socket's group?)", path.display())]
+    #[cfg_attr(not(windows), error("permission denied on daemon socket {} (is this user in the socket's group?)", path.display()))]
+    #[cfg_attr(windows, error("permission denied on daemon pipe {} (is this account an Administrator or in [socket] allow_sids?)", path.display()))]
     PermissionDenied { path: PathBuf },
     #[error("cannot connect to daemon socket {}", path.display())]
     Connect {
