@@ -9,114 +9,13 @@
 //! `cargo bench --bench socket_load` (`SOCKET_BENCH_SECONDS`: length of one run, default 1;
 //! `SOCKET_BENCH_ROUNDS`: runs per server and concurrency, default 5).
 
-#[path = "common/load.rs"]
-mod load;
-
-use bytes::Bytes;
-use imds_credd::clock::{SharedClock, SystemClock};
-use imds_credd::config::{FileMode, SocketConfig};
-use imds_credd::credentials::Credentials;
-use imds_credd::health::SinkHealth;
-use imds_credd::metrics::Metrics;
-use imds_credd::secret::Secret;
-use imds_credd::socket::{Api, ServerLimits, SocketServer};
-use imds_credd::state::CredentialState;
-use load::{bare_server, get_once, load, median};
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-use tokio_util::sync::CancellationToken;
-
-const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
+#[cfg(target_os = "linux")]
+#[path = "socket_load/linux.rs"]
+mod linux;
 
 fn main() {
-    let setting = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let length = Duration::from_secs(setting("SOCKET_BENCH_SECONDS", 1));
-    let rounds = setting("SOCKET_BENCH_ROUNDS", 5) as usize;
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    runtime.block_on(bench(length, rounds));
-}
-
-async fn bench(length: Duration, rounds: usize) {
-    let dir = tempfile::tempdir().expect("temp folder");
-    let ours_path = dir.path().join("imds-credd.sock");
-    let bare_path = dir.path().join("bare.sock");
-    let shutdown = CancellationToken::new();
-
-    let api = Arc::new(api_with_credentials());
-    let config = SocketConfig {
-        path: ours_path.clone(),
-        mode: FileMode(0o600),
-        group: None,
-        allow_uids: Vec::new(),
-        allow_gids: Vec::new(),
-    };
-    let server = SocketServer::open(&config).expect("socket opens");
-    tokio::spawn(server.serve(Arc::clone(&api), ServerLimits::default(), shutdown.clone()));
-
-    // The bare server answers the very bytes ours does, so both move the same amount.
-    let body = Bytes::from(get_once(&ours_path).await);
-    tokio::spawn(bare_server(bare_path.clone(), body.clone()));
-
-    println!(
-        "GET /v1/credentials, {} byte body, median of {rounds} alternating runs of {} s, {} cores",
-        body.len(),
-        length.as_secs(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!("| connections | server | req/s | p50 µs | p99 µs | vs bare req/s | vs bare p99 |");
-    println!("|---|---|---|---|---|---|---|");
-    for connections in CONCURRENCY {
-        let mut bare_runs = Vec::new();
-        let mut our_runs = Vec::new();
-        for _ in 0..rounds {
-            bare_runs.push(load(&bare_path, connections, length).await);
-            our_runs.push(load(&ours_path, connections, length).await);
-        }
-        let (bare, ours) = (median(bare_runs), median(our_runs));
-        for (name, run) in [("bare hyper", &bare), ("imds-credd", &ours)] {
-            println!(
-                "| {connections} | {name} | {:.0} | {} | {} | {:.2} | {:.2} |",
-                run.rate(),
-                run.p50.as_micros(),
-                run.p99.as_micros(),
-                run.rate() / bare.rate(),
-                run.p99.as_secs_f64() / bare.p99.as_secs_f64(),
-            );
-        }
-    }
-    shutdown.cancel();
-}
-
-fn api_with_credentials() -> Api {
-    let now = SystemTime::now();
-    let creds = Credentials {
-        access_key_id: "ASIABENCHMARKKEY0001".into(),
-        secret_access_key: Secret::new("benchmarkSecretKey/0123456789+abcdefghijk".into()),
-        session_token: Secret::new("IQoJb3JpZ2luX2VjE".repeat(60)),
-        expiration: now + Duration::from_secs(6 * 3600),
-    };
-    let (sender, receiver) = tokio::sync::watch::channel(CredentialState::default());
-    sender.send_replace(CredentialState {
-        role: Some("bench-role".into()),
-        credentials: Some(Arc::new(creds)),
-        last_refresh: Some(now),
-        next_refresh: Some(now + Duration::from_secs(5 * 3600)),
-        last_error: None,
-    });
-    // The receiver keeps the last value after the sender is gone.
-    drop(sender);
-    let clock: SharedClock = Arc::new(SystemClock);
-    Api::new(
-        receiver,
-        BTreeMap::new(),
-        clock,
-        Arc::new(Metrics::default()),
-        SinkHealth::default(),
-    )
+    #[cfg(target_os = "linux")]
+    linux::main();
+    #[cfg(not(target_os = "linux"))]
+    eprintln!("this bench drives the Linux build (unix socket, signals); it runs on Linux only");
 }

@@ -40,11 +40,15 @@ pub enum Command {
     /// Print the credentials as `credential_process` JSON (Version 1), for `~/.aws/config`.
     CredentialProcess(crate::client::credential_process::CredentialProcessArgs),
     /// Run a command with the credentials in its environment.
+    #[cfg(unix)]
     Exec(crate::client::exec::ExecArgs),
     /// Print the credentials as environment assignments.
     Env(crate::client::env::EnvArgs),
     /// Show the daemon's state: role, expiry, refreshes, last error, sinks.
     Status(crate::client::status::StatusArgs),
+    /// Install, uninstall or run the Windows service.
+    #[cfg(windows)]
+    Service(crate::service::ServiceArgs),
 }
 
 /// Where the configuration comes from: the file, then the flags on top.
@@ -89,9 +93,12 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => crate::demo::run(&args),
         Command::CheckConfig(args) => check_config(&args),
         Command::CredentialProcess(args) => crate::client::credential_process::run(&args),
+        #[cfg(unix)]
         Command::Exec(args) => crate::client::exec::run(&args),
         Command::Env(args) => crate::client::env::run(&args),
         Command::Status(args) => crate::client::status::run(&args),
+        #[cfg(windows)]
+        Command::Service(args) => crate::service::run(args),
     };
     ExitCode::from(code)
 }

@@ -28,7 +28,6 @@ pub enum DaemonError {
     Imds(#[from] ImdsError),
     #[error(transparent)]
     Assume(#[from] StsError),
-    #[cfg(unix)]
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
     #[cfg(target_os = "linux")]
@@ -37,6 +36,9 @@ pub enum DaemonError {
     #[cfg(target_os = "linux")]
     #[error(transparent)]
     Container(#[from] crate::container::ContainerError),
+    #[cfg(windows)]
+    #[error(transparent)]
+    Pipe(#[from] crate::socket::pipe::PipeError),
     #[error(transparent)]
     Hooks(#[from] HookConfigError),
     #[error("sink {sink} publishes profile {profile:?}, which no [[assume]] entry provides")]
@@ -170,7 +172,6 @@ impl DaemonHandle {
         }
     }
 
-    #[cfg(unix)]
     fn start_sink(&mut self, spec: SinkSpec) -> Result<(), DaemonError> {
         use crate::sink::{run_sink, CredentialsFileSink, EnvFileSink, Publish};
         let source = match spec.source() {
@@ -254,7 +255,6 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         &daemon.shutdown,
         &mut daemon.tasks,
     )?;
-    #[cfg(target_os = "linux")]
     {
         let api = Arc::new(crate::socket::Api::new(
             daemon.state.clone(),
@@ -264,18 +264,30 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
             daemon.health.clone(),
         ));
         // Bound before READY=1 can be sent, so clients never race the socket.
-        let server = crate::socket::SocketServer::open(&config.socket)?;
         let limits = crate::socket::ServerLimits::default();
         let stop = daemon.shutdown.clone();
-        daemon.tasks.spawn(server.serve(api.clone(), limits, stop));
-        // After the socket: a token folder made here (0700) must not be the socket's.
-        if let Some(container) = &config.container {
-            let clock = daemon.clock.clone();
-            let endpoint =
-                crate::container::ContainerEndpoint::open(container, api, &daemon.health, clock)
-                    .await?;
-            daemon.container = Some(endpoint.local_addr());
-            daemon.tasks.spawn(endpoint.serve(daemon.shutdown.clone()));
+        #[cfg(windows)]
+        {
+            let server = crate::socket::pipe::PipeServer::open(&config.socket, api)?;
+            daemon.tasks.spawn(server.serve(limits, stop));
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let server = crate::socket::SocketServer::open(&config.socket)?;
+            daemon.tasks.spawn(server.serve(api.clone(), limits, stop));
+            // After the socket: a token folder made here (0700) must not be the socket's.
+            if let Some(container) = &config.container {
+                let clock = daemon.clock.clone();
+                let endpoint = crate::container::ContainerEndpoint::open(
+                    container,
+                    api,
+                    &daemon.health,
+                    clock,
+                )
+                .await?;
+                daemon.container = Some(endpoint.local_addr());
+                daemon.tasks.spawn(endpoint.serve(daemon.shutdown.clone()));
+            }
         }
     }
     let role = Some(config.imds.role.clone()).filter(|r| !r.is_empty());
@@ -306,6 +318,16 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
 /// `reread` and applies the result, keeping the running config if the new one is bad.
 pub fn run_foreground(config: Config, reread: impl Fn() -> Result<Config, ConfigError>) -> u8 {
     crate::logging::init(config.log.level, config.log.format);
+    run_until(config, reread, CancellationToken::new())
+}
+
+/// The daemon until a stop signal or until `stop` is cancelled (how the Windows service
+/// control manager stops it), with the logging already set up. Returns the exit code.
+pub fn run_until(
+    config: Config,
+    reread: impl Fn() -> Result<Config, ConfigError>,
+    stop: CancellationToken,
+) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -325,7 +347,7 @@ pub fn run_foreground(config: Config, reread: impl Fn() -> Result<Config, Config
                 return crate::cli::EXIT_USAGE;
             }
         };
-        let mut signals = match StopOrReload::install() {
+        let mut signals = match StopOrReload::install(stop) {
             Ok(signals) => signals,
             Err(e) => {
                 tracing::error!(error = %e, "cannot install signal handlers");
@@ -358,14 +380,16 @@ enum Signal {
     Reload,
 }
 
-/// SIGTERM (systemd's stop) and SIGINT (Ctrl-C) stop; SIGHUP reloads.
+/// SIGTERM (systemd's stop) and SIGINT (Ctrl-C) stop; SIGHUP reloads. On Windows, Ctrl-C
+/// stops. Cancelling the `external` token stops too (the Windows service's SCM stop).
 struct StopOrReload {
     #[cfg(unix)]
     streams: [tokio::signal::unix::Signal; 3],
+    external: CancellationToken,
 }
 
 impl StopOrReload {
-    fn install() -> std::io::Result<Self> {
+    fn install(external: CancellationToken) -> std::io::Result<Self> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -375,10 +399,11 @@ impl StopOrReload {
                     signal(SignalKind::interrupt())?,
                     signal(SignalKind::hangup())?,
                 ],
+                external,
             })
         }
         #[cfg(not(unix))]
-        Ok(StopOrReload {})
+        Ok(StopOrReload { external })
     }
 
     async fn next(&mut self) -> Signal {
@@ -389,19 +414,22 @@ impl StopOrReload {
                 _ = term.recv() => Signal::Stop,
                 _ = int.recv() => Signal::Stop,
                 _ = hup.recv() => Signal::Reload,
+                _ = self.external.cancelled() => Signal::Stop,
             }
         }
         #[cfg(not(unix))]
         {
-            let _ = tokio::signal::ctrl_c().await;
-            Signal::Stop
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = self.external.cancelled() => Signal::Stop,
+            }
         }
     }
 }
 
 /// Resolves on the first stop signal (the demo's way to end).
 pub async fn wait_for_stop_signal() {
-    match StopOrReload::install() {
+    match StopOrReload::install(CancellationToken::new()) {
         Ok(mut signals) => while signals.next().await != Signal::Stop {},
         Err(e) => {
             tracing::error!(error = %e, "cannot install signal handlers; stop with SIGKILL");

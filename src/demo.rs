@@ -105,13 +105,35 @@ async fn run_demo(folder: &Path, run_for: Option<Duration>) -> u8 {
     crate::cli::EXIT_OK
 }
 
+/// The demo's socket: in its folder.
+#[cfg(unix)]
+fn demo_socket_path(folder: &Path) -> PathBuf {
+    folder.join("credentials.sock")
+}
+
+/// The demo's named pipe, named after its folder so two demos do not collide.
+#[cfg(windows)]
+fn demo_socket_path(folder: &Path) -> PathBuf {
+    let name = folder.file_name().unwrap_or_default().to_string_lossy();
+    PathBuf::from(format!(r"\\.\pipe\{name}"))
+}
+
+#[cfg(unix)]
+const DEMO_ENV_FILE: &str = "credentials.env";
+#[cfg(unix)]
+const DEMO_ENV_FORMAT: EnvFormat = EnvFormat::Sh;
+#[cfg(windows)]
+const DEMO_ENV_FILE: &str = "credentials.ps1";
+#[cfg(windows)]
+const DEMO_ENV_FORMAT: EnvFormat = EnvFormat::Powershell;
+
 /// Every sink in `folder`, refresh timings scaled to five-minute credentials.
 fn demo_config(folder: &Path, endpoint: &str) -> Config {
     let mut config = Config::default();
     config.imds.endpoint = endpoint.to_string();
     config.refresh.before_expiry = Duration::from_secs(60);
     config.refresh.max_interval = Duration::from_secs(60);
-    config.socket.path = folder.join("credentials.sock");
+    config.socket.path = demo_socket_path(folder);
     config.socket.mode = FileMode(0o600);
     config.files.push(FileSinkConfig {
         path: folder.join("credentials"),
@@ -124,8 +146,8 @@ fn demo_config(folder: &Path, endpoint: &str) -> Config {
         signal: None,
     });
     config.envs.push(EnvSinkConfig {
-        path: folder.join("credentials.env"),
-        format: EnvFormat::Sh,
+        path: folder.join(DEMO_ENV_FILE),
+        format: DEMO_ENV_FORMAT,
         mode: FileMode(0o600),
         owner: None,
         group: None,
@@ -143,20 +165,32 @@ fn print_guide(config: &Config, endpoint: &str) {
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "imds-credd".to_string());
-    println!(
-        r#"
-imds-credd demo: a simulated IMDS at {endpoint} issues credentials that live
-5 minutes and rotate every 2.5 minutes; the daemon republishes them. Try, in
-another terminal:
-
-  {exe} status --socket {socket}
+    #[cfg(windows)]
+    let tries = format!(
+        r#"  {exe} status --socket {socket}
+  {exe} credential-process --socket {socket}
+  {exe} env --format powershell --socket {socket}
+  type {file}          # profile [demo]
+  . {env}; $Env:AWS_ACCESS_KEY_ID      # in PowerShell"#
+    );
+    #[cfg(unix)]
+    let tries = format!(
+        r#"  {exe} status --socket {socket}
   {exe} credential-process --socket {socket}
   {exe} env --socket {socket}
   {exe} exec --socket {socket} -- env | grep ^AWS_
   curl -s --unix-socket {socket} http://localhost/v1/credentials
   curl -s --unix-socket {socket} http://localhost/v1/status
   cat {file}          # profile [demo]
-  . {env} && echo "$AWS_ACCESS_KEY_ID"
+  . {env} && echo "$AWS_ACCESS_KEY_ID""#
+    );
+    println!(
+        r#"
+imds-credd demo: a simulated IMDS at {endpoint} issues credentials that live
+5 minutes and rotate every 2.5 minutes; the daemon republishes them. Try, in
+another terminal:
+
+{tries}
 
 Rotations are announced below. Ctrl-C stops the demo and removes its folder.
 "#
@@ -168,6 +202,7 @@ fn make_private_folder() -> std::io::Result<PathBuf> {
     let base = std::env::temp_dir();
     loop {
         let folder = base.join(format!("imds-credd-demo-{:08x}", fastrand::u32(..)));
+        #[cfg_attr(not(unix), allow(unused_mut))]
         let mut builder = std::fs::DirBuilder::new();
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);

@@ -6,14 +6,22 @@
 //! - `signal = { pid_file, signal = "HUP" }`: the signal sent to the process whose pid the
 //!   file holds.
 //!
+//! On Windows only `on_rotate` exists: there are no signals to send (config validation
+//! refuses `signal` there), and a timed-out command is killed alone, not with the processes
+//! it started (Windows has no process groups to kill at once).
+//!
 //! Hooks run on their own task: a slow hook never delays the sink or the refresher. Runs of
 //! one sink's hooks do not overlap; a rotation that comes while one runs waits for it.
 
 use crate::config::SignalConfig;
+#[cfg(unix)]
 use nix::sys::signal::{kill, killpg, Signal};
+#[cfg(unix)]
 use nix::unistd::Pid;
+#[cfg(unix)]
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+#[cfg(unix)]
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +39,7 @@ const MAX_LOGGED_OUTPUT: usize = 2048;
 /// may hold them open).
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 /// A pid file holds a number and a newline; anything longer is not a pid file.
+#[cfg(unix)]
 const MAX_PID_FILE_BYTES: u64 = 64;
 
 /// A hook configuration that cannot work, refused when the sink is set up.
@@ -40,6 +49,8 @@ pub enum HookConfigError {
     EmptyCommand { sink: String },
     #[error("signal {name:?} for {sink} is not a signal name such as HUP, USR1 or TERM")]
     UnknownSignal { sink: String, name: String },
+    #[error("signal for {sink}: Windows has no signals to send; use on_rotate instead")]
+    SignalUnsupported { sink: String },
 }
 
 /// Why a hook did not do its work. Logged; never fatal to the sink.
@@ -57,14 +68,17 @@ pub enum HookError {
         #[source]
         source: std::io::Error,
     },
+    #[cfg(unix)]
     #[error("cannot read pid file {}", path.display())]
     PidFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    #[cfg(unix)]
     #[error("pid file {} does not hold a process id above 1", path.display())]
     BadPid { path: PathBuf },
+    #[cfg(unix)]
     #[error("cannot send SIG{signal} to pid {pid} (from {})", path.display())]
     Signal {
         signal: &'static str,
@@ -79,7 +93,8 @@ pub enum HookError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandOutcome {
     Exited(ExitStatus),
-    /// Still running at the timeout: killed (SIGKILL) and reaped.
+    /// Still running at the timeout: killed (SIGKILL, or TerminateProcess on Windows) and
+    /// reaped.
     Killed {
         pid: Option<u32>,
     },
@@ -106,11 +121,13 @@ struct Hooks {
     /// Names the sink in log lines, e.g. `file /home/app/.aws/credentials`.
     sink: String,
     command: Option<Vec<String>>,
+    #[cfg(unix)]
     signal: Option<SignalTarget>,
     /// Held while the hooks run, so runs for one sink do not overlap.
     running: tokio::sync::Mutex<()>,
 }
 
+#[cfg(unix)]
 #[derive(Debug)]
 struct SignalTarget {
     pid_file: PathBuf,
@@ -133,6 +150,13 @@ impl RotationHooks {
             Some(argv) => Some(argv.to_vec()),
             None => None,
         };
+        #[cfg(windows)]
+        if signal.is_some() {
+            return Err(HookConfigError::SignalUnsupported {
+                sink: sink.to_string(),
+            });
+        }
+        #[cfg(unix)]
         let signal = signal
             .map(|s| {
                 Ok(SignalTarget {
@@ -150,6 +174,7 @@ impl RotationHooks {
             inner: Arc::new(Hooks {
                 sink: sink.to_string(),
                 command,
+                #[cfg(unix)]
                 signal,
                 running: tokio::sync::Mutex::new(()),
             }),
@@ -164,7 +189,11 @@ impl RotationHooks {
 
     /// True when neither a command nor a signal is configured.
     pub fn is_empty(&self) -> bool {
-        self.inner.command.is_none() && self.inner.signal.is_none()
+        #[cfg(unix)]
+        let no_signal = self.inner.signal.is_none();
+        #[cfg(windows)]
+        let no_signal = true;
+        self.inner.command.is_none() && no_signal
     }
 
     /// Runs the hooks on a new task (the caller does not wait): first the command, then
@@ -187,6 +216,9 @@ impl Hooks {
         if let Some(Err(error)) = &command {
             tracing::warn!(sink = self.sink, error = %crate::imds::error_chain(error), "on_rotate command failed");
         }
+        #[cfg(windows)]
+        let signal = None;
+        #[cfg(unix)]
         let signal = self.signal.as_ref().map(|target| {
             let outcome = send_signal(target);
             match &outcome {
@@ -212,19 +244,20 @@ impl Hooks {
         timeout: Duration,
     ) -> Result<CommandOutcome, HookError> {
         let program = argv[0].clone();
-        let mut child = Command::new(&program)
+        let mut command = Command::new(&program);
+        command
             .args(&argv[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group, so a timeout kills what it started too.
-            .process_group(0)
-            .spawn()
-            .map_err(|source| HookError::Spawn {
-                program: program.clone(),
-                source,
-            })?;
+            .kill_on_drop(true);
+        // Its own process group, so a timeout kills what it started too.
+        #[cfg(unix)]
+        command.process_group(0);
+        let mut child = command.spawn().map_err(|source| HookError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
         let pid = child.id();
         let stdout = child.stdout.take().map(|s| tokio::spawn(read_capped(s)));
         let stderr = child.stderr.take().map(|s| tokio::spawn(read_capped(s)));
@@ -232,6 +265,7 @@ impl Hooks {
             Ok(Ok(status)) => CommandOutcome::Exited(status),
             Ok(Err(source)) => return Err(HookError::Wait { program, source }),
             Err(_) => {
+                #[cfg(unix)]
                 if let Some(group) = pid.and_then(|p| i32::try_from(p).ok()) {
                     // The child leads its group: this reaches the processes it started.
                     let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
@@ -305,6 +339,7 @@ async fn collect_output(reader: Option<JoinHandle<(Vec<u8>, bool)>>) -> String {
     text
 }
 
+#[cfg(unix)]
 /// `HUP`, `SIGHUP` or `hup` → `SIGHUP`.
 fn parse_signal(name: &str) -> Option<Signal> {
     let upper = name.trim().to_ascii_uppercase();
@@ -316,6 +351,7 @@ fn parse_signal(name: &str) -> Option<Signal> {
     Signal::from_str(&full).ok()
 }
 
+#[cfg(unix)]
 /// Reads the pid file and sends the signal; returns the pid signalled.
 fn send_signal(target: &SignalTarget) -> Result<i32, HookError> {
     let pid = read_pid_file(&target.pid_file)?;
@@ -328,6 +364,7 @@ fn send_signal(target: &SignalTarget) -> Result<i32, HookError> {
     Ok(pid)
 }
 
+#[cfg(unix)]
 /// A pid file: one integer above 1, surrounding whitespace allowed. 0, 1 and negative
 /// numbers would signal a process group, init, or every process: refused.
 fn read_pid_file(path: &Path) -> Result<i32, HookError> {
@@ -351,7 +388,8 @@ fn read_pid_file(path: &Path) -> Result<i32, HookError> {
         })
 }
 
-#[cfg(test)]
+// The unit tests cover signal parsing, which exists only on unix.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

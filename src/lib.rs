@@ -12,7 +12,9 @@
 //! - [`simulator`]: a simulated IMDS on loopback, for `demo` and the tests.
 //! - [`sink`]: the credentials-file and env-file sinks, written atomically.
 //! - [`clock`]: wall-clock time, injectable so tests can fast-forward.
-//! - [`socket`]: the HTTP API on the unix socket (peer checks, limits, systemd activation).
+//! - [`socket`]: the HTTP API on the unix socket (peer checks, limits, systemd activation),
+//!   or on a named pipe on Windows.
+//! - `service` (Windows): `imds-credd service install|uninstall|run`, the SCM wrapper.
 //! - [`client`]: the client commands (`credential-process`, `exec`, `env`, `status`) that
 //!   ask the daemon over its socket.
 //! - [`container`]: the optional loopback endpoint for `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
@@ -29,7 +31,6 @@ pub mod credentials;
 pub mod daemon;
 pub mod demo;
 pub mod health;
-#[cfg(unix)]
 pub mod hooks;
 pub mod imds;
 pub mod logging;
@@ -39,8 +40,9 @@ pub mod notify;
 pub mod refresh;
 pub mod render;
 pub mod secret;
+#[cfg(windows)]
+pub mod service;
 pub mod simulator;
 pub mod sink;
-#[cfg(target_os = "linux")]
 pub mod socket;
 pub mod state;

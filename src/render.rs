@@ -25,6 +25,8 @@ impl From<crate::config::EnvFormat> for EnvSyntax {
         match format {
             crate::config::EnvFormat::Sh => EnvSyntax::Sh,
             crate::config::EnvFormat::Systemd => EnvSyntax::Systemd,
+            crate::config::EnvFormat::Powershell => EnvSyntax::Powershell,
+            crate::config::EnvFormat::Cmd => EnvSyntax::Cmd,
         }
     }
 }

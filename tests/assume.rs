@@ -2,6 +2,9 @@
 //! loopback STS that verifies every SigV4 signature with the instance credentials the
 //! simulator issued, all on one manual clock. Every test ends with a scan of the trace
 //! logs for the instance secrets and the STS-issued secrets.
+// These tests drive the Linux build (unix socket, signals, file modes); the Windows
+// build is checked by `windows_wine.rs`.
+#![cfg(unix)]
 
 mod common;
 #[cfg(target_os = "linux")]

@@ -6,6 +6,9 @@
 //! moto checks no signature (the loopback STS in `tests/assume.rs` does); this test proves
 //! the TLS path, the request format and the XML parsing against an independent
 //! implementation.
+// These tests drive the Linux build (unix socket, signals, file modes); the Windows
+// build is checked by `windows_wine.rs`.
+#![cfg(unix)]
 
 mod common;
 

@@ -1,6 +1,9 @@
 //! Rotation hooks with real child processes: commands run without a shell, output and exit
 //! status logged, a command past its timeout killed, a signal delivered to the process a
 //! pid file names, and bad pid files refused.
+// These tests drive the Linux build (unix socket, signals, file modes); the Windows
+// build is checked by `windows_wine.rs`.
+#![cfg(unix)]
 
 mod common;
 

@@ -2,6 +2,9 @@
 //! produce, what the daemon serves and logs meanwhile, and that it recovers. Every test
 //! runs the real HTTP client against the simulator on loopback and ends with a scan of
 //! everything logged (at trace level) for secrets.
+// These tests drive the Linux build (unix socket, signals, file modes); the Windows
+// build is checked by `windows_wine.rs`.
+#![cfg(unix)]
 
 mod common;
 

@@ -7,6 +7,9 @@
 //!
 //! Every check runs the real tools. A test whose tool is missing on this machine prints
 //! `SKIP: <reason>` and returns.
+// These tests drive the Linux build (unix socket, signals, file modes); the Windows
+// build is checked by `windows_wine.rs`.
+#![cfg(unix)]
 #![cfg(target_os = "linux")]
 
 use clap::CommandFactory;

@@ -1,5 +1,8 @@
 //! The IMDS simulator, driven over real HTTP by reqwest: it must behave like IMDSv2 where a
 //! client can tell, and each injected fault must have exactly its described effect.
+// These tests drive the Linux build (unix socket, signals, file modes); the Windows
+// build is checked by `windows_wine.rs`.
+#![cfg(unix)]
 
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::credentials::{format_utc_timestamp, Credentials, CredentialsError};

@@ -2,6 +2,9 @@
 //! checks, the socket file's life (mode, group, stale, refusals, removal), systemd
 //! activation in a child process, and the limits that keep hostile clients from starving
 //! good ones. Every test ends by scanning the captured logs for the secrets.
+// These tests drive the Linux build (unix socket, signals, file modes); the Windows
+// build is checked by `windows_wine.rs`.
+#![cfg(unix)]
 #![cfg(target_os = "linux")]
 
 #[path = "common/unix_http.rs"]
@@ -164,6 +167,7 @@ fn socket_config(path: &Path) -> SocketConfig {
         group: None,
         allow_uids: Vec::new(),
         allow_gids: Vec::new(),
+        allow_sids: Vec::new(),
     }
 }
 

@@ -128,7 +128,8 @@ fn one_line(text: &str) -> String {
         .collect()
 }
 
-#[cfg(test)]
+// The tests serve on unix sockets (see `test_support`).
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::client::test_support::{json_answer, runtime, serve_once};

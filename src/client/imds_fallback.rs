@@ -84,7 +84,8 @@ pub async fn instance_role_credentials(
     Ok(creds)
 }
 
-#[cfg(test)]
+// The tests serve on unix sockets (see `test_support`).
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::client::test_support::runtime;

@@ -7,11 +7,13 @@
 pub mod api;
 pub mod credential_process;
 pub mod env;
+// `exec` supervises its command with unix signals (forwarding, SIGTERM then SIGKILL).
+#[cfg(unix)]
 pub mod exec;
 pub mod imds_fallback;
 pub mod socket_client;
 pub mod status;
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod test_support;
 
 use crate::cli::EXIT_USAGE;

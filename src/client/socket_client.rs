@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 client for the daemon's unix socket: one GET per connection, an
+//! A minimal HTTP/1.1 client for the daemon's unix socket (a named pipe on Windows): one GET per connection, an
 //! overall timeout and a cap on the body. It tells "there is no daemon to ask" (socket
 //! missing, refused, not permitted) apart from "the daemon answered", because the client
 //! commands exit differently for each.
@@ -11,7 +11,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
-use tokio::net::UnixStream;
 
 /// The whole exchange (connect, request, body) must finish within this: the daemon answers
 /// from memory, so anything slower means it is stuck, and a caller such as the AWS CLI
@@ -42,7 +41,8 @@ pub enum SocketError {
     Missing { path: PathBuf },
     #[error("daemon socket {} refused the connection (imds-credd is not running)", path.display())]
     Refused { path: PathBuf },
-    #[error("permission denied on daemon socket {} (is this user in the socket's group?)", path.display())]
+    #[cfg_attr(not(windows), error("permission denied on daemon socket {} (is this user in the socket's group?)", path.display()))]
+    #[cfg_attr(windows, error("permission denied on daemon pipe {} (is this account an Administrator or in [socket] allow_sids?)", path.display()))]
     PermissionDenied { path: PathBuf },
     #[error("cannot connect to daemon socket {}", path.display())]
     Connect {
@@ -86,7 +86,7 @@ impl SocketClient {
     }
 
     async fn exchange(&self, path_and_query: &str) -> Result<Answer, SocketError> {
-        let stream = UnixStream::connect(&self.path)
+        let stream = connect(&self.path)
             .await
             .map_err(|e| self.connect_error(e))?;
         let http_error = |source| SocketError::Http {
@@ -129,7 +129,31 @@ impl SocketClient {
     }
 }
 
-#[cfg(test)]
+/// Opens the daemon's unix socket.
+#[cfg(unix)]
+async fn connect(path: &Path) -> io::Result<tokio::net::UnixStream> {
+    tokio::net::UnixStream::connect(path).await
+}
+
+/// Opens the daemon's named pipe. While every instance of the pipe is taken by other
+/// clients, Windows answers `ERROR_PIPE_BUSY`: wait a little and try again, within the
+/// caller's overall timeout. A missing pipe is `NotFound`, as a missing socket is.
+#[cfg(windows)]
+async fn connect(path: &Path) -> io::Result<tokio::net::windows::named_pipe::NamedPipeClient> {
+    use tokio::net::windows::named_pipe::ClientOptions;
+    const ERROR_PIPE_BUSY: i32 = 231;
+    loop {
+        match ClientOptions::new().open(path) {
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            opened => return opened,
+        }
+    }
+}
+
+// The tests serve on unix sockets; the Windows pipe is exercised by the wine test.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::client::test_support::{runtime, serve_once};

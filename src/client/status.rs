@@ -180,7 +180,8 @@ pub fn in_words(duration: Duration) -> String {
     humantime::format_duration(Duration::from_secs(shown)).to_string()
 }
 
-#[cfg(test)]
+// The tests serve on unix sockets (see `test_support`).
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::client::test_support::{json_answer, runtime, serve_once};

@@ -19,9 +19,17 @@ use std::time::Duration;
 use thiserror::Error;
 
 /// Where `run` and `check-config` look when `--config` is not given.
+#[cfg(not(windows))]
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/imds-credd/config.toml";
+/// Where `run` and `check-config` look when `--config` is not given.
+#[cfg(windows)]
+pub const DEFAULT_CONFIG_PATH: &str = r"C:\ProgramData\imds-credd\config.toml";
 /// Where the daemon listens and the client commands connect by default.
+#[cfg(not(windows))]
 pub const DEFAULT_SOCKET_PATH: &str = "/run/imds-credd/credentials.sock";
+/// Where the daemon listens and the client commands connect by default: a named pipe.
+#[cfg(windows)]
+pub const DEFAULT_SOCKET_PATH: &str = r"\\.\pipe\imds-credd";
 
 /// The whole configuration. Every field has a default, so an empty file (or none) is valid.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -97,6 +105,9 @@ pub struct SocketConfig {
     /// Empty: anyone who can open the socket.
     pub allow_uids: Vec<u32>,
     pub allow_gids: Vec<u32>,
+    /// Windows: accounts (SIDs such as `S-1-5-21-…-1001`, from `whoami /user`) admitted to
+    /// the named pipe besides SYSTEM and Administrators.
+    pub allow_sids: Vec<String>,
 }
 
 impl Default for SocketConfig {
@@ -107,6 +118,7 @@ impl Default for SocketConfig {
             group: None,
             allow_uids: Vec::new(),
             allow_gids: Vec::new(),
+            allow_sids: Vec::new(),
         }
     }
 }
@@ -343,6 +355,9 @@ impl Config {
                 ));
             }
         }
+        #[cfg(windows)]
+        self.check_windows_support()?;
+        self.socket.check_platform()?;
         let mut seen_paths: Vec<&Path> = Vec::new();
         let sinks = self
             .files
@@ -398,6 +413,90 @@ impl Config {
                         "key `container.token_file`: {} is also a sink's path",
                         container.token_file.display()
                     ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SocketConfig {
+    /// `[socket]` keys that only one platform understands.
+    fn check_platform(&self) -> Result<(), (Spot, String)> {
+        let refuse = |key: &'static str, why: &str| {
+            Err((
+                Spot::Key("socket", key),
+                format!("key `socket.{key}`: {why}"),
+            ))
+        };
+        if let Some(bad) = self.allow_sids.iter().find(|sid| !is_sid(sid)) {
+            return refuse(
+                "allow_sids",
+                &format!("{bad:?} is not a SID such as S-1-5-21-…-1001"),
+            );
+        }
+        #[cfg(unix)]
+        if !self.allow_sids.is_empty() {
+            return refuse(
+                "allow_sids",
+                "Windows only; use allow_uids / allow_gids here",
+            );
+        }
+        #[cfg(windows)]
+        {
+            let unix_only = [
+                ("group", self.group.is_some()),
+                ("allow_uids", !self.allow_uids.is_empty()),
+                ("allow_gids", !self.allow_gids.is_empty()),
+            ];
+            if let Some((key, _)) = unix_only.into_iter().find(|(_, set)| *set) {
+                return refuse(key, "not supported on Windows; use allow_sids");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `S-1-` then numbers separated by dashes: all that may go into the pipe's SDDL.
+fn is_sid(text: &str) -> bool {
+    text.strip_prefix("S-1-").is_some_and(|rest| {
+        rest.split('-')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+#[cfg(windows)]
+impl Config {
+    /// Refuses the sink keys that have no Windows meaning: there is no unix owner or group
+    /// (a file takes the ACL of its folder, so the folder's ACL decides who reads it), and
+    /// no signals to send (`on_rotate` is the way to tell a program).
+    fn check_windows_support(&self) -> Result<(), (Spot, String)> {
+        if self.container.is_some() {
+            return Err((
+                Spot::Key("container", "listen"),
+                "table `[container]`: the container endpoint is not available on Windows".into(),
+            ));
+        }
+        const ACL: &str = "files take the ACL of their folder; set the folder's ACL instead";
+        const NO_SIGNALS: &str = "there are no signals to send; use on_rotate instead";
+        let files = self
+            .files
+            .iter()
+            .map(|f| ("file", &f.owner, &f.group, &f.signal));
+        let envs = self
+            .envs
+            .iter()
+            .map(|e| ("env", &e.owner, &e.group, &e.signal));
+        for (index, (table, owner, group, signal)) in files.enumerate().chain(envs.enumerate()) {
+            let refused = [
+                ("owner", owner.is_some(), ACL),
+                ("group", group.is_some(), ACL),
+                ("signal", signal.is_some(), NO_SIGNALS),
+            ];
+            if let Some((key, _, why)) = refused.into_iter().find(|(_, set, _)| *set) {
+                return Err((
+                    Spot::Entry(table, index),
+                    format!("key `{table}.{key}`: not supported on Windows: {why}"),
                 ));
             }
         }
@@ -626,6 +725,28 @@ token_file = "/run/imds-credd/container-token"
         let text = "[[env]]\npath = \"/run/x\"\n[container]\ntoken_file = \"/run/x\"\n";
         let err = parse(text).unwrap_err().to_string();
         assert!(err.contains(":4:") && err.contains("sink"), "{err}");
+    }
+
+    #[test]
+    fn allow_sids_must_be_sids() {
+        let err = parse("[socket]\nallow_sids = [\"S-1-5-32-544)(A;;GA;;;WD\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("socket.allow_sids") && err.contains("not a SID"),
+            "{err}"
+        );
+        assert!(is_sid("S-1-5-21-1004336348-1177238915-682003330-1001"));
+        assert!(!is_sid("S-1-5-") && !is_sid("S-1-") && !is_sid("BA"));
+    }
+
+    #[test]
+    fn env_files_take_the_windows_formats_too() {
+        let text = "[[env]]\npath = \"/a/creds.ps1\"\nformat = \"powershell\"\n\
+                    [[env]]\npath = \"/a/creds.cmd\"\nformat = \"cmd\"\n";
+        let config = parse(text).unwrap();
+        let formats: Vec<EnvFormat> = config.envs.iter().map(|e| e.format).collect();
+        assert_eq!(formats, [EnvFormat::Powershell, EnvFormat::Cmd]);
     }
 
     #[test]

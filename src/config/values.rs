@@ -56,6 +56,10 @@ pub enum EnvFormat {
     Sh,
     /// `NAME=value` lines for systemd's `EnvironmentFile=`.
     Systemd,
+    /// `$Env:NAME="value"` lines, for dot-sourcing in PowerShell (`. C:\path\creds.ps1`).
+    Powershell,
+    /// `set NAME=value` lines, for `call C:\path\creds.cmd` in cmd.
+    Cmd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]

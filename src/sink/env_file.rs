@@ -1,6 +1,8 @@
 //! The `[[env]]` sink: a file of environment assignments that the daemon owns whole, in `sh`
-//! form (`export AWS_ACCESS_KEY_ID='…'`, for `.`/`source`) or `systemd` form (`KEY=value`,
-//! for `EnvironmentFile=`). The lines come from [`crate::render::render_env`], so the quoting
+//! form (`export AWS_ACCESS_KEY_ID='…'`, for `.`/`source`), `systemd` form (`KEY=value`,
+//! for `EnvironmentFile=`), or, mostly for Windows, `powershell` form (`$Env:KEY="…"`, a
+//! `.ps1` to dot-source; the execution policy must allow local scripts) or `cmd` form
+//! (`set KEY=…`, a `.cmd` to `call`). Every format is accepted on every platform. The lines come from [`crate::render::render_env`], so the quoting
 //! is the same as `imds-credd env` prints.
 //!
 //! Withdrawal deletes the file: a file that scripts source must not hold expired
@@ -14,11 +16,15 @@ use crate::credentials::Credentials;
 use crate::render::{render_env, EnvSyntax};
 use std::path::Path;
 
-/// The whole file for `creds`: a comment line (both `sh` and systemd skip `#` lines), then
-/// the assignments.
+/// The whole file for `creds`: a comment line (`#` for sh, systemd and PowerShell; `rem`
+/// for cmd, which would run a `#` line as a command), then the assignments.
 pub fn render_env_file(creds: &Credentials, syntax: EnvSyntax) -> String {
+    let comment = match syntax {
+        EnvSyntax::Cmd => "rem",
+        _ => "#",
+    };
     format!(
-        "# AWS credentials written by imds-credd; they expire {}. Rewritten on rotation, removed when withdrawn.\n{}",
+        "{comment} AWS credentials written by imds-credd; they expire {}. Rewritten on rotation, removed when withdrawn.\n{}",
         creds.expiration_rfc3339(),
         render_env(creds, syntax)
     )
@@ -84,12 +90,22 @@ mod tests {
             session_token: Secret::new("t".into()),
             expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
         };
-        for syntax in [EnvSyntax::Sh, EnvSyntax::Systemd] {
+        let comments = [
+            (EnvSyntax::Sh, "# "),
+            (EnvSyntax::Systemd, "# "),
+            (EnvSyntax::Powershell, "# "),
+            (EnvSyntax::Cmd, "rem "),
+        ];
+        for (syntax, comment) in comments {
             let text = render_env_file(&creds, syntax);
             let (first, rest) = text.split_once('\n').unwrap();
-            assert!(first.starts_with(
-                "# AWS credentials written by imds-credd; they expire 2026-11-18T11:06:40Z."
-            ));
+            let expected =
+                "AWS credentials written by imds-credd; they expire 2026-11-18T11:06:40Z.";
+            assert_eq!(
+                first.strip_prefix(comment).map(|c| c.starts_with(expected)),
+                Some(true),
+                "{first}"
+            );
             assert_eq!(rest, render_env(&creds, syntax));
         }
     }

@@ -25,18 +25,17 @@
 //! they expire, and a restarted daemon takes over the same files. To remove them, stop the
 //! daemon and delete the env file or the profile section.
 
-// The file sinks reach the disk through `atomic`, which uses Unix calls (`openat`,
-// `fchown`…); a Windows build needs its own `atomic::ManagedFile` with the same methods.
+// The file sinks reach the disk only through `atomic::ManagedFile`: unix calls (`openat`,
+// `fchown`…) on unix, its own module with the same methods on Windows.
 #[cfg(unix)]
 pub mod atomic;
-#[cfg(unix)]
+#[cfg(windows)]
+#[path = "atomic_windows.rs"]
+pub mod atomic;
 pub mod credentials_file;
-#[cfg(unix)]
 pub mod env_file;
 
-#[cfg(unix)]
 pub use credentials_file::{merge_profile, CredentialsFileSink};
-#[cfg(unix)]
 pub use env_file::EnvFileSink;
 
 use crate::clock::{SharedClock, Sleep};
@@ -60,7 +59,6 @@ pub const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Why a sink could not publish or withdraw. Messages name paths and fields, never values.
 #[derive(Debug, Error)]
 pub enum SinkError {
-    #[cfg(unix)]
     #[error(transparent)]
     File(#[from] atomic::FileError),
     #[error("{}: not UTF-8 text; refusing to rewrite it", .path.display())]
@@ -80,7 +78,6 @@ pub enum Change {
 }
 
 impl Change {
-    #[cfg(unix)]
     fn from_written(written: bool) -> Change {
         if written {
             Change::Written
@@ -104,7 +101,6 @@ pub trait Publish: Send + Sync + 'static {
 
 /// Values go into line-based files: a line break or control character would corrupt them
 /// (or smuggle extra lines in), and edge spaces would be trimmed by readers.
-#[cfg(unix)]
 pub(crate) fn check_values(creds: &Credentials) -> Result<(), SinkError> {
     let fields = [
         ("aws_access_key_id", creds.access_key_id.as_str()),
@@ -279,7 +275,6 @@ mod tests {
         assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
     }
 
-    #[cfg(unix)]
     #[test]
     fn values_that_would_break_a_line_are_refused_by_field_name_only() {
         assert!(check_values(&creds("tok/en+=")).is_ok());

@@ -12,24 +12,39 @@
 //! systemd it is ready only once the socket exists.
 
 pub mod api;
+#[cfg(target_os = "linux")]
 pub mod listener;
+#[cfg(target_os = "linux")]
 pub mod peer;
+#[cfg(windows)]
+pub mod pipe;
 pub mod server;
 
 pub use api::{Api, Endpoint};
+#[cfg(target_os = "linux")]
 pub use peer::PeerPolicy;
 pub use server::ServerLimits;
 
+#[cfg(target_os = "linux")]
 use crate::config::SocketConfig;
+#[cfg(target_os = "linux")]
 use api::{ApiError, Body};
+#[cfg(target_os = "linux")]
 use hyper::body::Incoming;
+#[cfg(target_os = "linux")]
 use hyper::{Request, Response};
+#[cfg(target_os = "linux")]
 use std::io;
+#[cfg(target_os = "linux")]
 use std::path::PathBuf;
+#[cfg(target_os = "linux")]
 use std::sync::Arc;
+#[cfg(target_os = "linux")]
 use thiserror::Error;
+#[cfg(target_os = "linux")]
 use tokio_util::sync::CancellationToken;
 
+#[cfg(target_os = "linux")]
 /// Why the socket could not be opened. Nothing is served, and the daemon should stop.
 #[derive(Debug, Error)]
 pub enum SocketError {
@@ -65,6 +80,7 @@ pub enum SocketError {
     ActivationFdTaken,
 }
 
+#[cfg(target_os = "linux")]
 /// An open socket, not yet served.
 #[derive(Debug)]
 pub struct SocketServer {
@@ -73,6 +89,7 @@ pub struct SocketServer {
     policy: PeerPolicy,
 }
 
+#[cfg(target_os = "linux")]
 impl SocketServer {
     /// Takes the systemd socket or binds `config.path` (see [`listener`]). Call it inside the
     /// tokio runtime.
@@ -104,12 +121,14 @@ impl SocketServer {
     }
 }
 
+#[cfg(target_os = "linux")]
 /// The socket's side of the server: peers checked by `SO_PEERCRED`, every route served.
 struct SocketFrontend {
     api: Arc<Api>,
     policy: PeerPolicy,
 }
 
+#[cfg(target_os = "linux")]
 impl server::Frontend for SocketFrontend {
     type Stream = tokio::net::UnixStream;
     type Peer = ();
@@ -145,6 +164,7 @@ impl server::Frontend for SocketFrontend {
     }
 }
 
+#[cfg(target_os = "linux")]
 /// The daemon's entry point: open the socket, serve with the default limits until
 /// `shutdown`, remove the socket on the way out.
 pub async fn run(

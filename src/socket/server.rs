@@ -1,14 +1,14 @@
 //! The accept loop: HTTP/1.1 connections, each in its own task, within limits that keep a
 //! stuck or hostile client from starving the others. It serves any [`Listener`] (the unix
-//! socket, the container endpoint's loopback TCP socket) through a [`Frontend`] that
-//! decides who is let in and what they get.
+//! socket, the container endpoint's loopback TCP socket, the Windows named pipe) through a
+//! [`Frontend`] that decides who is let in and what they get.
 //!
 //! # Limits
 //! - At most [`ServerLimits::max_connections`] connections at once. Beyond that the loop
 //!   stops accepting until a slot frees: new clients wait in the kernel's listen backlog
 //!   rather than being closed, and are served as soon as a connection ends. Every held slot
 //!   is bounded in time by the header timeout, so slots always come back.
-//! - Each connection is a file descriptor: if the soft `RLIMIT_NOFILE` is too low for the
+//! - Each connection is a file descriptor (on unix): if the soft `RLIMIT_NOFILE` is too low for the
 //!   cap (systemd's default soft limit is 1024), it is raised toward the hard limit, and if
 //!   that is not enough the cap is lowered to fit, with a warning. Otherwise `accept()` would
 //!   fail with `EMFILE` before the cap is reached.
@@ -38,7 +38,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream};
+#[cfg(unix)]
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +50,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// File descriptors kept free beyond the connection cap: the listener, IMDS connections,
 /// sink files, logs and the programs the daemon runs.
+#[cfg(unix)]
 const SPARE_FDS: u64 = 64;
 
 /// Per-server limits; see the module doc.
@@ -86,6 +89,7 @@ pub trait Listener: Send + 'static {
     fn next_connection(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
 }
 
+#[cfg(unix)]
 impl Listener for UnixListener {
     type Stream = UnixStream;
     async fn next_connection(&self) -> io::Result<UnixStream> {
@@ -191,8 +195,15 @@ pub async fn serve<L, F>(
     connections.shutdown().await;
 }
 
+/// Windows has no open-files limit to fit; the named pipe caps its instances itself.
+#[cfg(windows)]
+fn fit_fd_limit(wanted: usize) -> usize {
+    wanted
+}
+
 /// The connection cap that the open-files limit allows, after raising the soft limit as far
 /// as needed and permitted (see the module doc).
+#[cfg(unix)]
 fn fit_fd_limit(wanted: usize) -> usize {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
@@ -224,6 +235,7 @@ fn fit_fd_limit(wanted: usize) -> usize {
 }
 
 /// Pure part of [`fit_fd_limit`]: the soft limit to ask for and the cap it allows.
+#[cfg(unix)]
 fn connection_cap(wanted: usize, soft: u64, hard: u64) -> (u64, usize) {
     let needed = (wanted as u64).saturating_add(SPARE_FDS);
     let new_soft = if soft >= needed {
@@ -236,7 +248,7 @@ fn connection_cap(wanted: usize, soft: u64, hard: u64) -> (u64, usize) {
     (new_soft, cap)
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
