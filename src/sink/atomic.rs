@@ -185,14 +185,7 @@ impl ManagedFile {
         let bad = || FileError::BadPath {
             path: path.to_path_buf(),
         };
-        if !path.is_absolute() {
-            return Err(bad());
-        }
-        let name = match path.components().next_back() {
-            Some(Component::Normal(name)) => name.to_os_string(),
-            _ => return Err(bad()),
-        };
-        let folder = path.parent().ok_or_else(bad)?.to_path_buf();
+        let (folder, name) = super::split_target(path).ok_or_else(bad)?;
         Ok(ManagedFile {
             path: path.to_path_buf(),
             folder,

@@ -24,7 +24,7 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
 
@@ -94,14 +94,7 @@ impl ManagedFile {
                 });
             }
         }
-        if !path.is_absolute() {
-            return Err(bad());
-        }
-        let name = match path.components().next_back() {
-            Some(Component::Normal(name)) => name.to_os_string(),
-            _ => return Err(bad()),
-        };
-        let folder = path.parent().ok_or_else(bad)?.to_path_buf();
+        let (folder, name) = super::split_target(path).ok_or_else(bad)?;
         Ok(ManagedFile {
             path: path.to_path_buf(),
             folder,

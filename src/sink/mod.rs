@@ -137,6 +137,20 @@ fn wanted(state: &CredentialState, now: SystemTime) -> Wanted {
     }
 }
 
+/// The folder and file name of an absolute target path, or `None` when the path is relative
+/// or does not end in a plain name (`/`, `..`): a sink replaces its file by renaming a
+/// temp file inside that folder.
+pub(crate) fn split_target(path: &Path) -> Option<(PathBuf, std::ffi::OsString)> {
+    if !path.is_absolute() {
+        return None;
+    }
+    let name = match path.components().next_back() {
+        Some(std::path::Component::Normal(name)) => name.to_os_string(),
+        _ => return None,
+    };
+    Some((path.parent()?.to_path_buf(), name))
+}
+
 /// Delay before retry number `failures` (1-based): 1 s, 2 s, 4 s … capped at a minute.
 pub fn retry_delay(failures: u32) -> Duration {
     crate::backoff::ceiling(RETRY_MIN, RETRY_MAX, failures)
