@@ -38,13 +38,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
 
-/// Files we rewrite are small (a credentials file, a few export lines); anything bigger at
-/// the target is not what we think it is, and is refused rather than read into memory.
-pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
-
-/// Suffix of our temp files; with the target's name in front, it tells a leftover of a
-/// crashed write from anything else in the folder.
-const TEMP_SUFFIX: &str = ".imds-credd-tmp";
+use super::{MAX_FILE_SIZE, TEMP_SUFFIX};
 
 /// Why a file could not be read, replaced or removed. Messages name the path, never content.
 #[derive(Debug, Error)]

@@ -137,6 +137,14 @@ fn wanted(state: &CredentialState, now: SystemTime) -> Wanted {
     }
 }
 
+/// Files we rewrite are small (a credentials file, a few assignment lines); anything bigger
+/// at the target is not what we think it is, and is refused rather than read into memory.
+pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// Suffix of our temp files; with the target's name in front, it tells a leftover of a
+/// crashed write from anything else in the folder.
+const TEMP_SUFFIX: &str = ".imds-credd-tmp";
+
 /// The folder and file name of an absolute target path, or `None` when the path is relative
 /// or does not end in a plain name (`/`, `..`): a sink replaces its file by renaming a
 /// temp file inside that folder.
