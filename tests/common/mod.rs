@@ -8,6 +8,8 @@ pub mod aws_clients;
 pub mod daemon_process;
 /// A loopback stand-in for STS that records and verifies how real clients signed.
 pub mod recorder;
+/// Root and tools a test needs: skipped outside CI, a failure in CI.
+pub mod require;
 pub mod sts;
 
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
