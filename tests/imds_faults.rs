@@ -1,7 +1,8 @@
 //! The daemon against a misbehaving IMDS: each fault the real service (or a network) can
-//! produce, what the daemon serves and logs meanwhile, and that it recovers. Every test
-//! runs the real HTTP client against the simulator on loopback and ends with a scan of
-//! everything logged (at trace level) for secrets.
+//! produce, what a client sees meanwhile (the answer on the unix socket, the credentials
+//! and env files on disk, `imds-credd status`), and that it recovers. Every test runs the
+//! real HTTP client against the simulator on loopback and ends with a scan of everything
+//! logged (at trace level) for secrets.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]
@@ -19,7 +20,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 #[tokio::test]
 async fn publishes_the_issued_credentials_and_reuses_the_session_token() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     assert_eq!(h.served(), h.sim.current_credentials());
     h.advance_and_settle(HOUR).await;
     h.advance_and_settle(HOUR).await;
@@ -28,12 +29,16 @@ async fn publishes_the_issued_credentials_and_reuses_the_session_token() {
     assert_eq!(counts.role_lists, 3);
     assert_eq!(counts.credential_gets, 3);
     assert!(h.logs.contains("published new credentials"));
+    let view = h
+        .assert_clients_see(h.sim.current_credentials().as_ref(), "after two refreshes")
+        .await;
+    view.assert_error(None, "after two refreshes");
     h.finish().await;
 }
 
 #[tokio::test]
 async fn refreshes_within_policy_and_follows_rotation_for_a_day() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     for _ in 0..24 {
         let state = h.advance_and_settle(HOUR).await;
         let now = h.clock.now();
@@ -53,7 +58,7 @@ async fn refreshes_within_policy_and_follows_rotation_for_a_day() {
 
 #[tokio::test]
 async fn a_stale_token_gets_401_then_a_new_token_and_the_request_succeeds() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     h.sim.invalidate_tokens();
     h.advance_and_settle(HOUR).await;
     assert_eq!(h.served(), h.sim.current_credentials());
@@ -61,23 +66,30 @@ async fn a_stale_token_gets_401_then_a_new_token_and_the_request_succeeds() {
     assert_eq!(counts.token_puts, 2);
     assert!(counts.unauthorized >= 1);
     assert!(h.daemon.state.borrow().last_error.is_none());
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after a new token")
+        .await
+        .assert_error(None, "after a new token");
     h.finish().await;
 }
 
 #[tokio::test]
 async fn an_injected_401_is_retried_once_with_a_new_token() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     h.sim.inject(Target::Credentials, Fault::Status(401), 1);
+    h.sim.rotate_now();
     h.advance_and_settle(HOUR).await;
     assert!(h.daemon.state.borrow().last_error.is_none());
     assert_eq!(h.sim.counts().token_puts, 2);
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the 401")
+        .await
+        .assert_error(None, "after the 401");
     h.finish().await;
 }
 
 #[tokio::test]
 async fn throttling_and_server_errors_are_retried_within_one_refresh() {
     for fault in [Fault::Status(429), Fault::Status(500), Fault::Status(503)] {
-        let h = Harness::start().await;
+        let h = Harness::start_with_file_sinks().await;
         let before = h.sim.counts().credential_gets;
         h.sim.inject(Target::Credentials, fault.clone(), 2);
         let old = h.served().unwrap();
@@ -85,6 +97,9 @@ async fn throttling_and_server_errors_are_retried_within_one_refresh() {
         h.advance_and_settle(HOUR).await;
         let served = h.served().unwrap();
         assert_ne!(served, old, "{fault:?}: new credentials despite the fault");
+        h.assert_clients_see(Some(&served), &format!("{fault:?}"))
+            .await
+            .assert_error(None, &format!("{fault:?}"));
         assert_eq!(
             h.sim.counts().credential_gets - before,
             3,
@@ -98,12 +113,15 @@ async fn throttling_and_server_errors_are_retried_within_one_refresh() {
 #[tokio::test]
 async fn a_slow_answer_past_the_timeout_and_a_reset_are_retried() {
     for fault in [Fault::Delay(2 * SECOND), Fault::Reset] {
-        let h = Harness::start().await;
+        let h = Harness::start_with_file_sinks().await;
         h.sim.inject(Target::RoleList, fault.clone(), 1);
         h.sim.rotate_now();
         h.advance_and_settle(HOUR).await;
         assert_eq!(h.served(), h.sim.current_credentials(), "{fault:?}");
         assert!(h.daemon.state.borrow().last_error.is_none(), "{fault:?}");
+        h.assert_clients_see(h.sim.current_credentials().as_ref(), &format!("{fault:?}"))
+            .await
+            .assert_error(None, &format!("{fault:?}"));
         h.finish().await;
     }
 }
@@ -121,48 +139,46 @@ async fn bad_answers_keep_the_last_good_credentials_and_recover_on_retry() {
             "exceeds 65536 bytes",
         ),
         (Target::Credentials, Fault::CodeFailure, "Failure"),
-        (Target::Credentials, Fault::Expired, "already expired"),
+        (
+            Target::Credentials,
+            Fault::Expired,
+            "returned credentials that expired",
+        ),
     ];
     for (target, fault, message) in cases {
-        let h = Harness::start().await;
+        let h = Harness::start_with_file_sinks().await;
         let good = h.served().unwrap();
         h.sim.inject(target, fault.clone(), 1);
         h.sim.rotate_now();
         let state = h.advance_and_settle(HOUR).await;
-        let error = state.last_error.clone().unwrap_or_default();
-        assert!(
-            error.contains(message) || h.logs.contains(message),
-            "{fault:?}: expected {message:?} in {error:?}"
-        );
-        assert_eq!(
-            h.served(),
-            Some(good.clone()),
-            "{fault:?}: last good set still served"
-        );
+        let what = format!("{fault:?}: the last good set still served");
+        h.assert_clients_see(Some(&good), &what)
+            .await
+            .assert_error(Some(message), &what);
         let retry_at = state.next_refresh.unwrap();
         assert!(
             retry_at <= h.clock.now() + 2 * SECOND,
             "{fault:?}: retried soon"
         );
         h.advance_and_settle(2 * SECOND).await;
-        assert_eq!(
-            h.served(),
-            h.sim.current_credentials(),
-            "{fault:?}: recovered"
-        );
-        assert!(h.daemon.state.borrow().last_error.is_none());
+        let what = format!("{fault:?}: recovered");
+        h.assert_clients_see(h.sim.current_credentials().as_ref(), &what)
+            .await
+            .assert_error(None, &what);
         h.finish().await;
     }
 }
 
 #[tokio::test]
 async fn credentials_expiring_inside_the_margin_are_served_but_refreshed_soon() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     h.sim
         .inject(Target::Credentials, Fault::ExpiresIn(5 * MINUTE), 1);
     let state = h.advance_and_settle(HOUR).await;
     let served = h.served().unwrap();
     assert!(served.expiration <= h.clock.now() + 5 * MINUTE);
+    h.assert_clients_see(Some(&served), "a set inside the margin")
+        .await;
     assert!(state.next_refresh.unwrap() <= h.clock.now() + 2 * SECOND);
     assert!(h.logs.contains("expire within before_expiry"));
     h.advance_and_settle(2 * SECOND).await;
@@ -172,7 +188,7 @@ async fn credentials_expiring_inside_the_margin_are_served_but_refreshed_soon() 
 
 #[tokio::test]
 async fn an_outage_serves_until_expiry_then_withdraws_then_recovers() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     let good = h.served().unwrap();
     h.sim.inject(Target::Any, Fault::Status(503), usize::MAX);
     // Walk through the outage in half-hour steps: each step wakes the refresher for one
@@ -186,12 +202,17 @@ async fn an_outage_serves_until_expiry_then_withdraws_then_recovers() {
             state.last_error.as_deref().unwrap_or("").contains("503"),
             "{state:?}"
         );
-        assert_eq!(h.served(), Some(good.clone()));
+        h.assert_clients_see(Some(&good), "during the outage")
+            .await
+            .assert_error(Some("503"), "during the outage");
         assert!(h.sim.requests().len() > attempts, "still trying");
         attempts = h.sim.requests().len();
     }
     h.clock.advance(30 * MINUTE);
     h.wait_for("withdrawal", |s| s.credentials.is_none()).await;
+    h.assert_clients_see(None, "past the expiry")
+        .await
+        .assert_error(Some("503"), "past the expiry");
     assert!(h.logs.contains("withdrawn"));
     assert!(h
         .daemon
@@ -204,24 +225,31 @@ async fn an_outage_serves_until_expiry_then_withdraws_then_recovers() {
     h.sim.clear_faults();
     h.advance_and_settle(MINUTE).await;
     h.wait_for("recovery", |s| s.credentials.is_some()).await;
-    assert_eq!(h.served(), h.sim.current_credentials());
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the outage")
+        .await
+        .assert_error(None, "after the outage");
     h.finish().await;
 }
 
 #[tokio::test]
 async fn a_replaced_role_is_followed_and_a_removed_role_withdraws_credentials() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     h.sim.set_role(Some("renamed-role"));
     let state = h.advance_and_settle(HOUR).await;
     assert_eq!(state.role.as_deref(), Some("renamed-role"));
     assert_eq!(h.served(), h.sim.current_credentials());
     assert!(h.logs.contains("instance role was replaced"));
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "a replaced role")
+        .await;
 
     h.sim.set_role(None);
     let state = h.advance_and_settle(HOUR).await;
     assert!(state.credentials.is_none() && state.role.is_none());
     assert!(state.last_error.unwrap().contains("no IAM role"));
     assert!(h.logs.contains("instance role was removed"));
+    h.assert_clients_see(None, "a removed role")
+        .await
+        .assert_error(Some("no IAM role"), "a removed role");
 
     h.sim.set_role(Some("third-role"));
     h.advance_and_settle(2 * SECOND).await;
@@ -229,6 +257,11 @@ async fn a_replaced_role_is_followed_and_a_removed_role_withdraws_credentials() 
         .wait_for("role attached again", |s| s.credentials.is_some())
         .await;
     assert_eq!(state.role.as_deref(), Some("third-role"));
+    h.assert_clients_see(
+        h.sim.current_credentials().as_ref(),
+        "a role attached again",
+    )
+    .await;
     h.finish().await;
 }
 
@@ -236,15 +269,21 @@ async fn a_replaced_role_is_followed_and_a_removed_role_withdraws_credentials() 
 async fn an_instance_without_a_role_serves_nothing_until_one_is_attached() {
     let clock = ManualClock::starting_now();
     let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
     options.sim.role = None;
     options.wait_for_credentials = false;
     let h = Harness::start_with(clock, options).await;
     let state = h.wait_for("an error", |s| s.last_error.is_some()).await;
     assert!(state.credentials.is_none());
     assert!(state.last_error.unwrap().contains("no IAM role"));
+    h.assert_clients_see(None, "no role yet")
+        .await
+        .assert_error(Some("no IAM role"), "no role yet");
     h.sim.set_role(Some("late-role"));
     h.advance_and_settle(2 * SECOND).await;
     h.wait_for("credentials", |s| s.credentials.is_some()).await;
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "a late role")
+        .await;
     h.finish().await;
 }
 
@@ -252,10 +291,12 @@ async fn an_instance_without_a_role_serves_nothing_until_one_is_attached() {
 async fn a_configured_role_is_used_without_listing() {
     let clock = ManualClock::starting_now();
     let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
     options.configure = Box::new(|c| c.imds.role = "demo-role".into());
     let h = Harness::start_with(clock, options).await;
     assert_eq!(h.sim.counts().role_lists, 0);
-    assert_eq!(h.served(), h.sim.current_credentials());
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "a configured role")
+        .await;
     h.finish().await;
 }
 
@@ -264,6 +305,7 @@ async fn imdsv2_only_by_default_and_v1_fallback_when_allowed() {
     // The token PUT is refused: without allow_imdsv1 the daemon says why and serves nothing.
     let clock = ManualClock::starting_now();
     let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
     options.wait_for_credentials = false;
     options.sim.allow_imdsv1 = true;
     options.prepare = Box::new(|sim| sim.inject(Target::Token, Fault::Status(403), usize::MAX));
@@ -271,11 +313,15 @@ async fn imdsv2_only_by_default_and_v1_fallback_when_allowed() {
     let state = h.wait_for("an error", |s| s.last_error.is_some()).await;
     assert!(state.credentials.is_none());
     assert!(state.last_error.unwrap().contains("IMDSv2 is required"));
+    h.assert_clients_see(None, "IMDSv1 refused")
+        .await
+        .assert_error(Some("IMDSv2 is required"), "IMDSv1 refused");
     assert_eq!(h.sim.counts().credential_gets, 0);
     h.finish().await;
 
     let clock = ManualClock::starting_now();
     let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
     options.wait_for_credentials = false;
     options.sim.allow_imdsv1 = true;
     options.configure = Box::new(|c| c.imds.allow_imdsv1 = true);
@@ -284,5 +330,7 @@ async fn imdsv2_only_by_default_and_v1_fallback_when_allowed() {
     h.wait_for("credentials over IMDSv1", |s| s.credentials.is_some())
         .await;
     assert!(h.logs.contains("falling back to IMDSv1"));
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "over IMDSv1")
+        .await;
     h.finish().await;
 }
