@@ -73,6 +73,10 @@ pub enum RefreshError {
     NoRole,
     #[error("role {0} is not attached to this instance (IMDS answers 404)")]
     RoleNotFound(String),
+    /// IMDS lists the role but has no credentials for it yet (it happens briefly while a
+    /// profile is being replaced): a glitch, so the last good set stays served.
+    #[error("IMDS lists role {0} but answers 404 for its credentials")]
+    ListedRoleWithoutCredentials(String),
     #[error(transparent)]
     Imds(#[from] ImdsError),
 }
@@ -142,15 +146,18 @@ impl Refresher {
 
     /// Asks IMDS for the role (unless configured) and its credentials.
     async fn fetch(&self) -> Result<(String, Credentials), RefreshError> {
-        let role = match &self.configured_role {
-            Some(role) => role.clone(),
-            None => self.imds.role_name().await?.ok_or(RefreshError::NoRole)?,
+        let (role, missing): (String, fn(String) -> RefreshError) = match &self.configured_role {
+            Some(role) => (role.clone(), RefreshError::RoleNotFound),
+            None => (
+                self.imds.role_name().await?.ok_or(RefreshError::NoRole)?,
+                RefreshError::ListedRoleWithoutCredentials,
+            ),
         };
         let credentials = self
             .imds
             .role_credentials(&role)
             .await?
-            .ok_or_else(|| RefreshError::RoleNotFound(role.clone()))?;
+            .ok_or_else(|| missing(role.clone()))?;
         Ok((role, credentials))
     }
 
@@ -216,7 +223,7 @@ impl Refresher {
                     s.credentials = None;
                 });
             }
-            RefreshError::Imds(_) => {
+            RefreshError::Imds(_) | RefreshError::ListedRoleWithoutCredentials(_) => {
                 let held = self
                     .state
                     .borrow()

@@ -14,6 +14,7 @@ use imds_credd::clock::{Clock, ManualClock};
 use imds_credd::simulator::{Fault, Target};
 use std::time::Duration;
 
+const MILLISECOND: Duration = Duration::from_millis(1);
 const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -332,5 +333,135 @@ async fn imdsv2_only_by_default_and_v1_fallback_when_allowed() {
     assert!(h.logs.contains("falling back to IMDSv1"));
     h.assert_clients_see(h.sim.current_credentials().as_ref(), "over IMDSv1")
         .await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_401_on_the_token_put_keeps_the_last_good_set_and_recovers() {
+    let h = Harness::start_with_file_sinks().await;
+    let good = h.served().unwrap();
+    h.sim.invalidate_tokens();
+    h.sim.inject(Target::Token, Fault::Status(401), 1);
+    h.sim.rotate_now();
+    h.advance_and_settle(HOUR).await;
+    h.assert_clients_see(Some(&good), "token PUT answered 401")
+        .await
+        .assert_error(
+            Some("IMDS answered /latest/api/token with HTTP 401"),
+            "token PUT answered 401",
+        );
+    h.advance_and_settle(2 * SECOND).await;
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the 401")
+        .await
+        .assert_error(None, "after the 401");
+    h.finish().await;
+}
+
+/// The hop-limit case: the token answer never arrives (here: later than the timeout).
+#[tokio::test]
+async fn a_token_put_that_times_out_names_the_hop_limit_and_keeps_the_last_good_set() {
+    let h = Harness::start_with_file_sinks().await;
+    let good = h.served().unwrap();
+    h.sim.invalidate_tokens();
+    h.sim.inject(Target::Token, Fault::Delay(2 * SECOND), 3);
+    h.sim.rotate_now();
+    h.advance_and_settle(HOUR).await;
+    h.assert_clients_see(Some(&good), "token PUT timed out")
+        .await
+        .assert_error(Some("hop limit"), "token PUT timed out");
+    h.advance_and_settle(MINUTE).await;
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "token answered again")
+        .await
+        .assert_error(None, "token answered again");
+    h.finish().await;
+}
+
+/// IMDS lists the role but has no credentials for it (briefly, while a profile changes):
+/// a glitch, not a removed role.
+#[tokio::test]
+async fn a_404_on_the_credentials_of_a_listed_role_keeps_the_last_good_set() {
+    let h = Harness::start_with_file_sinks().await;
+    let good = h.served().unwrap();
+    h.sim.inject(Target::Credentials, Fault::Status(404), 1);
+    h.sim.rotate_now();
+    h.advance_and_settle(HOUR).await;
+    h.assert_clients_see(Some(&good), "credentials path 404")
+        .await
+        .assert_error(
+            Some("IMDS lists role demo-role but answers 404 for its credentials"),
+            "credentials path 404",
+        );
+    h.advance_and_settle(2 * SECOND).await;
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the 404")
+        .await
+        .assert_error(None, "after the 404");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_configured_role_that_answers_404_is_not_attached_and_nothing_is_served() {
+    let clock = ManualClock::starting_now();
+    let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
+    options.configure = Box::new(|c| c.imds.role = "demo-role".into());
+    let h = Harness::start_with(clock, options).await;
+    h.sim.set_role(Some("another-role"));
+    h.advance_and_settle(HOUR).await;
+    h.assert_clients_see(None, "configured role gone")
+        .await
+        .assert_error(
+            Some("role demo-role is not attached to this instance"),
+            "configured role gone",
+        );
+    h.finish().await;
+}
+
+/// IMDS stops listening: the connection is refused on every retry.
+#[tokio::test]
+async fn a_refused_connection_keeps_the_last_good_set_until_it_expires() {
+    let h = Harness::start_with_file_sinks().await;
+    let good = h.served().unwrap();
+    h.sim.clone().shutdown().await;
+    h.advance_and_settle(HOUR).await;
+    h.assert_clients_see(Some(&good), "IMDS refuses connections")
+        .await
+        .assert_error(Some("cannot connect to IMDS"), "IMDS refuses connections");
+    while h.clock.now() + 30 * MINUTE < good.expiration {
+        h.advance_and_settle(30 * MINUTE).await;
+    }
+    h.clock.advance(30 * MINUTE);
+    h.wait_for("withdrawal", |s| s.credentials.is_none()).await;
+    h.assert_clients_see(None, "past the expiry")
+        .await
+        .assert_error(Some("cannot connect to IMDS"), "past the expiry");
+    h.finish().await;
+}
+
+/// A connection that is never accepted: a listener whose backlog is full drops the SYNs,
+/// so the connect itself times out (as for an unreachable 169.254.169.254).
+#[tokio::test]
+async fn a_connect_timeout_serves_nothing_and_says_it_timed_out() {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let address = listener.local_addr().unwrap().as_socket().unwrap();
+    // Fill the backlog (queue of 0 holds one connection, and the kernel allows one more).
+    let fillers: Vec<_> = (0..2)
+        .filter_map(|_| std::net::TcpStream::connect_timeout(&address, 200 * MILLISECOND).ok())
+        .collect();
+    assert!(!fillers.is_empty(), "the backlog filled");
+    let clock = ManualClock::starting_now();
+    let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
+    options.wait_for_credentials = false;
+    options.configure = Box::new(move |c| c.imds.endpoint = format!("http://{address}"));
+    let h = Harness::start_with(clock, options).await;
+    h.wait_for("an error", |s| s.last_error.is_some()).await;
+    h.assert_clients_see(None, "connect timed out")
+        .await
+        .assert_error(Some("timed out"), "connect timed out");
     h.finish().await;
 }
