@@ -163,6 +163,7 @@ impl Refresher {
 
     /// Publishes what IMDS gave, and decides when to ask again.
     fn accept(&self, role: String, credentials: Credentials, failures: &mut u32) -> SystemTime {
+        let credentials = self.on_local_clock(credentials);
         let now = self.clock.now();
         let expires = format_utc_timestamp(credentials.expiration);
         if !credentials.is_valid_at(now) {
@@ -207,6 +208,17 @@ impl Refresher {
             s.last_error = None;
         });
         wake_at
+    }
+
+    /// The set with its `Expiration` moved onto the local clock when the instance clock is
+    /// off by more than the threshold, so every expiry decision here, and every client on
+    /// this instance (which reads the same clock), judges it on IMDS time.
+    fn on_local_clock(&self, mut credentials: Credentials) -> Credentials {
+        let skew = self.metrics.clock_skew.get().filter(|s| s.is_significant());
+        if let Some(skew) = skew {
+            credentials.expiration = skew.to_local(credentials.expiration);
+        }
+        credentials
     }
 
     /// Records a failed refresh; withdraws the credentials if the role is gone.

@@ -640,13 +640,25 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) {
                 None => state.respond(&method, &path, request.headers()),
             };
             state.record(&method, &path, response.status().as_u16());
-            Ok::<_, ConnectionReset>(response)
+            Ok::<_, ConnectionReset>(dated(response, state.clock.now()))
         }
     });
     // Errors here are client hang-ups and our own resets: nothing to report.
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
         .await;
+}
+
+// --- The simulated instance's own clock, as IMDS shows it -------------------------------
+
+/// Stamps `Date` from the simulator's clock, which a test may skew against the daemon's: the
+/// real service sends one on every answer, and it is how the daemon measures clock skew.
+/// (hyper adds its own `Date`, from the host clock, only when the answer has none.)
+fn dated(mut response: Response<Full<Bytes>>, now: SystemTime) -> Response<Full<Bytes>> {
+    let date = HeaderValue::from_str(&httpdate::fmt_http_date(now))
+        .expect("an HTTP date is a valid header value");
+    response.headers_mut().insert(hyper::header::DATE, date);
+    response
 }
 
 /// Issues a fresh random set expiring at `expiration` (whole seconds, as IMDS writes it)

@@ -9,9 +9,12 @@
 
 mod common;
 
+use common::client_view::ClientView;
+use common::skewed_clock::SkewedClock;
 use common::{Harness, HarnessOptions};
 use imds_credd::clock::{Clock, ManualClock};
 use imds_credd::simulator::{Fault, Target};
+use std::sync::Arc;
 use std::time::Duration;
 
 const MILLISECOND: Duration = Duration::from_millis(1);
@@ -463,5 +466,103 @@ async fn a_connect_timeout_serves_nothing_and_says_it_timed_out() {
     h.assert_clients_see(None, "connect timed out")
         .await
         .assert_error(Some("timed out"), "connect timed out");
+    h.finish().await;
+}
+
+/// The daemon with a simulator whose clock is `skewed` from the daemon's, and the given
+/// credential lifetime (rotated 5 minutes before it ends).
+async fn skewed_harness(
+    skewed: impl FnOnce(&ManualClock) -> SkewedClock,
+    lifetime: Duration,
+) -> Harness {
+    let clock = ManualClock::starting_now();
+    let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
+    options.sim.clock = Arc::new(skewed(&clock));
+    options.sim.credential_lifetime = lifetime;
+    options.sim.rotate_every = lifetime - 5 * MINUTE;
+    Harness::start_with(clock, options).await
+}
+
+/// The skew as `/v1/status`, `/metrics`, `imds-credd status` and the log report it.
+async fn assert_skew_reported(h: &Harness, view: &ClientView, seconds: i64, words: &str) {
+    assert_eq!(view.status_doc["clock_skew_seconds"], seconds, "{view:#?}");
+    let warning = view.status_doc["clock_skew_warning"].as_str().unwrap_or("");
+    assert!(warning.contains(words), "{warning:?}");
+    assert!(
+        view.status_text.contains(&format!(
+            "clock skew:    WARNING the instance clock is {words}"
+        )),
+        "{}",
+        view.status_text
+    );
+    let metrics = common::unix_http::get(&h.daemon_socket, "/metrics").await;
+    assert!(
+        metrics
+            .body
+            .contains(&format!("\nimds_credd_clock_skew_seconds {seconds}\n")),
+        "{}",
+        metrics.body
+    );
+    assert!(h
+        .logs
+        .contains(&format!("clock skew: the instance clock is {words}")));
+}
+
+/// IMDS time 20 minutes ahead: a set IMDS says expires at E really expires when the local
+/// clock reads E − 20 min, and is withdrawn then, not 20 minutes later.
+#[tokio::test]
+async fn an_instance_clock_20_minutes_slow_never_serves_an_expired_set() {
+    let h = skewed_harness(|c| SkewedClock::ahead_of(c, 20 * MINUTE), 6 * HOUR).await;
+    let issued = h.sim.current_credentials().unwrap();
+    let mut local = issued.clone();
+    local.expiration = issued.expiration - 20 * MINUTE;
+    let view = h.assert_clients_see(Some(&local), "a slow clock").await;
+    assert_skew_reported(&h, &view, 1200, "20m behind IMDS").await;
+
+    h.sim.inject(Target::Any, Fault::Status(503), usize::MAX);
+    while h.clock.now() + 30 * MINUTE < local.expiration {
+        h.advance_and_settle(30 * MINUTE).await;
+    }
+    h.assert_clients_see(Some(&local), "just before IMDS's expiry")
+        .await;
+    // One second past the expiry on IMDS's clock; the local clock still shows 19m 59s left.
+    let step = local.expiration.duration_since(h.clock.now()).unwrap() + SECOND;
+    h.clock.advance(step);
+    h.wait_for("withdrawal", |s| s.credentials.is_none()).await;
+    assert!(h.clock.now() < issued.expiration);
+    h.assert_clients_see(None, "expired on IMDS's clock")
+        .await
+        .assert_error(Some("503"), "expired on IMDS's clock");
+    h.finish().await;
+}
+
+/// IMDS time 20 minutes behind, with 30-minute credentials: on the local clock each new set
+/// seems to expire in 10 minutes, inside the 15-minute refresh margin. Judged on IMDS time
+/// it has 30 minutes, so the daemon refreshes at the margin, not again and again.
+#[tokio::test]
+async fn an_instance_clock_20_minutes_fast_does_not_refresh_in_a_loop() {
+    let h = skewed_harness(|c| SkewedClock::behind(c, 20 * MINUTE), 30 * MINUTE).await;
+    let issued = h.sim.current_credentials().unwrap();
+    let mut local = issued.clone();
+    local.expiration = issued.expiration + 20 * MINUTE;
+    let view = h.assert_clients_see(Some(&local), "a fast clock").await;
+    assert_skew_reported(&h, &view, -1200, "20m ahead of IMDS").await;
+    let next = h.daemon.state.borrow().next_refresh.unwrap();
+    assert!(
+        next >= local.expiration - 15 * MINUTE - MINUTE,
+        "next refresh in {:?}",
+        next.duration_since(h.clock.now())
+    );
+    let gets = h.sim.counts().credential_gets;
+    for _ in 0..30 {
+        h.advance_and_settle(2 * SECOND).await;
+    }
+    assert_eq!(
+        h.sim.counts().credential_gets,
+        gets,
+        "no refresh for a minute"
+    );
+    assert!(!h.logs.contains("expire within before_expiry"));
     h.finish().await;
 }

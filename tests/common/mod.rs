@@ -12,6 +12,8 @@ pub mod daemon_process;
 pub mod recorder;
 /// Root and tools a test needs: skipped outside CI, a failure in CI.
 pub mod require;
+/// An IMDS clock skewed against the daemon's.
+pub mod skewed_clock;
 pub mod sts;
 pub mod unix_http;
 
