@@ -566,3 +566,29 @@ async fn an_instance_clock_20_minutes_fast_does_not_refresh_in_a_loop() {
     assert!(!h.logs.contains("expire within before_expiry"));
     h.finish().await;
 }
+
+/// An answer whose body trickles in a byte every 20 ms (over 10 s for a credentials
+/// document): the request timeout covers the body too, so each try gives up at 500 ms.
+#[tokio::test]
+async fn a_body_that_trickles_in_times_out_and_keeps_the_last_good_set() {
+    let h = Harness::start_with_file_sinks().await;
+    let good = h.served().unwrap();
+    h.sim
+        .inject(Target::Credentials, Fault::Trickle(20 * MILLISECOND), 3);
+    h.sim.rotate_now();
+    let started = std::time::Instant::now();
+    h.advance_and_settle(HOUR).await;
+    assert!(
+        started.elapsed() < 5 * SECOND,
+        "three tries of at most 500 ms each, with backoff: {:?}",
+        started.elapsed()
+    );
+    h.assert_clients_see(Some(&good), "a trickling body")
+        .await
+        .assert_error(Some("timed out"), "a trickling body");
+    h.advance_and_settle(MINUTE).await;
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the trickle")
+        .await
+        .assert_error(None, "after the trickle");
+    h.finish().await;
+}
