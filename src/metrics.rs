@@ -1,6 +1,7 @@
 //! Counters that `status` and `/metrics` report. Plain atomics: incremented on the hot path
 //! without locks, read when someone asks.
 
+use crate::imds::clock_skew::ClockSkewGauge;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Process-wide counters, shared as `Arc<Metrics>`.
@@ -26,6 +27,8 @@ pub struct Metrics {
     pub assume_successes: AtomicU64,
     /// `AssumeRole` attempts that ended without credentials (all profiles).
     pub assume_failures: AtomicU64,
+    /// IMDS's clock minus ours, from the latest IMDS answer's `Date` header.
+    pub clock_skew: ClockSkewGauge,
 }
 
 /// One listener's answers, by HTTP status.

@@ -73,6 +73,10 @@ pub enum RefreshError {
     NoRole,
     #[error("role {0} is not attached to this instance (IMDS answers 404)")]
     RoleNotFound(String),
+    /// IMDS lists the role but has no credentials for it yet (it happens briefly while a
+    /// profile is being replaced): a glitch, so the last good set stays served.
+    #[error("IMDS lists role {0} but answers 404 for its credentials")]
+    ListedRoleWithoutCredentials(String),
     #[error(transparent)]
     Imds(#[from] ImdsError),
 }
@@ -142,20 +146,24 @@ impl Refresher {
 
     /// Asks IMDS for the role (unless configured) and its credentials.
     async fn fetch(&self) -> Result<(String, Credentials), RefreshError> {
-        let role = match &self.configured_role {
-            Some(role) => role.clone(),
-            None => self.imds.role_name().await?.ok_or(RefreshError::NoRole)?,
+        let (role, missing): (String, fn(String) -> RefreshError) = match &self.configured_role {
+            Some(role) => (role.clone(), RefreshError::RoleNotFound),
+            None => (
+                self.imds.role_name().await?.ok_or(RefreshError::NoRole)?,
+                RefreshError::ListedRoleWithoutCredentials,
+            ),
         };
         let credentials = self
             .imds
             .role_credentials(&role)
             .await?
-            .ok_or_else(|| RefreshError::RoleNotFound(role.clone()))?;
+            .ok_or_else(|| missing(role.clone()))?;
         Ok((role, credentials))
     }
 
     /// Publishes what IMDS gave, and decides when to ask again.
     fn accept(&self, role: String, credentials: Credentials, failures: &mut u32) -> SystemTime {
+        let credentials = self.on_local_clock(credentials);
         let now = self.clock.now();
         let expires = format_utc_timestamp(credentials.expiration);
         if !credentials.is_valid_at(now) {
@@ -202,6 +210,17 @@ impl Refresher {
         wake_at
     }
 
+    /// The set with its `Expiration` moved onto the local clock when the instance clock is
+    /// off by more than the threshold, so every expiry decision here, and every client on
+    /// this instance (which reads the same clock), judges it on IMDS time.
+    fn on_local_clock(&self, mut credentials: Credentials) -> Credentials {
+        let skew = self.metrics.clock_skew.get().filter(|s| s.is_significant());
+        if let Some(skew) = skew {
+            credentials.expiration = skew.to_local(credentials.expiration);
+        }
+        credentials
+    }
+
     /// Records a failed refresh; withdraws the credentials if the role is gone.
     fn reject(&self, error: RefreshError, failures: &mut u32) -> SystemTime {
         let message = error_chain(&error);
@@ -216,7 +235,7 @@ impl Refresher {
                     s.credentials = None;
                 });
             }
-            RefreshError::Imds(_) => {
+            RefreshError::Imds(_) | RefreshError::ListedRoleWithoutCredentials(_) => {
                 let held = self
                     .state
                     .borrow()

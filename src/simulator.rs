@@ -14,7 +14,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::credentials::{format_utc_timestamp, Credentials};
 use crate::secret::Secret;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE, SERVER};
 use hyper::{Method, Request, Response, StatusCode};
@@ -107,6 +107,9 @@ pub enum Fault {
     Expired,
     /// 200 with a fresh credential set expiring this soon.
     ExpiresIn(Duration),
+    /// 200 with the normal answer, its body sent one byte at a time with this wait (real
+    /// time) before each: a connection that trickles, as over a congested link.
+    Trickle(Duration),
 }
 
 /// How many requests of each kind the simulator has answered.
@@ -554,7 +557,9 @@ impl State {
                 one_off_set(now - Duration::from_secs(60)),
             ),
             Fault::ExpiresIn(soon) => text_response(StatusCode::OK, one_off_set(now + soon)),
-            Fault::Delay(_) | Fault::Reset => unreachable!("handled by the connection"),
+            Fault::Delay(_) | Fault::Reset | Fault::Trickle(_) => {
+                unreachable!("handled by the connection")
+            }
         }
     }
 }
@@ -636,17 +641,86 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) {
                     tokio::time::sleep(delay).await;
                     state.respond(&method, &path, request.headers())
                 }
+                Some(Fault::Trickle(every)) => {
+                    let response = state.respond(&method, &path, request.headers());
+                    state.record(&method, &path, response.status().as_u16());
+                    let response = dated(response, state.clock.now());
+                    return Ok(trickled(response, every).await);
+                }
                 Some(fault) => state.fault_response(fault),
                 None => state.respond(&method, &path, request.headers()),
             };
             state.record(&method, &path, response.status().as_u16());
-            Ok::<_, ConnectionReset>(response)
+            Ok::<_, ConnectionReset>(dated(response, state.clock.now()).map(BodyExt::boxed))
         }
     });
     // Errors here are client hang-ups and our own resets: nothing to report.
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
         .await;
+}
+
+// --- A body that trickles in -------------------------------------------------------------
+
+/// Every answer's body type: whole (`Full`) or trickled.
+type AnswerBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// `response` with its body sent one byte per `every`.
+async fn trickled(response: Response<Full<Bytes>>, every: Duration) -> Response<AnswerBody> {
+    let (parts, body) = response.into_parts();
+    let bytes = match body.collect().await {
+        Ok(whole) => whole.to_bytes(),
+        Err(never) => match never {},
+    };
+    let body = TrickleBody {
+        rest: bytes,
+        every,
+        wait: Box::pin(tokio::time::sleep(every)),
+    };
+    Response::from_parts(parts, body.boxed())
+}
+
+struct TrickleBody {
+    rest: Bytes,
+    every: Duration,
+    wait: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl hyper::body::Body for TrickleBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.rest.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::ready!(std::future::Future::poll(self.wait.as_mut(), cx));
+        let every = self.every;
+        self.wait
+            .as_mut()
+            .reset(tokio::time::Instant::now() + every);
+        let byte = self.rest.split_to(1);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(byte))))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.rest.len() as u64)
+    }
+}
+
+// --- The simulated instance's own clock, as IMDS shows it -------------------------------
+
+/// Stamps `Date` from the simulator's clock, which a test may skew against the daemon's: the
+/// real service sends one on every answer, and it is how the daemon measures clock skew.
+/// (hyper adds its own `Date`, from the host clock, only when the answer has none.)
+fn dated(mut response: Response<Full<Bytes>>, now: SystemTime) -> Response<Full<Bytes>> {
+    let date = HeaderValue::from_str(&httpdate::fmt_http_date(now))
+        .expect("an HTTP date is a valid header value");
+    response.headers_mut().insert(hyper::header::DATE, date);
+    response
 }
 
 /// Issues a fresh random set expiring at `expiration` (whole seconds, as IMDS writes it)

@@ -8,9 +8,7 @@
 
 mod common;
 #[cfg(target_os = "linux")]
-#[path = "common/unix_http.rs"]
-#[allow(dead_code)] // only `get` is used here
-mod unix_http;
+use common::unix_http;
 
 use common::sts::{StsFault, StsServer};
 use common::{Harness, HarnessOptions};

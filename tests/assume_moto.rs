@@ -33,13 +33,7 @@ impl Drop for Moto {
 }
 
 fn moto_server_path() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/moto_server");
-    assert!(
-        path.exists(),
-        "{} is missing: run tests/support/setup-python.sh",
-        path.display()
-    );
-    path
+    common::aws_clients::python_bin().join("moto_server")
 }
 
 fn run(program: &str, args: &[&str], dir: &Path) {

@@ -320,17 +320,16 @@ fn fallback_imds_reads_the_instance_role_when_no_daemon_runs() {
     assert!(line.contains("no IAM role is attached"), "{line}");
 }
 
-/// Runs `command` as the unprivileged user `nobody` (the tests run as root here).
+/// Runs `command` as the unprivileged user `nobody`; the caller checked it runs as root.
 fn as_nobody(command: &mut Command) -> &mut Command {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test switches users and must run as root"
-    );
     command.uid(65534).gid(65534)
 }
 
 #[test]
 fn a_user_who_cannot_open_the_socket_is_told_so_with_exit_2() {
+    if !common::require::root("run the client as another user") {
+        return;
+    }
     let setup = Sandbox::healthy();
     let output = as_nobody(&mut setup.client("credential-process", &[]))
         .output()
@@ -345,6 +344,9 @@ fn a_user_who_cannot_open_the_socket_is_told_so_with_exit_2() {
 
 #[test]
 fn a_peer_the_daemon_does_not_allow_gets_403_and_exit_2() {
+    if !common::require::root("run the client as another user") {
+        return;
+    }
     let mut setup = Sandbox::simulator(SimulatorOptions::default());
     std::fs::set_permissions(setup.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     setup.start_daemon(&["--socket-mode", "0666", "--allow-uid", "0"]);
@@ -639,4 +641,83 @@ fn exec_warns_five_minutes_before_the_commands_credentials_expire() {
     assert!(stderr.starts_with(&expected), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert_no_secrets(&stderr, &setup.sim, "exec's warning");
+}
+
+/// What one `credential-process` run printed while the daemon restarted.
+enum Outcome {
+    Served(Credentials),
+    Refused(String),
+}
+
+#[test]
+fn clients_reading_while_the_daemon_restarts_get_a_set_or_one_clear_error() {
+    let mut setup = Sandbox::healthy();
+    let socket = setup.socket.clone();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let outcomes = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut outcomes = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut command = Command::new(BIN);
+                command
+                    .arg("credential-process")
+                    .arg("--socket")
+                    .arg(&socket);
+                clear_aws_variables(&mut command);
+                let output = command.output().unwrap();
+                outcomes.push(if output.status.success() {
+                    Outcome::Served(
+                        Credentials::from_process_json(&output.stdout)
+                            .unwrap_or_else(|e| panic!("exit 0 but unusable output: {e}")),
+                    )
+                } else {
+                    Outcome::Refused(assert_failure(
+                        &output,
+                        2,
+                        "imds-credd credential-process: ",
+                    ))
+                });
+            }
+            outcomes
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(setup.stop_daemon(), Some(0), "a clean stop");
+        std::thread::sleep(Duration::from_millis(300));
+        setup.start_daemon(&[]);
+        std::thread::sleep(Duration::from_millis(300));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap()
+    });
+    let issued = setup.sim.issued_credentials();
+    let now = std::time::SystemTime::now();
+    let mut refused = 0;
+    for outcome in &outcomes {
+        match outcome {
+            Outcome::Served(creds) => {
+                assert!(issued.contains(creds), "a set the instance was issued");
+                assert!(creds.is_valid_at(now), "never an expired set");
+            }
+            Outcome::Refused(line) => {
+                assert!(
+                    line.contains("no daemon socket") || line.contains("refused"),
+                    "{line}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        refused > 0,
+        "the restart was seen: {} reads",
+        outcomes.len()
+    );
+    assert!(
+        matches!(outcomes.first(), Some(Outcome::Served(_))),
+        "served before the restart"
+    );
+    assert!(
+        matches!(outcomes.last(), Some(Outcome::Served(_))),
+        "served again after it"
+    );
+    assert_no_secrets(&setup.daemon_log(), &setup.sim, "the daemon's log");
 }

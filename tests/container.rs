@@ -5,9 +5,7 @@
 #![cfg(target_os = "linux")]
 
 mod common;
-#[path = "common/unix_http.rs"]
-#[allow(dead_code)] // `request` is not used here
-mod unix_http;
+use common::unix_http;
 
 use bytes::Bytes;
 use common::aws_clients::python_bin;

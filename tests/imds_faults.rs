@@ -1,25 +1,30 @@
 //! The daemon against a misbehaving IMDS: each fault the real service (or a network) can
-//! produce, what the daemon serves and logs meanwhile, and that it recovers. Every test
-//! runs the real HTTP client against the simulator on loopback and ends with a scan of
-//! everything logged (at trace level) for secrets.
+//! produce, what a client sees meanwhile (the answer on the unix socket, the credentials
+//! and env files on disk, `imds-credd status`), and that it recovers. Every test runs the
+//! real HTTP client against the simulator on loopback and ends with a scan of everything
+//! logged (at trace level) for secrets.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]
 
 mod common;
 
+use common::client_view::ClientView;
+use common::skewed_clock::SkewedClock;
 use common::{Harness, HarnessOptions};
 use imds_credd::clock::{Clock, ManualClock};
 use imds_credd::simulator::{Fault, Target};
+use std::sync::Arc;
 use std::time::Duration;
 
+const MILLISECOND: Duration = Duration::from_millis(1);
 const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
 #[tokio::test]
 async fn publishes_the_issued_credentials_and_reuses_the_session_token() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     assert_eq!(h.served(), h.sim.current_credentials());
     h.advance_and_settle(HOUR).await;
     h.advance_and_settle(HOUR).await;
@@ -28,12 +33,16 @@ async fn publishes_the_issued_credentials_and_reuses_the_session_token() {
     assert_eq!(counts.role_lists, 3);
     assert_eq!(counts.credential_gets, 3);
     assert!(h.logs.contains("published new credentials"));
+    let view = h
+        .assert_clients_see(h.sim.current_credentials().as_ref(), "after two refreshes")
+        .await;
+    view.assert_error(None, "after two refreshes");
     h.finish().await;
 }
 
 #[tokio::test]
 async fn refreshes_within_policy_and_follows_rotation_for_a_day() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     for _ in 0..24 {
         let state = h.advance_and_settle(HOUR).await;
         let now = h.clock.now();
@@ -53,7 +62,7 @@ async fn refreshes_within_policy_and_follows_rotation_for_a_day() {
 
 #[tokio::test]
 async fn a_stale_token_gets_401_then_a_new_token_and_the_request_succeeds() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     h.sim.invalidate_tokens();
     h.advance_and_settle(HOUR).await;
     assert_eq!(h.served(), h.sim.current_credentials());
@@ -61,23 +70,30 @@ async fn a_stale_token_gets_401_then_a_new_token_and_the_request_succeeds() {
     assert_eq!(counts.token_puts, 2);
     assert!(counts.unauthorized >= 1);
     assert!(h.daemon.state.borrow().last_error.is_none());
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after a new token")
+        .await
+        .assert_error(None, "after a new token");
     h.finish().await;
 }
 
 #[tokio::test]
 async fn an_injected_401_is_retried_once_with_a_new_token() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     h.sim.inject(Target::Credentials, Fault::Status(401), 1);
+    h.sim.rotate_now();
     h.advance_and_settle(HOUR).await;
     assert!(h.daemon.state.borrow().last_error.is_none());
     assert_eq!(h.sim.counts().token_puts, 2);
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the 401")
+        .await
+        .assert_error(None, "after the 401");
     h.finish().await;
 }
 
 #[tokio::test]
 async fn throttling_and_server_errors_are_retried_within_one_refresh() {
     for fault in [Fault::Status(429), Fault::Status(500), Fault::Status(503)] {
-        let h = Harness::start().await;
+        let h = Harness::start_with_file_sinks().await;
         let before = h.sim.counts().credential_gets;
         h.sim.inject(Target::Credentials, fault.clone(), 2);
         let old = h.served().unwrap();
@@ -85,6 +101,9 @@ async fn throttling_and_server_errors_are_retried_within_one_refresh() {
         h.advance_and_settle(HOUR).await;
         let served = h.served().unwrap();
         assert_ne!(served, old, "{fault:?}: new credentials despite the fault");
+        h.assert_clients_see(Some(&served), &format!("{fault:?}"))
+            .await
+            .assert_error(None, &format!("{fault:?}"));
         assert_eq!(
             h.sim.counts().credential_gets - before,
             3,
@@ -98,12 +117,15 @@ async fn throttling_and_server_errors_are_retried_within_one_refresh() {
 #[tokio::test]
 async fn a_slow_answer_past_the_timeout_and_a_reset_are_retried() {
     for fault in [Fault::Delay(2 * SECOND), Fault::Reset] {
-        let h = Harness::start().await;
+        let h = Harness::start_with_file_sinks().await;
         h.sim.inject(Target::RoleList, fault.clone(), 1);
         h.sim.rotate_now();
         h.advance_and_settle(HOUR).await;
         assert_eq!(h.served(), h.sim.current_credentials(), "{fault:?}");
         assert!(h.daemon.state.borrow().last_error.is_none(), "{fault:?}");
+        h.assert_clients_see(h.sim.current_credentials().as_ref(), &format!("{fault:?}"))
+            .await
+            .assert_error(None, &format!("{fault:?}"));
         h.finish().await;
     }
 }
@@ -121,48 +143,46 @@ async fn bad_answers_keep_the_last_good_credentials_and_recover_on_retry() {
             "exceeds 65536 bytes",
         ),
         (Target::Credentials, Fault::CodeFailure, "Failure"),
-        (Target::Credentials, Fault::Expired, "already expired"),
+        (
+            Target::Credentials,
+            Fault::Expired,
+            "returned credentials that expired",
+        ),
     ];
     for (target, fault, message) in cases {
-        let h = Harness::start().await;
+        let h = Harness::start_with_file_sinks().await;
         let good = h.served().unwrap();
         h.sim.inject(target, fault.clone(), 1);
         h.sim.rotate_now();
         let state = h.advance_and_settle(HOUR).await;
-        let error = state.last_error.clone().unwrap_or_default();
-        assert!(
-            error.contains(message) || h.logs.contains(message),
-            "{fault:?}: expected {message:?} in {error:?}"
-        );
-        assert_eq!(
-            h.served(),
-            Some(good.clone()),
-            "{fault:?}: last good set still served"
-        );
+        let what = format!("{fault:?}: the last good set still served");
+        h.assert_clients_see(Some(&good), &what)
+            .await
+            .assert_error(Some(message), &what);
         let retry_at = state.next_refresh.unwrap();
         assert!(
             retry_at <= h.clock.now() + 2 * SECOND,
             "{fault:?}: retried soon"
         );
         h.advance_and_settle(2 * SECOND).await;
-        assert_eq!(
-            h.served(),
-            h.sim.current_credentials(),
-            "{fault:?}: recovered"
-        );
-        assert!(h.daemon.state.borrow().last_error.is_none());
+        let what = format!("{fault:?}: recovered");
+        h.assert_clients_see(h.sim.current_credentials().as_ref(), &what)
+            .await
+            .assert_error(None, &what);
         h.finish().await;
     }
 }
 
 #[tokio::test]
 async fn credentials_expiring_inside_the_margin_are_served_but_refreshed_soon() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     h.sim
         .inject(Target::Credentials, Fault::ExpiresIn(5 * MINUTE), 1);
     let state = h.advance_and_settle(HOUR).await;
     let served = h.served().unwrap();
     assert!(served.expiration <= h.clock.now() + 5 * MINUTE);
+    h.assert_clients_see(Some(&served), "a set inside the margin")
+        .await;
     assert!(state.next_refresh.unwrap() <= h.clock.now() + 2 * SECOND);
     assert!(h.logs.contains("expire within before_expiry"));
     h.advance_and_settle(2 * SECOND).await;
@@ -172,7 +192,7 @@ async fn credentials_expiring_inside_the_margin_are_served_but_refreshed_soon() 
 
 #[tokio::test]
 async fn an_outage_serves_until_expiry_then_withdraws_then_recovers() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     let good = h.served().unwrap();
     h.sim.inject(Target::Any, Fault::Status(503), usize::MAX);
     // Walk through the outage in half-hour steps: each step wakes the refresher for one
@@ -186,12 +206,17 @@ async fn an_outage_serves_until_expiry_then_withdraws_then_recovers() {
             state.last_error.as_deref().unwrap_or("").contains("503"),
             "{state:?}"
         );
-        assert_eq!(h.served(), Some(good.clone()));
+        h.assert_clients_see(Some(&good), "during the outage")
+            .await
+            .assert_error(Some("503"), "during the outage");
         assert!(h.sim.requests().len() > attempts, "still trying");
         attempts = h.sim.requests().len();
     }
     h.clock.advance(30 * MINUTE);
     h.wait_for("withdrawal", |s| s.credentials.is_none()).await;
+    h.assert_clients_see(None, "past the expiry")
+        .await
+        .assert_error(Some("503"), "past the expiry");
     assert!(h.logs.contains("withdrawn"));
     assert!(h
         .daemon
@@ -204,24 +229,31 @@ async fn an_outage_serves_until_expiry_then_withdraws_then_recovers() {
     h.sim.clear_faults();
     h.advance_and_settle(MINUTE).await;
     h.wait_for("recovery", |s| s.credentials.is_some()).await;
-    assert_eq!(h.served(), h.sim.current_credentials());
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the outage")
+        .await
+        .assert_error(None, "after the outage");
     h.finish().await;
 }
 
 #[tokio::test]
 async fn a_replaced_role_is_followed_and_a_removed_role_withdraws_credentials() {
-    let h = Harness::start().await;
+    let h = Harness::start_with_file_sinks().await;
     h.sim.set_role(Some("renamed-role"));
     let state = h.advance_and_settle(HOUR).await;
     assert_eq!(state.role.as_deref(), Some("renamed-role"));
     assert_eq!(h.served(), h.sim.current_credentials());
     assert!(h.logs.contains("instance role was replaced"));
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "a replaced role")
+        .await;
 
     h.sim.set_role(None);
     let state = h.advance_and_settle(HOUR).await;
     assert!(state.credentials.is_none() && state.role.is_none());
     assert!(state.last_error.unwrap().contains("no IAM role"));
     assert!(h.logs.contains("instance role was removed"));
+    h.assert_clients_see(None, "a removed role")
+        .await
+        .assert_error(Some("no IAM role"), "a removed role");
 
     h.sim.set_role(Some("third-role"));
     h.advance_and_settle(2 * SECOND).await;
@@ -229,6 +261,11 @@ async fn a_replaced_role_is_followed_and_a_removed_role_withdraws_credentials() 
         .wait_for("role attached again", |s| s.credentials.is_some())
         .await;
     assert_eq!(state.role.as_deref(), Some("third-role"));
+    h.assert_clients_see(
+        h.sim.current_credentials().as_ref(),
+        "a role attached again",
+    )
+    .await;
     h.finish().await;
 }
 
@@ -236,15 +273,21 @@ async fn a_replaced_role_is_followed_and_a_removed_role_withdraws_credentials() 
 async fn an_instance_without_a_role_serves_nothing_until_one_is_attached() {
     let clock = ManualClock::starting_now();
     let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
     options.sim.role = None;
     options.wait_for_credentials = false;
     let h = Harness::start_with(clock, options).await;
     let state = h.wait_for("an error", |s| s.last_error.is_some()).await;
     assert!(state.credentials.is_none());
     assert!(state.last_error.unwrap().contains("no IAM role"));
+    h.assert_clients_see(None, "no role yet")
+        .await
+        .assert_error(Some("no IAM role"), "no role yet");
     h.sim.set_role(Some("late-role"));
     h.advance_and_settle(2 * SECOND).await;
     h.wait_for("credentials", |s| s.credentials.is_some()).await;
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "a late role")
+        .await;
     h.finish().await;
 }
 
@@ -252,10 +295,12 @@ async fn an_instance_without_a_role_serves_nothing_until_one_is_attached() {
 async fn a_configured_role_is_used_without_listing() {
     let clock = ManualClock::starting_now();
     let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
     options.configure = Box::new(|c| c.imds.role = "demo-role".into());
     let h = Harness::start_with(clock, options).await;
     assert_eq!(h.sim.counts().role_lists, 0);
-    assert_eq!(h.served(), h.sim.current_credentials());
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "a configured role")
+        .await;
     h.finish().await;
 }
 
@@ -264,6 +309,7 @@ async fn imdsv2_only_by_default_and_v1_fallback_when_allowed() {
     // The token PUT is refused: without allow_imdsv1 the daemon says why and serves nothing.
     let clock = ManualClock::starting_now();
     let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
     options.wait_for_credentials = false;
     options.sim.allow_imdsv1 = true;
     options.prepare = Box::new(|sim| sim.inject(Target::Token, Fault::Status(403), usize::MAX));
@@ -271,11 +317,15 @@ async fn imdsv2_only_by_default_and_v1_fallback_when_allowed() {
     let state = h.wait_for("an error", |s| s.last_error.is_some()).await;
     assert!(state.credentials.is_none());
     assert!(state.last_error.unwrap().contains("IMDSv2 is required"));
+    h.assert_clients_see(None, "IMDSv1 refused")
+        .await
+        .assert_error(Some("IMDSv2 is required"), "IMDSv1 refused");
     assert_eq!(h.sim.counts().credential_gets, 0);
     h.finish().await;
 
     let clock = ManualClock::starting_now();
     let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
     options.wait_for_credentials = false;
     options.sim.allow_imdsv1 = true;
     options.configure = Box::new(|c| c.imds.allow_imdsv1 = true);
@@ -284,5 +334,261 @@ async fn imdsv2_only_by_default_and_v1_fallback_when_allowed() {
     h.wait_for("credentials over IMDSv1", |s| s.credentials.is_some())
         .await;
     assert!(h.logs.contains("falling back to IMDSv1"));
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "over IMDSv1")
+        .await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_401_on_the_token_put_keeps_the_last_good_set_and_recovers() {
+    let h = Harness::start_with_file_sinks().await;
+    let good = h.served().unwrap();
+    h.sim.invalidate_tokens();
+    h.sim.inject(Target::Token, Fault::Status(401), 1);
+    h.sim.rotate_now();
+    h.advance_and_settle(HOUR).await;
+    h.assert_clients_see(Some(&good), "token PUT answered 401")
+        .await
+        .assert_error(
+            Some("IMDS answered /latest/api/token with HTTP 401"),
+            "token PUT answered 401",
+        );
+    h.advance_and_settle(2 * SECOND).await;
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the 401")
+        .await
+        .assert_error(None, "after the 401");
+    h.finish().await;
+}
+
+/// The hop-limit case: the token answer never arrives (here: later than the timeout).
+#[tokio::test]
+async fn a_token_put_that_times_out_names_the_hop_limit_and_keeps_the_last_good_set() {
+    let h = Harness::start_with_file_sinks().await;
+    let good = h.served().unwrap();
+    h.sim.invalidate_tokens();
+    h.sim.inject(Target::Token, Fault::Delay(2 * SECOND), 3);
+    h.sim.rotate_now();
+    h.advance_and_settle(HOUR).await;
+    h.assert_clients_see(Some(&good), "token PUT timed out")
+        .await
+        .assert_error(Some("hop limit"), "token PUT timed out");
+    h.advance_and_settle(MINUTE).await;
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "token answered again")
+        .await
+        .assert_error(None, "token answered again");
+    h.finish().await;
+}
+
+/// IMDS lists the role but has no credentials for it (briefly, while a profile changes):
+/// a glitch, not a removed role.
+#[tokio::test]
+async fn a_404_on_the_credentials_of_a_listed_role_keeps_the_last_good_set() {
+    let h = Harness::start_with_file_sinks().await;
+    let good = h.served().unwrap();
+    h.sim.inject(Target::Credentials, Fault::Status(404), 1);
+    h.sim.rotate_now();
+    h.advance_and_settle(HOUR).await;
+    h.assert_clients_see(Some(&good), "credentials path 404")
+        .await
+        .assert_error(
+            Some("IMDS lists role demo-role but answers 404 for its credentials"),
+            "credentials path 404",
+        );
+    h.advance_and_settle(2 * SECOND).await;
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the 404")
+        .await
+        .assert_error(None, "after the 404");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_configured_role_that_answers_404_is_not_attached_and_nothing_is_served() {
+    let clock = ManualClock::starting_now();
+    let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
+    options.configure = Box::new(|c| c.imds.role = "demo-role".into());
+    let h = Harness::start_with(clock, options).await;
+    h.sim.set_role(Some("another-role"));
+    h.advance_and_settle(HOUR).await;
+    h.assert_clients_see(None, "configured role gone")
+        .await
+        .assert_error(
+            Some("role demo-role is not attached to this instance"),
+            "configured role gone",
+        );
+    h.finish().await;
+}
+
+/// IMDS stops listening: the connection is refused on every retry.
+#[tokio::test]
+async fn a_refused_connection_keeps_the_last_good_set_until_it_expires() {
+    let h = Harness::start_with_file_sinks().await;
+    let good = h.served().unwrap();
+    h.sim.clone().shutdown().await;
+    h.advance_and_settle(HOUR).await;
+    h.assert_clients_see(Some(&good), "IMDS refuses connections")
+        .await
+        .assert_error(Some("cannot connect to IMDS"), "IMDS refuses connections");
+    while h.clock.now() + 30 * MINUTE < good.expiration {
+        h.advance_and_settle(30 * MINUTE).await;
+    }
+    h.clock.advance(30 * MINUTE);
+    h.wait_for("withdrawal", |s| s.credentials.is_none()).await;
+    h.assert_clients_see(None, "past the expiry")
+        .await
+        .assert_error(Some("cannot connect to IMDS"), "past the expiry");
+    h.finish().await;
+}
+
+/// A connection that is never accepted: a listener whose backlog is full drops the SYNs,
+/// so the connect itself times out (as for an unreachable 169.254.169.254).
+#[tokio::test]
+async fn a_connect_timeout_serves_nothing_and_says_it_timed_out() {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let address = listener.local_addr().unwrap().as_socket().unwrap();
+    // Fill the backlog (queue of 0 holds one connection, and the kernel allows one more).
+    let fillers: Vec<_> = (0..2)
+        .filter_map(|_| std::net::TcpStream::connect_timeout(&address, 200 * MILLISECOND).ok())
+        .collect();
+    assert!(!fillers.is_empty(), "the backlog filled");
+    let clock = ManualClock::starting_now();
+    let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
+    options.wait_for_credentials = false;
+    options.configure = Box::new(move |c| c.imds.endpoint = format!("http://{address}"));
+    let h = Harness::start_with(clock, options).await;
+    h.wait_for("an error", |s| s.last_error.is_some()).await;
+    h.assert_clients_see(None, "connect timed out")
+        .await
+        .assert_error(Some("timed out"), "connect timed out");
+    h.finish().await;
+}
+
+/// The daemon with a simulator whose clock is `skewed` from the daemon's, and the given
+/// credential lifetime (rotated 5 minutes before it ends).
+async fn skewed_harness(
+    skewed: impl FnOnce(&ManualClock) -> SkewedClock,
+    lifetime: Duration,
+) -> Harness {
+    let clock = ManualClock::starting_now();
+    let mut options = HarnessOptions::new(&clock);
+    options.file_sinks = true;
+    options.sim.clock = Arc::new(skewed(&clock));
+    options.sim.credential_lifetime = lifetime;
+    options.sim.rotate_every = lifetime - 5 * MINUTE;
+    Harness::start_with(clock, options).await
+}
+
+/// The skew as `/v1/status`, `/metrics`, `imds-credd status` and the log report it.
+async fn assert_skew_reported(h: &Harness, view: &ClientView, seconds: i64, words: &str) {
+    assert_eq!(view.status_doc["clock_skew_seconds"], seconds, "{view:#?}");
+    let warning = view.status_doc["clock_skew_warning"].as_str().unwrap_or("");
+    assert!(warning.contains(words), "{warning:?}");
+    assert!(
+        view.status_text.contains(&format!(
+            "clock skew:    WARNING the instance clock is {words}"
+        )),
+        "{}",
+        view.status_text
+    );
+    let metrics = common::unix_http::get(&h.daemon_socket, "/metrics").await;
+    assert!(
+        metrics
+            .body
+            .contains(&format!("\nimds_credd_clock_skew_seconds {seconds}\n")),
+        "{}",
+        metrics.body
+    );
+    assert!(h
+        .logs
+        .contains(&format!("clock skew: the instance clock is {words}")));
+}
+
+/// IMDS time 20 minutes ahead: a set IMDS says expires at E really expires when the local
+/// clock reads E − 20 min, and is withdrawn then, not 20 minutes later.
+#[tokio::test]
+async fn an_instance_clock_20_minutes_slow_never_serves_an_expired_set() {
+    let h = skewed_harness(|c| SkewedClock::ahead_of(c, 20 * MINUTE), 6 * HOUR).await;
+    let issued = h.sim.current_credentials().unwrap();
+    let mut local = issued.clone();
+    local.expiration = issued.expiration - 20 * MINUTE;
+    let view = h.assert_clients_see(Some(&local), "a slow clock").await;
+    assert_skew_reported(&h, &view, 1200, "20m behind IMDS").await;
+
+    h.sim.inject(Target::Any, Fault::Status(503), usize::MAX);
+    while h.clock.now() + 30 * MINUTE < local.expiration {
+        h.advance_and_settle(30 * MINUTE).await;
+    }
+    h.assert_clients_see(Some(&local), "just before IMDS's expiry")
+        .await;
+    // One second past the expiry on IMDS's clock; the local clock still shows 19m 59s left.
+    let step = local.expiration.duration_since(h.clock.now()).unwrap() + SECOND;
+    h.clock.advance(step);
+    h.wait_for("withdrawal", |s| s.credentials.is_none()).await;
+    assert!(h.clock.now() < issued.expiration);
+    h.assert_clients_see(None, "expired on IMDS's clock")
+        .await
+        .assert_error(Some("503"), "expired on IMDS's clock");
+    h.finish().await;
+}
+
+/// IMDS time 20 minutes behind, with 30-minute credentials: on the local clock each new set
+/// seems to expire in 10 minutes, inside the 15-minute refresh margin. Judged on IMDS time
+/// it has 30 minutes, so the daemon refreshes at the margin, not again and again.
+#[tokio::test]
+async fn an_instance_clock_20_minutes_fast_does_not_refresh_in_a_loop() {
+    let h = skewed_harness(|c| SkewedClock::behind(c, 20 * MINUTE), 30 * MINUTE).await;
+    let issued = h.sim.current_credentials().unwrap();
+    let mut local = issued.clone();
+    local.expiration = issued.expiration + 20 * MINUTE;
+    let view = h.assert_clients_see(Some(&local), "a fast clock").await;
+    assert_skew_reported(&h, &view, -1200, "20m ahead of IMDS").await;
+    let next = h.daemon.state.borrow().next_refresh.unwrap();
+    assert!(
+        next >= local.expiration - 15 * MINUTE - MINUTE,
+        "next refresh in {:?}",
+        next.duration_since(h.clock.now())
+    );
+    let gets = h.sim.counts().credential_gets;
+    for _ in 0..30 {
+        h.advance_and_settle(2 * SECOND).await;
+    }
+    assert_eq!(
+        h.sim.counts().credential_gets,
+        gets,
+        "no refresh for a minute"
+    );
+    assert!(!h.logs.contains("expire within before_expiry"));
+    h.finish().await;
+}
+
+/// An answer whose body trickles in a byte every 20 ms (over 10 s for a credentials
+/// document): the request timeout covers the body too, so each try gives up at 500 ms.
+#[tokio::test]
+async fn a_body_that_trickles_in_times_out_and_keeps_the_last_good_set() {
+    let h = Harness::start_with_file_sinks().await;
+    let good = h.served().unwrap();
+    h.sim
+        .inject(Target::Credentials, Fault::Trickle(20 * MILLISECOND), 3);
+    h.sim.rotate_now();
+    let started = std::time::Instant::now();
+    h.advance_and_settle(HOUR).await;
+    assert!(
+        started.elapsed() < 5 * SECOND,
+        "three tries of at most 500 ms each, with backoff: {:?}",
+        started.elapsed()
+    );
+    h.assert_clients_see(Some(&good), "a trickling body")
+        .await
+        .assert_error(Some("timed out"), "a trickling body");
+    h.advance_and_settle(MINUTE).await;
+    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the trickle")
+        .await
+        .assert_error(None, "after the trickle");
     h.finish().await;
 }

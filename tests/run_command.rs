@@ -6,6 +6,7 @@
 
 mod common;
 
+use imds_credd::credentials::Credentials;
 use imds_credd::simulator::{ImdsSimulator, SimulatorOptions};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -169,17 +170,23 @@ fn run_refuses_to_start_when_imds_is_disabled_by_the_environment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_starts_and_stops_sinks_and_keeps_the_old_config_when_the_new_one_is_bad() {
-    let sim = ImdsSimulator::start(SimulatorOptions::default())
-        .await
-        .unwrap();
+    // Sets rotate every 2 s and the daemon refreshes at least every second, so a sink
+    // that still works after the refused reload shows a newer set within seconds.
+    let sim = ImdsSimulator::start(SimulatorOptions {
+        rotate_every: Duration::from_secs(2),
+        ..SimulatorOptions::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
+    let socket = dir.path().join("s.sock");
     let env_file = dir.path().join("out/credentials.env");
     let creds_file = dir.path().join("out/credentials");
     let base = format!(
-        "[imds]\nendpoint = \"{}\"\n[socket]\npath = \"{}\"\n",
+        "[imds]\nendpoint = \"{}\"\n[refresh]\nmax_interval = \"1s\"\n[socket]\npath = \"{}\"\n",
         sim.endpoint(),
-        dir.path().join("s.sock").display()
+        socket.display()
     );
     let env_sink = format!("[[env]]\npath = \"{}\"\n", env_file.display());
     let file_sink = format!(
@@ -191,15 +198,41 @@ async fn sighup_starts_and_stops_sinks_and_keeps_the_old_config_when_the_new_one
     daemon.wait_for_log("published new credentials");
     wait_for_file(&env_file);
 
-    // A bad edit is refused and the running sinks go on.
+    // A bad edit that, applied even in part, would drop the env sink and start a
+    // credentials file: refused whole, naming the file and the key.
     std::fs::write(
         &config,
-        format!("{base}{env_sink}[[file]]\npath = \"relative\"\n"),
+        format!("{base}{file_sink}[[file]]\npath = \"relative\"\nprofile = \"other\"\n"),
     )
     .unwrap();
     daemon.signal(nix::sys::signal::Signal::SIGHUP);
     daemon.wait_for_log("new configuration refused; keeping the running one");
-    assert!(!creds_file.exists());
+    let refusal = daemon
+        .stderr()
+        .lines()
+        .find(|line| line.contains("new configuration refused"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        refusal.contains(&format!("{}:", config.display())) && refusal.contains("relative"),
+        "{refusal}"
+    );
+    // The running config goes on: the env sink and the socket follow the next rotations,
+    // and no credentials file was started.
+    let refused_at = sim.current_credentials().unwrap();
+    let newer = wait_for_new_set(&sim, &refused_at);
+    wait_until_contains(&env_file, &newer.access_key_id);
+    let answer = common::unix_http::get(&socket, "/v1/credentials").await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let served = answer.json()["AccessKeyId"].as_str().unwrap().to_owned();
+    assert!(
+        sim.issued_credentials()
+            .iter()
+            .skip_while(|c| c.access_key_id != newer.access_key_id)
+            .any(|c| c.access_key_id == served),
+        "the socket serves a set issued after the refusal"
+    );
+    assert!(!creds_file.exists(), "a sink of the refused config started");
 
     // A good edit adds the credentials file and removes the env sink.
     std::fs::write(&config, format!("{base}{file_sink}")).unwrap();
@@ -217,6 +250,36 @@ async fn sighup_starts_and_stops_sinks_and_keeps_the_old_config_when_the_new_one
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(daemon.wait_exit(Duration::from_secs(6)), 0);
     common::assert_no_secrets(&daemon.stderr(), &sim, "the daemon's stderr");
+}
+
+/// Waits (real time) until the simulator issues a set other than `old`.
+fn wait_for_new_set(sim: &ImdsSimulator, old: &Credentials) -> Credentials {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let current = sim.current_credentials().unwrap();
+        if current.access_key_id != old.access_key_id {
+            return current;
+        }
+        assert!(Instant::now() < deadline, "the simulator never rotated");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the file at `path` holds `needle`.
+fn wait_until_contains(path: &std::path::Path, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never held {needle}: {text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn wait_for_file(path: &std::path::Path) {

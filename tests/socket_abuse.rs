@@ -10,9 +10,7 @@
 #![cfg(target_os = "linux")]
 
 mod common;
-#[path = "common/unix_http.rs"]
-#[allow(dead_code)] // the answer's headers and JSON helpers are not needed here
-mod unix_http;
+use common::unix_http;
 
 use common::assert_no_secrets;
 use common::daemon_process::Sandbox;

@@ -2,21 +2,26 @@
 //! bad file (exit 0 and 2), `demo` serving the API on a named pipe that
 //! `credential-process` reads, and the service installed in wine's service manager, started,
 //! serving, stopped cleanly and uninstalled. Wine runs in its own prefix under the target
-//! folder, so a service left by a failed run never reaches `~/.wine`. Needs the `x86_64-pc-windows-gnu` Rust target, the mingw
-//! linker and wine64 (`.ci/run` installs them); without them it prints why and passes.
+//! folder, so a service left by a failed run never reaches `~/.wine`; it is made once
+//! (`wineboot -i` under a lock, then a ready marker) however many tests ask at once. Needs
+//! the `x86_64-pc-windows-gnu` Rust target, the mingw linker and wine64 (`.ci/run` installs
+//! them); without them it says why and is skipped, except in CI, where that fails.
 //!
 //! wine 8 lacks `bcryptprimitives.dll`, which Rust's std imports on Windows; the test builds
 //! the test-only shim `support/bcryptprimitives-shim.c` next to the .exe.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
 const TARGET: &str = "x86_64-pc-windows-gnu";
 const WINE: &str = "/usr/lib/wine/wine64";
+const WINESERVER: &str = "/usr/lib/wine/wineserver64";
 const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
 
 /// Why the Windows build cannot run here, if it cannot.
@@ -47,8 +52,17 @@ fn missing_tool() -> Option<String> {
     }
 }
 
-/// Builds `imds-credd.exe` and the shim next to it; returns the .exe.
+/// Builds `imds-credd.exe` and the shim next to it (once per test binary: two tests
+/// writing the shim at once could hand wine a half-written DLL), and makes the wine prefix
+/// ready; returns the .exe.
 fn build_windows_exe() -> PathBuf {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    let exe = EXE.get_or_init(build_exe_and_shim).clone();
+    ready_prefix(&exe);
+    exe
+}
+
+fn build_exe_and_shim() -> PathBuf {
     let status = Command::new(env!("CARGO"))
         .args([
             "build",
@@ -84,6 +98,45 @@ fn prefix(exe: &Path) -> PathBuf {
     exe.parent().unwrap().parent().unwrap().join("wine-prefix")
 }
 
+/// Makes the prefix once: under an exclusive lock on `wine-prefix.lock`, a prefix without
+/// its `wine-prefix.ready` marker (missing, or half made by a killed run) is made afresh
+/// with `wineboot -i`, and `wineserver -w` waits until wine has finished writing it. Tests
+/// that find the marker go straight on; the others wait on the lock. (Two tests creating
+/// one prefix at once made wine fail with "chdir to …/server-…: No such file or
+/// directory".)
+fn ready_prefix(exe: &Path) {
+    let prefix = prefix(exe);
+    let marker = prefix.with_extension("ready");
+    if marker.exists() {
+        return;
+    }
+    let lock_file = std::fs::File::create(prefix.with_extension("lock")).unwrap();
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock the wine prefix");
+    if marker.exists() {
+        return;
+    }
+    if prefix.exists() {
+        std::fs::remove_dir_all(&prefix).unwrap();
+    }
+    let booted = Command::new(WINE)
+        .arg("wineboot")
+        .arg("-i")
+        .env("WINEDEBUG", "-all")
+        .env("WINEPREFIX", &prefix)
+        .output()
+        .expect("wine runs wineboot");
+    assert!(booted.status.success(), "wineboot -i failed: {booted:?}");
+    let waited = Command::new(WINESERVER)
+        .arg("-w")
+        .env("WINEPREFIX", &prefix)
+        .output()
+        .expect("wineserver runs");
+    assert!(waited.status.success(), "wineserver -w failed: {waited:?}");
+    std::fs::write(&marker, "").unwrap();
+}
+
 fn wine(exe: &Path) -> Command {
     let mut command = Command::new(WINE);
     command
@@ -115,7 +168,7 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn the_windows_build_runs_its_commands_under_wine() {
     if let Some(reason) = missing_tool() {
-        eprintln!("skipped: {reason}");
+        let _ = common::require::unavailable(&reason);
         return;
     }
     let exe = build_windows_exe();
@@ -221,7 +274,7 @@ fn the_windows_build_runs_its_commands_under_wine() {
 #[test]
 fn the_windows_service_installs_serves_stops_and_uninstalls_under_wine() {
     if let Some(reason) = missing_tool() {
-        eprintln!("skipped: {reason}");
+        let _ = common::require::unavailable(&reason);
         return;
     }
     let exe = build_windows_exe();

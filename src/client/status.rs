@@ -71,6 +71,9 @@ pub fn render_status(doc: &Value, now: SystemTime) -> String {
     let _ = writeln!(out, "next refresh:  {}", when(doc, "next_refresh", now));
     let last_error = doc["last_error"].as_str().unwrap_or("none");
     let _ = writeln!(out, "last error:    {last_error}");
+    if let Some(warning) = doc["clock_skew_warning"].as_str() {
+        let _ = writeln!(out, "clock skew:    WARNING {warning}");
+    }
     if let Some(profiles) = doc["profiles"].as_object().filter(|p| !p.is_empty()) {
         let _ = writeln!(out, "profiles:");
         for (name, profile) in profiles {

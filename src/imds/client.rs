@@ -2,6 +2,7 @@
 //! 401, bounded retries with jittered exponential backoff on throttling, server errors,
 //! timeouts and refused connections, a cap on answer size, and no proxy ever.
 
+use super::clock_skew::{self, ClockSkew};
 use super::token::{granted_ttl, Session};
 use super::ImdsError;
 use crate::backoff::{retry, RetryPolicy};
@@ -235,6 +236,7 @@ impl ImdsClient {
         let transport = |e: reqwest::Error| self.transport_error(e, path);
         let mut response = request.send().await.map_err(transport)?;
         let status = response.status();
+        self.note_date(response.headers().get(reqwest::header::DATE));
         let ttl_header = response
             .headers()
             .get(TOKEN_TTL_HEADER)
@@ -268,6 +270,33 @@ impl ImdsClient {
             ttl_header,
             body,
         })
+    }
+
+    /// Measures the clock skew from an answer's `Date` header; says so in the log when it
+    /// crosses the threshold either way.
+    fn note_date(&self, date: Option<&reqwest::header::HeaderValue>) {
+        let Some(imds_date) = date
+            .and_then(|value| value.to_str().ok())
+            .and_then(clock_skew::parse_date)
+        else {
+            return;
+        };
+        let skew = ClockSkew::measure(imds_date, self.clock.now());
+        let was = self.metrics.clock_skew.get();
+        self.metrics.clock_skew.set(skew);
+        let was_significant = was.is_some_and(ClockSkew::is_significant);
+        if skew.is_significant() && !was_significant {
+            tracing::warn!(
+                imds_ahead_secs = skew.imds_ahead_secs,
+                "clock skew: {}; fix the instance's time sync (chrony, the Amazon Time Sync Service)",
+                skew.describe()
+            );
+        } else if !skew.is_significant() && was_significant {
+            tracing::info!(
+                imds_ahead_secs = skew.imds_ahead_secs,
+                "clock skew is back within the threshold"
+            );
+        }
     }
 
     fn transport_error(&self, error: reqwest::Error, path: &str) -> ImdsError {

@@ -14,6 +14,7 @@
 use crate::clock::SharedClock;
 use crate::credentials::{format_utc_timestamp, Credentials};
 use crate::health::SinkHealth;
+use crate::imds::clock_skew::ClockSkew;
 use crate::metrics::{Metrics, RequestCounters};
 use crate::render::{render_env, EnvSyntax};
 use crate::state::{CredentialState, StateReceiver};
@@ -492,6 +493,17 @@ impl Api {
             })
             .collect();
         status.insert("sinks".into(), sinks.into());
+        let skew = self.metrics.clock_skew.get();
+        status.insert(
+            "clock_skew_seconds".into(),
+            skew.map(|s| s.imds_ahead_secs).into(),
+        );
+        status.insert(
+            "clock_skew_warning".into(),
+            skew.filter(|s| s.is_significant())
+                .map(ClockSkew::describe)
+                .into(),
+        );
         let m = &*self.metrics;
         // Only the statuses answered so far: `status` prints every counter on one line, and
         // a daemon without the container endpoint should not list seven zeros for it.
@@ -555,6 +567,15 @@ impl Api {
                 "When the held instance-role credentials expire.",
                 &[(String::new(), unix_seconds(creds.expiration))],
             );
+        }
+        if let Some(skew) = self.metrics.clock_skew.get() {
+            // Signed, so not through `family`, whose samples are counts.
+            writeln!(
+                out,
+                "# HELP imds_credd_clock_skew_seconds IMDS's clock minus the instance's, from IMDS's Date header; past 300 either way expiry is judged on IMDS time.\n# TYPE imds_credd_clock_skew_seconds gauge\nimds_credd_clock_skew_seconds {}",
+                skew.imds_ahead_secs
+            )
+            .expect("write to String");
         }
         if let Some(at) = state.last_refresh {
             family(

@@ -108,6 +108,13 @@ impl Sandbox {
         self.daemon = Some(daemon);
     }
 
+    /// Stops the daemon with SIGTERM, as systemd does, and returns its exit code.
+    pub fn stop_daemon(&mut self) -> Option<i32> {
+        let mut daemon = self.daemon.take().expect("the daemon was started");
+        kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+        daemon.wait().unwrap().code()
+    }
+
     /// The daemon's process id (for its `/proc` figures); panics if it was not started.
     pub fn daemon_pid(&self) -> u32 {
         self.daemon.as_ref().expect("the daemon was started").id()

@@ -4,11 +4,18 @@
 
 /// The AWS CLI and boto3 from the test venv.
 pub mod aws_clients;
+/// The socket, the files and `imds-credd status`, as a client reads them.
+pub mod client_view;
 /// The daemon and the client commands as child processes.
 pub mod daemon_process;
 /// A loopback stand-in for STS that records and verifies how real clients signed.
 pub mod recorder;
+/// Root and tools a test needs: skipped outside CI, a failure in CI.
+pub mod require;
+/// An IMDS clock skewed against the daemon's.
+pub mod skewed_clock;
 pub mod sts;
+pub mod unix_http;
 
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::config::Config;
@@ -98,6 +105,8 @@ pub struct Harness {
     pub daemon: DaemonHandle,
     pub logs: LogCapture,
     pub dir: tempfile::TempDir,
+    /// The daemon's unix socket, in `dir`.
+    pub daemon_socket: std::path::PathBuf,
     _log_guard: tracing::subscriber::DefaultGuard,
 }
 
@@ -109,6 +118,9 @@ pub struct HarnessOptions {
     pub prepare: Box<dyn FnOnce(&ImdsSimulator)>,
     /// Whether to wait for the first credentials before returning.
     pub wait_for_credentials: bool,
+    /// Whether to give the daemon the credentials file and env file that
+    /// [`Harness::assert_clients_see`] reads.
+    pub file_sinks: bool,
 }
 
 impl HarnessOptions {
@@ -121,6 +133,7 @@ impl HarnessOptions {
             configure: Box::new(|_| {}),
             prepare: Box::new(|_| {}),
             wait_for_credentials: true,
+            file_sinks: false,
         }
     }
 }
@@ -129,6 +142,14 @@ impl Harness {
     pub async fn start() -> Harness {
         let clock = ManualClock::starting_now();
         Harness::start_with(clock.clone(), HarnessOptions::new(&clock)).await
+    }
+
+    /// [`Harness::start`] with the sinks a client reads: a credentials file and an env file.
+    pub async fn start_with_file_sinks() -> Harness {
+        let clock = ManualClock::starting_now();
+        let mut options = HarnessOptions::new(&clock);
+        options.file_sinks = true;
+        Harness::start_with(clock, options).await
     }
 
     pub async fn start_with(clock: ManualClock, options: HarnessOptions) -> Harness {
@@ -143,7 +164,11 @@ impl Harness {
         config.imds.endpoint = sim.endpoint();
         config.imds.timeout = Duration::from_millis(500);
         config.socket.path = dir.path().join("credentials.sock");
+        if options.file_sinks {
+            client_view::add_file_sinks(&mut config, dir.path());
+        }
         (options.configure)(&mut config);
+        let daemon_socket = config.socket.path.clone();
         let daemon = daemon::start(&config, Arc::new(clock.clone()))
             .await
             .expect("daemon starts");
@@ -153,6 +178,7 @@ impl Harness {
             daemon,
             logs,
             dir,
+            daemon_socket,
             _log_guard: guard,
         };
         if options.wait_for_credentials {

@@ -1,16 +1,15 @@
 //! A loopback STS for the assume-role tests: real HTTP/1.1 (plain `http://127.0.0.1:PORT`;
 //! a real deployment uses https), that VERIFIES each request's SigV4 signature before it
-//! answers. It recomputes the `Authorization` header with `aws-sigv4` from the instance
-//! credentials the IMDS simulator issued for the request's access key id, at the request's
-//! own `X-Amz-Date`, and requires `X-Amz-Security-Token` to be that set's session token
+//! answers. It recomputes the signature with its own HMAC-SHA256 over the canonical request
+//! (not with `aws-sigv4`, which the daemon signs with) from the instance credentials the
+//! IMDS simulator issued for the request's access key id, and requires `X-Amz-Security-Token` to be that set's session token
 //! and the date to be within 5 minutes of the shared clock (as STS does). A request that
 //! fails any check gets 403 `SignatureDoesNotMatch` and is counted.
 //!
 //! Good requests get a valid `AssumeRoleResponse` with fresh random credentials expiring
 //! `DurationSeconds` after the clock's now, or a queued fault's error answer.
 
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
+use super::recorder::Recorded;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -327,7 +326,7 @@ fn verify(
     let Some(authorization) = header("authorization") else {
         return (String::new(), signed_at, Err("no Authorization".into()));
     };
-    let Some((akid, scope_date, region, service, signed_headers)) =
+    let Some((akid, scope_date, region, service, _signed_headers)) =
         parse_authorization(&authorization)
     else {
         return (
@@ -365,46 +364,28 @@ fn verify(
         if header("x-amz-security-token").as_deref() != Some(source.session_token.expose()) {
             return Err("X-Amz-Security-Token is not the instance session token".into());
         }
-        let host = header("host").ok_or("no Host")?;
-        let headers: Vec<(String, String)> = signed_headers
-            .iter()
-            .filter(|h| !["x-amz-date", "x-amz-security-token"].contains(&h.as_str()))
-            .map(|h| Ok((h.clone(), header(h).ok_or("a signed header is missing")?)))
-            .collect::<Result<_, &str>>()?;
-        let identity = aws_credential_types::Credentials::new(
-            source.access_key_id.clone(),
-            source.secret_access_key.expose(),
-            Some(source.session_token.expose().to_string()),
-            None,
-            "sts-test",
-        )
-        .into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&state.region)
-            .name("sts")
-            .time(signed_at)
-            .settings(SigningSettings::default())
-            .build()
-            .unwrap()
-            .into();
-        let signable = SignableRequest::new(
-            parts.method.as_str(),
-            format!("http://{host}{}", parts.uri.path()),
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|e| e.to_string())?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| e.to_string())?
-            .into_parts();
-        let expected = instructions
-            .headers()
-            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-            .map(|(_, value)| value.to_string());
-        if expected.as_deref() != Some(authorization.as_str()) {
-            return Err("signature does not match".into());
-        }
+        // Our own HMAC-SHA256 over the canonical request (the recorder's, which checks
+        // boto3 and the AWS CLI too), not aws-sigv4: the daemon signs with that crate, so
+        // it could not catch a mistake both make.
+        let received = Recorded {
+            method: parts.method.to_string(),
+            target: parts
+                .uri
+                .path_and_query()
+                .map_or("/".to_string(), |p| p.as_str().to_string()),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_string(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: body.to_vec(),
+        };
+        received.verify_signature(source.secret_access_key.expose())?;
         Ok(())
     };
     let verdict = check();
