@@ -176,6 +176,7 @@ pub async fn run_sink<P: Publish>(
     shutdown: CancellationToken,
 ) {
     let sink = Arc::new(sink);
+    let reporter = Arc::new(reporter);
     let mut failures: u32 = 0;
     let mut refresher_alive = true;
     let mut last_hooked: Option<String> = None;
@@ -195,7 +196,7 @@ pub async fn run_sink<P: Publish>(
                         log_success(sink.as_ref(), &wanted, change, failures);
                         if let (Wanted::Publish(creds), Change::Written) = (&wanted, change) {
                             if last_hooked.as_deref() != Some(creds.access_key_id.as_str()) {
-                                hooks.after_publish();
+                                hooks.after_publish_reporting(Arc::clone(&reporter));
                                 last_hooked = Some(creds.access_key_id.clone());
                             }
                         }

@@ -493,6 +493,7 @@ impl Api {
                     "target": sink.target,
                     "last_success": sink.last_success.map(format_utc_timestamp),
                     "last_error": sink.last_error,
+                    "hook_error": sink.hook_error,
                 })
             })
             .collect();
