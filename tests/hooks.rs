@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::unit_user::capability_sets;
 use common::LogCapture;
 use imds_credd::config::SignalConfig;
 use imds_credd::hooks::{CommandOutcome, HookError, RotationHooks};
@@ -355,21 +356,6 @@ async fn wait_for_lines(path: &Path, lines: usize) {
     panic!("{} never reached {lines} lines", path.display());
 }
 
-/// The `Cap…:` lines of /proc/self/status as numbers, by name.
-fn capability_sets(status: &str) -> std::collections::BTreeMap<String, u64> {
-    status
-        .lines()
-        .filter_map(|line| line.split_once(":\t"))
-        .filter(|(name, _)| name.starts_with("Cap"))
-        .map(|(name, hex)| {
-            (
-                name.to_string(),
-                u64::from_str_radix(hex.trim(), 16).unwrap(),
-            )
-        })
-        .collect()
-}
-
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn an_on_rotate_child_holds_no_capability() {
@@ -456,6 +442,7 @@ async fn pid_files_that_others_could_aim_are_refused_and_nothing_is_signalled() 
         );
         assert!(error.to_string().contains("runs as uid 0/0/0"), "{error}");
     } else {
+        assert!(!common::unit_user::in_ci(), "CI runs as root");
         eprintln!("SKIP: the pid file owner cases need root to chown");
     }
 

@@ -9,6 +9,8 @@ pub mod daemon_process;
 /// A loopback stand-in for STS that records and verifies how real clients signed.
 pub mod recorder;
 pub mod sts;
+/// The daemon as the systemd unit runs it, and other local users, through setpriv.
+pub mod unit_user;
 
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::config::Config;
