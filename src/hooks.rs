@@ -82,7 +82,7 @@ pub enum HookError {
     #[error(transparent)]
     Signal(#[from] PidFileError),
     #[cfg(unix)]
-    #[error("pid file {}: still not read after {} s; signal not sent", path.display(), SIGNAL_TIMEOUT.as_secs())]
+    #[error("pid file {}: not read within {} s (a hung file system?); the signal goes out only if the read ever ends", path.display(), SIGNAL_TIMEOUT.as_secs())]
     SignalStuck { path: PathBuf },
     #[cfg(unix)]
     #[error("pid file {}: the signal task panicked; signal not sent", path.display())]
@@ -158,6 +158,27 @@ struct SignalTarget {
     signal: Signal,
     /// The sink's `owner` setting: who may own the pid file and the process it names.
     owner: Option<String>,
+}
+
+#[cfg(unix)]
+impl SignalTarget {
+    /// Reads the pid file and signals on the blocking pool (a pid file on a hung disk must
+    /// not stall the async threads), for at most [`SIGNAL_TIMEOUT`].
+    async fn send(&self) -> Result<i32, HookError> {
+        let (path, owner, signal) = (self.pid_file.clone(), self.owner.clone(), self.signal);
+        let task = tokio::task::spawn_blocking(move || {
+            crate::pid_file::signal_from(&path, owner.as_deref(), signal)
+        });
+        match tokio::time::timeout(SIGNAL_TIMEOUT, task).await {
+            Ok(Ok(outcome)) => Ok(outcome?),
+            Ok(Err(_panicked)) => Err(HookError::SignalPanicked {
+                path: self.pid_file.clone(),
+            }),
+            Err(_elapsed) => Err(HookError::SignalStuck {
+                path: self.pid_file.clone(),
+            }),
+        }
+    }
 }
 
 impl RotationHooks {
@@ -278,7 +299,7 @@ impl Hooks {
         let signal = None;
         #[cfg(unix)]
         let signal = match &self.signal {
-            Some(target) => Some(self.send_signal(target).await),
+            Some(target) => Some(target.send().await),
             None => None,
         };
         #[cfg(unix)]
@@ -297,25 +318,6 @@ impl Hooks {
             }
         }
         HookReport { command, signal }
-    }
-
-    /// Reads the pid file and signals on the blocking pool (a pid file on a hung disk must
-    /// not stall the async threads), for at most [`SIGNAL_TIMEOUT`].
-    #[cfg(unix)]
-    async fn send_signal(&self, target: &SignalTarget) -> Result<i32, HookError> {
-        let (path, owner, signal) = (target.pid_file.clone(), target.owner.clone(), target.signal);
-        let task = tokio::task::spawn_blocking(move || {
-            crate::pid_file::signal_from(&path, owner.as_deref(), signal)
-        });
-        match tokio::time::timeout(SIGNAL_TIMEOUT, task).await {
-            Ok(Ok(outcome)) => Ok(outcome?),
-            Ok(Err(_panicked)) => Err(HookError::SignalPanicked {
-                path: target.pid_file.clone(),
-            }),
-            Err(_elapsed) => Err(HookError::SignalStuck {
-                path: target.pid_file.clone(),
-            }),
-        }
     }
 
     async fn run_command(
