@@ -73,6 +73,12 @@ pub fn resolve_config(
 
 /// Parses the command line and runs the command; `main.rs` only calls this.
 pub fn main() -> ExitCode {
+    // First of all, before any secret is in memory: no core file, no ptrace by the same uid.
+    // Clients hold credentials too (`credential-process` prints them), so every command.
+    #[cfg(target_os = "linux")]
+    if let Err(e) = crate::privileges::forbid_core_dumps() {
+        eprintln!("imds-credd: cannot turn off core dumps (PR_SET_DUMPABLE): {e}");
+    }
     // `generate-assets` is parsed here but is no part of `Cli`, so that the man pages and
     // completions rendered from `Cli` do not offer it (see `cli/assets.rs`).
     let matches = assets::add_command(Cli::command()).get_matches();

@@ -68,6 +68,14 @@ impl SinkSpec {
         }
     }
 
+    /// The sink's `owner` setting, which also says whose pid file its `signal` may read.
+    fn owner(&self) -> Option<&str> {
+        match self {
+            SinkSpec::File(c) => c.owner.as_deref(),
+            SinkSpec::Env(c) => c.owner.as_deref(),
+        }
+    }
+
     /// The sink's `on_rotate` command and `signal` target.
     fn hooks(&self) -> (Option<&[String]>, Option<&SignalConfig>) {
         match self {
@@ -183,7 +191,8 @@ impl DaemonHandle {
                 .ok_or_else(|| self.unknown_profile(&spec, profile))?,
         };
         let (on_rotate, signal) = spec.hooks();
-        let hooks = RotationHooks::new(&spec.describe(), on_rotate, signal)?;
+        let hooks = RotationHooks::new(&spec.describe(), on_rotate, signal)?
+            .owned_by(spec.owner().map(str::to_string));
         let stop = self.shutdown.child_token();
         fn spawn_publisher<P: Publish>(
             daemon: &mut DaemonHandle,

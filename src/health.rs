@@ -16,6 +16,9 @@ pub struct SinkReport {
     pub last_success: Option<SystemTime>,
     /// The last failure, cleared by the next success. Never holds a secret.
     pub last_error: Option<String>,
+    /// What went wrong in the last run of the sink's rotation hooks (a refused pid file, a
+    /// failed `on_rotate`), cleared by the next run that goes right.
+    pub hook_error: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +53,7 @@ impl SinkHealth {
                 target,
                 last_success: None,
                 last_error: None,
+                hook_error: None,
             },
         );
         SinkReporter {
@@ -80,6 +84,11 @@ impl SinkReporter {
         self.update(|r| r.last_error = Some(error));
     }
 
+    /// The outcome of a run of the sink's hooks: `None` when all went right.
+    pub fn hooks_ran(&self, problem: Option<String>) {
+        self.update(|r| r.hook_error = problem);
+    }
+
     fn update(&self, f: impl FnOnce(&mut SinkReport)) {
         if let Some(row) = self.health.lock().rows.get_mut(&self.id) {
             f(row);
@@ -107,6 +116,14 @@ mod tests {
         let rows = health.snapshot();
         assert_eq!(rows[0].last_error.as_deref(), Some("ENOSPC"));
         assert_eq!(rows[1].last_success, Some(SystemTime::UNIX_EPOCH));
+        env.hooks_ran(Some("pid file /run/app.pid: missing".into()));
+        env.succeeded(SystemTime::UNIX_EPOCH);
+        let rows = health.snapshot();
+        assert_eq!(
+            rows[1].hook_error.as_deref(),
+            Some("pid file /run/app.pid: missing"),
+            "a write does not clear a hook's problem"
+        );
         drop(file);
         let rows = health.snapshot();
         assert_eq!(rows.len(), 1);

@@ -2,9 +2,15 @@
 //! that read them once (nginx, a JVM) pick them up. Per sink, from its config:
 //! - `on_rotate = ["cmd", "arg"]`: run directly (no shell), stdin from `/dev/null`, in its
 //!   own process group, which is killed after a timeout; its exit status is logged at info (success) or warn, its output at
-//!   debug, cut short.
+//!   debug, cut short. On Linux the child drops every capability before it execs
+//!   ([`crate::privileges::drop_capabilities`]): a hook has the daemon's uid, not its
+//!   `CAP_DAC_OVERRIDE` or `CAP_KILL`.
 //! - `signal = { pid_file, signal = "HUP" }`: the signal sent to the process whose pid the
-//!   file holds.
+//!   file holds, only when the file and the process pass the checks of [`crate::pid_file`];
+//!   read and sent on the blocking pool, given at most [`SIGNAL_TIMEOUT`].
+//!
+//! What went wrong in a run (a refused pid file, a failed command) goes to the log and to the
+//! sink's row in `status`.
 //!
 //! On Windows only `on_rotate` exists: there are no signals to send (config validation
 //! refuses `signal` there), and a timed-out command is killed alone, not with the processes
@@ -14,12 +20,15 @@
 //! one sink's hooks do not overlap; a rotation that comes while one runs waits for it.
 
 use crate::config::SignalConfig;
+use crate::health::SinkReporter;
 #[cfg(unix)]
-use nix::sys::signal::{kill, killpg, Signal};
+use crate::pid_file::PidFileError;
+#[cfg(unix)]
+use nix::sys::signal::{killpg, Signal};
 #[cfg(unix)]
 use nix::unistd::Pid;
 #[cfg(unix)]
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 #[cfg(unix)]
 use std::str::FromStr;
@@ -38,9 +47,10 @@ const MAX_LOGGED_OUTPUT: usize = 2048;
 /// After the command exits, how long to wait for its pipes to close (a background child
 /// may hold them open).
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
-/// A pid file holds a number and a newline; anything longer is not a pid file.
+/// How long reading a pid file and sending the signal may take: a regular file on a sane
+/// disk takes microseconds; past this the sink reports the hook as stuck.
 #[cfg(unix)]
-const MAX_PID_FILE_BYTES: u64 = 64;
+pub const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A hook configuration that cannot work, refused when the sink is set up.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -69,24 +79,14 @@ pub enum HookError {
         source: std::io::Error,
     },
     #[cfg(unix)]
-    #[error("cannot read pid file {}", path.display())]
-    PidFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Signal(#[from] PidFileError),
     #[cfg(unix)]
-    #[error("pid file {} does not hold a process id above 1", path.display())]
-    BadPid { path: PathBuf },
+    #[error("pid file {}: not read within {} s (a hung file system?); the signal goes out only if the read ever ends", path.display(), SIGNAL_TIMEOUT.as_secs())]
+    SignalStuck { path: PathBuf },
     #[cfg(unix)]
-    #[error("cannot send SIG{signal} to pid {pid} (from {})", path.display())]
-    Signal {
-        signal: &'static str,
-        pid: i32,
-        path: PathBuf,
-        #[source]
-        source: nix::errno::Errno,
-    },
+    #[error("pid file {}: the signal task panicked; signal not sent", path.display())]
+    SignalPanicked { path: PathBuf },
 }
 
 /// How an `on_rotate` command ended.
@@ -106,6 +106,30 @@ pub struct HookReport {
     pub command: Option<Result<CommandOutcome, HookError>>,
     /// The pid signalled.
     pub signal: Option<Result<i32, HookError>>,
+}
+
+impl HookReport {
+    /// What went wrong, for the sink's row in `status`; `None` when everything worked.
+    pub fn problem(&self) -> Option<String> {
+        let command = match &self.command {
+            Some(Err(error)) => Some(format!("on_rotate: {}", crate::imds::error_chain(error))),
+            Some(Ok(CommandOutcome::Exited(status))) if !status.success() => {
+                Some(format!("on_rotate: {status}"))
+            }
+            Some(Ok(CommandOutcome::Killed { .. })) => {
+                Some("on_rotate: did not finish in time; killed".to_string())
+            }
+            _ => None,
+        };
+        let signal = match &self.signal {
+            Some(Err(error)) => Some(format!("signal: {}", crate::imds::error_chain(error))),
+            _ => None,
+        };
+        match (command, signal) {
+            (Some(c), Some(s)) => Some(format!("{c}; {s}")),
+            (c, s) => c.or(s),
+        }
+    }
 }
 
 /// A sink's hooks, built from its `on_rotate` and `signal` settings.
@@ -132,6 +156,29 @@ struct Hooks {
 struct SignalTarget {
     pid_file: PathBuf,
     signal: Signal,
+    /// The sink's `owner` setting: who may own the pid file and the process it names.
+    owner: Option<String>,
+}
+
+#[cfg(unix)]
+impl SignalTarget {
+    /// Reads the pid file and signals on the blocking pool (a pid file on a hung disk must
+    /// not stall the async threads), for at most [`SIGNAL_TIMEOUT`].
+    async fn send(&self) -> Result<i32, HookError> {
+        let (path, owner, signal) = (self.pid_file.clone(), self.owner.clone(), self.signal);
+        let task = tokio::task::spawn_blocking(move || {
+            crate::pid_file::signal_from(&path, owner.as_deref(), signal)
+        });
+        match tokio::time::timeout(SIGNAL_TIMEOUT, task).await {
+            Ok(Ok(outcome)) => Ok(outcome?),
+            Ok(Err(_panicked)) => Err(HookError::SignalPanicked {
+                path: self.pid_file.clone(),
+            }),
+            Err(_elapsed) => Err(HookError::SignalStuck {
+                path: self.pid_file.clone(),
+            }),
+        }
+    }
 }
 
 impl RotationHooks {
@@ -161,6 +208,7 @@ impl RotationHooks {
             .map(|s| {
                 Ok(SignalTarget {
                     pid_file: s.pid_file.clone(),
+                    owner: None,
                     signal: parse_signal(&s.signal).ok_or_else(|| {
                         HookConfigError::UnknownSignal {
                             sink: sink.to_string(),
@@ -182,6 +230,22 @@ impl RotationHooks {
         })
     }
 
+    /// The same hooks for a sink with this `owner` (a user name or uid): a pid file and
+    /// process of that user may be signalled. Without, only the daemon's own user's and
+    /// root's pid files are.
+    #[cfg_attr(windows, allow(unused_variables, unused_mut))]
+    pub fn owned_by(mut self, owner: Option<String>) -> RotationHooks {
+        #[cfg(unix)]
+        {
+            let hooks = Arc::get_mut(&mut self.inner)
+                .expect("owned_by is called while the hooks are built, before any run");
+            if let Some(target) = &mut hooks.signal {
+                target.owner = owner;
+            }
+        }
+        self
+    }
+
     /// The same hooks with another command timeout.
     pub fn with_timeout(self, timeout: Duration) -> RotationHooks {
         RotationHooks { timeout, ..self }
@@ -200,9 +264,24 @@ impl RotationHooks {
     /// the signal. Call after the sink has published new credentials. The handle tells
     /// what happened; dropping it is fine.
     pub fn after_publish(&self) -> JoinHandle<HookReport> {
+        self.spawn(None)
+    }
+
+    /// As [`Self::after_publish`], and the outcome goes to the sink's row in `status`.
+    pub fn after_publish_reporting(&self, reporter: Arc<SinkReporter>) -> JoinHandle<HookReport> {
+        self.spawn(Some(reporter))
+    }
+
+    fn spawn(&self, reporter: Option<Arc<SinkReporter>>) -> JoinHandle<HookReport> {
         let hooks = self.inner.clone();
         let timeout = self.timeout;
-        tokio::spawn(async move { hooks.run(timeout).await })
+        tokio::spawn(async move {
+            let report = hooks.run(timeout).await;
+            if let Some(reporter) = reporter {
+                reporter.hooks_ran(report.problem());
+            }
+            report
+        })
     }
 }
 
@@ -219,9 +298,13 @@ impl Hooks {
         #[cfg(windows)]
         let signal = None;
         #[cfg(unix)]
-        let signal = self.signal.as_ref().map(|target| {
-            let outcome = send_signal(target);
-            match &outcome {
+        let signal = match &self.signal {
+            Some(target) => Some(target.send().await),
+            None => None,
+        };
+        #[cfg(unix)]
+        if let (Some(outcome), Some(target)) = (&signal, &self.signal) {
+            match outcome {
                 Ok(pid) => tracing::info!(
                     sink = self.sink,
                     pid,
@@ -233,8 +316,7 @@ impl Hooks {
                     "rotation signal not sent"
                 ),
             }
-            outcome
-        });
+        }
         HookReport { command, signal }
     }
 
@@ -254,6 +336,11 @@ impl Hooks {
         // Its own process group, so a timeout kills what it started too.
         #[cfg(unix)]
         command.process_group(0);
+        // SAFETY: the closure runs between fork and exec and makes system calls only.
+        #[cfg(target_os = "linux")]
+        unsafe {
+            command.pre_exec(crate::privileges::drop_capabilities);
+        }
         let mut child = command.spawn().map_err(|source| HookError::Spawn {
             program: program.clone(),
             source,
@@ -349,43 +436,6 @@ fn parse_signal(name: &str) -> Option<Signal> {
         format!("SIG{upper}")
     };
     Signal::from_str(&full).ok()
-}
-
-#[cfg(unix)]
-/// Reads the pid file and sends the signal; returns the pid signalled.
-fn send_signal(target: &SignalTarget) -> Result<i32, HookError> {
-    let pid = read_pid_file(&target.pid_file)?;
-    kill(Pid::from_raw(pid), target.signal).map_err(|source| HookError::Signal {
-        signal: target.signal.as_str().trim_start_matches("SIG"),
-        pid,
-        path: target.pid_file.clone(),
-        source,
-    })?;
-    Ok(pid)
-}
-
-#[cfg(unix)]
-/// A pid file: one integer above 1, surrounding whitespace allowed. 0, 1 and negative
-/// numbers would signal a process group, init, or every process: refused.
-fn read_pid_file(path: &Path) -> Result<i32, HookError> {
-    use std::io::Read;
-    let read_error = |source| HookError::PidFile {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .map_err(read_error)?
-        .take(MAX_PID_FILE_BYTES)
-        .read_to_string(&mut text)
-        .map_err(read_error)?;
-    text.trim()
-        .parse::<i32>()
-        .ok()
-        .filter(|pid| *pid > 1)
-        .ok_or_else(|| HookError::BadPid {
-            path: path.to_path_buf(),
-        })
 }
 
 // The unit tests cover signal parsing, which exists only on unix.

@@ -7,6 +7,8 @@
 //! - [`credentials`], [`secret`]: the credentials model; secrets never print.
 //! - [`assume`]: `[[assume]]` profiles: STS `AssumeRole` chained on the instance role.
 //! - [`hooks`]: commands and signals run after a sink publishes new credentials.
+//! - [`pid_file`]: the checks that keep a hook's signal on the sink owner's own process.
+//! - `privileges` (Linux): not dumpable at start; hooks' children without capabilities.
 //! - [`refresh`]: when to ask IMDS again, and the loop that publishes on a watch channel.
 //! - [`state`]: what the refresher publishes and every sink reads.
 //! - [`simulator`]: a simulated IMDS on loopback, for `demo` and the tests.
@@ -37,6 +39,10 @@ pub mod logging;
 pub mod metrics;
 #[cfg(unix)]
 pub mod notify;
+#[cfg(unix)]
+pub mod pid_file;
+#[cfg(target_os = "linux")]
+pub mod privileges;
 pub mod refresh;
 pub mod render;
 pub mod secret;

@@ -4,6 +4,7 @@
 
 use crate::credentials::Credentials;
 use std::time::SystemTime;
+use zeroize::Zeroizing;
 
 /// The syntax of an environment listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -33,21 +34,24 @@ impl From<crate::config::EnvFormat> for EnvSyntax {
 
 /// The four variables the SDKs and the AWS CLI read, in the order we print them.
 /// `AWS_CREDENTIAL_EXPIRATION` uses the `+00:00` spelling of `aws configure
-/// export-credentials`.
-pub fn env_variables(creds: &Credentials) -> [(&'static str, String); 4] {
+/// export-credentials`. The values are copies of secrets: zeroized when dropped.
+pub fn env_variables(creds: &Credentials) -> [(&'static str, Zeroizing<String>); 4] {
     [
-        ("AWS_ACCESS_KEY_ID", creds.access_key_id.clone()),
+        (
+            "AWS_ACCESS_KEY_ID",
+            Zeroizing::new(creds.access_key_id.clone()),
+        ),
         (
             "AWS_SECRET_ACCESS_KEY",
-            creds.secret_access_key.expose().to_string(),
+            Zeroizing::new(creds.secret_access_key.expose().to_string()),
         ),
         (
             "AWS_SESSION_TOKEN",
-            creds.session_token.expose().to_string(),
+            Zeroizing::new(creds.session_token.expose().to_string()),
         ),
         (
             "AWS_CREDENTIAL_EXPIRATION",
-            expiration_with_offset(creds.expiration),
+            Zeroizing::new(expiration_with_offset(creds.expiration)),
         ),
     ]
 }
@@ -59,24 +63,42 @@ fn expiration_with_offset(time: SystemTime) -> String {
 }
 
 /// Renders the credentials in `syntax`, one assignment per line, ending with a newline.
-pub fn render_env(creds: &Credentials, syntax: EnvSyntax) -> String {
+/// The text holds the secrets: it is zeroized when dropped, and every line is written
+/// straight into it (sized up front), so no other copy is left behind in freed memory.
+pub fn render_env(creds: &Credentials, syntax: EnvSyntax) -> Zeroizing<String> {
     if syntax == EnvSyntax::Json {
         let value: serde_json::Value =
             serde_json::from_str(&creds.to_process_json()).expect("our own JSON parses");
         let mut out = serde_json::to_string_pretty(&value).expect("JSON value serializes");
         out.push('\n');
-        return out;
+        return Zeroizing::new(out);
     }
-    let mut out = String::new();
-    for (name, value) in env_variables(creds) {
-        let line = match syntax {
-            EnvSyntax::Sh => format!("export {name}={}", sh_quote(&value)),
-            EnvSyntax::Systemd => format!("{name}={}", systemd_quote(&value)),
-            EnvSyntax::Powershell => format!("$Env:{name}={}", powershell_quote(&value)),
-            EnvSyntax::Cmd => cmd_assignment(name, &value),
+    let variables = env_variables(creds);
+    // Quoting at most doubles a value; 32 covers a line's name and syntax.
+    let room: usize = variables.iter().map(|(_, v)| 2 * v.len() + 32).sum();
+    let mut out = Zeroizing::new(String::with_capacity(room));
+    for (name, value) in &variables {
+        match syntax {
+            EnvSyntax::Sh => {
+                out.push_str("export ");
+                out.push_str(name);
+                out.push('=');
+                push_sh_quoted(&mut out, value);
+            }
+            EnvSyntax::Systemd => {
+                out.push_str(name);
+                out.push('=');
+                push_systemd_quoted(&mut out, value);
+            }
+            EnvSyntax::Powershell => {
+                out.push_str("$Env:");
+                out.push_str(name);
+                out.push('=');
+                push_powershell_quoted(&mut out, value);
+            }
+            EnvSyntax::Cmd => push_cmd_assignment(&mut out, name, value),
             EnvSyntax::Json => unreachable!("handled above"),
-        };
-        out.push_str(&line);
+        }
         out.push('\n');
     }
     out
@@ -84,23 +106,44 @@ pub fn render_env(creds: &Credentials, syntax: EnvSyntax) -> String {
 
 /// POSIX single quotes: nothing inside is special except `'`, written `'\''`.
 pub fn sh_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
+    let mut out = String::with_capacity(value.len() + 2);
+    push_sh_quoted(&mut out, value);
+    out
+}
+
+fn push_sh_quoted(out: &mut String, value: &str) {
+    out.push('\'');
+    for c in value.chars() {
+        if c == '\'' {
+            out.push_str(r"'\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
 }
 
 /// systemd reads `KEY=value`; a value with anything beyond a safe set is double-quoted with
 /// `\` and `"` escaped (systemd does not expand `$` in environment files).
-fn systemd_quote(value: &str) -> String {
+fn push_systemd_quoted(out: &mut String, value: &str) {
     if value.chars().all(is_plain) {
-        value.to_string()
-    } else {
-        format!("\"{}\"", value.replace('\\', r"\\").replace('"', "\\\""))
+        out.push_str(value);
+        return;
     }
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '\\' | '"') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
 }
 
 /// PowerShell double quotes, as `aws configure export-credentials` prints them, with the
 /// backtick escape on the characters that are special there.
-fn powershell_quote(value: &str) -> String {
-    let mut out = String::from("\"");
+fn push_powershell_quoted(out: &mut String, value: &str) {
+    out.push('"');
     for c in value.chars() {
         if matches!(c, '`' | '"' | '$') {
             out.push('`');
@@ -108,16 +151,18 @@ fn powershell_quote(value: &str) -> String {
         out.push(c);
     }
     out.push('"');
-    out
 }
 
 /// `set NAME=value`, or `set "NAME=value"` when the value holds a character cmd treats
 /// specially outside quotes.
-fn cmd_assignment(name: &str, value: &str) -> String {
-    if value.chars().all(is_plain) {
-        format!("set {name}={value}")
-    } else {
-        format!("set \"{name}={value}\"")
+fn push_cmd_assignment(out: &mut String, name: &str, value: &str) {
+    let quoted = !value.chars().all(is_plain);
+    out.push_str(if quoted { "set \"" } else { "set " });
+    out.push_str(name);
+    out.push('=');
+    out.push_str(value);
+    if quoted {
+        out.push('"');
     }
 }
 
@@ -143,7 +188,7 @@ mod tests {
 
     #[test]
     fn sh_lines_are_exported_and_single_quoted() {
-        let out = render_env(&creds("a'b$c"), EnvSyntax::Sh);
+        let out = render_env(&creds("a'b$c"), EnvSyntax::Sh).to_string();
         assert!(
             out.contains("export AWS_SECRET_ACCESS_KEY='a'\\''b$c'\n"),
             "{out}"
@@ -157,12 +202,12 @@ mod tests {
 
     #[test]
     fn systemd_lines_quote_only_when_needed() {
-        let out = render_env(&creds("plain/Key+1="), EnvSyntax::Systemd);
+        let out = render_env(&creds("plain/Key+1="), EnvSyntax::Systemd).to_string();
         assert!(
             out.contains("AWS_SECRET_ACCESS_KEY=plain/Key+1=\n"),
             "{out}"
         );
-        let out = render_env(&creds("with \"quote\""), EnvSyntax::Systemd);
+        let out = render_env(&creds("with \"quote\""), EnvSyntax::Systemd).to_string();
         assert!(
             out.contains(r#"AWS_SECRET_ACCESS_KEY="with \"quote\"""#),
             "{out}"
@@ -171,20 +216,20 @@ mod tests {
 
     #[test]
     fn powershell_and_cmd_match_the_cli_v2_shapes() {
-        let out = render_env(&creds("k$y"), EnvSyntax::Powershell);
+        let out = render_env(&creds("k$y"), EnvSyntax::Powershell).to_string();
         assert!(
             out.contains("$Env:AWS_SECRET_ACCESS_KEY=\"k`$y\"\n"),
             "{out}"
         );
-        let out = render_env(&creds("plain"), EnvSyntax::Cmd);
+        let out = render_env(&creds("plain"), EnvSyntax::Cmd).to_string();
         assert!(out.contains("set AWS_SECRET_ACCESS_KEY=plain\n"), "{out}");
-        let out = render_env(&creds("a&b"), EnvSyntax::Cmd);
+        let out = render_env(&creds("a&b"), EnvSyntax::Cmd).to_string();
         assert!(out.contains("set \"AWS_SECRET_ACCESS_KEY=a&b\"\n"), "{out}");
     }
 
     #[test]
     fn json_is_the_process_document() {
-        let out = render_env(&creds("s"), EnvSyntax::Json);
+        let out = render_env(&creds("s"), EnvSyntax::Json).to_string();
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["Version"], 1);
         assert_eq!(v["SecretAccessKey"], "s");

@@ -639,7 +639,7 @@ async fn env_file_task_writes_and_deletes_on_withdrawal_and_expiry() {
     wait_until("env file written", || read().is_some()).await;
     assert_eq!(
         read().unwrap(),
-        render_env_file(&issued[0], EnvSyntax::Systemd)
+        *render_env_file(&issued[0], EnvSyntax::Systemd)
     );
     assert_eq!(mode_of(&path), 0o600);
 
@@ -650,7 +650,7 @@ async fn env_file_task_writes_and_deletes_on_withdrawal_and_expiry() {
     wait_until("env file back", || read().is_some()).await;
     assert_eq!(
         read().unwrap(),
-        render_env_file(&issued[1], EnvSyntax::Systemd)
+        *render_env_file(&issued[1], EnvSyntax::Systemd)
     );
     h.clock.advance(Duration::from_secs(7200));
     wait_until("env file deleted at expiry", || read().is_none()).await;

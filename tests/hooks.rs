@@ -1,15 +1,19 @@
-//! Rotation hooks with real child processes: commands run without a shell, output and exit
-//! status logged, a command past its timeout killed, a signal delivered to the process a
-//! pid file names, and bad pid files refused.
+//! Rotation hooks with real child processes: commands run without a shell and without
+//! capabilities, output and exit status logged, a command past its timeout killed, a signal
+//! delivered to the process a pid file names, and bad pid files refused (what they hold,
+//! who owns them, who may write them, what they are). The same attacks against the daemon
+//! binary run as the unit runs it are in `local_attacker.rs`.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]
 
 mod common;
 
+use common::unit_user::capability_sets;
 use common::LogCapture;
 use imds_credd::config::SignalConfig;
 use imds_credd::hooks::{CommandOutcome, HookError, RotationHooks};
+use imds_credd::pid_file::PidFileError;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use std::os::unix::process::ExitStatusExt;
@@ -262,7 +266,10 @@ async fn bad_pid_files_are_refused_and_nothing_is_signalled() {
             .await
             .unwrap();
         assert!(
-            matches!(report.signal, Some(Err(HookError::BadPid { .. }))),
+            matches!(
+                report.signal,
+                Some(Err(HookError::Signal(PidFileError::BadPid { .. })))
+            ),
             "{content:?}: {:?}",
             report.signal
         );
@@ -271,7 +278,7 @@ async fn bad_pid_files_are_refused_and_nothing_is_signalled() {
     let report = signal_hooks(&missing, "HUP").after_publish().await.unwrap();
     assert!(matches!(
         report.signal,
-        Some(Err(HookError::PidFile { .. }))
+        Some(Err(HookError::Signal(PidFileError::Missing { .. })))
     ));
 
     // A pid that was real but has exited (and been reaped) gets ESRCH.
@@ -284,10 +291,10 @@ async fn bad_pid_files_are_refused_and_nothing_is_signalled() {
         .unwrap();
     assert!(matches!(
         report.signal,
-        Some(Err(HookError::Signal {
+        Some(Err(HookError::Signal(PidFileError::Signal {
             source: nix::errno::Errno::ESRCH,
             ..
-        }))
+        })))
     ));
     assert!(logs.contains("rotation signal not sent"));
 }
@@ -347,4 +354,127 @@ async fn wait_for_lines(path: &Path, lines: usize) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("{} never reached {lines} lines", path.display());
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_on_rotate_child_holds_no_capability() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("caps");
+    let report = command_hooks(&[
+        "sh",
+        "-c",
+        "cat /proc/self/status > \"$0\"",
+        out.to_str().unwrap(),
+    ])
+    .after_publish()
+    .await
+    .unwrap();
+    assert!(matches!(report.command, Some(Ok(CommandOutcome::Exited(s))) if s.success()));
+    let sets = capability_sets(&std::fs::read_to_string(&out).unwrap());
+    for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        assert_eq!(sets.get(set), Some(&0), "{set} of the hook: {sets:?}");
+    }
+    // This test's own process: root holds CAP_SETPCAP (bit 8), so the hook's bounding set
+    // is emptied too; without it the bounding set is left as it was.
+    let ours = capability_sets(&std::fs::read_to_string("/proc/self/status").unwrap());
+    if ours["CapEff"] & (1 << 8) != 0 {
+        assert_eq!(sets["CapBnd"], 0, "{sets:?}");
+    } else {
+        assert_eq!(sets["CapBnd"], ours["CapBnd"], "{sets:?}");
+    }
+}
+
+/// Runs the signal hook on `pid_file` (owner setting `owner`) and returns its error.
+async fn refusal(pid_file: &Path, owner: Option<&str>) -> PidFileError {
+    let hooks = signal_hooks(pid_file, "HUP").owned_by(owner.map(str::to_string));
+    let started = std::time::Instant::now();
+    let report = hooks.after_publish().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the refusal took {:?}",
+        started.elapsed()
+    );
+    match report.signal {
+        Some(Err(HookError::Signal(error))) => error,
+        other => panic!("{}: not refused: {other:?}", pid_file.display()),
+    }
+}
+
+#[tokio::test]
+async fn pid_files_that_others_could_aim_are_refused_and_nothing_is_signalled() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let app = Trapper::start(dir.path()).await;
+    let pid = app.child.id().to_string();
+    let write_pid_file = |name: &str, mode: u32| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &pid).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    };
+
+    let writable = write_pid_file("writable.pid", 0o666);
+    let error = refusal(&writable, None).await;
+    assert!(
+        matches!(error, PidFileError::Writable { mode: 0o666, .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("writable by group or others"),
+        "{error}"
+    );
+
+    if common::require::root("chown pid files to the sink's owner") {
+        // Owned by a user who is neither root, the daemon, nor the sink's owner.
+        let foreign = write_pid_file("foreign.pid", 0o644);
+        std::os::unix::fs::chown(&foreign, Some(64_250), None).unwrap();
+        let error = refusal(&foreign, None).await;
+        assert!(
+            matches!(error, PidFileError::ForeignOwner { uid: 64_250, .. }),
+            "{error}"
+        );
+        // Owned by the sink's owner, but naming a root process: not theirs to signal.
+        let error = refusal(&foreign, Some("64250")).await;
+        assert!(
+            matches!(error, PidFileError::ForeignProcess { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("runs as uid 0/0/0"), "{error}");
+    }
+
+    let daemon = dir.path().join("daemon.pid");
+    std::fs::write(&daemon, std::process::id().to_string()).unwrap();
+    assert!(matches!(
+        refusal(&daemon, None).await,
+        PidFileError::Daemon { .. }
+    ));
+
+    let fifo = dir.path().join("fifo.pid");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let error = refusal(&fifo, None).await;
+    assert!(
+        error_chain(&error).contains("is not a regular file"),
+        "{error}"
+    );
+
+    let link = dir.path().join("link.pid");
+    std::os::unix::fs::symlink(&app.pid_file, &link).unwrap();
+    let error = refusal(&link, None).await;
+    assert!(
+        error_chain(&error).contains("is a symbolic link"),
+        "{error}"
+    );
+
+    let hard = dir.path().join("hard.pid");
+    std::fs::hard_link(&app.pid_file, &hard).unwrap();
+    let error = refusal(&hard, None).await;
+    assert!(error_chain(&error).contains("has 2 hard links"), "{error}");
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!app.marker.exists(), "the process was signalled");
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    imds_credd::imds::error_chain(error)
 }

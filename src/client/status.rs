@@ -151,7 +151,10 @@ fn sink_line(sink: &Value, now: SystemTime) -> String {
         (None, Some(success)) => format!("ok, last success {success}"),
         (None, None) => "not used yet".to_string(),
     };
-    format!("{kind:<9} {target}  {state}")
+    match sink["hook_error"].as_str() {
+        Some(hook) => format!("{kind:<9} {target}  {state}; HOOK FAILED: {hook}"),
+        None => format!("{kind:<9} {target}  {state}"),
+    }
 }
 
 fn text<'a>(doc: &'a Value, key: &str) -> &'a str {
@@ -210,7 +213,10 @@ mod tests {
                  "last_success": "2026-11-23T04:45:00Z", "last_error": null},
                 {"kind": "file", "target": "/home/app/.aws/credentials",
                  "last_success": "2026-11-23T03:45:00Z",
-                 "last_error": "cannot write /home/app/.aws/credentials: No space left on device"}
+                 "last_error": "cannot write /home/app/.aws/credentials: No space left on device"},
+                {"kind": "env", "target": "/run/imds-credd/credentials.env",
+                 "last_success": "2026-11-23T04:45:00Z", "last_error": null,
+                 "hook_error": "pid file /run/app.pid: owned by uid 1001; only root or the sink's owner (uid 1000) may own it"}
             ],
             "profiles": {"audit": {"expiration": "2026-11-23T05:40:00Z",
                                    "next_refresh": "2026-11-23T05:25:00Z",
@@ -234,6 +240,7 @@ profiles:
 sinks:
   socket    /run/imds-credd/credentials.sock  ok, last success 3m ago
   file      /home/app/.aws/credentials  FAILING: cannot write /home/app/.aws/credentials: No space left on device (last success 1h 3m ago)
+  env       /run/imds-credd/credentials.env  ok, last success 3m ago; HOOK FAILED: pid file /run/app.pid: owned by uid 1001; only root or the sink's owner (uid 1000) may own it
 counters:      imds_get_requests=12 imds_token_requests=3 socket_requests.200=40 socket_requests.503=2
 ";
         assert_eq!(shown, expected);

@@ -13,10 +13,16 @@
 //! other users could plant:
 //! - The folder path is walked one component at a time with `O_NOFOLLOW`. A symbolic link on
 //!   the way is followed only when root or the daemon's own user owns it (`/var/run → /run`);
-//!   a link owned by anyone else is refused, since its owner could point it at `/etc`.
+//!   a link owned by anyone else is refused, since its owner could point it at `/etc`. A
+//!   trusted link is not handed to the kernel to resolve: its target is read and walked the
+//!   same way, one component at a time, so a root-owned link into a user's folder cannot
+//!   smuggle that user's own links past the checks (at most [`MAX_LINKS`] links per walk).
 //! - No folder on the way may be writable by everyone without the sticky bit.
-//! - The target itself must be missing, or a regular file (not a link, FIFO or folder) owned
-//!   by the daemon's user or by the configured owner.
+//! - The target itself must be missing, or a regular file (not a link, FIFO, device, socket
+//!   or folder) with exactly one link, owned by the daemon's user or by the configured owner.
+//!   A second hard link would let whoever made it read what the daemon merges into the file
+//!   (its other sections) under a name of their choosing, or point the daemon at a file of
+//!   another sink.
 //! - Missing folders are created owner-only plus traverse rights for exactly the classes the
 //!   file mode lets read (`0600` → `0700`, `0640` → `0750`, `0644` → `0755`), owned by the
 //!   configured owner and group: the file's readers can reach it, nobody else can list it.
@@ -27,9 +33,10 @@
 //! the temp file is removed on every error path.
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat, OFlag, AT_FDCWD};
+use nix::fcntl::{openat, readlinkat, renameat, OFlag, AT_FDCWD};
 use nix::sys::stat::{fchmod, fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{fchown, fsync, geteuid, unlinkat, Gid, Group, Uid, UnlinkatFlags, User};
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -37,8 +44,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{MAX_FILE_SIZE, TEMP_SUFFIX};
+
+/// Symbolic links one folder walk follows at most, as the kernel's own limit (`ELOOP`).
+pub const MAX_LINKS: usize = 40;
 
 /// Why a file could not be read, replaced or removed. Messages name the path, never content.
 #[derive(Debug, Error)]
@@ -52,6 +63,13 @@ pub enum FileError {
     UntrustedLink { path: PathBuf, uid: u32 },
     #[error("{}: is not a regular file", .path.display())]
     NotRegularFile { path: PathBuf },
+    #[error(
+        "{}: has {links} hard links; refusing a file that is also reachable under another name",
+        .path.display()
+    )]
+    HardLinked { path: PathBuf, links: u64 },
+    #[error("{}: more than {MAX_LINKS} symbolic links on the way", .path.display())]
+    TooManyLinks { path: PathBuf },
     #[error("{}: is not a folder", .path.display())]
     NotAFolder { path: PathBuf },
     #[error(
@@ -148,10 +166,17 @@ fn lookup_id<T>(
 /// What is at the target now: its bytes and the facts a rewrite must restore.
 #[derive(Debug)]
 pub struct Existing {
+    /// Zeroized on drop: it holds the credentials the daemon wrote last time.
     pub contents: Vec<u8>,
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+}
+
+impl Drop for Existing {
+    fn drop(&mut self) {
+        self.contents.zeroize();
+    }
 }
 
 /// One file the daemon owns: where it is, its mode, its owner and group (names or numbers,
@@ -195,16 +220,44 @@ impl ManagedFile {
         &self.path
     }
 
+    /// A file the daemon only reads, never writes (a sink's pid file): the same checked walk
+    /// and file-type checks, no owner check ([`Self::read_any_owner`]; the caller judges the
+    /// owner).
+    pub fn for_reading(path: &Path) -> Result<ManagedFile, FileError> {
+        ManagedFile::new(path, 0o600, None, None)
+    }
+
     /// The target's contents and metadata; `None` when it (or its folder) does not exist.
-    /// Refuses a link, a non-regular file, a file owned by someone else, or a huge file.
+    /// Refuses a link, a non-regular file, a hard-linked file, a file owned by someone
+    /// else, or a huge file.
     pub fn read(&self) -> Result<Option<Existing>, FileError> {
         let owner = self.resolve_owner()?;
+        self.read_checked(|stat| self.check_target(stat, &owner))
+    }
+
+    /// As [`Self::read`], but whoever owns the file: for a caller with its own rule about
+    /// owners, which it applies to [`Existing::uid`] and [`Existing::mode`].
+    pub fn read_any_owner(&self) -> Result<Option<Existing>, FileError> {
+        self.read_checked(|stat| self.check_kind(stat))
+    }
+
+    fn read_checked(
+        &self,
+        check: impl Fn(&FileStat) -> Result<(), FileError>,
+    ) -> Result<Option<Existing>, FileError> {
         let Some(folder) = self.open_folder(None)? else {
             return Ok(None);
         };
-        let Some(stat) = self.inspect_target(&folder, &owner)? else {
-            return Ok(None);
+        let stat = match fstatat(
+            &folder,
+            self.name.as_os_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(stat) => stat,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(self.io("inspecting", e)),
         };
+        check(&stat)?;
         // O_NONBLOCK: should the file be swapped for a FIFO after the check, open must not
         // hang; the fstat below then refuses it.
         let fd = match openat(
@@ -221,9 +274,11 @@ impl ManagedFile {
         let opened = fstat(&fd).map_err(|e| self.io("inspecting", e))?;
         if opened.st_ino != stat.st_ino || opened.st_dev != stat.st_dev {
             // Replaced between the check and the open: check the new one.
-            self.check_target(&opened, &owner)?;
+            check(&opened)?;
         }
-        let mut contents = Vec::new();
+        // Sized up front so that reading does not grow the buffer and free copies of it.
+        let expected = (opened.st_size.max(0) as u64).min(MAX_FILE_SIZE) as usize + 1;
+        let mut contents = Zeroizing::new(Vec::with_capacity(expected));
         std::fs::File::from(fd)
             .take(MAX_FILE_SIZE + 1)
             .read_to_end(&mut contents)
@@ -234,7 +289,7 @@ impl ManagedFile {
             });
         }
         Ok(Some(Existing {
-            contents,
+            contents: std::mem::take(&mut *contents),
             mode: opened.st_mode & 0o7777,
             uid: opened.st_uid,
             gid: opened.st_gid,
@@ -261,7 +316,7 @@ impl ManagedFile {
         let owner = self.resolve_owner()?;
         let uid = owner.uid.unwrap_or_else(geteuid).as_raw();
         let gid_ok = owner.gid.is_none_or(|g| g.as_raw() == existing.gid);
-        Ok(existing.contents == contents
+        Ok(existing.contents.as_slice() == contents
             && existing.mode == self.mode
             && existing.uid == uid
             && gid_ok)
@@ -322,40 +377,52 @@ impl ManagedFile {
     /// made for that owner; without, a missing folder gives `None`.
     fn open_folder(&self, create: Option<&FileOwner>) -> Result<Option<OwnedFd>, FileError> {
         let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let open_root = |walked: &Path| -> Result<OwnedFd, FileError> {
+            let fd =
+                openat(AT_FDCWD, "/", dir_flags, Mode::empty()).map_err(|e| FileError::Io {
+                    action: "opening",
+                    path: walked.to_path_buf(),
+                    source: e,
+                })?;
+            check_folder_stat(&fd, walked)?;
+            Ok(fd)
+        };
+        // `walked` is the path as followed so far, for messages; `pending` what is left,
+        // into which a trusted link's target is spliced.
         let mut walked = PathBuf::from("/");
-        let mut fd =
-            openat(AT_FDCWD, "/", dir_flags, Mode::empty()).map_err(|e| FileError::Io {
-                action: "opening",
-                path: walked.clone(),
-                source: e,
-            })?;
-        check_folder_stat(&fd, &walked)?;
-        for component in self.folder.components() {
-            let name = match component {
-                Component::RootDir | Component::CurDir => continue,
-                Component::ParentDir => OsStr::new(".."),
-                Component::Normal(name) => name,
-                Component::Prefix(_) => {
-                    return Err(FileError::BadPath {
-                        path: self.path.clone(),
-                    })
-                }
-            };
-            walked.push(name);
-            let io = |action, source| FileError::Io {
+        let mut fd = open_root(&walked)?;
+        let mut pending = VecDeque::new();
+        push_components(&mut pending, &self.folder, &self.path)?;
+        let mut links = 0;
+        while let Some(name) = pending.pop_front() {
+            if name == ".." {
+                walked.pop();
+            } else {
+                walked.push(&name);
+            }
+            let io = |action, source, walked: &Path| FileError::Io {
                 action,
-                path: walked.clone(),
+                path: walked.to_path_buf(),
                 source,
             };
-            fd = match openat(&fd, name, dir_flags | OFlag::O_NOFOLLOW, Mode::empty()) {
+            fd = match openat(
+                &fd,
+                name.as_os_str(),
+                dir_flags | OFlag::O_NOFOLLOW,
+                Mode::empty(),
+            ) {
                 Ok(next) => next,
                 Err(Errno::ENOENT) => match create {
                     None => return Ok(None),
-                    Some(owner) => self.make_folder(&fd, name, owner, &walked)?,
+                    Some(owner) => self.make_folder(&fd, &name, owner, &walked)?,
                 },
                 Err(Errno::ELOOP | Errno::ENOTDIR) => {
-                    let stat = fstatat(&fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-                        .map_err(|e| io("inspecting", e))?;
+                    let stat = fstatat(
+                        &fd,
+                        name.as_os_str(),
+                        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| io("inspecting", e, &walked))?;
                     if file_type(&stat) != SFlag::S_IFLNK {
                         return Err(FileError::NotAFolder { path: walked });
                     }
@@ -365,14 +432,25 @@ impl ManagedFile {
                             uid: stat.st_uid,
                         });
                     }
-                    match openat(&fd, name, dir_flags, Mode::empty()) {
-                        Ok(next) => next,
-                        Err(Errno::ENOENT) if create.is_none() => return Ok(None),
-                        Err(Errno::ENOTDIR) => return Err(FileError::NotAFolder { path: walked }),
-                        Err(e) => return Err(io("opening", e)),
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return Err(FileError::TooManyLinks { path: walked });
                     }
+                    let target = readlinkat(&fd, name.as_os_str())
+                        .map_err(|e| io("reading link", e, &walked))?;
+                    let target = PathBuf::from(target);
+                    walked.pop();
+                    let mut spliced = VecDeque::new();
+                    push_components(&mut spliced, &target, &walked)?;
+                    spliced.append(&mut pending);
+                    pending = spliced;
+                    if target.is_absolute() {
+                        walked = PathBuf::from("/");
+                        fd = open_root(&walked)?;
+                    }
+                    continue;
                 }
-                Err(e) => return Err(io("opening", e)),
+                Err(e) => return Err(io("opening", e, &walked)),
             };
             check_folder_stat(&fd, &walked)?;
         }
@@ -434,6 +512,20 @@ impl ManagedFile {
     }
 
     fn check_target(&self, stat: &FileStat, owner: &FileOwner) -> Result<(), FileError> {
+        self.check_kind(stat)?;
+        let daemon = geteuid().as_raw();
+        if stat.st_uid != daemon && Some(stat.st_uid) != owner.uid.map(Uid::as_raw) {
+            return Err(FileError::ForeignOwner {
+                path: self.path.clone(),
+                uid: stat.st_uid,
+                daemon,
+            });
+        }
+        Ok(())
+    }
+
+    /// A regular file with one link: not a link, FIFO, device, socket or folder.
+    fn check_kind(&self, stat: &FileStat) -> Result<(), FileError> {
         match file_type(stat) {
             SFlag::S_IFREG => {}
             SFlag::S_IFLNK => return Err(self.symlink()),
@@ -443,12 +535,10 @@ impl ManagedFile {
                 })
             }
         }
-        let daemon = geteuid().as_raw();
-        if stat.st_uid != daemon && Some(stat.st_uid) != owner.uid.map(Uid::as_raw) {
-            return Err(FileError::ForeignOwner {
+        if stat.st_nlink > 1 {
+            return Err(FileError::HardLinked {
                 path: self.path.clone(),
-                uid: stat.st_uid,
-                daemon,
+                links: stat.st_nlink,
             });
         }
         Ok(())
@@ -563,6 +653,27 @@ pub fn folder_mode_for(file_mode: u32) -> u32 {
         mode |= 0o005;
     }
     mode
+}
+
+/// Appends the names to walk in `path` (`..` kept, `.` and `/` dropped) to `pending`.
+fn push_components(
+    pending: &mut VecDeque<OsString>,
+    path: &Path,
+    shown: &Path,
+) -> Result<(), FileError> {
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => pending.push_back(OsString::from("..")),
+            Component::Normal(name) => pending.push_back(name.to_os_string()),
+            Component::Prefix(_) => {
+                return Err(FileError::BadPath {
+                    path: shown.to_path_buf(),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a folder anyone may write into without the sticky bit: anyone could swap the

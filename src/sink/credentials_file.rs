@@ -19,13 +19,15 @@ use super::{check_values, Change, Publish, SinkError};
 use crate::config::FileSinkConfig;
 use crate::credentials::Credentials;
 use std::path::Path;
+use zeroize::Zeroizing;
 
 /// The marker of our comment line, also how a leftover one is recognised.
 const MARKER: &str = "(written by imds-credd)";
 
 /// Returns `existing` with our `[profile]` section replaced in place by `credentials`, or
 /// appended at the end when absent (after a blank line), or removed when `credentials` is
-/// `None`. Every other line stays byte for byte, CRLF files stay CRLF.
+/// `None`. Every other line stays byte for byte, CRLF files stay CRLF. The caller keeps the
+/// result in a zeroizing buffer; it is built without reallocating, so no copy is left.
 pub fn merge_profile(existing: &str, profile: &str, credentials: Option<&Credentials>) -> String {
     let mut newline = if existing.contains("\r\n") {
         "\r\n"
@@ -33,13 +35,21 @@ pub fn merge_profile(existing: &str, profile: &str, credentials: Option<&Credent
         "\n"
     };
     let lines: Vec<&str> = existing.split_inclusive('\n').collect();
-    let mut out = String::with_capacity(existing.len() + 1024);
+    // Room for our section up front: growing would free copies of the secrets unzeroized.
+    let section = credentials.map_or(0, |c| {
+        profile.len()
+            + c.access_key_id.len()
+            + c.secret_access_key.expose().len()
+            + c.session_token.expose().len()
+            + 256
+    });
+    let mut out = String::with_capacity(existing.len() + section);
     let mut placed = false;
     let mut i = 0;
     while i < lines.len() {
         if section_name(lines[i]) == Some(profile) {
             if let (false, Some(creds)) = (placed, credentials) {
-                out.push_str(&render_section(profile, creds, newline));
+                push_section(&mut out, profile, creds, newline);
                 placed = true;
             }
             i = section_end(&lines, i);
@@ -62,7 +72,7 @@ pub fn merge_profile(existing: &str, profile: &str, credentials: Option<&Credent
                 out.push_str(newline);
             }
         }
-        out.push_str(&render_section(profile, creds, newline));
+        push_section(&mut out, profile, creds, newline);
     }
     out
 }
@@ -97,18 +107,20 @@ fn last_line_is_blank(text: &str) -> bool {
     last.trim().is_empty()
 }
 
-fn render_section(profile: &str, creds: &Credentials, newline: &str) -> String {
-    format!(
-        "[{profile}]{newline}\
-         # expires {expires} {MARKER}{newline}\
-         aws_access_key_id = {id}{newline}\
-         aws_secret_access_key = {secret}{newline}\
-         aws_session_token = {token}{newline}",
-        expires = creds.expiration_rfc3339(),
-        id = creds.access_key_id,
-        secret = creds.secret_access_key.expose(),
-        token = creds.session_token.expose(),
-    )
+/// Appends our section to `out`, written in place: no temporary copy of the secrets.
+fn push_section(out: &mut String, profile: &str, creds: &Credentials, newline: &str) {
+    let expires = creds.expiration_rfc3339();
+    let lines: [&[&str]; 5] = [
+        &["[", profile, "]"],
+        &["# expires ", &expires, " ", MARKER],
+        &["aws_access_key_id = ", &creds.access_key_id],
+        &["aws_secret_access_key = ", creds.secret_access_key.expose()],
+        &["aws_session_token = ", creds.session_token.expose()],
+    ];
+    for parts in lines {
+        parts.iter().for_each(|part| out.push_str(part));
+        out.push_str(newline);
+    }
 }
 
 /// A `[[file]]` sink, ready to run with [`super::run_sink`].
@@ -135,12 +147,13 @@ impl CredentialsFileSink {
 
     /// The current file as text; a missing file is empty. Non-UTF-8 content is refused
     /// rather than rewritten, so nothing of it is lost.
-    fn current(&self) -> Result<Option<(super::atomic::Existing, String)>, SinkError> {
+    fn current(&self) -> Result<Option<(super::atomic::Existing, Zeroizing<String>)>, SinkError> {
         let Some(existing) = self.file.read()? else {
             return Ok(None);
         };
-        let text =
-            String::from_utf8(existing.contents.clone()).map_err(|_| SinkError::NotUtf8 {
+        let text = std::str::from_utf8(&existing.contents)
+            .map(|text| Zeroizing::new(text.to_string()))
+            .map_err(|_| SinkError::NotUtf8 {
                 path: self.file.path().to_path_buf(),
             })?;
         Ok(Some((existing, text)))
@@ -160,7 +173,7 @@ impl Publish for CredentialsFileSink {
         check_values(creds)?;
         let current = self.current()?;
         let text = current.as_ref().map_or("", |(_, text)| text.as_str());
-        let merged = merge_profile(text, &self.profile, Some(creds));
+        let merged = Zeroizing::new(merge_profile(text, &self.profile, Some(creds)));
         let existing = current.as_ref().map(|(existing, _)| existing);
         Ok(Change::from_written(
             self.file.replace_if_changed(existing, merged.as_bytes())?,
@@ -171,7 +184,7 @@ impl Publish for CredentialsFileSink {
         let Some((_, text)) = self.current()? else {
             return Ok(Change::Unchanged);
         };
-        let merged = merge_profile(&text, &self.profile, None);
+        let merged = Zeroizing::new(merge_profile(&text, &self.profile, None));
         if merged == text {
             return Ok(Change::Unchanged);
         }
@@ -373,7 +386,8 @@ mod tests {
             } else {
                 "\n"
             };
-            let ours = render_section("instance", &c, newline);
+            let mut ours = String::new();
+            push_section(&mut ours, "instance", &c, newline);
             assert_eq!(
                 merged.matches(&ours).count(),
                 1,

@@ -15,19 +15,25 @@ use crate::config::EnvSinkConfig;
 use crate::credentials::Credentials;
 use crate::render::{render_env, EnvSyntax};
 use std::path::Path;
+use zeroize::Zeroizing;
 
 /// The whole file for `creds`: a comment line (`#` for sh, systemd and PowerShell; `rem`
-/// for cmd, which would run a `#` line as a command), then the assignments.
-pub fn render_env_file(creds: &Credentials, syntax: EnvSyntax) -> String {
+/// for cmd, which would run a `#` line as a command), then the assignments. Zeroized when
+/// dropped, like the lines it is made of.
+pub fn render_env_file(creds: &Credentials, syntax: EnvSyntax) -> Zeroizing<String> {
     let comment = match syntax {
         EnvSyntax::Cmd => "rem",
         _ => "#",
     };
-    format!(
-        "{comment} AWS credentials written by imds-credd; they expire {}. Rewritten on rotation, removed when withdrawn.\n{}",
+    let header = format!(
+        "{comment} AWS credentials written by imds-credd; they expire {}. Rewritten on rotation, removed when withdrawn.\n",
         creds.expiration_rfc3339(),
-        render_env(creds, syntax)
-    )
+    );
+    let lines = render_env(creds, syntax);
+    let mut text = Zeroizing::new(String::with_capacity(header.len() + lines.len()));
+    text.push_str(&header);
+    text.push_str(&lines);
+    text
 }
 
 /// An `[[env]]` sink, ready to run with [`super::run_sink`].
@@ -106,7 +112,7 @@ mod tests {
                 Some(true),
                 "{first}"
             );
-            assert_eq!(rest, render_env(&creds, syntax));
+            assert_eq!(rest, render_env(&creds, syntax).as_str());
         }
     }
 }

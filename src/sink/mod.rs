@@ -12,6 +12,9 @@
 //!   file…) is logged, shown in the sink's [`crate::health`] row with the path and errno, and
 //!   retried with backoff from [`RETRY_MIN`] to [`RETRY_MAX`], at once when a newer state
 //!   arrives. Nothing half-written is ever visible (see [`atomic`]).
+//! - A write still running after [`STUCK_AFTER`] (a hung disk or network file system) shows
+//!   as the sink's error in `status` while it is still awaited on the blocking pool: it
+//!   never holds an async thread, and the next write never races it.
 //! - Every [`RESYNC_INTERVAL`] the task checks its file again and rewrites it if it no longer
 //!   holds what it should (deleted or edited under us, mode or owner changed); a check that
 //!   finds the file right writes nothing.
@@ -55,6 +58,9 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60);
 pub const RETRY_MIN: Duration = Duration::from_secs(1);
 /// Longest retry delay: a fixed disk is noticed within a minute.
 pub const RETRY_MAX: Duration = Duration::from_secs(60);
+/// How long a write or removal may take before the sink reports itself stuck; local
+/// writes of a few KiB with two fsyncs take milliseconds.
+pub const STUCK_AFTER: Duration = Duration::from_secs(10);
 
 /// Why a sink could not publish or withdraw. Messages name paths and fields, never values.
 #[derive(Debug, Error)]
@@ -67,6 +73,8 @@ pub enum SinkError {
     UnsafeValue { field: &'static str },
     #[error("{}: the write task panicked", .path.display())]
     Panicked { path: PathBuf },
+    #[error("{}: a write has not finished after {} (a hung disk or network file system?); still waiting for it", .path.display(), humantime::format_duration(*.after))]
+    Stuck { path: PathBuf, after: Duration },
 }
 
 /// What a publish or withdraw did to the file.
@@ -176,6 +184,7 @@ pub async fn run_sink<P: Publish>(
     shutdown: CancellationToken,
 ) {
     let sink = Arc::new(sink);
+    let reporter = Arc::new(reporter);
     let mut failures: u32 = 0;
     let mut refresher_alive = true;
     let mut last_hooked: Option<String> = None;
@@ -187,7 +196,7 @@ pub async fn run_sink<P: Publish>(
             Wanted::Publish(_) | Wanted::Withdraw => {
                 let outcome = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    outcome = apply(&sink, wanted.clone()) => outcome,
+                    outcome = apply(&sink, wanted.clone(), &reporter, STUCK_AFTER) => outcome,
                 };
                 let done_at = clock.now();
                 let next = match outcome {
@@ -195,7 +204,7 @@ pub async fn run_sink<P: Publish>(
                         log_success(sink.as_ref(), &wanted, change, failures);
                         if let (Wanted::Publish(creds), Change::Written) = (&wanted, change) {
                             if last_hooked.as_deref() != Some(creds.access_key_id.as_str()) {
-                                hooks.after_publish();
+                                hooks.after_publish_reporting(Arc::clone(&reporter));
                                 last_hooked = Some(creds.access_key_id.clone());
                             }
                         }
@@ -235,14 +244,31 @@ pub async fn run_sink<P: Publish>(
 }
 
 /// Runs the blocking publish/withdraw on the blocking pool: an fsync stuck on a slow disk
-/// must not stall the async threads that serve the socket.
-async fn apply<P: Publish>(sink: &Arc<P>, wanted: Wanted) -> Result<Change, SinkError> {
+/// must not stall the async threads that serve the socket. Past `stuck_after` the sink's
+/// row says so (see the module doc).
+async fn apply<P: Publish>(
+    sink: &Arc<P>,
+    wanted: Wanted,
+    reporter: &SinkReporter,
+    stuck_after: Duration,
+) -> Result<Change, SinkError> {
     let task_sink = Arc::clone(sink);
-    let joined = tokio::task::spawn_blocking(move || match wanted {
+    let mut task = tokio::task::spawn_blocking(move || match wanted {
         Wanted::Publish(creds) => task_sink.publish(&creds),
         Wanted::Withdraw | Wanted::Nothing => task_sink.withdraw(),
-    })
-    .await;
+    });
+    let joined = match tokio::time::timeout(stuck_after, &mut task).await {
+        Ok(joined) => joined,
+        Err(_elapsed) => {
+            let stuck = SinkError::Stuck {
+                path: sink.target().to_path_buf(),
+                after: stuck_after,
+            };
+            tracing::warn!(sink = sink.kind(), error = %stuck, "credentials sink is stuck");
+            reporter.failed(stuck.to_string());
+            task.await
+        }
+    };
     joined.unwrap_or_else(|_| {
         Err(SinkError::Panicked {
             path: sink.target().to_path_buf(),
@@ -306,6 +332,46 @@ mod tests {
             assert!(shown.contains("`aws_session_token`"), "{shown}");
             assert!(!shown.contains("QZX"), "{shown}");
         }
+    }
+
+    /// A sink whose writes block until the test lets them go.
+    struct Blocked(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl Publish for Blocked {
+        fn kind(&self) -> &'static str {
+            "file"
+        }
+        fn target(&self) -> &Path {
+            Path::new("/mnt/hung/credentials")
+        }
+        fn publish(&self, _: &Credentials) -> Result<Change, SinkError> {
+            self.0.lock().unwrap().recv().unwrap();
+            Ok(Change::Written)
+        }
+        fn withdraw(&self) -> Result<Change, SinkError> {
+            unreachable!("the test only publishes")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_hangs_is_reported_stuck_and_still_awaited() {
+        let (release, blocked) = std::sync::mpsc::channel();
+        let sink = Arc::new(Blocked(std::sync::Mutex::new(blocked)));
+        let health = crate::health::SinkHealth::default();
+        let reporter = health.register("file", "/mnt/hung/credentials".into());
+        let wanted = Wanted::Publish(Arc::new(creds("t")));
+        let write = apply(&sink, wanted, &reporter, Duration::from_millis(50));
+        let check = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let error = health.snapshot()[0].last_error.clone().unwrap();
+            assert!(
+                error.contains("/mnt/hung/credentials: a write has not finished after 50ms"),
+                "{error}"
+            );
+            release.send(()).unwrap();
+        };
+        let (outcome, ()) = tokio::join!(write, check);
+        assert_eq!(outcome.unwrap(), Change::Written, "the write's own outcome");
     }
 
     #[test]

@@ -29,6 +29,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 /// Response body type: every answer is small and built whole.
 pub type Body = Full<Bytes>;
@@ -90,7 +91,11 @@ impl Channel {
             };
         }
         rendered.bodies[format.slot()]
-            .get_or_insert_with(|| Bytes::from(format.render(creds, self.role_arn().as_deref())))
+            .get_or_insert_with(|| {
+                let mut text = format.render(creds, self.role_arn().as_deref());
+                // The last clone of the body dropped (the cache's or a response's) zeroizes it.
+                Bytes::from_owner(Zeroizing::new(std::mem::take(&mut *text).into_bytes()))
+            })
             .clone()
     }
 
@@ -159,10 +164,10 @@ impl Format {
         }
     }
 
-    fn render(self, creds: &Credentials, role_arn: Option<&str>) -> String {
+    fn render(self, creds: &Credentials, role_arn: Option<&str>) -> Zeroizing<String> {
         match self {
-            Format::Process => creds.to_process_json(),
-            Format::Container => container_json(creds, role_arn),
+            Format::Process => Zeroizing::new(creds.to_process_json()),
+            Format::Container => Zeroizing::new(container_json(creds, role_arn)),
             Format::Env => render_env(creds, EnvSyntax::Sh),
         }
     }
@@ -489,6 +494,7 @@ impl Api {
                     "target": sink.target,
                     "last_success": sink.last_success.map(format_utc_timestamp),
                     "last_error": sink.last_error,
+                    "hook_error": sink.hook_error,
                 })
             })
             .collect();

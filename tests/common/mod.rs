@@ -15,6 +15,8 @@ pub mod require;
 /// An IMDS clock skewed against the daemon's.
 pub mod skewed_clock;
 pub mod sts;
+/// The daemon as the systemd unit runs it, and other local users, through setpriv.
+pub mod unit_user;
 pub mod unix_http;
 
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
