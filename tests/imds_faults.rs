@@ -121,7 +121,11 @@ async fn bad_answers_keep_the_last_good_credentials_and_recover_on_retry() {
             "exceeds 65536 bytes",
         ),
         (Target::Credentials, Fault::CodeFailure, "Failure"),
-        (Target::Credentials, Fault::Expired, "already expired"),
+        (
+            Target::Credentials,
+            Fault::Expired,
+            "`Expiration` is already past",
+        ),
     ];
     for (target, fault, message) in cases {
         let h = Harness::start().await;
@@ -151,6 +155,65 @@ async fn bad_answers_keep_the_last_good_credentials_and_recover_on_retry() {
             "{fault:?}: recovered"
         );
         assert!(h.daemon.state.borrow().last_error.is_none());
+        h.finish().await;
+    }
+}
+
+/// An answer that parses but breaks a rule of `credentials::rules`: refused with the field
+/// named and its value nowhere in the error or the logs, the last good set kept.
+#[tokio::test]
+async fn a_malformed_credential_field_is_refused_by_name_and_the_last_good_set_kept() {
+    let far =
+        imds_credd::credentials::format_utc_timestamp(std::time::SystemTime::now() + 48 * HOUR);
+    let cases = [
+        (
+            "AccessKeyId",
+            "ASIAÉXAMPLEXAMPLE01".to_string(),
+            "A-Z and 0-9",
+        ),
+        ("AccessKeyId", "ASIA-SHORT".to_string(), "A-Z and 0-9"),
+        ("AccessKeyId", "ASIA".repeat(40), "A-Z and 0-9"),
+        (
+            "SecretAccessKey",
+            "wJalrXUtnFEMI K7MDENG".to_string(),
+            "whitespace",
+        ),
+        (
+            "Token",
+            "IQoJb3JpZ2luX2Vj\nX-Injected: 1".to_string(),
+            "whitespace",
+        ),
+        ("Token", "T".repeat(20_000), "1-16384 characters"),
+        ("Expiration", far, "more than 36h away"),
+    ];
+    for (field, value, rule) in cases {
+        let h = Harness::start().await;
+        let good = h.served().unwrap();
+        h.sim.inject(
+            Target::Credentials,
+            Fault::Field {
+                name: field,
+                value: value.clone(),
+            },
+            1,
+        );
+        h.sim.rotate_now();
+        let state = h.advance_and_settle(HOUR).await;
+        let error = state.last_error.clone().unwrap_or_default();
+        assert!(
+            error.contains(&format!("`{field}` is")) && error.contains(rule),
+            "{field}: {error:?}"
+        );
+        assert!(
+            !error.contains(&value),
+            "{field}: the value is quoted: {error:?}"
+        );
+        assert!(!h.logs.contains(&value), "{field}: the value is logged");
+        assert_eq!(
+            h.served(),
+            Some(good),
+            "{field}: last good set still served"
+        );
         h.finish().await;
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::backoff::{retry, RetryPolicy};
 use crate::config::AssumeConfig;
-use crate::credentials::{parse_utc_timestamp, Credentials};
+use crate::credentials::{parse_utc_timestamp, rules, Credentials};
 use crate::secret::Secret;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
@@ -24,6 +24,7 @@ use quick_xml::Reader;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
+use zeroize::Zeroize;
 
 /// The STS query API version every SDK sends.
 const API_VERSION: &str = "2011-06-15";
@@ -104,8 +105,6 @@ pub enum StsError {
     TooLarge,
     #[error("STS answer is not a usable AssumeRoleResponse: {0}")]
     BadResponse(String),
-    #[error("STS issued credentials that expired at {0}, before they could be used (clock skew?)")]
-    AlreadyExpired(String),
     #[error("cannot sign the AssumeRole request")]
     Signing(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("invalid STS endpoint {endpoint:?}: {reason}")]
@@ -127,7 +126,6 @@ impl StsError {
             StsError::Transport { .. } | StsError::Read(_) | StsError::Timeout { .. } => true,
             StsError::TooLarge
             | StsError::BadResponse(_)
-            | StsError::AlreadyExpired(_)
             | StsError::Signing(_)
             | StsError::BadEndpoint { .. }
             | StsError::TrustRoots(_) => false,
@@ -343,11 +341,8 @@ impl StsClient {
             return Err(parse_error_response(status, &body));
         }
         let assumed = parse_assume_role_response(&body)?;
-        if !assumed.credentials.is_valid_at(now) {
-            return Err(StsError::AlreadyExpired(
-                assumed.credentials.expiration_rfc3339(),
-            ));
-        }
+        rules::expiration(assumed.credentials.expiration, now)
+            .map_err(|rule| StsError::BadResponse(format!("Credentials/Expiration is {rule}")))?;
         Ok(assumed)
     }
 }
@@ -502,9 +497,22 @@ pub fn parse_assume_role_response(xml: &[u8]) -> Result<AssumedRole, StsError> {
             .filter(|v| !v.is_empty())
             .ok_or_else(|| StsError::BadResponse(format!("no Credentials/{field}")))
     };
-    let access_key_id = required(access_key_id, FIELDS[0])?;
-    let secret_access_key = Secret::new(required(secret, FIELDS[1])?);
-    let session_token = Secret::new(required(token, FIELDS[2])?);
+    let checked =
+        |value: Option<String>, field: &str, rule: fn(&str) -> Result<(), &'static str>| {
+            let mut value = required(value, field)?;
+            match rule(&value) {
+                Ok(()) => Ok(value),
+                Err(rule) => {
+                    value.zeroize();
+                    Err(StsError::BadResponse(format!(
+                        "Credentials/{field} is {rule}"
+                    )))
+                }
+            }
+        };
+    let access_key_id = checked(access_key_id, FIELDS[0], rules::access_key_id)?;
+    let secret_access_key = Secret::new(checked(secret, FIELDS[1], rules::secret_access_key)?);
+    let session_token = Secret::new(checked(token, FIELDS[2], rules::session_token)?);
     let expiration = required(expiration, FIELDS[3])?;
     let expiration = parse_utc_timestamp(&expiration)
         .ok_or_else(|| StsError::BadResponse("Credentials/Expiration is not a UTC time".into()))?;
@@ -615,6 +623,33 @@ mod tests {
         let truncated = &SUCCESS[..SUCCESS.len() / 2];
         let err = parse_assume_role_response(truncated.as_bytes()).unwrap_err();
         assert!(!format!("{err} {err:?}").contains("wJalrXUtnFEMI"), "{err}");
+    }
+
+    #[test]
+    fn a_field_that_breaks_its_rule_is_named_and_not_quoted() {
+        let cases = [
+            (
+                "ASIAIOSFODNN7EXAMPLE",
+                "ASIAIOSFODNN7ÉXAMPLE",
+                "AccessKeyId",
+            ),
+            (
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
+                "wJalrXUtnFEMI K7MDENG",
+                "SecretAccessKey",
+            ),
+            ("wEXAMPLEtc764", "wEXAMPLE\ttc764", "SessionToken"),
+        ];
+        for (good, bad, field) in cases {
+            let xml = SUCCESS.replace(good, bad);
+            let err = parse_assume_role_response(xml.as_bytes()).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(
+                shown.contains(&format!("Credentials/{field} is not")),
+                "{shown}"
+            );
+            assert!(!shown.contains(bad), "{shown}");
+        }
     }
 
     #[test]
