@@ -5,7 +5,7 @@
 //! disagree on precedence when more are set):
 //!
 //! ```text
-//! AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:51679/v1/credentials
+//! AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:28679/v1/credentials
 //! AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=/run/imds-credd/container-token
 //! ```
 //!

@@ -557,7 +557,7 @@ fn check_config_refuses_a_listen_address_off_loopback() {
             .output()
             .unwrap()
     };
-    let refused = check("[container]\nlisten = \"0.0.0.0:51679\"\n");
+    let refused = check("[container]\nlisten = \"0.0.0.0:28679\"\n");
     assert_eq!(refused.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -566,6 +566,6 @@ fn check_config_refuses_a_listen_address_off_loopback() {
             && stderr.contains("loopback"),
         "{stderr}"
     );
-    let accepted = check("[container]\nlisten = \"127.0.0.1:51679\"\n");
+    let accepted = check("[container]\nlisten = \"127.0.0.1:28679\"\n");
     assert_eq!(accepted.status.code(), Some(0), "{accepted:?}");
 }

@@ -43,7 +43,9 @@ const RETRY_BASE: Duration = Duration::from_millis(250);
 const MAX_MESSAGE_CHARS: usize = 300;
 /// The `DurationSeconds` range STS accepts (the role's own maximum may be lower).
 const MIN_DURATION_SECS: u64 = 900;
-const MAX_DURATION_SECS: u64 = 43_200;
+/// The instance role's credentials are themselves role credentials, so every `[[assume]]`
+/// is role chaining, which STS limits to one hour whatever the role's maximum says.
+const MAX_DURATION_SECS: u64 = 3_600;
 /// STS error codes that mean "slow down", sent with HTTP 400 rather than 429.
 const THROTTLING_CODES: &[&str] = &[
     "Throttling",
@@ -162,12 +164,19 @@ pub fn parse_endpoint(endpoint: &str) -> Result<Uri, StsError> {
         .trim()
         .parse()
         .map_err(|_| bad("not a URL such as https://sts.us-east-1.amazonaws.com"))?;
+    let host = match uri.host() {
+        Some(host) if !host.is_empty() => host,
+        _ => return Err(bad("no host")),
+    };
     match uri.scheme_str() {
-        Some("https") | Some("http") => {}
+        Some("https") => {}
+        Some("http") if is_loopback_host(host) => {}
+        Some("http") => {
+            return Err(bad(
+                "plain http would send signed requests and receive credentials in the clear; use https (http is allowed to loopback only)",
+            ))
+        }
         _ => return Err(bad("the scheme must be https")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(bad("no host"));
     }
     if uri.query().is_some() {
         return Err(bad("a query string is not allowed"));
@@ -177,6 +186,12 @@ pub fn parse_endpoint(endpoint: &str) -> Result<Uri, StsError> {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
     Uri::from_parts(parts).map_err(|_| bad("not a URL"))
+}
+
+/// `localhost` or a loopback address (`127.0.0.0/8`, `[::1]`): where a test STS listens.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || bare.parse().is_ok_and(crate::config::is_loopback)
 }
 
 /// STS's `RoleSessionName` characters: `[\w+=,.@-]`.
@@ -215,7 +230,7 @@ pub fn check_assume_config(config: &AssumeConfig) -> Result<(), (&'static str, S
         return Err((
             "duration",
             format!(
-                "STS accepts whole seconds from 15m to 12h, not {}",
+                "STS accepts whole seconds from 15m to 1h for a role assumed with role credentials (role chaining: the instance role's credentials are role credentials), not {}",
                 humantime::format_duration(config.duration)
             ),
         ));
@@ -714,9 +729,19 @@ mod tests {
         assert_eq!(uri.to_string(), "https://sts.us-east-1.amazonaws.com/");
         let uri = parse_endpoint("http://127.0.0.1:8080").unwrap();
         assert_eq!(uri.path(), "/");
+        for loopback in [
+            "http://[::1]:8080",
+            "http://localhost:1",
+            "http://127.1.2.3",
+        ] {
+            assert!(parse_endpoint(loopback).is_ok(), "{loopback}");
+        }
         for bad in [
             "sts.amazonaws.com",
             "ftp://sts.amazonaws.com",
+            "http://sts.us-east-1.amazonaws.com",
+            "http://10.0.0.5",
+            "http://127.0.0.1.example.com",
             "https://",
             "https://h/?a=b",
         ] {
@@ -758,15 +783,20 @@ mod tests {
                 c.external_id = "arn:x/y".into();
                 c.region = "cn-north-1".into();
                 c.sts_endpoint = "https://sts.vpce.example".into();
-                c.duration = Duration::from_secs(43_200);
+                c.duration = Duration::from_secs(900);
             }),
             Ok(())
         );
         let key = |edit: fn(&mut AssumeConfig)| assume(edit).unwrap_err().0;
         assert_eq!(key(|c| c.duration = Duration::from_secs(600)), "duration");
+        let (at, message) = assume(|c| c.duration = Duration::from_secs(2 * 3600)).unwrap_err();
+        assert!(
+            at == "duration" && message.contains("role chaining"),
+            "{message}"
+        );
         assert_eq!(
-            key(|c| c.duration = Duration::from_secs(13 * 3600)),
-            "duration"
+            key(|c| c.sts_endpoint = "http://sts.us-east-1.amazonaws.com".into()),
+            "sts_endpoint"
         );
         assert_eq!(key(|c| c.session_name = "has space".into()), "session_name");
         assert_eq!(key(|c| c.session_name = "x".into()), "session_name");
