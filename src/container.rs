@@ -334,7 +334,7 @@ impl ContainerService {
             .map(|a| a.to_string())
             .unwrap_or_default();
         tracing::info!(
-            listen = addr,
+            listen = %addr,
             token_file = %token_file.display(),
             "container-credentials endpoint ready"
         );

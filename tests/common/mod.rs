@@ -9,6 +9,9 @@ pub mod daemon_process;
 /// A loopback stand-in for STS that records and verifies how real clients signed.
 pub mod recorder;
 pub mod sts;
+/// The daemon as its unit runs it (unprivileged uid, the unit's capabilities), attackers
+/// as other uids.
+pub mod unit_user;
 
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::config::Config;
