@@ -15,7 +15,7 @@ use imds_credd::simulator::{ImdsSimulator, SimulatorOptions};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,52 +26,90 @@ const FLOOD_SECONDS: f64 = 12.0;
 /// A token holder must be answered within this, every time, while the flood runs.
 const MAX_LATENCY: Duration = Duration::from_secs(1);
 
-/// The daemon as the unit runs it with `[container]` on a free loopback port, once it has
-/// credentials; returns the child, the port and the token file.
-fn start_daemon(dir: &Path, endpoint: &str) -> (Child, SocketAddr, std::path::PathBuf) {
+/// The daemon as the unit runs it with `[container] listen = listen`, once it has
+/// credentials; returns the child and its run folder (socket, token file) and log.
+fn start_daemon(dir: &Path, endpoint: &str, listen: &str) -> (Child, PathBuf, PathBuf) {
     let run_dir = dir.join("run");
-    std::fs::create_dir(&run_dir).unwrap();
+    std::fs::create_dir_all(&run_dir).unwrap();
     std::os::unix::fs::chown(&run_dir, Some(DAEMON_UID), Some(DAEMON_UID)).unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let token_file = run_dir.join("container-token");
     let log_path = dir.join("daemon.log");
     let mut command = as_user(DAEMON_UID, &unit_capabilities(), BIN);
     command
         .args(["run", "--config", "/dev/null", "--imds-endpoint", endpoint])
         .arg("--socket")
         .arg(run_dir.join("credentials.sock"))
-        .args([
-            "--container-listen",
-            "127.0.0.1:0",
-            "--container-token-file",
-        ])
-        .arg(&token_file)
+        .args(["--container-listen", listen, "--container-token-file"])
+        .arg(run_dir.join("container-token"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap());
     clear_aws_variables(&mut command);
     let mut daemon = command.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let addr = loop {
-        let log = std::fs::read_to_string(&log_path).unwrap();
-        let ready = log
-            .lines()
-            .find(|l| l.contains("container-credentials endpoint ready"))
-            .and_then(|l| l.split("listen=").nth(1))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.parse().ok());
-        if let (Some(addr), true) = (ready, log.contains("published new credentials")) {
-            break addr;
-        }
+    wait_for("credentials", || {
         if let Some(status) = daemon.try_wait().unwrap() {
-            panic!("the daemon exited ({status}):\n{log}");
+            panic!("the daemon exited ({status}):\n{}", read(&log_path));
         }
-        assert!(
-            Instant::now() < deadline,
-            "the endpoint never got ready:\n{log}"
-        );
+        read(&log_path).contains("published new credentials")
+    });
+    (daemon, run_dir, log_path)
+}
+
+/// The IMDS simulator, on a runtime of its own (the test thread blocks on children).
+fn simulator() -> (tokio::runtime::Runtime, ImdsSimulator) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = runtime
+        .block_on(ImdsSimulator::start(SimulatorOptions::default()))
+        .unwrap();
+    (runtime, sim)
+}
+
+/// Where the log says the container endpoint is ready.
+fn ready_address(log_path: &Path) -> Option<SocketAddr> {
+    read(log_path)
+        .lines()
+        .find(|l| l.contains("container-credentials endpoint ready"))
+        .and_then(|l| l.split("listen=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Polls `check` for up to 20 s.
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
-    };
-    (daemon, addr, token_file)
+    }
+}
+
+fn stop(mut daemon: Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    daemon.wait().unwrap();
+}
+
+/// `GET path` on the daemon's unix socket: the whole answer.
+fn socket_get(socket: &Path, path: &str) -> String {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }
 
 /// One `GET /v1/credentials` with the token on a new connection: status line and time.
@@ -101,17 +139,11 @@ fn a_flood_of_unauthenticated_keep_alive_connections_neither_starves_a_token_hol
     if skip_unless_privileged("container_abuse flood") {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let sim = runtime
-        .block_on(ImdsSimulator::start(SimulatorOptions::default()))
-        .unwrap();
+    let (_runtime, sim) = simulator();
     let dir = tempfile::tempdir().unwrap();
-    let (mut daemon, addr, token_file) = start_daemon(dir.path(), &sim.endpoint());
-    let token = std::fs::read_to_string(&token_file).unwrap();
+    let (daemon, run_dir, log_path) = start_daemon(dir.path(), &sim.endpoint(), "127.0.0.1:0");
+    let addr = ready_address(&log_path).expect("the endpoint is ready");
+    let token = read(&run_dir.join("container-token"));
     assert_eq!(fetch(addr, &token).0, "HTTP/1.1 200 OK");
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/container_flood.py");
@@ -164,13 +196,8 @@ fn a_flood_of_unauthenticated_keep_alive_connections_neither_starves_a_token_hol
     );
     assert!(worst < MAX_LATENCY, "worst latency {worst:?}");
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    daemon.wait().unwrap();
-    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    stop(daemon);
+    let log = read(&log_path);
     let refusal_lines = log
         .lines()
         .filter(|l| l.contains("refusing a container endpoint request"))
@@ -188,4 +215,87 @@ fn a_flood_of_unauthenticated_keep_alive_connections_neither_starves_a_token_hol
     );
     assert!(!log.contains(&token), "the token is logged");
     common::assert_no_secrets(&log, &sim, "the daemon's log");
+}
+
+/// Another user binds the container port before the daemon starts: the daemon runs anyway
+/// (socket and refreshes), `status` and `/metrics` say the endpoint cannot listen, the token
+/// file of an earlier run is gone (SDKs would send it to the squatter), and the port is
+/// taken at a retry once the squatter lets go.
+#[test]
+fn a_port_taken_by_another_user_never_stops_the_daemon_and_is_taken_once_free() {
+    if skip_unless_privileged("container_abuse busy port") {
+        return;
+    }
+    let (_runtime, sim) = simulator();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let squat = "import socket, sys, time\n\
+                 s = socket.socket()\n\
+                 s.bind(('127.0.0.1', int(sys.argv[1])))\n\
+                 s.listen()\n\
+                 print('bound', flush=True)\n\
+                 time.sleep(60)\n";
+    let mut squatter = as_user(ATTACKER_UID, &[], "/usr/bin/python3")
+        .args(["-c", squat, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 runs as the attacker");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(squatter.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "bound");
+
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    let token_file = run_dir.join("container-token");
+    std::fs::write(&token_file, "a-token-from-an-earlier-run").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&token_file, Some(DAEMON_UID), Some(DAEMON_UID)).unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let (daemon, _, log_path) = start_daemon(dir.path(), &sim.endpoint(), &listen);
+    let socket = run_dir.join("credentials.sock");
+
+    let status = std::process::Command::new(BIN)
+        .args(["status", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let status_text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status_text.contains(&format!("cannot listen on {listen}")),
+        "{status_text}"
+    );
+    let metrics = socket_get(&socket, "/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("imds_credd_sink_error{")
+                && l.contains("container")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(socket_get(&socket, "/v1/credentials").starts_with("HTTP/1.1 200"));
+    assert!(
+        !token_file.exists(),
+        "the old token file points at the squatter"
+    );
+
+    squatter.kill().unwrap();
+    squatter.wait().unwrap();
+    wait_for("the endpoint to take the freed port", || {
+        ready_address(&log_path).is_some()
+    });
+    let token = read(&token_file);
+    assert_eq!(token.len(), 64);
+    let (answer, _) = fetch(ready_address(&log_path).unwrap(), &token);
+    assert_eq!(answer, "HTTP/1.1 200 OK");
+    stop(daemon);
+    common::assert_no_secrets(&read(&log_path), &sim, "the daemon's log");
 }
