@@ -1,8 +1,9 @@
 //! The container endpoint against a local attacker, with the daemon run as its unit runs
 //! it (an unprivileged uid holding exactly the unit's capabilities) and the attacker as
-//! another uid: a flood of unauthenticated keep-alive connections does not starve a token
-//! holder, and does not fill the log. Needs root and setpriv: skipped with one line
-//! elsewhere, a failure in CI.
+//! another uid: a flood of unauthenticated keep-alive connections neither starves a token
+//! holder nor fills the log, and a port taken first never stops the daemon. These need
+//! root and setpriv: skipped with one line elsewhere, a failure in CI. Also the defence
+//! against a taken port, systemd holding it: passed sockets are taken by name.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -295,6 +296,84 @@ fn a_port_taken_by_another_user_never_stops_the_daemon_and_is_taken_once_free() 
     let token = read(&token_file);
     assert_eq!(token.len(), 64);
     let (answer, _) = fetch(ready_address(&log_path).unwrap(), &token);
+    assert_eq!(answer, "HTTP/1.1 200 OK");
+    stop(daemon);
+    common::assert_no_secrets(&read(&log_path), &sim, "the daemon's log");
+}
+
+/// What `imds-credd.socket` and `imds-credd-container.socket` do together: systemd binds
+/// both and passes them in any order, named (`LISTEN_FDNAMES`); the daemon takes each by
+/// its name instead of binding (it would refuse to start on a unix path that answers, and
+/// it is told another port for the endpoint) and serves on both.
+#[test]
+fn sockets_passed_by_systemd_are_taken_by_name() {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    use std::os::unix::process::CommandExt;
+    let (_runtime, sim) = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("credentials.sock");
+    let api = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let container = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = container.local_addr().unwrap();
+    let token_file = dir.path().join("container-token");
+    let log_path = dir.path().join("daemon.log");
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(r#"LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@""#)
+        .arg(BIN)
+        .args([
+            "run",
+            "--config",
+            "/dev/null",
+            "--imds-endpoint",
+            &sim.endpoint(),
+        ])
+        .arg("--socket")
+        .arg(&socket)
+        .args([
+            "--container-listen",
+            "127.0.0.1:1",
+            "--container-token-file",
+        ])
+        .arg(&token_file)
+        .env("LISTEN_FDS", "2")
+        .env("LISTEN_FDNAMES", "container:credentials")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    clear_aws_variables(&mut command);
+    let (container_fd, api_fd) = (container.as_raw_fd(), api.as_raw_fd());
+    // SAFETY: only async-signal-safe calls (fcntl, dup2) run between fork and exec, on fds
+    // that are open: both listeners live until the child is spawned. Each is first copied
+    // above 100, so placing one at 3 or 4 cannot close the other.
+    unsafe {
+        command.pre_exec(move || {
+            let high = |fd, at| {
+                nix::fcntl::fcntl(
+                    BorrowedFd::borrow_raw(fd),
+                    nix::fcntl::FcntlArg::F_DUPFD(at),
+                )
+            };
+            let (container_copy, api_copy) = (high(container_fd, 100)?, high(api_fd, 110)?);
+            std::mem::forget(nix::unistd::dup2_raw(
+                BorrowedFd::borrow_raw(container_copy),
+                3,
+            )?);
+            std::mem::forget(nix::unistd::dup2_raw(BorrowedFd::borrow_raw(api_copy), 4)?);
+            Ok(())
+        });
+    }
+    let mut daemon = command.spawn().unwrap();
+    wait_for("the endpoint on the passed socket", || {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            panic!("the daemon exited ({status}):\n{}", read(&log_path));
+        }
+        ready_address(&log_path).is_some() && read(&log_path).contains("published new credentials")
+    });
+    assert_eq!(ready_address(&log_path), Some(addr), "{}", read(&log_path));
+    assert!(read(&log_path).contains("using the socket passed by systemd"));
+    assert!(socket_get(&socket, "/healthz").starts_with("HTTP/1.1 200"));
+    let (answer, _) = fetch(addr, &read(&token_file));
     assert_eq!(answer, "HTTP/1.1 200 OK");
     stop(daemon);
     common::assert_no_secrets(&read(&log_path), &sim, "the daemon's log");
