@@ -176,7 +176,7 @@ impl ContainerEndpoint {
         });
         let listener = match bound {
             Ok(listener) => {
-                service.ready(&listener, &config.token_file)?;
+                service.ready(&listener)?;
                 Some(listener)
             }
             Err(error) => {
@@ -271,8 +271,7 @@ async fn bind_with_backoff(
         }
         match listen(addr) {
             Ok(listener) => {
-                let path = service.token_file.path().to_path_buf();
-                return match service.ready(&listener, &path) {
+                return match service.ready(&listener) {
                     Ok(()) => Some(listener),
                     Err(error) => {
                         tracing::error!(error = %crate::imds::error_chain(&error), "the container endpoint cannot start");
@@ -320,11 +319,7 @@ async fn keep_token_file(service: &Arc<ContainerService>, shutdown: &Cancellatio
 
 impl ContainerService {
     /// Writes the token file for a bound `listener` and reports the endpoint ready.
-    fn ready(
-        &self,
-        listener: &TcpListener,
-        token_file: &std::path::Path,
-    ) -> Result<(), ContainerError> {
+    fn ready(&self, listener: &TcpListener) -> Result<(), ContainerError> {
         self.token_file
             .replace(self.token.expose().as_bytes())
             .map_err(ContainerError::TokenFile)?;
@@ -335,7 +330,7 @@ impl ContainerService {
             .unwrap_or_default();
         tracing::info!(
             listen = %addr,
-            token_file = %token_file.display(),
+            token_file = %self.token_file.path().display(),
             "container-credentials endpoint ready"
         );
         Ok(())
