@@ -112,6 +112,8 @@ stage() {
     install -D -m 0755 "$binary" "$root/usr/bin/imds-credd"
     install -D -m 0644 systemd/imds-credd.service "$root$unit_dir/imds-credd.service"
     install -D -m 0644 systemd/imds-credd.socket "$root$unit_dir/imds-credd.socket"
+    install -D -m 0644 systemd/imds-credd-container.socket \
+        "$root$unit_dir/imds-credd-container.socket"
     install -D -m 0644 packaging/config.toml "$root/etc/imds-credd/config.toml"
     install -d -m 0755 "$root/usr/share/man/man1"
     local page

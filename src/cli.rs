@@ -68,6 +68,12 @@ pub fn resolve_config(
 ) -> Result<Config, crate::config::ConfigError> {
     let mut config = Config::load(path)?;
     overrides.apply(&mut config)?;
+    #[cfg(unix)]
+    crate::config::check_config_socket_folder(
+        &config,
+        path.unwrap_or(std::path::Path::new(crate::config::DEFAULT_CONFIG_PATH)),
+        overrides.socket_path.is_some(),
+    )?;
     Ok(config)
 }
 

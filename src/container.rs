@@ -5,7 +5,7 @@
 //! disagree on precedence when more are set):
 //!
 //! ```text
-//! AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:51679/v1/credentials
+//! AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:28679/v1/credentials
 //! AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=/run/imds-credd/container-token
 //! ```
 //!
@@ -19,7 +19,8 @@
 //!
 //! # Who is answered
 //! Checked in this order; each refusal is logged with the peer address and the reason, never
-//! with a header's value:
+//! with a header's value, at most once per peer and reason every
+//! [`crate::socket::refusals::INTERVAL`] (with the count since the previous line):
 //! - A peer that is not on loopback: 403 on every request. The listen address is loopback
 //!   already (the config refuses any other), so this is a second lock.
 //! - A request carrying `X-Forwarded-For` or `Forwarded`: 403. A proxy or a web application
@@ -32,8 +33,7 @@
 //! CR/LF, which botocore and aws-sdk-rust refuse), made at each start. It is written to
 //! `token_file` with mode 0600 and no trailing newline through [`crate::sink::atomic`]
 //! (missing folders made 0700, links and other users' files refused), after the port is
-//! bound (a start that cannot bind, say because another daemon listens there, leaves that
-//! daemon's token alone) and before any request is answered. Every
+//! bound and before any request is answered. Every
 //! [`crate::sink::RESYNC_INTERVAL`] the file is checked and rewritten if it was deleted or
 //! changed; a failure shows in the endpoint's health row.
 //!
@@ -51,6 +51,16 @@
 //!   the next start replaces it.
 //! - Each write is a rename (a new inode): mount the token's folder into a container, not
 //!   the file itself, or the container keeps seeing the first token.
+//!
+//! # A port someone else holds
+//! Any local user can bind a free loopback port first. That never stops the daemon: the
+//! socket API and every file sink go on, the endpoint's health row (in `status`,
+//! `/v1/status`, `/metrics` and systemd's `STATUS=`) says why, and the bind is retried
+//! with backoff ([`BIND_RETRY_FIRST`] doubling to [`BIND_RETRY_MAX`]). Meanwhile no token
+//! file exists: one left from an earlier run is removed, because SDKs reading it would
+//! send the token to, and take credentials from, whoever holds the port. To hold the port
+//! from boot, enable `imds-credd-container.socket`: systemd binds it before any user
+//! runs and passes it to the daemon ([`crate::activation`]).
 
 use crate::clock::SharedClock;
 use crate::config::{is_loopback, ContainerConfig};
@@ -59,7 +69,8 @@ use crate::secret::Secret;
 use crate::sink::atomic::{FileError, ManagedFile};
 use crate::sink::RESYNC_INTERVAL;
 use crate::socket::api::{ApiError, Body};
-use crate::socket::server::{self, Frontend, ServerLimits};
+use crate::socket::refusals::RefusalLog;
+use crate::socket::server::{self, Frontend, ServerLimits, UnauthenticatedLimits};
 use crate::socket::{Api, Endpoint};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, FORWARDED};
@@ -67,6 +78,7 @@ use hyper::{Request, Response, StatusCode};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream};
@@ -78,44 +90,64 @@ const TOKEN_BYTES: usize = 32;
 /// Only the daemon's user may read the token.
 const TOKEN_FILE_MODE: u32 = 0o600;
 /// Connections served at once. Each SDK client fetches about once an hour, so a few hundred
-/// cover a crowded host. Should this and the socket's cap together pass the open-files
-/// limit, `accept` fails with `EMFILE`, which the server logs and retries after a pause.
-const MAX_CONNECTIONS: usize = 256;
+/// cover a crowded host; the rest is headroom over [`UNAUTHENTICATED`]'s total, so that
+/// token holders always find a slot. Should this and the socket's cap together pass the
+/// open-files limit, `accept` fails with `EMFILE`, which the server logs and retries after
+/// a pause.
+const MAX_CONNECTIONS: usize = 512;
+/// An SDK sends its request as soon as it connects and fetches once an hour, so a short
+/// head and idle timeout costs it nothing and frees a slot a silent client holds.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections that have not yet shown the token: each peer address may hold 64, all
+/// together 128; past that the oldest waiting one is closed for the newcomer.
+const UNAUTHENTICATED: UnauthenticatedLimits = UnauthenticatedLimits {
+    per_peer: 64,
+    total: 128,
+};
 /// `X-Forwarded-For` (hyper names only the standard `Forwarded`).
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
-/// Why the endpoint could not start. Nothing is served, and the daemon should stop.
+/// First wait before binding again after a failed bind...
+const BIND_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// ...doubling up to this: a freed port is taken within a minute.
+const BIND_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Why the endpoint could not start. Nothing is served, and the daemon should stop. (A
+/// port that cannot be bound is not one of these: see the module doc.)
 #[derive(Debug, Error)]
 pub enum ContainerError {
     #[error("[container] {key}: {message}")]
     Config { key: &'static str, message: String },
-    #[error("cannot listen on {addr} for the container endpoint")]
-    Bind { addr: SocketAddr, source: io::Error },
     #[error("cannot read the operating system's random source for the container token")]
     Random(#[source] getrandom::Error),
     #[error("cannot write the container token file")]
     TokenFile(#[source] FileError),
 }
 
-/// A bound endpoint with its token written, not yet served.
+/// An endpoint with its token made, bound (and its token file written) if the port was
+/// free, not yet served.
 pub struct ContainerEndpoint {
-    listener: TcpListener,
-    addr: SocketAddr,
+    listener: Option<TcpListener>,
+    listen: SocketAddr,
     service: Arc<ContainerService>,
 }
 
-/// What every connection shares: the API, the token and its file, the health row.
+/// What every connection shares: the API, the token and its file, the health row, the
+/// refusal log's memory.
 struct ContainerService {
     api: Arc<Api>,
     token: Secret,
     token_file: ManagedFile,
     reporter: SinkReporter,
     clock: SharedClock,
+    refusals: RefusalLog,
 }
 
 impl ContainerEndpoint {
-    /// Binds `config.listen` (port 0 picks a free port: see [`Self::local_addr`]), makes a
-    /// token and writes it to `config.token_file`, and adds the endpoint to `health`.
+    /// Takes the port from systemd ([`crate::activation`]) or binds `config.listen` (port 0
+    /// picks a free port: see [`Self::local_addr`]), makes a token and writes it to
+    /// `config.token_file`, and adds the endpoint to `health`. A port that cannot be bound
+    /// is reported and retried by [`Self::serve`].
     pub async fn open(
         config: &ContainerConfig,
         api: Arc<Api>,
@@ -125,59 +157,66 @@ impl ContainerEndpoint {
         config
             .check()
             .map_err(|(key, message)| ContainerError::Config { key, message })?;
-        let bind_error = |source| ContainerError::Bind {
-            addr: config.listen,
-            source,
-        };
-        let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
         let token = new_token()?;
         let token_file = ManagedFile::new(&config.token_file, TOKEN_FILE_MODE, None, None)
             .map_err(ContainerError::TokenFile)?;
-        token_file
-            .replace(token.expose().as_bytes())
-            .map_err(ContainerError::TokenFile)?;
-        let reporter = health.register("container", addr.to_string());
-        reporter.succeeded(clock.now());
-        tracing::info!(
-            listen = %addr,
-            token_file = %config.token_file.display(),
-            "container-credentials endpoint ready"
-        );
-        let service = ContainerService {
+        let bound = listen(config.listen);
+        let target = match &bound {
+            Ok(listener) => listener.local_addr().unwrap_or(config.listen),
+            Err(_) => config.listen,
+        };
+        let reporter = health.register("container", target.to_string());
+        let service = Arc::new(ContainerService {
             api,
             token,
             token_file,
             reporter,
             clock,
+            refusals: RefusalLog::default(),
+        });
+        let listener = match bound {
+            Ok(listener) => {
+                service.ready(&listener)?;
+                Some(listener)
+            }
+            Err(error) => {
+                service.cannot_listen(config.listen, &error, BIND_RETRY_FIRST);
+                None
+            }
         };
         Ok(ContainerEndpoint {
             listener,
-            addr,
-            service: Arc::new(service),
+            listen: config.listen,
+            service,
         })
     }
 
-    /// The address bound, with the port resolved when the config said 0.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+    /// The address bound, with the port resolved when the config said 0; `None` while the
+    /// port could not be bound.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// Serves until `shutdown` is cancelled, keeping the token file in place meanwhile;
-    /// then drains and removes the token file (see the module doc).
+    /// Binds with backoff if [`Self::open`] could not, then serves until `shutdown` is
+    /// cancelled, keeping the token file in place meanwhile; then drains and removes the
+    /// token file (see the module doc).
     pub async fn serve(self, shutdown: CancellationToken) {
+        let service = self.service;
+        let listener = match self.listener {
+            Some(listener) => listener,
+            None => match bind_with_backoff(&service, self.listen, &shutdown).await {
+                Some(listener) => listener,
+                None => return,
+            },
+        };
         let limits = ServerLimits {
             max_connections: MAX_CONNECTIONS,
+            header_read_timeout: HEADER_TIMEOUT,
+            unauthenticated: Some(UNAUTHENTICATED),
             ..ServerLimits::default()
         };
-        let served = server::serve(
-            self.listener,
-            Arc::clone(&self.service),
-            limits,
-            shutdown.clone(),
-        );
-        tokio::join!(served, keep_token_file(&self.service, &shutdown));
-        let service = Arc::clone(&self.service);
+        let served = server::serve(listener, Arc::clone(&service), limits, shutdown.clone());
+        tokio::join!(served, keep_token_file(&service, &shutdown));
         if tokio::task::spawn_blocking(move || service.remove_token_file())
             .await
             .is_err()
@@ -185,6 +224,69 @@ impl ContainerEndpoint {
             tracing::warn!("removing the container token file panicked");
         }
     }
+}
+
+/// The listener systemd passed for the endpoint, else a new one bound to `addr`.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let std_listener = match crate::activation::take(crate::activation::CONTAINER_SOCKET_NAMES) {
+        Some(fd) => activated_listener(fd)?,
+        None => std::net::TcpListener::bind(addr)?,
+    };
+    std_listener.set_nonblocking(true)?;
+    TcpListener::from_std(std_listener)
+}
+
+/// Wraps the fd systemd passed, refusing it unless it is a listening TCP socket on a
+/// loopback address (the endpoint answers over plain HTTP).
+fn activated_listener(fd: std::os::fd::RawFd) -> io::Result<std::net::TcpListener> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: systemd passed this fd to us (LISTEN_PID is our pid) and
+    // `activation::take` hands each fd out once, so this is its only owner.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let listening = nix::sys::socket::getsockopt(&owned, nix::sys::socket::sockopt::AcceptConn)
+        .map_err(io::Error::from)?;
+    let listener = std::net::TcpListener::from(owned);
+    let addr = listener.local_addr()?;
+    if !listening || !is_loopback(addr.ip()) {
+        return Err(io::Error::other(format!(
+            "the socket systemd passed ({addr}) is not a listening loopback TCP socket"
+        )));
+    }
+    tracing::info!(listen = %addr, "using the container endpoint socket passed by systemd");
+    Ok(listener)
+}
+
+/// Binds `addr` again and again with backoff until it works (then writes the token file)
+/// or `shutdown`; `None` when stopped first or the token file cannot be written.
+async fn bind_with_backoff(
+    service: &ContainerService,
+    addr: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Option<TcpListener> {
+    for attempt in 1.. {
+        let wait = crate::backoff::ceiling(BIND_RETRY_FIRST, BIND_RETRY_MAX, attempt);
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = service.clock.sleep_until(service.clock.now() + wait) => {}
+        }
+        match listen(addr) {
+            Ok(listener) => {
+                return match service.ready(&listener) {
+                    Ok(()) => Some(listener),
+                    Err(error) => {
+                        tracing::error!(error = %crate::imds::error_chain(&error), "the container endpoint cannot start");
+                        service.reporter.failed(error.to_string());
+                        None
+                    }
+                };
+            }
+            Err(error) => {
+                let next = crate::backoff::ceiling(BIND_RETRY_FIRST, BIND_RETRY_MAX, attempt + 1);
+                service.cannot_listen(addr, &error, next);
+            }
+        }
+    }
+    None
 }
 
 /// Rewrites the token file every [`RESYNC_INTERVAL`] if it no longer holds the token with
@@ -216,6 +318,43 @@ async fn keep_token_file(service: &Arc<ContainerService>, shutdown: &Cancellatio
 }
 
 impl ContainerService {
+    /// Writes the token file for a bound `listener` and reports the endpoint ready.
+    fn ready(&self, listener: &TcpListener) -> Result<(), ContainerError> {
+        self.token_file
+            .replace(self.token.expose().as_bytes())
+            .map_err(ContainerError::TokenFile)?;
+        self.reporter.succeeded(self.clock.now());
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!(
+            listen = %addr,
+            token_file = %self.token_file.path().display(),
+            "container-credentials endpoint ready"
+        );
+        Ok(())
+    }
+
+    /// Reports a failed bind (health row and log) and removes a token file left from an
+    /// earlier run, which would point SDKs at whoever holds the port.
+    fn cannot_listen(&self, addr: SocketAddr, error: &io::Error, retry_in: Duration) {
+        let message = format!(
+            "cannot listen on {addr} ({error}); retrying in {}",
+            humantime::format_duration(retry_in)
+        );
+        tracing::warn!(error = %message, "the container endpoint is not serving; everything else is");
+        self.reporter.failed(message);
+        match self.token_file.remove() {
+            Ok(true) => tracing::warn!(
+                token_file = %self.token_file.path().display(),
+                "removed a container token file left from an earlier run: the port is not ours"
+            ),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "cannot remove the stale container token file"),
+        }
+    }
+
     /// Whether the request may be answered; else the refusal, already logged.
     fn check(&self, peer: SocketAddr, request: &Request<Incoming>) -> Result<(), ApiError> {
         let headers = request.headers();
@@ -230,7 +369,10 @@ impl ContainerService {
             }
         };
         if let Err(reason) = &verdict {
-            tracing::warn!(%peer, %reason, "refusing a container endpoint request");
+            let peer = peer.ip();
+            if let Some(unlogged) = self.refusals.admit_line(format!("{peer} {reason}")) {
+                tracing::warn!(%peer, %reason, refused_since_last_line = unlogged, "refusing a container endpoint request");
+            }
         }
         verdict
     }
@@ -281,7 +423,11 @@ impl Frontend for ContainerService {
         match stream.peer_addr() {
             Ok(peer) if is_loopback(peer.ip()) => Some(peer),
             Ok(peer) => {
-                tracing::warn!(%peer, reason = %ApiError::NotLoopback, "refusing a container endpoint peer");
+                let reason = ApiError::NotLoopback;
+                if let Some(unlogged) = self.refusals.admit_line(format!("{} {reason}", peer.ip()))
+                {
+                    tracing::warn!(peer = %peer.ip(), %reason, refused_since_last_line = unlogged, "refusing a container endpoint peer");
+                }
                 None
             }
             Err(error) => {
@@ -306,6 +452,11 @@ impl Frontend for ContainerService {
 
     fn refuse(&self) -> Response<Body> {
         self.api.refuse(Endpoint::Container, ApiError::NotLoopback)
+    }
+
+    /// Peers are told apart by address: on loopback, which 127.x address they use.
+    fn peer_key(&self, peer: &SocketAddr) -> String {
+        peer.ip().to_string()
     }
 }
 

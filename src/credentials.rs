@@ -1,6 +1,8 @@
 //! Role credentials: parsing the IMDS answer, expiry arithmetic, and the one JSON shape
 //! (`credential_process` Version 1) that several outputs share.
 
+pub mod rules;
+
 use crate::secret::Secret;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -34,6 +36,11 @@ pub enum CredentialsError {
     BadExpiration,
     #[error("credentials document `Version` is not the number 1")]
     UnsupportedVersion,
+    #[error("credentials document field `{field}` is {rule}")]
+    BadField {
+        field: &'static str,
+        rule: &'static str,
+    },
 }
 
 impl Credentials {
@@ -74,6 +81,15 @@ impl Credentials {
             Some(_) => {}
         }
         take_credentials(&mut doc, "SessionToken")
+    }
+
+    /// Refuses a set whose `Expiration` is past or too far ahead at `now`
+    /// ([`rules::expiration`]); parsing cannot check it, having no clock.
+    pub fn check_expiration(&self, now: SystemTime) -> Result<(), CredentialsError> {
+        rules::expiration(self.expiration, now).map_err(|rule| CredentialsError::BadField {
+            field: "Expiration",
+            rule,
+        })
     }
 
     /// True while the credentials may still be handed out.
@@ -125,15 +141,20 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, CredentialsError> {
     }
 }
 
-/// Takes the four fields out of a parsed document; the session token is `token_field`
-/// (`Token` from IMDS, `SessionToken` in the `credential_process` document).
+/// Takes the four fields out of a parsed document, each checked against [`rules`]; the
+/// session token is `token_field` (`Token` from IMDS, `SessionToken` in the
+/// `credential_process` document).
 fn take_credentials(
     doc: &mut Map<String, Value>,
     token_field: &'static str,
 ) -> Result<Credentials, CredentialsError> {
-    let access_key_id = take_string(doc, "AccessKeyId")?;
-    let secret_access_key = Secret::new(take_string(doc, "SecretAccessKey")?);
-    let session_token = Secret::new(take_string(doc, token_field)?);
+    let access_key_id = take_checked(doc, "AccessKeyId", rules::access_key_id)?;
+    let secret_access_key = Secret::new(take_checked(
+        doc,
+        "SecretAccessKey",
+        rules::secret_access_key,
+    )?);
+    let session_token = Secret::new(take_checked(doc, token_field, rules::session_token)?);
     let expiration = take_string(doc, "Expiration")?;
     let expiration = parse_utc_timestamp(&expiration).ok_or(CredentialsError::BadExpiration)?;
     Ok(Credentials {
@@ -142,6 +163,21 @@ fn take_credentials(
         session_token,
         expiration,
     })
+}
+
+/// [`take_string`], then `rule`: a string that breaks it is dropped (zeroized if a secret's
+/// rule) and the error names `key` and the rule.
+fn take_checked(
+    doc: &mut Map<String, Value>,
+    key: &'static str,
+    rule: fn(&str) -> Result<(), &'static str>,
+) -> Result<String, CredentialsError> {
+    let mut value = take_string(doc, key)?;
+    if let Err(rule) = rule(&value) {
+        zeroize::Zeroize::zeroize(&mut value);
+        return Err(CredentialsError::BadField { field: key, rule });
+    }
+    Ok(value)
 }
 
 /// Removes `key` from the document and returns it as a non-empty string. The string is moved
@@ -202,7 +238,7 @@ mod tests {
 
     #[test]
     fn accepts_a_document_without_code_type_or_last_updated() {
-        let doc = r#"{"AccessKeyId":"AKID","SecretAccessKey":"s","Token":"t","Expiration":"2026-11-23T09:00:00+00:00"}"#;
+        let doc = r#"{"AccessKeyId":"AKIAEXAMPLEEXAMPLE","SecretAccessKey":"s","Token":"t","Expiration":"2026-11-23T09:00:00+00:00"}"#;
         let creds = Credentials::from_imds_json(doc.as_bytes()).unwrap();
         assert_eq!(creds.expiration_rfc3339(), "2026-11-23T09:00:00Z");
     }
@@ -289,5 +325,37 @@ mod tests {
         let creds = Credentials::from_imds_json(IMDS_DOC.as_bytes()).unwrap();
         assert!(creds.is_valid_at(creds.expiration - Duration::from_secs(1)));
         assert!(!creds.is_valid_at(creds.expiration));
+    }
+
+    #[test]
+    fn a_field_that_breaks_its_rule_is_named_and_not_quoted() {
+        let cases = [
+            ("AccessKeyId", "ASIAÉXAMPLEEXAMPLE01"),
+            ("AccessKeyId", "ASIASHORT"),
+            ("SecretAccessKey", "secret key+EXAMPLE"),
+            ("Token", "token\n//EXAMPLE=="),
+        ];
+        for (field, value) in cases {
+            let mut doc: Value = serde_json::from_str(IMDS_DOC).unwrap();
+            doc[field] = Value::String(value.into());
+            let err = Credentials::from_imds_json(doc.to_string().as_bytes()).unwrap_err();
+            assert!(
+                matches!(err, CredentialsError::BadField { field: f, .. } if f == field),
+                "{field}: {err:?}"
+            );
+            let shown = format!("{err} {err:?}");
+            assert!(shown.contains(field) && !shown.contains(value), "{shown}");
+        }
+    }
+
+    #[test]
+    fn an_expiration_past_or_beyond_36_hours_is_refused_by_name() {
+        let creds = Credentials::from_imds_json(IMDS_DOC.as_bytes()).unwrap();
+        let hour = Duration::from_secs(3600);
+        assert!(creds.check_expiration(creds.expiration - hour).is_ok());
+        for now in [creds.expiration, creds.expiration - 37 * hour] {
+            let err = creds.check_expiration(now).unwrap_err().to_string();
+            assert!(err.contains("`Expiration`"), "{err}");
+        }
     }
 }

@@ -105,7 +105,8 @@ pub struct DaemonHandle {
     pub metrics: Arc<Metrics>,
     pub health: SinkHealth,
     pub endpoint: String,
-    /// Where the `[container]` endpoint listens (its port resolved), if configured.
+    /// Where the `[container]` endpoint listens (its port resolved), if configured and
+    /// bound at start (a busy port is retried in the background).
     pub container: Option<std::net::SocketAddr>,
     config: Config,
     clock: SharedClock,
@@ -294,7 +295,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
                     clock,
                 )
                 .await?;
-                daemon.container = Some(endpoint.local_addr());
+                daemon.container = endpoint.local_addr();
                 daemon.tasks.spawn(endpoint.serve(daemon.shutdown.clone()));
             }
         }
@@ -312,6 +313,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
     #[cfg(unix)]
     daemon.tasks.spawn(crate::notify::run(
         daemon.state.clone(),
+        daemon.health.clone(),
         daemon.clock.clone(),
         daemon.shutdown.clone(),
     ));

@@ -20,7 +20,10 @@
 //! - [`client`]: the client commands (`credential-process`, `exec`, `env`, `status`) that
 //!   ask the daemon over its socket.
 //! - [`container`]: the optional loopback endpoint for `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
+//! - [`activation`]: the sockets systemd passed, picked by name.
 
+#[cfg(target_os = "linux")]
+pub mod activation;
 pub mod assume;
 pub mod backoff;
 pub mod cli;

@@ -5,33 +5,53 @@
 
 use crate::clock::SharedClock;
 use crate::credentials::format_utc_timestamp;
+use crate::health::SinkHealth;
 use crate::state::{CredentialState, StateReceiver};
 use sd_notify::NotifyState;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
-/// Sends notifications until `shutdown`, then `STOPPING=1`.
-pub async fn run(mut state: StateReceiver, clock: SharedClock, shutdown: CancellationToken) {
+/// How often the endpoints' health is looked at for `STATUS=` (it has no change signal).
+const HEALTH_POLL: Duration = Duration::from_secs(5);
+
+/// Sends notifications until `shutdown`, then `STOPPING=1`. `health` adds an endpoint that
+/// is not serving (a `[container]` port someone else holds) to the `STATUS=` line.
+pub async fn run(
+    mut state: StateReceiver,
+    health: SinkHealth,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) {
     let watchdog = sd_notify::watchdog_enabled().map(|period| period / 2);
     let mut ping = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let mut poll = tokio::time::interval(HEALTH_POLL);
     let mut ready = false;
+    let mut sent = String::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = ping.tick(), if watchdog.is_some() => send(&[NotifyState::Watchdog]),
+            _ = poll.tick(), if ready => {
+                let line = full_status_line(&state.borrow().clone(), &health, clock.now());
+                if line != sent {
+                    send(&[NotifyState::Status(&line)]);
+                    sent = line;
+                }
+            }
             changed = state.changed() => {
                 if changed.is_err() {
                     break;
                 }
                 let current = state.borrow_and_update().clone();
                 let attempted = current.credentials.is_some() || current.last_error.is_some();
-                let line = status_line(&current, clock.now());
+                let line = full_status_line(&current, &health, clock.now());
                 if attempted && !ready {
                     ready = true;
                     send(&[NotifyState::Ready, NotifyState::Status(&line)]);
                 } else if ready {
                     send(&[NotifyState::Status(&line)]);
                 }
+                sent = line;
             }
         }
     }
@@ -42,6 +62,19 @@ fn send(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
         tracing::warn!(error = %e, "cannot notify systemd");
     }
+}
+
+/// [`status_line`], then each endpoint that is not serving: `; container endpoint: cannot
+/// listen on 127.0.0.1:28679 (…); retrying in 8s`.
+pub fn full_status_line(state: &CredentialState, health: &SinkHealth, now: SystemTime) -> String {
+    let mut line = status_line(state, now);
+    for row in health.snapshot() {
+        if let ("container", Some(error)) = (row.kind, &row.last_error) {
+            line.push_str("; container endpoint: ");
+            line.push_str(error);
+        }
+    }
+    line
 }
 
 /// What `systemctl status` shows, e.g. `role web-server; credentials expire in 5h 59m
@@ -100,6 +133,28 @@ mod tests {
         assert_eq!(
             status_line(&state, now),
             "no valid credentials: IMDS answered 503"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_that_cannot_listen_is_added_to_the_status_line() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let state = CredentialState {
+            last_error: Some("IMDS answered 503".into()),
+            ..CredentialState::default()
+        };
+        let health = SinkHealth::default();
+        let container = health.register("container", "127.0.0.1:28679".into());
+        let _file = health.register("file", "/a/credentials".into());
+        assert_eq!(
+            full_status_line(&state, &health, now),
+            status_line(&state, now)
+        );
+        container
+            .failed("cannot listen on 127.0.0.1:28679 (Address in use); retrying in 2s".into());
+        assert_eq!(
+            full_status_line(&state, &health, now),
+            "no valid credentials: IMDS answered 503; container endpoint: cannot listen on 127.0.0.1:28679 (Address in use); retrying in 2s"
         );
     }
 }

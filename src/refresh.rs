@@ -166,15 +166,9 @@ impl Refresher {
         let credentials = self.on_local_clock(credentials);
         let now = self.clock.now();
         let expires = format_utc_timestamp(credentials.expiration);
-        if !credentials.is_valid_at(now) {
-            tracing::error!(
-                role, expiration = %expires, now = %format_utc_timestamp(now),
-                "IMDS returned credentials that have already expired (clock skew or a broken IMDS); keeping the previous set and retrying soon"
-            );
-            return self.failed(
-                format!("IMDS returned credentials that expired at {expires}"),
-                failures,
-            );
+        if let Err(source) = credentials.check_expiration(now) {
+            let error = ImdsError::Credentials { role, source };
+            return self.reject(RefreshError::Imds(error), failures);
         }
         self.note_role_change(Some(&role));
         let next = next_refresh(now, credentials.expiration, &self.policy, fastrand::f64());

@@ -110,6 +110,9 @@ pub enum Fault {
     /// 200 with the normal answer, its body sent one byte at a time with this wait (real
     /// time) before each: a connection that trickles, as over a congested link.
     Trickle(Duration),
+    /// 200 with a fresh credential set whose field `name` (`AccessKeyId`, `Token`,
+    /// `Expiration`, …) holds `value` instead: an answer that parses but must be refused.
+    Field { name: &'static str, value: String },
 }
 
 /// How many requests of each kind the simulator has answered.
@@ -557,6 +560,13 @@ impl State {
                 one_off_set(now - Duration::from_secs(60)),
             ),
             Fault::ExpiresIn(soon) => text_response(StatusCode::OK, one_off_set(now + soon)),
+            Fault::Field { name, value } => {
+                let mut doc: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&one_off_set(now + self.credential_lifetime))
+                        .expect("the simulator writes valid JSON");
+                doc.insert(name.to_string(), value.into());
+                text_response(StatusCode::OK, serde_json::Value::Object(doc).to_string())
+            }
             Fault::Delay(_) | Fault::Reset | Fault::Trickle(_) => {
                 unreachable!("handled by the connection")
             }

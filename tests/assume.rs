@@ -245,6 +245,49 @@ async fn reassumes_as_soon_as_the_instance_credentials_rotate() {
     s.finish().await;
 }
 
+/// An STS answer that breaks a rule of `credentials::rules` is refused with the field named,
+/// and the last good chained set stays served.
+#[tokio::test]
+async fn a_malformed_sts_answer_is_refused_by_field_and_the_last_good_set_kept() {
+    let cases = [
+        (
+            StsFault::NonAsciiKeyId,
+            "Credentials/AccessKeyId is not 16-128 characters of A-Z and 0-9",
+        ),
+        (
+            StsFault::FarExpiration,
+            "Credentials/Expiration is more than 36h away",
+        ),
+    ];
+    for (fault, message) in cases {
+        let s = start(REGION, |_| {}, |_| {}, &[]).await;
+        let first = s
+            .wait_profile("chained credentials", |s| s.credentials.is_some())
+            .await;
+        let good = s.served().unwrap();
+        s.sts.inject(fault, 1);
+        let due = first.next_refresh.unwrap();
+        s.advance(due.duration_since(s.h.clock.now()).unwrap())
+            .await;
+        let error = s
+            .profile_state()
+            .last_error
+            .expect("the refusal is recorded");
+        assert!(error.contains(message), "{fault:?}: {error}");
+        let bad = s.sts.issued().last().unwrap().access_key_id.clone();
+        assert!(
+            !error.contains(&bad),
+            "{fault:?}: the key id is quoted: {error}"
+        );
+        assert_eq!(
+            s.served(),
+            Some(good),
+            "{fault:?}: the last good set is served"
+        );
+        s.finish().await;
+    }
+}
+
 #[tokio::test]
 async fn access_denied_keeps_the_last_good_set_until_expiry_then_withdraws_it() {
     let s = start(REGION, |_| {}, |_| {}, &[]).await;

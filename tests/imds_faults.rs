@@ -146,7 +146,7 @@ async fn bad_answers_keep_the_last_good_credentials_and_recover_on_retry() {
         (
             Target::Credentials,
             Fault::Expired,
-            "returned credentials that expired",
+            "`Expiration` is already past",
         ),
     ];
     for (target, fault, message) in cases {
@@ -169,6 +169,64 @@ async fn bad_answers_keep_the_last_good_credentials_and_recover_on_retry() {
         h.assert_clients_see(h.sim.current_credentials().as_ref(), &what)
             .await
             .assert_error(None, &what);
+        h.finish().await;
+    }
+}
+
+/// An answer that parses but breaks a rule of `credentials::rules`: refused with the field
+/// named and its value nowhere in the error or the logs, the last good set kept.
+#[tokio::test]
+async fn a_malformed_credential_field_is_refused_by_name_and_the_last_good_set_kept() {
+    let far =
+        imds_credd::credentials::format_utc_timestamp(std::time::SystemTime::now() + 48 * HOUR);
+    let cases = [
+        (
+            "AccessKeyId",
+            "ASIAÉXAMPLEXAMPLE01".to_string(),
+            "A-Z and 0-9",
+        ),
+        ("AccessKeyId", "ASIA-SHORT".to_string(), "A-Z and 0-9"),
+        ("AccessKeyId", "ASIA".repeat(40), "A-Z and 0-9"),
+        (
+            "SecretAccessKey",
+            "wJalrXUtnFEMI K7MDENG".to_string(),
+            "whitespace",
+        ),
+        (
+            "Token",
+            "IQoJb3JpZ2luX2Vj\nX-Injected: 1".to_string(),
+            "whitespace",
+        ),
+        ("Token", "T".repeat(20_000), "1-16384 characters"),
+        ("Expiration", far, "more than 36h away"),
+    ];
+    for (field, value, rule) in cases {
+        let h = Harness::start_with_file_sinks().await;
+        let good = h.served().unwrap();
+        h.sim.inject(
+            Target::Credentials,
+            Fault::Field {
+                name: field,
+                value: value.clone(),
+            },
+            1,
+        );
+        h.sim.rotate_now();
+        let state = h.advance_and_settle(HOUR).await;
+        let error = state.last_error.clone().unwrap_or_default();
+        assert!(
+            error.contains(&format!("`{field}` is")) && error.contains(rule),
+            "{field}: {error:?}"
+        );
+        assert!(
+            !error.contains(&value),
+            "{field}: the value is quoted: {error:?}"
+        );
+        assert!(!h.logs.contains(&value), "{field}: the value is logged");
+        let what = format!("{field}: the last good set still served");
+        h.assert_clients_see(Some(&good), &what)
+            .await
+            .assert_error(Some(rule), &what);
         h.finish().await;
     }
 }
@@ -549,8 +607,11 @@ async fn an_instance_clock_20_minutes_fast_does_not_refresh_in_a_loop() {
     let view = h.assert_clients_see(Some(&local), "a fast clock").await;
     assert_skew_reported(&h, &view, -1200, "20m ahead of IMDS").await;
     let next = h.daemon.state.borrow().next_refresh.unwrap();
+    // At the margin, less the refresh jitter (at most a tenth of the 15-minute wait).
+    let margin = local.expiration - 15 * MINUTE;
+    let wait = margin.duration_since(h.clock.now()).unwrap();
     assert!(
-        next >= local.expiration - 15 * MINUTE - MINUTE,
+        next >= margin - wait / 10 - SECOND,
         "next refresh in {:?}",
         next.duration_since(h.clock.now())
     );

@@ -214,7 +214,11 @@ fn units_for_verify(dir: &Path) -> (PathBuf, PathBuf) {
         let path = entry.unwrap().path();
         std::fs::copy(&path, man_root.join("man1").join(path.file_name().unwrap())).unwrap();
     }
-    for unit in ["imds-credd.service", "imds-credd.socket"] {
+    for unit in [
+        "imds-credd.service",
+        "imds-credd.socket",
+        "imds-credd-container.socket",
+    ] {
         let text = std::fs::read_to_string(repo().join("systemd").join(unit)).unwrap();
         std::fs::write(dir.join(unit), text.replace("/usr/bin/imds-credd", BINARY)).unwrap();
     }
@@ -232,7 +236,7 @@ fn units_pass_systemd_analyze_verify_without_warnings() {
     let output = run(Command::new("systemd-analyze")
         .env("MANPATH", &man_root)
         .current_dir(dir.path())
-        .args(["verify", "imds-credd.socket"])
+        .args(["verify", "imds-credd.socket", "imds-credd-container.socket"])
         .arg(service.file_name().unwrap()));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.trim().is_empty(), "verify warned:\n{stderr}");
@@ -596,6 +600,7 @@ fn expected_files(unit_dir: &str, zsh_dir: &str) -> BTreeMap<String, u32> {
         ("/usr/bin/imds-credd".to_string(), 0o755),
         (format!("{unit_dir}/imds-credd.service"), 0o644),
         (format!("{unit_dir}/imds-credd.socket"), 0o644),
+        (format!("{unit_dir}/imds-credd-container.socket"), 0o644),
         ("/etc/imds-credd/config.toml".to_string(), 0o644),
         (
             "/usr/share/bash-completion/completions/imds-credd".to_string(),
@@ -840,7 +845,7 @@ fn rpm_lists_every_file_with_its_mode_config_and_scriptlets() {
         "preinstall scriptlet",
         "useradd \"$@\" --system --gid imds-credd",
         "systemctl --no-reload enable imds-credd.service",
-        "disable --now imds-credd.socket imds-credd.service",
+        "disable --now imds-credd.socket imds-credd-container.socket imds-credd.service",
         "try-restart imds-credd.service",
     ] {
         assert!(

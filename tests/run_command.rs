@@ -139,6 +139,85 @@ fn a_bad_config_is_refused_with_file_line_and_key_and_exit_2() {
     }
 }
 
+/// Configurations that would hand secrets to other local users: refused by `run` and
+/// `check-config` alike, exit 2, with the file, the line and the key.
+#[test]
+fn configurations_that_put_secrets_at_risk_are_refused_with_file_line_and_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let own_socket = format!(
+        "[socket]\npath = \"{}\"\n",
+        dir.path().join("s.sock").display()
+    );
+    let assume =
+        "[[assume]]\nprofile = \"audit\"\nrole_arn = \"arn:aws:iam::222222222222:role/r\"\n";
+    let cases = [
+        (
+            format!("{own_socket}[[file]]\npath = \"/home/app/.aws/credentials\"\nprofile = \"instance\"\nmode = \"0644\"\n"),
+            6,
+            "file.mode",
+            "other users read",
+        ),
+        (
+            format!("{own_socket}[[env]]\npath = \"/run/x.env\"\nmode = \"0606\"\n"),
+            5,
+            "env.mode",
+            "other users read",
+        ),
+        (
+            format!("{own_socket}[[env]]\npath = \"/run/x.env\"\nmode = 438\n"),
+            5,
+            "env.mode",
+            "write the mode as a string, e.g. \"0600\"",
+        ),
+        (
+            format!("{own_socket}{assume}duration = \"2h\"\n"),
+            3,
+            "assume.duration",
+            "role chaining",
+        ),
+        (
+            format!("{own_socket}{assume}sts_endpoint = \"http://sts.us-east-1.amazonaws.com\"\n"),
+            3,
+            "assume.sts_endpoint",
+            "loopback only",
+        ),
+        (
+            format!("[socket]\npath = \"{}\"\nmode = \"0666\"\n", dir.path().join("s.sock").display()),
+            3,
+            "socket.mode",
+            "allow_uids",
+        ),
+        (
+            format!("[log]\nlevel = \"info\"\n[socket]\npath = \"{}\"\n", shared.join("s.sock").display()),
+            4,
+            "socket.path",
+            "can be written by other users",
+        ),
+    ];
+    let path = dir.path().join("config.toml");
+    for (text, line, key, why) in cases {
+        std::fs::write(&path, &text).unwrap();
+        for command in ["run", "check-config"] {
+            let out = Command::new(BIN)
+                .args([command, "--config", path.to_str().unwrap()])
+                .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {key}: {stderr}");
+            let expected = format!("{}:{line}: key `{key}`", path.display());
+            assert!(
+                stderr.contains(&expected) && stderr.contains(why),
+                "{command}: expected {expected:?} and {why:?} in {stderr}"
+            );
+        }
+    }
+}
+
 #[test]
 fn check_config_accepts_a_valid_file_and_a_missing_explicit_file_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -233,6 +312,14 @@ async fn sighup_starts_and_stops_sinks_and_keeps_the_old_config_when_the_new_one
         "the socket serves a set issued after the refusal"
     );
     assert!(!creds_file.exists(), "a sink of the refused config started");
+
+    // So is a credentials file that other users could read.
+    let exposed = file_sink.replace("profile", "mode = \"0644\"\nprofile");
+    std::fs::write(&config, format!("{base}{env_sink}{exposed}")).unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    daemon.wait_for_log("key `file.mode`: 0644");
+    assert!(!creds_file.exists());
+    assert!(env_file.exists(), "the running env sink goes on");
 
     // A good edit adds the credentials file and removes the env sink.
     std::fs::write(&config, format!("{base}{file_sink}")).unwrap();

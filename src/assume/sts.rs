@@ -7,7 +7,7 @@
 
 use crate::backoff::{retry, RetryPolicy};
 use crate::config::AssumeConfig;
-use crate::credentials::{parse_utc_timestamp, Credentials};
+use crate::credentials::{parse_utc_timestamp, rules, Credentials};
 use crate::secret::Secret;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
@@ -24,6 +24,7 @@ use quick_xml::Reader;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
+use zeroize::Zeroize;
 
 /// The STS query API version every SDK sends.
 const API_VERSION: &str = "2011-06-15";
@@ -42,7 +43,9 @@ const RETRY_BASE: Duration = Duration::from_millis(250);
 const MAX_MESSAGE_CHARS: usize = 300;
 /// The `DurationSeconds` range STS accepts (the role's own maximum may be lower).
 const MIN_DURATION_SECS: u64 = 900;
-const MAX_DURATION_SECS: u64 = 43_200;
+/// The instance role's credentials are themselves role credentials, so every `[[assume]]`
+/// is role chaining, which STS limits to one hour whatever the role's maximum says.
+const MAX_DURATION_SECS: u64 = 3_600;
 /// STS error codes that mean "slow down", sent with HTTP 400 rather than 429.
 const THROTTLING_CODES: &[&str] = &[
     "Throttling",
@@ -104,8 +107,6 @@ pub enum StsError {
     TooLarge,
     #[error("STS answer is not a usable AssumeRoleResponse: {0}")]
     BadResponse(String),
-    #[error("STS issued credentials that expired at {0}, before they could be used (clock skew?)")]
-    AlreadyExpired(String),
     #[error("cannot sign the AssumeRole request")]
     Signing(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("invalid STS endpoint {endpoint:?}: {reason}")]
@@ -127,7 +128,6 @@ impl StsError {
             StsError::Transport { .. } | StsError::Read(_) | StsError::Timeout { .. } => true,
             StsError::TooLarge
             | StsError::BadResponse(_)
-            | StsError::AlreadyExpired(_)
             | StsError::Signing(_)
             | StsError::BadEndpoint { .. }
             | StsError::TrustRoots(_) => false,
@@ -164,12 +164,19 @@ pub fn parse_endpoint(endpoint: &str) -> Result<Uri, StsError> {
         .trim()
         .parse()
         .map_err(|_| bad("not a URL such as https://sts.us-east-1.amazonaws.com"))?;
+    let host = match uri.host() {
+        Some(host) if !host.is_empty() => host,
+        _ => return Err(bad("no host")),
+    };
     match uri.scheme_str() {
-        Some("https") | Some("http") => {}
+        Some("https") => {}
+        Some("http") if is_loopback_host(host) => {}
+        Some("http") => {
+            return Err(bad(
+                "plain http would send signed requests and receive credentials in the clear; use https (http is allowed to loopback only)",
+            ))
+        }
         _ => return Err(bad("the scheme must be https")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(bad("no host"));
     }
     if uri.query().is_some() {
         return Err(bad("a query string is not allowed"));
@@ -179,6 +186,12 @@ pub fn parse_endpoint(endpoint: &str) -> Result<Uri, StsError> {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
     Uri::from_parts(parts).map_err(|_| bad("not a URL"))
+}
+
+/// `localhost` or a loopback address (`127.0.0.0/8`, `[::1]`): where a test STS listens.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || bare.parse().is_ok_and(crate::config::is_loopback)
 }
 
 /// STS's `RoleSessionName` characters: `[\w+=,.@-]`.
@@ -217,7 +230,7 @@ pub fn check_assume_config(config: &AssumeConfig) -> Result<(), (&'static str, S
         return Err((
             "duration",
             format!(
-                "STS accepts whole seconds from 15m to 12h, not {}",
+                "STS accepts whole seconds from 15m to 1h for a role assumed with role credentials (role chaining: the instance role's credentials are role credentials), not {}",
                 humantime::format_duration(config.duration)
             ),
         ));
@@ -343,11 +356,8 @@ impl StsClient {
             return Err(parse_error_response(status, &body));
         }
         let assumed = parse_assume_role_response(&body)?;
-        if !assumed.credentials.is_valid_at(now) {
-            return Err(StsError::AlreadyExpired(
-                assumed.credentials.expiration_rfc3339(),
-            ));
-        }
+        rules::expiration(assumed.credentials.expiration, now)
+            .map_err(|rule| StsError::BadResponse(format!("Credentials/Expiration is {rule}")))?;
         Ok(assumed)
     }
 }
@@ -502,9 +512,22 @@ pub fn parse_assume_role_response(xml: &[u8]) -> Result<AssumedRole, StsError> {
             .filter(|v| !v.is_empty())
             .ok_or_else(|| StsError::BadResponse(format!("no Credentials/{field}")))
     };
-    let access_key_id = required(access_key_id, FIELDS[0])?;
-    let secret_access_key = Secret::new(required(secret, FIELDS[1])?);
-    let session_token = Secret::new(required(token, FIELDS[2])?);
+    let checked =
+        |value: Option<String>, field: &str, rule: fn(&str) -> Result<(), &'static str>| {
+            let mut value = required(value, field)?;
+            match rule(&value) {
+                Ok(()) => Ok(value),
+                Err(rule) => {
+                    value.zeroize();
+                    Err(StsError::BadResponse(format!(
+                        "Credentials/{field} is {rule}"
+                    )))
+                }
+            }
+        };
+    let access_key_id = checked(access_key_id, FIELDS[0], rules::access_key_id)?;
+    let secret_access_key = Secret::new(checked(secret, FIELDS[1], rules::secret_access_key)?);
+    let session_token = Secret::new(checked(token, FIELDS[2], rules::session_token)?);
     let expiration = required(expiration, FIELDS[3])?;
     let expiration = parse_utc_timestamp(&expiration)
         .ok_or_else(|| StsError::BadResponse("Credentials/Expiration is not a UTC time".into()))?;
@@ -618,6 +641,33 @@ mod tests {
     }
 
     #[test]
+    fn a_field_that_breaks_its_rule_is_named_and_not_quoted() {
+        let cases = [
+            (
+                "ASIAIOSFODNN7EXAMPLE",
+                "ASIAIOSFODNN7ÉXAMPLE",
+                "AccessKeyId",
+            ),
+            (
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
+                "wJalrXUtnFEMI K7MDENG",
+                "SecretAccessKey",
+            ),
+            ("wEXAMPLEtc764", "wEXAMPLE\ttc764", "SessionToken"),
+        ];
+        for (good, bad, field) in cases {
+            let xml = SUCCESS.replace(good, bad);
+            let err = parse_assume_role_response(xml.as_bytes()).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(
+                shown.contains(&format!("Credentials/{field} is not")),
+                "{shown}"
+            );
+            assert!(!shown.contains(bad), "{shown}");
+        }
+    }
+
+    #[test]
     fn an_error_document_becomes_a_refusal_with_code_and_message() {
         let err = parse_error_response(403, DENIED.as_bytes());
         assert_eq!(err.code(), Some("AccessDenied"));
@@ -679,9 +729,19 @@ mod tests {
         assert_eq!(uri.to_string(), "https://sts.us-east-1.amazonaws.com/");
         let uri = parse_endpoint("http://127.0.0.1:8080").unwrap();
         assert_eq!(uri.path(), "/");
+        for loopback in [
+            "http://[::1]:8080",
+            "http://localhost:1",
+            "http://127.1.2.3",
+        ] {
+            assert!(parse_endpoint(loopback).is_ok(), "{loopback}");
+        }
         for bad in [
             "sts.amazonaws.com",
             "ftp://sts.amazonaws.com",
+            "http://sts.us-east-1.amazonaws.com",
+            "http://10.0.0.5",
+            "http://127.0.0.1.example.com",
             "https://",
             "https://h/?a=b",
         ] {
@@ -723,15 +783,20 @@ mod tests {
                 c.external_id = "arn:x/y".into();
                 c.region = "cn-north-1".into();
                 c.sts_endpoint = "https://sts.vpce.example".into();
-                c.duration = Duration::from_secs(43_200);
+                c.duration = Duration::from_secs(900);
             }),
             Ok(())
         );
         let key = |edit: fn(&mut AssumeConfig)| assume(edit).unwrap_err().0;
         assert_eq!(key(|c| c.duration = Duration::from_secs(600)), "duration");
+        let (at, message) = assume(|c| c.duration = Duration::from_secs(2 * 3600)).unwrap_err();
+        assert!(
+            at == "duration" && message.contains("role chaining"),
+            "{message}"
+        );
         assert_eq!(
-            key(|c| c.duration = Duration::from_secs(13 * 3600)),
-            "duration"
+            key(|c| c.sts_endpoint = "http://sts.us-east-1.amazonaws.com".into()),
+            "sts_endpoint"
         );
         assert_eq!(key(|c| c.session_name = "has space".into()), "session_name");
         assert_eq!(key(|c| c.session_name = "x".into()), "session_name");

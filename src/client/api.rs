@@ -136,7 +136,7 @@ mod tests {
     use bytes::Bytes;
     use tokio::net::UnixListener;
 
-    const PROCESS_DOC: &str = r#"{"Version":1,"AccessKeyId":"ASIAFROMDAEMON","SecretAccessKey":"sec/ret+EXAMPLE","SessionToken":"tok/en+EXAMPLE","Expiration":"2026-11-23T09:00:00Z"}"#;
+    const PROCESS_DOC: &str = r#"{"Version":1,"AccessKeyId":"ASIAFROMDAEMON01","SecretAccessKey":"sec/ret+EXAMPLE","SessionToken":"tok/en+EXAMPLE","Expiration":"2026-11-23T09:00:00Z"}"#;
 
     /// Asks a socket that answers `body` once for credentials, as seen at `now`.
     fn credentials_at(body: &str, now: &str) -> Result<Credentials, ClientError> {
@@ -157,7 +157,7 @@ mod tests {
     #[test]
     fn credentials_are_parsed_from_the_process_document() {
         let creds = credentials_at(PROCESS_DOC, "2026-11-23T08:00:00Z").unwrap();
-        assert_eq!(creds.access_key_id, "ASIAFROMDAEMON");
+        assert_eq!(creds.access_key_id, "ASIAFROMDAEMON01");
         assert_eq!(creds.session_token.expose(), "tok/en+EXAMPLE");
         assert_eq!(
             creds.expiration,

@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_container_flag_off_loopback_is_refused() {
-        let err = apply(&["--container-listen", "0.0.0.0:51679"])
+        let err = apply(&["--container-listen", "0.0.0.0:28679"])
             .unwrap_err()
             .to_string();
         assert!(

@@ -3,9 +3,12 @@
 //!
 //! A bad file is refused with the file, the line and the key in the message.
 
+mod exposure;
 mod flags;
 mod values;
 
+#[cfg(unix)]
+pub use exposure::check_config_socket_folder;
 pub use flags::ConfigOverrides;
 pub use values::{
     parse_positive_duration, parse_profile_name, EndpointMode, EnvFormat, FileMode, LogFormat,
@@ -199,10 +202,16 @@ pub struct ContainerConfig {
     pub token_file: PathBuf,
 }
 
+/// The `[container]` port: one no AWS agent uses (the ECS agent has 51678-51680, the EKS
+/// Pod Identity agent 80 and 2703/2705, the CloudWatch agent 25888, 4317/4318 and 2000),
+/// and below Linux's ephemeral range (32768-60999), so an outgoing connection of any
+/// program never holds it as its source port.
+pub const DEFAULT_CONTAINER_PORT: u16 = 28679;
+
 impl Default for ContainerConfig {
     fn default() -> Self {
         ContainerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 51679)),
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_CONTAINER_PORT)),
             token_file: PathBuf::from("/run/imds-credd/container-token"),
         }
     }
@@ -245,6 +254,8 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Spot {
     Entry(&'static str, usize),
+    /// A key of an entry of an array table: `mode` of `[[file]]` number `index`.
+    EntryKey(&'static str, usize, &'static str),
     Key(&'static str, &'static str),
 }
 
@@ -253,6 +264,8 @@ impl Spot {
     fn line(self, text: &str) -> Option<usize> {
         match self {
             Spot::Entry(table, index) => line_of_array_table(text, table, index),
+            Spot::EntryKey(table, index, key) => line_of_array_table(text, table, index)
+                .map(|header| line_of_key_below(text, header, key).unwrap_or(header)),
             Spot::Key(table, key) => line_of_table_key(text, table, key),
         }
     }
@@ -260,7 +273,9 @@ impl Spot {
     /// How a flag-made error names the place (there is no line to point at).
     fn describe(self) -> String {
         match self {
-            Spot::Entry(table, index) => format!("[[{table}]] #{}", index + 1),
+            Spot::Entry(table, index) | Spot::EntryKey(table, index, _) => {
+                format!("[[{table}]] #{}", index + 1)
+            }
             Spot::Key(table, _) => format!("[{table}]"),
         }
     }
@@ -358,6 +373,7 @@ impl Config {
         #[cfg(windows)]
         self.check_windows_support()?;
         self.socket.check_platform()?;
+        self.check_exposure()?;
         let mut seen_paths: Vec<&Path> = Vec::new();
         let sinks = self
             .files
@@ -533,16 +549,22 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
 /// Line of `key` in the plain `[table]` (else the table's header), for errors about it.
 fn line_of_table_key(text: &str, table: &str, key: &str) -> Option<usize> {
     let header = format!("[{table}]");
-    let mut lines = text.lines().enumerate();
-    let (header_line, _) = lines.find(|(_, l)| l.trim().starts_with(&header))?;
-    let key_line = lines
+    let header_line = text.lines().position(|l| l.trim().starts_with(&header))? + 1;
+    Some(line_of_key_below(text, header_line, key).unwrap_or(header_line))
+}
+
+/// Line of `key` among the lines after the 1-based line `header`, up to the next table.
+fn line_of_key_below(text: &str, header: usize, key: &str) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .skip(header)
         .take_while(|(_, l)| !l.trim().starts_with('['))
         .find(|(_, l)| {
             l.trim()
                 .strip_prefix(key)
                 .is_some_and(|rest| rest.trim_start().starts_with('='))
-        });
-    Some(key_line.map_or(header_line, |(n, _)| n) + 1)
+        })
+        .map(|(n, _)| n + 1)
 }
 
 /// Line of the `index`-th `[[table]]` header, for errors about one entry of an array.
@@ -616,7 +638,7 @@ role_arn = "arn:aws:iam::222222222222:role/efgh"
 duration = "1h"
 
 [container]
-listen = "127.0.0.1:51679"
+listen = "127.0.0.1:28679"
 token_file = "/run/imds-credd/container-token"
 "#;
         let config = parse(text).unwrap();
@@ -625,7 +647,7 @@ token_file = "/run/imds-credd/container-token"
         assert_eq!(config.envs[0].format, EnvFormat::Sh);
         assert_eq!(config.envs[0].signal.as_ref().unwrap().signal, "HUP");
         assert_eq!(config.assumes[0].duration, Duration::from_secs(3600));
-        assert_eq!(config.container.unwrap().listen.port(), 51679);
+        assert_eq!(config.container.unwrap().listen.port(), 28679);
     }
 
     #[test]
@@ -688,9 +710,9 @@ token_file = "/run/imds-credd/container-token"
     #[test]
     fn a_container_endpoint_off_loopback_is_refused_with_its_line() {
         for listen in [
-            "0.0.0.0:51679",
-            "[::]:51679",
-            "10.0.0.5:51679",
+            "0.0.0.0:28679",
+            "[::]:28679",
+            "10.0.0.5:28679",
             "169.254.170.2:80",
         ] {
             let text = format!(
@@ -703,9 +725,9 @@ token_file = "/run/imds-credd/container-token"
             );
         }
         for listen in [
-            "127.0.0.1:51679",
+            "127.0.0.1:28679",
             "127.0.0.2:0",
-            "[::1]:51679",
+            "[::1]:28679",
             "[::ffff:127.0.0.1]:1",
         ] {
             let text = format!("[container]\nlisten = \"{listen}\"\n");
@@ -757,5 +779,87 @@ token_file = "/run/imds-credd/container-token"
             Config::load(Some(&missing)),
             Err(ConfigError::Read { .. })
         ));
+    }
+
+    #[test]
+    fn sink_modes_that_expose_secrets_are_refused_at_the_mode_line() {
+        for (table, mode) in [
+            ("file", "0644"),
+            ("env", "0606"),
+            ("file", "0620"),
+            ("env", "0601"),
+        ] {
+            let extra = if table == "file" {
+                "profile = \"p\"\n"
+            } else {
+                ""
+            };
+            let text = format!(
+                "[log]\nlevel = \"info\"\n\n[[{table}]]\npath = \"/a/x\"\n{extra}mode = \"{mode}\"\n"
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            let line = if table == "file" { ":7:" } else { ":6:" };
+            assert!(
+                err.contains(line) && err.contains(&format!("key `{table}.mode`: {mode}")),
+                "{err}"
+            );
+        }
+        for mode in ["0600", "0640", "0400"] {
+            let text = format!("[[env]]\npath = \"/a/x\"\nmode = \"{mode}\"\n");
+            assert!(parse(&text).is_ok(), "{mode}");
+        }
+    }
+
+    #[test]
+    fn an_integer_mode_is_refused_with_how_to_write_it() {
+        for text in [
+            "[[file]]\npath = \"/a/x\"\nprofile = \"p\"\nmode = 438\n",
+            "[socket]\nmode = 0o660\n",
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(
+                err.contains("mode") && err.contains("write the mode as a string, e.g. \"0600\""),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_socket_anyone_may_connect_to_needs_an_allow_list() {
+        let err = parse("[socket]\npath = \"/run/x.sock\"\nmode = \"0666\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":3:") && err.contains("key `socket.mode`") && err.contains("allow_uids"),
+            "{err}"
+        );
+        assert!(parse("[socket]\nmode = \"0666\"\nallow_gids = [1000]\n").is_ok());
+        assert!(parse("[socket]\nmode = \"0666\"\nallow_uids = [1000]\n").is_ok());
+        assert!(parse("[socket]\nmode = \"0664\"\n").is_ok());
+    }
+
+    #[test]
+    fn chained_durations_over_an_hour_and_plain_http_sts_are_refused() {
+        let entry = "[[assume]]\nprofile = \"a\"\nrole_arn = \"arn:aws:iam::1:role/r\"\n";
+        let err = parse(&format!("{entry}duration = \"2h\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":1:") && err.contains("assume.duration") && err.contains("role chaining"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{entry}sts_endpoint = \"http://sts.us-east-1.amazonaws.com\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("assume.sts_endpoint") && err.contains("https"),
+            "{err}"
+        );
+        assert!(parse(&format!(
+            "{entry}sts_endpoint = \"http://127.0.0.1:4566\"\n"
+        ))
+        .is_ok());
     }
 }

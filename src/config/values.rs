@@ -6,7 +6,8 @@ use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::time::Duration;
 
-/// A Unix permission mode, written `"0600"` (or as a TOML integer such as `0o600`).
+/// A Unix permission mode, written as an octal string: `"0600"`. A TOML integer is refused:
+/// `mode = 600` or `mode = 438` reads as decimal and would be a surprise mode.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct FileMode(pub u32);
 
@@ -38,11 +39,13 @@ impl<'de> Deserialize<'de> for FileMode {
         #[serde(untagged)]
         enum Raw {
             Text(String),
-            Number(u32),
+            Number(i64),
         }
         match Raw::deserialize(d)? {
             Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
-            Raw::Number(n) => check_mode(n).map_err(serde::de::Error::custom),
+            Raw::Number(n) => Err(serde::de::Error::custom(format!(
+                "{n} is a number, which TOML may read as decimal; write the mode as a string, e.g. \"0600\""
+            ))),
         }
     }
 }

@@ -20,7 +20,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The group that the packages create; used when `socket.group` is not configured.
 pub const DEFAULT_GROUP: &str = "imds-credd";
@@ -29,12 +28,6 @@ pub const DEFAULT_GROUP: &str = "imds-credd";
 const FOLDER_MODE: u32 = 0o755;
 /// Pending connections the kernel queues while all connection slots are busy.
 const LISTEN_BACKLOG: i32 = 1024;
-/// The first file descriptor systemd passes (`SD_LISTEN_FDS_START`).
-const SYSTEMD_FIRST_FD: RawFd = 3;
-
-/// Set once fd 3 has been taken, so a second `open` cannot wrap (and later close) it twice.
-static ACTIVATION_FD_TAKEN: AtomicBool = AtomicBool::new(false);
-
 /// A listening socket, and whether we own its path.
 #[derive(Debug)]
 pub struct OpenedSocket {
@@ -69,12 +62,10 @@ impl Drop for SocketGuard {
     }
 }
 
-/// Takes the socket systemd passed if we were socket-activated, else binds `config.path`.
+/// Takes the socket systemd passed if we were socket-activated (see [`crate::activation`]),
+/// else binds `config.path`.
 pub fn open(config: &SocketConfig) -> Result<OpenedSocket, SocketError> {
-    let listen_pid = std::env::var("LISTEN_PID").ok();
-    let listen_fds = std::env::var("LISTEN_FDS").ok();
-    let our_pid = std::process::id();
-    match systemd_listen_fd(listen_pid.as_deref(), listen_fds.as_deref(), our_pid) {
+    match crate::activation::take(crate::activation::API_SOCKET_NAMES) {
         Some(fd) => Ok(OpenedSocket {
             listener: take_activated(fd, &config.path)?,
             guard: None,
@@ -83,26 +74,10 @@ pub fn open(config: &SocketConfig) -> Result<OpenedSocket, SocketError> {
     }
 }
 
-/// The fd systemd passed us, following `sd_listen_fds(3)`: `LISTEN_PID` must be our pid (the
-/// variables may have been inherited from a parent that was activated) and `LISTEN_FDS` at
-/// least 1. Extra fds are ignored: the unit declares one socket.
-pub fn systemd_listen_fd(
-    listen_pid: Option<&str>,
-    listen_fds: Option<&str>,
-    our_pid: u32,
-) -> Option<RawFd> {
-    let pid: u32 = listen_pid?.trim().parse().ok()?;
-    let count: u32 = listen_fds?.trim().parse().ok()?;
-    (pid == our_pid && count >= 1).then_some(SYSTEMD_FIRST_FD)
-}
-
 fn take_activated(fd: RawFd, configured: &Path) -> Result<UnixListener, SocketError> {
-    if ACTIVATION_FD_TAKEN.swap(true, Ordering::SeqCst) {
-        return Err(SocketError::ActivationFdTaken);
-    }
-    // SAFETY: systemd guarantees fd 3 is open and ours when LISTEN_PID is our pid, nothing
-    // else in the process wraps it (the flag above makes this the only owner), and the
-    // checks below refuse it before use if it is not a listening unix stream socket.
+    // SAFETY: systemd guarantees the fd is open and ours when LISTEN_PID is our pid,
+    // `activation::take` hands each fd out once, so this is its only owner, and the checks
+    // below refuse it before use if it is not a listening unix stream socket.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let invalid = |detail: String| SocketError::ActivationFd { detail };
     let kind = socket::getsockopt(&owned, socket::sockopt::SockType)
@@ -300,17 +275,6 @@ fn resolve_group(configured: Option<&str>) -> Result<Option<Gid>, SocketError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn activation_needs_our_pid_and_at_least_one_fd() {
-        assert_eq!(systemd_listen_fd(Some("42"), Some("1"), 42), Some(3));
-        assert_eq!(systemd_listen_fd(Some("42"), Some("2"), 42), Some(3));
-        assert_eq!(systemd_listen_fd(Some("41"), Some("1"), 42), None);
-        assert_eq!(systemd_listen_fd(Some("42"), Some("0"), 42), None);
-        assert_eq!(systemd_listen_fd(None, Some("1"), 42), None);
-        assert_eq!(systemd_listen_fd(Some("42"), None, 42), None);
-        assert_eq!(systemd_listen_fd(Some("x"), Some("1"), 42), None);
-    }
 
     #[test]
     fn an_unknown_configured_group_is_a_clear_error() {

@@ -18,6 +18,7 @@ pub mod listener;
 pub mod peer;
 #[cfg(windows)]
 pub mod pipe;
+pub mod refusals;
 pub mod server;
 
 pub use api::{Api, Endpoint};
@@ -74,10 +75,8 @@ pub enum SocketError {
         step: &'static str,
         source: io::Error,
     },
-    #[error("systemd passed fd 3, but it is unusable: {detail}")]
+    #[error("the socket systemd passed for the API is unusable: {detail}")]
     ActivationFd { detail: String },
-    #[error("the socket systemd passed was already taken by an earlier start")]
-    ActivationFdTaken,
 }
 
 #[cfg(target_os = "linux")]
@@ -115,6 +114,7 @@ impl SocketServer {
         let frontend = Arc::new(SocketFrontend {
             api,
             policy: self.policy,
+            refusals: refusals::RefusalLog::default(),
         });
         server::serve(self.listener, frontend, limits, shutdown).await;
         drop(self.guard);
@@ -126,6 +126,7 @@ impl SocketServer {
 struct SocketFrontend {
     api: Arc<Api>,
     policy: PeerPolicy,
+    refusals: refusals::RefusalLog,
 }
 
 #[cfg(target_os = "linux")]
@@ -139,16 +140,21 @@ impl server::Frontend for SocketFrontend {
         match peer::peer_of(stream) {
             Ok(peer) if self.policy.allows(&peer) => Some(()),
             Ok(peer) => {
-                tracing::warn!(
-                    uid = peer.uid,
-                    gid = peer.gid,
-                    pid = peer.pid,
-                    "refusing a socket peer not in socket.allow_uids / socket.allow_gids"
-                );
+                if let Some(unlogged) = self.refusals.admit_line(format!("uid {}", peer.uid)) {
+                    tracing::warn!(
+                        uid = peer.uid,
+                        gid = peer.gid,
+                        pid = peer.pid,
+                        refused_since_last_line = unlogged,
+                        "refusing a socket peer not in socket.allow_uids / socket.allow_gids"
+                    );
+                }
                 None
             }
             Err(error) => {
-                tracing::warn!(%error, "cannot read the socket peer's credentials; refusing it");
+                if let Some(unlogged) = self.refusals.admit_line("unknown".into()) {
+                    tracing::warn!(%error, refused_since_last_line = unlogged, "cannot read the socket peer's credentials; refusing it");
+                }
                 None
             }
         }

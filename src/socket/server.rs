@@ -19,6 +19,14 @@
 //!   `431` and the connection is closed. Bodies are never read.
 //! - Answers are a few hundred bytes and fit in the socket buffer, so a client that does not
 //!   read its answer cannot hold a task past its timeout.
+//! - A `401` or `403` closes the connection (`Connection: close`): a refused client must
+//!   connect again for each try instead of holding a slot with a stream of bad requests.
+//! - Where the frontend authenticates per request (the container endpoint's token), a
+//!   connection is *waiting* from its accept until its first answer other than 401/403.
+//!   [`ServerLimits::unauthenticated`] caps the waiting connections per peer and in all;
+//!   a newcomer over a cap closes the oldest waiting connection (of that peer, or of all).
+//!   A client that sends its request at once is answered before it can be the oldest, so
+//!   a crowd of silent or refused connections cannot keep a token holder out.
 //!
 //! # Shutdown
 //! Stop accepting (the listener is closed, so new clients get `ECONNREFUSED`), let requests
@@ -27,15 +35,17 @@
 
 use super::api::Body;
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -68,6 +78,16 @@ pub struct ServerLimits {
     /// Time given to requests in flight at shutdown (default 3 s: within the daemon's own
     /// 5 s stop grace, so the socket is drained and removed before the daemon gives up).
     pub shutdown_grace: Duration,
+    /// Caps on connections not yet authenticated; `None` (the default) where admission is
+    /// decided at accept (the unix socket's peer credentials).
+    pub unauthenticated: Option<UnauthenticatedLimits>,
+}
+
+/// How many connections may wait for their first accepted request; see the module doc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnauthenticatedLimits {
+    pub per_peer: usize,
+    pub total: usize,
 }
 
 impl Default for ServerLimits {
@@ -78,6 +98,7 @@ impl Default for ServerLimits {
             max_headers: 64,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(3),
+            unauthenticated: None,
         }
     }
 }
@@ -116,6 +137,57 @@ pub trait Frontend: Send + Sync + 'static {
     fn admit(&self, stream: &Self::Stream) -> Option<Self::Peer>;
     fn respond(&self, peer: &Self::Peer, request: &Request<Incoming>) -> Response<Body>;
     fn refuse(&self) -> Response<Body>;
+    /// Who a peer counts as for [`ServerLimits::unauthenticated`]'s per-peer cap.
+    fn peer_key(&self, _peer: &Self::Peer) -> String {
+        String::new()
+    }
+}
+
+/// The connections waiting for their first accepted request, oldest first, each with the
+/// token that closes it.
+#[derive(Default)]
+struct Waiting {
+    next_id: u64,
+    entries: VecDeque<(u64, String, CancellationToken)>,
+}
+
+impl Waiting {
+    /// Adds a connection of `peer`, first closing the oldest waiting ones over `limits`.
+    fn enter(&mut self, peer: String, limits: UnauthenticatedLimits) -> (u64, CancellationToken) {
+        while self.entries.iter().filter(|(_, p, _)| *p == peer).count() >= limits.per_peer.max(1) {
+            self.evict(|p| p == peer);
+        }
+        while self.entries.len() >= limits.total.max(1) {
+            self.evict(|_| true);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let close = CancellationToken::new();
+        self.entries.push_back((id, peer, close.clone()));
+        (id, close)
+    }
+
+    /// Closes the oldest waiting connection whose peer matches.
+    fn evict(&mut self, matches: impl Fn(&str) -> bool) {
+        if let Some(index) = self.entries.iter().position(|(_, p, _)| matches(p)) {
+            if let Some((_, _, close)) = self.entries.remove(index) {
+                close.cancel();
+            }
+        }
+    }
+
+    /// The connection authenticated or ended.
+    fn leave(&mut self, id: u64) {
+        self.entries.retain(|(entry, _, _)| *entry != id);
+    }
+}
+
+/// A 401 or 403 closes the connection (see the module doc).
+fn is_refusal(response: &Response<Body>) -> bool {
+    matches!(
+        response.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    )
 }
 
 /// Serves `listener` through `frontend` until `shutdown` is cancelled, then drains (see
@@ -130,6 +202,7 @@ pub async fn serve<L, F>(
     F: Frontend<Stream = L::Stream>,
 {
     let slots = Arc::new(Semaphore::new(fit_fd_limit(limits.max_connections)));
+    let waiting = Arc::new(Mutex::new(Waiting::default()));
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut builder = http1::Builder::new();
@@ -164,19 +237,49 @@ pub async fn serve<L, F>(
         let peer = frontend.admit(&stream);
         let mut conn_builder = builder.clone();
         conn_builder.keep_alive(peer.is_some());
+        let waiting_entry = match (&peer, limits.unauthenticated) {
+            (Some(admitted), Some(caps)) => {
+                let key = frontend.peer_key(admitted);
+                Some(lock(&waiting).enter(key, caps))
+            }
+            _ => None,
+        };
+        let id = waiting_entry.as_ref().map(|(id, _)| *id);
+        let closed_for_newcomer = waiting_entry.map(|(_, close)| close);
         let frontend = Arc::clone(&frontend);
+        let service_waiting = Arc::clone(&waiting);
         let service = service_fn(move |request: Request<Incoming>| {
-            let response = match &peer {
+            let mut response = match &peer {
                 Some(peer) => frontend.respond(peer, &request),
                 None => frontend.refuse(),
             };
+            if is_refusal(&response) {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            } else if let Some(id) = id {
+                lock(&service_waiting).leave(id);
+            }
             std::future::ready(Ok::<_, Infallible>(response))
         });
         let connection =
             graceful.watch(conn_builder.serve_connection(TokioIo::new(stream), service));
+        let task_waiting = Arc::clone(&waiting);
         connections.spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(server = F::NAME, %error, "connection ended with an error");
+            let closed = async {
+                match &closed_for_newcomer {
+                    Some(token) => token.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                outcome = connection => if let Err(error) = outcome {
+                    tracing::debug!(server = F::NAME, %error, "connection ended with an error");
+                },
+                () = closed => tracing::debug!(server = F::NAME, "closed an unauthenticated connection for a newer one"),
+            }
+            if let Some(id) = id {
+                lock(&task_waiting).leave(id);
             }
             drop(permit);
         });
@@ -193,6 +296,12 @@ pub async fn serve<L, F>(
         );
     }
     connections.shutdown().await;
+}
+
+fn lock(waiting: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
+    waiting
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Windows has no open-files limit to fit; the named pipe caps its instances itself.
@@ -251,6 +360,30 @@ fn connection_cap(wanted: usize, soft: u64, hard: u64) -> (u64, usize) {
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_newcomer_over_a_cap_closes_the_oldest_waiting_connection() {
+        let caps = UnauthenticatedLimits {
+            per_peer: 2,
+            total: 3,
+        };
+        let mut waiting = Waiting::default();
+        let (_, a1) = waiting.enter("a".into(), caps);
+        let (a2_id, a2) = waiting.enter("a".into(), caps);
+        let (_, a3) = waiting.enter("a".into(), caps);
+        assert!(a1.is_cancelled() && !a2.is_cancelled() && !a3.is_cancelled());
+        let (_, b1) = waiting.enter("b".into(), caps);
+        assert!(
+            !a2.is_cancelled() && !b1.is_cancelled(),
+            "3 waiting: within the total"
+        );
+        waiting.leave(a2_id);
+        let (_, b2) = waiting.enter("b".into(), caps);
+        assert!(!a3.is_cancelled() && !b2.is_cancelled());
+        let (_, c1) = waiting.enter("c".into(), caps);
+        assert!(a3.is_cancelled(), "the oldest of all goes for the total");
+        assert!(!b1.is_cancelled() && !b2.is_cancelled() && !c1.is_cancelled());
+    }
 
     #[test]
     fn a_low_soft_limit_is_raised_toward_the_hard_one() {

@@ -41,6 +41,10 @@ pub enum StsFault {
     Oversize,
     /// No answer for a minute (real time), then 500.
     Hang,
+    /// 200 with credentials whose `AccessKeyId` holds a non-ASCII letter.
+    NonAsciiKeyId,
+    /// 200 with credentials expiring 48 h from now.
+    FarExpiration,
 }
 
 /// One request STS received.
@@ -220,7 +224,8 @@ fn respond(
     {
         return Some(error(400, "InvalidAction", "Could not find operation"));
     }
-    match state.faults.pop_front() {
+    let fault = state.faults.pop_front();
+    match fault {
         Some(StsFault::AccessDenied) => {
             return Some(error(
                 403,
@@ -239,13 +244,13 @@ fn respond(
             return Some(Response::new(Full::new(Bytes::from(vec![b' '; 200 * 1024]))))
         }
         Some(StsFault::Hang) => return None,
-        None => {}
+        Some(StsFault::NonAsciiKeyId | StsFault::FarExpiration) | None => {}
     }
     let duration: u64 = params
         .get("DurationSeconds")
         .and_then(|d| d.parse().ok())
         .unwrap_or(3600);
-    let credentials = Credentials {
+    let mut credentials = Credentials {
         access_key_id: format!(
             "ASIA{}",
             random_text(16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
@@ -254,6 +259,13 @@ fn respond(
         session_token: Secret::new(random_text(300, BASE64)),
         expiration: state.clock.now() + Duration::from_secs(duration),
     };
+    match fault {
+        Some(StsFault::NonAsciiKeyId) => credentials.access_key_id.insert(4, 'É'),
+        Some(StsFault::FarExpiration) => {
+            credentials.expiration = state.clock.now() + Duration::from_secs(48 * 3600)
+        }
+        _ => {}
+    }
     state.issued.push(credentials.clone());
     let session = params.get("RoleSessionName").cloned().unwrap_or_default();
     let role = params
