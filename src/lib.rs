@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML file and CLI flags, resolved into one validated `Config`.
 //! - [`imds`]: the IMDSv2 client (session token, retries, body cap).
 //! - [`credentials`], [`secret`]: the credentials model; secrets never print.
+//! - [`account`]: the AWS account id (12 digits) and reading it from an ARN.
 //! - [`assume`]: `[[assume]]` profiles: STS `AssumeRole` chained on the instance role.
 //! - [`hooks`]: commands and signals run after a sink publishes new credentials.
 //! - [`refresh`]: when to ask IMDS again, and the loop that publishes on a watch channel.
@@ -19,6 +20,7 @@
 //!   ask the daemon over its socket.
 //! - [`container`]: the optional loopback endpoint for `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
 
+pub mod account;
 pub mod assume;
 pub mod backoff;
 pub mod cli;

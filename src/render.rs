@@ -1,6 +1,7 @@
 //! Credentials written as environment assignments, in every syntax we print: `sh` (the env
 //! file, `?format=env`, `imds-credd env`), systemd's `EnvironmentFile=`, PowerShell, cmd,
-//! and JSON. One place, so the quoting rules are written (and tested) once.
+//! JSON, and the five shapes of the AWS CLI v2's `aws configure export-credentials`. One
+//! place, so the quoting rules are written (and tested) once.
 
 use crate::credentials::Credentials;
 use std::time::SystemTime;
@@ -12,12 +13,20 @@ pub enum EnvSyntax {
     Sh,
     /// `NAME=value`: systemd `EnvironmentFile=`.
     Systemd,
-    /// `$Env:NAME="value"`: PowerShell.
+    /// `$Env:NAME="value"`: PowerShell (also the CLI v2 `powershell` shape).
     Powershell,
     /// `set NAME=value`: Windows cmd.
     Cmd,
     /// The `credential_process` JSON document, indented.
     Json,
+    /// `export NAME=value`, unquoted: the CLI v2 `env` shape.
+    Env,
+    /// `NAME=value`, unquoted: the CLI v2 `env-no-export` shape.
+    EnvNoExport,
+    /// `set NAME=value`: the CLI v2 `windows-cmd` shape.
+    WindowsCmd,
+    /// The `credential_process` JSON in the CLI v2 `process` shape: its key order, indent 2.
+    Process,
 }
 
 impl From<crate::config::EnvFormat> for EnvSyntax {
@@ -31,11 +40,11 @@ impl From<crate::config::EnvFormat> for EnvSyntax {
     }
 }
 
-/// The four variables the SDKs and the AWS CLI read, in the order we print them.
+/// The variables the SDKs and the AWS CLI read, in the order we print them:
 /// `AWS_CREDENTIAL_EXPIRATION` uses the `+00:00` spelling of `aws configure
-/// export-credentials`.
-pub fn env_variables(creds: &Credentials) -> [(&'static str, String); 4] {
-    [
+/// export-credentials`, and `AWS_ACCOUNT_ID` comes last, only when the account is known.
+pub fn env_variables(creds: &Credentials) -> Vec<(&'static str, String)> {
+    let mut variables = vec![
         ("AWS_ACCESS_KEY_ID", creds.access_key_id.clone()),
         (
             "AWS_SECRET_ACCESS_KEY",
@@ -49,7 +58,11 @@ pub fn env_variables(creds: &Credentials) -> [(&'static str, String); 4] {
             "AWS_CREDENTIAL_EXPIRATION",
             expiration_with_offset(creds.expiration),
         ),
-    ]
+    ];
+    if let Some(account) = &creds.account_id {
+        variables.push(("AWS_ACCOUNT_ID", account.clone()));
+    }
+    variables
 }
 
 /// `2026-11-23T09:00:00+00:00`.
@@ -60,12 +73,16 @@ fn expiration_with_offset(time: SystemTime) -> String {
 
 /// Renders the credentials in `syntax`, one assignment per line, ending with a newline.
 pub fn render_env(creds: &Credentials, syntax: EnvSyntax) -> String {
-    if syntax == EnvSyntax::Json {
-        let value: serde_json::Value =
-            serde_json::from_str(&creds.to_process_json()).expect("our own JSON parses");
-        let mut out = serde_json::to_string_pretty(&value).expect("JSON value serializes");
-        out.push('\n');
-        return out;
+    match syntax {
+        EnvSyntax::Json => {
+            let value: serde_json::Value =
+                serde_json::from_str(&creds.to_process_json()).expect("our own JSON parses");
+            let mut out = serde_json::to_string_pretty(&value).expect("JSON value serializes");
+            out.push('\n');
+            return out;
+        }
+        EnvSyntax::Process => return cli_process_json(creds),
+        _ => {}
     }
     let mut out = String::new();
     for (name, value) in env_variables(creds) {
@@ -73,13 +90,50 @@ pub fn render_env(creds: &Credentials, syntax: EnvSyntax) -> String {
             EnvSyntax::Sh => format!("export {name}={}", sh_quote(&value)),
             EnvSyntax::Systemd => format!("{name}={}", systemd_quote(&value)),
             EnvSyntax::Powershell => format!("$Env:{name}={}", powershell_quote(&value)),
-            EnvSyntax::Cmd => cmd_assignment(name, &value),
-            EnvSyntax::Json => unreachable!("handled above"),
+            EnvSyntax::Cmd | EnvSyntax::WindowsCmd => cmd_assignment(name, &value),
+            EnvSyntax::Env => format!("export {name}={}", sh_unquoted(&value)),
+            EnvSyntax::EnvNoExport => format!("{name}={}", sh_unquoted(&value)),
+            EnvSyntax::Json | EnvSyntax::Process => unreachable!("handled above"),
         };
         out.push_str(&line);
         out.push('\n');
     }
     out
+}
+
+/// What `aws configure export-credentials --format process` prints: `json.dumps(indent=2)`
+/// with its keys in its order (`Version`, `AccessKeyId`, `SecretAccessKey`, `SessionToken`,
+/// `Expiration` in the `+00:00` spelling), then `AccountId` when known.
+fn cli_process_json(creds: &Credentials) -> String {
+    let quote = |text: &str| serde_json::Value::from(text).to_string();
+    let mut fields = vec![
+        ("Version", "1".to_string()),
+        ("AccessKeyId", quote(&creds.access_key_id)),
+        ("SecretAccessKey", quote(creds.secret_access_key.expose())),
+        ("SessionToken", quote(creds.session_token.expose())),
+        (
+            "Expiration",
+            quote(&expiration_with_offset(creds.expiration)),
+        ),
+    ];
+    if let Some(account) = &creds.account_id {
+        fields.push(("AccountId", quote(account)));
+    }
+    let lines: Vec<String> = fields
+        .iter()
+        .map(|(key, value)| format!("  \"{key}\": {value}"))
+        .collect();
+    format!("{{\n{}\n}}\n", lines.join(",\n"))
+}
+
+/// The CLI's `env` shapes print values bare, which is safe for the key and token alphabets;
+/// anything else is single-quoted rather than handed to the shell as code.
+fn sh_unquoted(value: &str) -> String {
+    if value.chars().all(is_plain) {
+        value.to_string()
+    } else {
+        sh_quote(value)
+    }
 }
 
 /// POSIX single quotes: nothing inside is special except `'`, written `'\''`.
@@ -138,6 +192,7 @@ mod tests {
             secret_access_key: Secret::new(secret.into()),
             session_token: Secret::new("tok/en+=".into()),
             expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+            account_id: None,
         }
     }
 
@@ -180,6 +235,74 @@ mod tests {
         assert!(out.contains("set AWS_SECRET_ACCESS_KEY=plain\n"), "{out}");
         let out = render_env(&creds("a&b"), EnvSyntax::Cmd);
         assert!(out.contains("set \"AWS_SECRET_ACCESS_KEY=a&b\"\n"), "{out}");
+    }
+
+    fn with_account(secret: &str) -> Credentials {
+        Credentials {
+            account_id: Some("123456789012".into()),
+            ..creds(secret)
+        }
+    }
+
+    #[test]
+    fn every_line_format_carries_the_account_id_last() {
+        for syntax in [
+            EnvSyntax::Sh,
+            EnvSyntax::Systemd,
+            EnvSyntax::Powershell,
+            EnvSyntax::Cmd,
+            EnvSyntax::Env,
+            EnvSyntax::EnvNoExport,
+            EnvSyntax::WindowsCmd,
+        ] {
+            let out = render_env(&with_account("s"), syntax);
+            let last = out.lines().last().unwrap();
+            assert!(
+                last.contains("AWS_ACCOUNT_ID") && last.contains("123456789012"),
+                "{syntax:?}: {out}"
+            );
+            let out = render_env(&creds("s"), syntax);
+            assert!(!out.contains("AWS_ACCOUNT_ID"), "{syntax:?}: {out}");
+        }
+    }
+
+    #[test]
+    fn the_cli_v2_line_shapes_are_exact() {
+        let c = with_account("plain/Key+1=");
+        let expected = |prefix: &str, quote: &str| {
+            format!(
+                "{prefix}AWS_ACCESS_KEY_ID={quote}ASIAEXAMPLE{quote}\n\
+                 {prefix}AWS_SECRET_ACCESS_KEY={quote}plain/Key+1={quote}\n\
+                 {prefix}AWS_SESSION_TOKEN={quote}tok/en+={quote}\n\
+                 {prefix}AWS_CREDENTIAL_EXPIRATION={quote}2026-11-18T11:06:40+00:00{quote}\n\
+                 {prefix}AWS_ACCOUNT_ID={quote}123456789012{quote}\n"
+            )
+        };
+        assert_eq!(render_env(&c, EnvSyntax::Env), expected("export ", ""));
+        assert_eq!(render_env(&c, EnvSyntax::EnvNoExport), expected("", ""));
+        assert_eq!(render_env(&c, EnvSyntax::WindowsCmd), expected("set ", ""));
+        let powershell = expected("$Env:", "\"");
+        assert_eq!(render_env(&c, EnvSyntax::Powershell), powershell);
+    }
+
+    #[test]
+    fn the_cli_v2_env_shape_quotes_what_the_shell_would_run() {
+        let out = render_env(&creds("a;b $(x)"), EnvSyntax::Env);
+        assert!(
+            out.contains("export AWS_SECRET_ACCESS_KEY='a;b $(x)'\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_cli_v2_process_shape_is_exact() {
+        let out = render_env(&with_account("s/k"), EnvSyntax::Process);
+        assert_eq!(
+            out,
+            "{\n  \"Version\": 1,\n  \"AccessKeyId\": \"ASIAEXAMPLE\",\n  \"SecretAccessKey\": \"s/k\",\n  \"SessionToken\": \"tok/en+=\",\n  \"Expiration\": \"2026-11-18T11:06:40+00:00\",\n  \"AccountId\": \"123456789012\"\n}\n"
+        );
+        let back = Credentials::from_process_json(out.as_bytes()).unwrap();
+        assert_eq!(back, with_account("s/k"));
     }
 
     #[test]

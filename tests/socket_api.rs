@@ -126,6 +126,7 @@ fn credentials(key: &str, secret: &str, token: &str, expiration: SystemTime) -> 
         secret_access_key: Secret::new(secret.to_string()),
         session_token: Secret::new(token.to_string()),
         expiration,
+        account_id: None,
     })
 }
 

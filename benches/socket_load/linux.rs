@@ -92,6 +92,7 @@ fn api_with_credentials() -> Api {
         secret_access_key: Secret::new("benchmarkSecretKey/0123456789+abcdefghijk".into()),
         session_token: Secret::new("IQoJb3JpZ2luX2VjE".repeat(60)),
         expiration: now + Duration::from_secs(6 * 3600),
+        account_id: None,
     };
     let (sender, receiver) = tokio::sync::watch::channel(CredentialState::default());
     sender.send_replace(CredentialState {

@@ -2,8 +2,10 @@
 //! - [`endpoint`]: which address, from config and the SDKs' environment variables.
 //! - [`token`]: the session token and when to replace it.
 //! - [`client`]: requests, retries, the body cap.
+//! - [`account`]: the extended credentials path or `iam/info`, for the account id.
 //! - [`error`]: what went wrong, and whether to retry.
 
+pub mod account;
 pub mod client;
 pub mod endpoint;
 pub mod error;

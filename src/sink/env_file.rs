@@ -20,7 +20,7 @@ use std::path::Path;
 /// for cmd, which would run a `#` line as a command), then the assignments.
 pub fn render_env_file(creds: &Credentials, syntax: EnvSyntax) -> String {
     let comment = match syntax {
-        EnvSyntax::Cmd => "rem",
+        EnvSyntax::Cmd | EnvSyntax::WindowsCmd => "rem",
         _ => "#",
     };
     format!(
@@ -89,6 +89,7 @@ mod tests {
             secret_access_key: Secret::new("s'q".into()),
             session_token: Secret::new("t".into()),
             expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+            account_id: None,
         };
         let comments = [
             (EnvSyntax::Sh, "# "),

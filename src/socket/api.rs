@@ -687,9 +687,8 @@ fn reply(status: Status, content_type: &'static str, body: impl Into<Bytes>) -> 
     response
 }
 
-/// The shape the SDKs' container-credentials provider reads. `RoleArn` only for an
-/// assumed-role profile: the instance role's ARN needs the account id, which IMDS's
-/// credentials document lacks.
+/// The shape the SDKs' container-credentials provider reads, with `AccountId` when known.
+/// `RoleArn` only for an assumed-role profile: IMDS names the instance role, not its ARN.
 fn container_json(creds: &Credentials, role_arn: Option<&str>) -> String {
     let mut doc = json!({
         "AccessKeyId": creds.access_key_id,
@@ -699,6 +698,9 @@ fn container_json(creds: &Credentials, role_arn: Option<&str>) -> String {
     });
     if let Some(arn) = role_arn {
         doc["RoleArn"] = arn.into();
+    }
+    if let Some(account) = &creds.account_id {
+        doc["AccountId"] = account.as_str().into();
     }
     doc.to_string()
 }
@@ -712,6 +714,11 @@ fn summary(state: &CredentialState, now: SystemTime) -> Map<String, Value> {
     });
     let mut map = Map::new();
     map.insert("role".into(), state.role.clone().into());
+    let account = state
+        .credentials
+        .as_ref()
+        .and_then(|c| c.account_id.clone());
+    map.insert("account_id".into(), account.into());
     map.insert(
         "credentials_valid".into(),
         state.valid_credentials(now).is_some().into(),
