@@ -26,6 +26,11 @@
 //!   on the host relayed it, perhaps on an attacker's behalf (IMDS refuses them too).
 //! - No `Authorization` header: 401. One that is not the token byte for byte (compared in
 //!   constant time): 403.
+//! - A uid over `[socket] rate_limit`: 429 with `Retry-After`.
+//!
+//! The peer's uid (and, where the daemon may see it, its pid and program) comes from
+//! `/proc/net/tcp{,6}` by its port at accept time ([`crate::socket::proc_peer`]), for the
+//! rate limit and the consumer table.
 //!
 //! # The token
 //! 32 bytes from the operating system's random source, hex-encoded (64 characters, so no
@@ -59,6 +64,8 @@ use crate::secret::Secret;
 use crate::sink::atomic::{FileError, ManagedFile};
 use crate::sink::RESYNC_INTERVAL;
 use crate::socket::api::{ApiError, Body};
+use crate::socket::consumers::{Consumer, Program};
+use crate::socket::proc_peer::{loopback_socket, program_of, SocketOwners};
 use crate::socket::server::{self, Frontend, ServerLimits};
 use crate::socket::{Api, Endpoint};
 use hyper::body::Incoming;
@@ -111,6 +118,9 @@ struct ContainerService {
     token_file: ManagedFile,
     reporter: SinkReporter,
     clock: SharedClock,
+    /// Our listening address, to find a peer's line in `/proc/net/tcp`.
+    addr: SocketAddr,
+    owners: SocketOwners,
 }
 
 impl ContainerEndpoint {
@@ -150,6 +160,8 @@ impl ContainerEndpoint {
             token_file,
             reporter,
             clock,
+            addr,
+            owners: SocketOwners::default(),
         };
         Ok(ContainerEndpoint {
             listener,
@@ -216,6 +228,25 @@ async fn keep_token_file(service: &Arc<ContainerService>, shutdown: &Cancellatio
 }
 
 impl ContainerService {
+    /// Who is on the other end of a loopback connection from `peer`.
+    fn consumer(&self, peer: SocketAddr) -> Consumer {
+        let Some((uid, inode)) = loopback_socket(peer, self.addr) else {
+            return Consumer {
+                uid: None,
+                gid: None,
+                pid: None,
+                program: Program::unknown(),
+            };
+        };
+        let pid = self.owners.pid_of(uid, inode);
+        Consumer {
+            uid: Some(uid),
+            gid: None,
+            pid,
+            program: pid.map_or_else(Program::unknown, program_of),
+        }
+    }
+
     /// Whether the request may be answered; else the refusal, already logged.
     fn check(&self, peer: SocketAddr, request: &Request<Incoming>) -> Result<(), ApiError> {
         let headers = request.headers();
@@ -274,12 +305,12 @@ impl ContainerService {
 
 impl Frontend for ContainerService {
     type Stream = TcpStream;
-    type Peer = SocketAddr;
+    type Peer = (SocketAddr, Consumer);
     const NAME: &'static str = "container endpoint";
 
-    fn admit(&self, stream: &TcpStream) -> Option<SocketAddr> {
+    fn admit(&self, stream: &TcpStream) -> Option<(SocketAddr, Consumer)> {
         match stream.peer_addr() {
-            Ok(peer) if is_loopback(peer.ip()) => Some(peer),
+            Ok(peer) if is_loopback(peer.ip()) => Some((peer, self.consumer(peer))),
             Ok(peer) => {
                 tracing::warn!(%peer, reason = %ApiError::NotLoopback, "refusing a container endpoint peer");
                 None
@@ -291,13 +322,23 @@ impl Frontend for ContainerService {
         }
     }
 
-    fn respond(&self, peer: &SocketAddr, request: &Request<Incoming>) -> Response<Body> {
-        if let Err(refusal) = self.check(*peer, request) {
-            return self.api.refuse(Endpoint::Container, refusal);
+    fn respond(
+        &self,
+        peer: &(SocketAddr, Consumer),
+        request: &Request<Incoming>,
+    ) -> Response<Body> {
+        let (addr, consumer) = peer;
+        if let Err(refusal) = self.check(*addr, request) {
+            return self
+                .api
+                .refuse_consumer(Endpoint::Container, consumer, request.uri(), refusal);
         }
-        let response = self
-            .api
-            .respond(Endpoint::Container, request.method(), request.uri());
+        let response = self.api.respond_to(
+            Endpoint::Container,
+            consumer,
+            request.method(),
+            request.uri(),
+        );
         if response.status() == StatusCode::OK {
             self.reporter.succeeded(self.clock.now());
         }

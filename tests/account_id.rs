@@ -13,11 +13,11 @@ mod unix_http;
 
 use common::assert_no_secrets;
 use common::aws_clients::python_bin;
-use common::daemon_process::{text, Sandbox, BIN};
+use common::daemon_process::{assert_success, text, Sandbox, BIN};
 use common::sts::{start_daemon_with_audit_profile, ASSUMED_ACCOUNT};
 use imds_credd::simulator::{SimulatorOptions, ACCOUNT_ID};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 const EXTENDED_PATH: &str = "/latest/meta-data/iam/security-credentials-extended/demo-role";
@@ -39,18 +39,10 @@ impl Setup {
             ..SimulatorOptions::default()
         });
         let credentials_file = sandbox.path("credentials");
-        let token_file = sandbox.path("container-token");
         let file = format!("path={},profile=instance", credentials_file.display());
-        let mut args = vec![
-            "--file",
-            &file,
-            "--container-listen",
-            "127.0.0.1:0",
-            "--container-token-file",
-            token_file.to_str().unwrap(),
-        ];
+        let mut args = vec!["--file", &file];
         args.extend_from_slice(daemon_args);
-        sandbox.start_daemon(&args);
+        let token_file = sandbox.start_daemon_with_container(&args);
         sandbox.wait_until("the credentials file", Duration::from_secs(10), || {
             credentials_file.exists()
         });
@@ -65,29 +57,6 @@ impl Setup {
         let output = self.sandbox.client(command, args).output().unwrap();
         assert_success(&output, &format!("{command} {args:?}"))
     }
-
-    /// `http://127.0.0.1:PORT/v1/credentials`, the port from the status sink table.
-    fn container_uri(&self) -> String {
-        let status: serde_json::Value =
-            serde_json::from_str(&self.ok("status", &["--json"])).unwrap();
-        let sinks = status["sinks"].as_array().unwrap();
-        let addr = sinks
-            .iter()
-            .find(|s| s["kind"] == "container")
-            .and_then(|s| s["target"].as_str())
-            .expect("the container endpoint is in the sink table");
-        format!("http://{addr}/v1/credentials")
-    }
-}
-
-fn assert_success(output: &Output, what: &str) -> String {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{what}: {}",
-        text(&output.stderr)
-    );
-    text(&output.stdout)
 }
 
 /// Every output of the daemon names `account`: the `credential_process` JSON, every `env`
@@ -147,7 +116,7 @@ fn assert_every_output_names(setup: &Setup, account: &str) {
     );
 
     let token = std::fs::read_to_string(&setup.token_file).unwrap();
-    let uri = setup.container_uri();
+    let uri = setup.sandbox.container_uri();
     let body = setup.sandbox.runtime().block_on(async {
         let response = reqwest::Client::new()
             .get(&uri)
@@ -325,7 +294,10 @@ fn boto3_and_the_aws_cli_read_the_account_id_from_what_the_daemon_publishes() {
 
     let mut container = boto3(&no_file, &[]);
     container
-        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", setup.container_uri())
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            setup.sandbox.container_uri(),
+        )
         .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &setup.token_file);
     let out = assert_success(&container.output().unwrap(), "container endpoint");
     assert_eq!(out.trim(), expected, "boto3 through the container endpoint");

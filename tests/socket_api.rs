@@ -169,6 +169,7 @@ fn socket_config(path: &Path) -> SocketConfig {
         allow_uids: Vec::new(),
         allow_gids: Vec::new(),
         allow_sids: Vec::new(),
+        ..SocketConfig::default()
     }
 }
 
