@@ -1,7 +1,9 @@
 //! Who used the role, and the per-uid rate limit: the daemon (a child process) records the
 //! uids and programs that fetch credentials on its socket and its container endpoint, and a
 //! uid that floods it gets `429` while another uid is served every time. The clients are
-//! real processes of other uids (`setpriv --reuid`), as on a shared host.
+//! real processes of other uids (`setpriv --reuid`), as on a shared host. The daemon runs
+//! as root in the first test (so it may read every `/proc` entry) and as its unit runs it
+//! in the others (an unprivileged uid with the unit's capabilities, [`common::as_unit`]).
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(target_os = "linux")]
@@ -11,12 +13,13 @@ mod common;
 #[allow(dead_code)] // only `get` is used here
 mod unix_http;
 
+use common::as_unit::{as_daemon_user, unit_capabilities};
 use common::assert_no_secrets;
 use common::aws_clients::python_bin;
 use common::daemon_process::{assert_success, text, Sandbox, BIN};
 use imds_credd::simulator::SimulatorOptions;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -43,6 +46,18 @@ fn as_uid(uid: u32, program: impl Into<PathBuf>) -> Command {
 struct Setup {
     sandbox: Sandbox,
     token_file: PathBuf,
+    /// The daemon when started as the unit runs it (the sandbox stops the other kind).
+    unit_daemon: Option<std::process::Child>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if let Some(mut daemon) = self.unit_daemon.take() {
+            let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = daemon.wait();
+        }
+    }
 }
 
 impl Setup {
@@ -56,7 +71,53 @@ impl Setup {
         Setup {
             sandbox,
             token_file,
+            unit_daemon: None,
         }
+    }
+
+    /// The same daemon run as its unit runs it: as [`DAEMON_UID`] with exactly the unit's
+    /// capabilities, its socket and token in a folder it owns. `None` (after one line saying
+    /// so) where that cannot be done outside CI; in CI it fails instead.
+    fn start_as_unit(daemon_args: &[&str]) -> Option<Setup> {
+        if !nix::unistd::geteuid().is_root() || !Path::new("/usr/bin/setpriv").exists() {
+            assert!(!in_ci(), "this test needs root and setpriv in CI");
+            println!("SKIP: needs root and setpriv to run the daemon as its unit does");
+            return None;
+        }
+        let mut sandbox = Sandbox::simulator(SimulatorOptions::default());
+        std::fs::set_permissions(sandbox.dir.path(), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let run_dir = sandbox.path("run");
+        std::fs::create_dir(&run_dir).unwrap();
+        std::os::unix::fs::chown(&run_dir, Some(DAEMON_UID), Some(DAEMON_UID)).unwrap();
+        sandbox.socket = run_dir.join("credentials.sock");
+        let token_file = run_dir.join("container/token");
+        let daemon = as_daemon_user(DAEMON_UID, &unit_capabilities(), BIN)
+            .args(["run", "--config", "/dev/null", "--imds-endpoint"])
+            .arg(sandbox.sim.endpoint())
+            .arg("--socket")
+            .arg(&sandbox.socket)
+            .args(["--socket-mode", "0666", "--container-listen", "127.0.0.1:0"])
+            .arg("--container-token-file")
+            .arg(&token_file)
+            .args(daemon_args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(sandbox.path("daemon.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let setup = Setup {
+            sandbox,
+            token_file,
+            unit_daemon: Some(daemon),
+        };
+        let sandbox = &setup.sandbox;
+        sandbox.wait_until(
+            "the daemon's first refresh",
+            Duration::from_secs(15),
+            || sandbox.served().is_some(),
+        );
+        Some(setup)
     }
 
     /// `imds-credd COMMAND --socket S ARGS…` as `uid`.
@@ -69,6 +130,19 @@ impl Setup {
             .env_clear()
             .env("PATH", "/usr/bin:/bin");
         cmd
+    }
+
+    /// Runs [`CONTAINER_CLIENT`] as `uid`, requires a 200, and returns the token it used.
+    fn fetch_from_the_container_endpoint_as(&self, uid: u32) -> String {
+        let token = std::fs::read_to_string(&self.token_file).unwrap();
+        let mut container = as_uid(uid, python_bin().join("python"));
+        container
+            .args(["-c", CONTAINER_CLIENT, &self.sandbox.container_uri()])
+            .env_clear()
+            .env("TOKEN", &token);
+        let output = container.output().unwrap();
+        assert_eq!(assert_success(&output, "container client").trim(), "200");
+        token
     }
 
     fn consumers(&self) -> Vec<serde_json::Value> {
@@ -115,15 +189,7 @@ fn consumers_names_the_uids_and_programs_that_fetched_including_a_container_clie
     );
     let output = setup.sandbox.client("env", &[]).output().unwrap();
     assert_success(&output, "env as root");
-    let python = python_bin().join("python");
-    let token = std::fs::read_to_string(&setup.token_file).unwrap();
-    let mut container = as_uid(OTHER_UID, &python);
-    container
-        .args(["-c", CONTAINER_CLIENT, &setup.sandbox.container_uri()])
-        .env_clear()
-        .env("TOKEN", &token);
-    let output = container.output().unwrap();
-    assert_eq!(assert_success(&output, "container client").trim(), "200");
+    let token = setup.fetch_from_the_container_endpoint_as(OTHER_UID);
 
     let rows = setup.consumers();
     assert_eq!(rows.len(), 3, "{rows:#?}");
@@ -226,7 +292,9 @@ print(json.dumps({'counts': counts, 'sample': sample}))";
 #[test]
 fn a_flooding_uid_gets_429s_while_another_uid_is_served_every_time() {
     const FLOOD_SECONDS: f64 = 3.0;
-    let setup = Setup::start(&["--socket-rate-limit", "20/s"]);
+    let Some(setup) = Setup::start_as_unit(&["--socket-rate-limit", "20/s"]) else {
+        return;
+    };
     let mut flooder = as_uid(NOBODY, python_bin().join("python"));
     flooder
         .args(["-c", FLOODER])
@@ -295,7 +363,9 @@ fn a_flooding_uid_gets_429s_while_another_uid_is_served_every_time() {
 
 #[test]
 fn a_client_command_over_the_limit_says_so_in_one_line_and_retries_once() {
-    let setup = Setup::start(&["--socket-rate-limit", "1/s"]);
+    let Some(setup) = Setup::start_as_unit(&["--socket-rate-limit", "1/s"]) else {
+        return;
+    };
     // The burst (2) is used up by two calls; the third is refused, waits and retries.
     for _ in 0..2 {
         let output = setup
@@ -327,4 +397,43 @@ fn a_client_command_over_the_limit_says_so_in_one_line_and_retries_once() {
             .unwrap();
         assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
     }
+}
+
+/// True in CI (`.ci/run` exports `CI=true`), where a missing tool fails instead of skipping.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty())
+}
+
+/// The uid the daemon runs as in the next test (no passwd entry).
+const DAEMON_UID: u32 = 64_251;
+
+#[test]
+fn run_as_the_unit_runs_it_other_users_show_their_argv0_and_container_peers_their_uid() {
+    let Some(setup) = Setup::start_as_unit(&[]) else {
+        return;
+    };
+    let output = setup
+        .client_as(NOBODY, "credential-process", &[])
+        .output()
+        .unwrap();
+    assert_success(&output, "credential-process as nobody");
+    setup.fetch_from_the_container_endpoint_as(OTHER_UID);
+
+    let rows = setup.consumers();
+    let nobody = rows.iter().find(|r| r["uid"] == NOBODY).unwrap();
+    // The daemon may not read another user's /proc/PID/exe: the program is its argv[0].
+    assert_eq!(nobody["exe"], BIN, "{nobody}");
+    assert_eq!(nobody["exe_verified"], false, "{nobody}");
+    assert!(
+        nobody["pid"].is_u64(),
+        "SO_PEERCRED gives the pid: {nobody}"
+    );
+    // Nor its fd links: the container peer has its uid (from /proc/net/tcp), no pid.
+    let other = rows.iter().find(|r| r["uid"] == OTHER_UID).unwrap();
+    assert_eq!(other["endpoint"], "container", "{other}");
+    assert!(other["pid"].is_null(), "{other}");
+    assert_eq!(other["exe"], "(unknown)", "{other}");
+
+    let log = setup.sandbox.daemon_log();
+    assert_no_secrets(&log, &setup.sandbox.sim, "daemon log");
 }

@@ -12,6 +12,10 @@
 #![cfg(unix)]
 #![cfg(target_os = "linux")]
 
+#[path = "common/as_unit.rs"]
+mod as_unit;
+
+use as_unit::{as_daemon_user, unit_capabilities};
 use clap::CommandFactory;
 use imds_credd::cli::Cli;
 use imds_credd::config::Config;
@@ -369,24 +373,6 @@ fn every_system_call_and_mapping_of_the_daemon_is_allowed_by_the_unit() {
     );
 }
 
-/// The capabilities the unit grants (`AmbientCapabilities=`), as setpriv spells them
-/// (`CAP_CHOWN` → `chown`); the bounding set must be the same list.
-fn unit_capabilities() -> Vec<String> {
-    let unit = std::fs::read_to_string(repo().join("systemd/imds-credd.service")).unwrap();
-    let value = |key: &str| {
-        unit.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .unwrap_or_else(|| panic!("no {key} in the unit"))
-            .to_string()
-    };
-    let ambient = value("AmbientCapabilities=");
-    assert_eq!(ambient, value("CapabilityBoundingSet="));
-    ambient
-        .split_whitespace()
-        .map(|cap| cap.trim_start_matches("CAP_").to_lowercase())
-        .collect()
-}
-
 /// Uids for the throwaway daemon user and the user whose credentials file it writes.
 const DAEMON_UID: u32 = 64_243;
 const APP_UID: u32 = 64_242;
@@ -414,22 +400,7 @@ fn write_app_credentials_with(
 
     let target = aws.join("credentials");
     let log_path = dir.path().join("daemon.log");
-    let set = |prefix: &str| {
-        let plus: Vec<String> = caps.iter().map(|c| format!("+{c}")).collect();
-        format!(
-            "{prefix}=-all{}",
-            plus.iter().map(|p| format!(",{p}")).collect::<String>()
-        )
-    };
-    let mut daemon = Command::new("setpriv")
-        .arg(format!("--reuid={DAEMON_UID}"))
-        .arg(format!("--regid={DAEMON_UID}"))
-        .args(["--clear-groups", "--no-new-privs"])
-        .arg(set("--inh-caps"))
-        .arg(set("--ambient-caps"))
-        .arg(set("--bounding-set"))
-        .arg("--")
-        .arg(BINARY)
+    let mut daemon = as_daemon_user(DAEMON_UID, caps, BINARY)
         .args([
             "run",
             "--config",

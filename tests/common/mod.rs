@@ -2,6 +2,8 @@
 //! in-process against the IMDS simulator on a clock the test moves.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+/// The daemon as its systemd unit runs it (setpriv, the unit's capabilities).
+pub mod as_unit;
 /// The AWS CLI and boto3 from the test venv.
 pub mod aws_clients;
 /// The daemon and the client commands as child processes.
