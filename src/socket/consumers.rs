@@ -19,6 +19,9 @@ use std::time::SystemTime;
 pub const MAX_ROWS: usize = 1024;
 /// Rows of one uid at most.
 pub const MAX_ROWS_PER_UID: usize = 32;
+/// Uids counted for `/metrics` at most (uids mapped from user namespaces can be many);
+/// the requests of further uids are counted as uid `unknown`.
+pub const MAX_UIDS: usize = 4096;
 /// The executable of a uid's row for programs past [`MAX_ROWS_PER_UID`].
 const OTHER_PROGRAMS: &str = "(other programs)";
 
@@ -141,7 +144,13 @@ impl Consumers {
         now: SystemTime,
     ) {
         let mut table = self.table.lock().expect("consumer table lock");
-        let counts = table.per_uid.entry(consumer.uid).or_default();
+        let counted_uid =
+            if table.per_uid.len() < MAX_UIDS || table.per_uid.contains_key(&consumer.uid) {
+                consumer.uid
+            } else {
+                None
+            };
+        let counts = table.per_uid.entry(counted_uid).or_default();
         match outcome {
             Outcome::Answered => counts.answered += 1,
             Outcome::Refused => counts.refused += 1,
@@ -387,5 +396,18 @@ mod tests {
         }
         assert_eq!(table.to_json().as_array().unwrap().len(), MAX_ROWS);
         assert_eq!(table.evicted(), 1 + MAX_ROWS_PER_UID as u64 + 1);
+
+        for uid in 0..MAX_UIDS as u32 {
+            table.record(
+                "socket",
+                &consumer(100_000 + uid, "/bin/y"),
+                None,
+                Outcome::Answered,
+                t(5000),
+            );
+        }
+        let counts = table.per_uid();
+        assert_eq!(counts.len(), MAX_UIDS + 1, "the capped uids and `unknown`");
+        assert_eq!(counts[0].0, None);
     }
 }
