@@ -46,6 +46,8 @@ pub enum Command {
     Env(crate::client::env::EnvArgs),
     /// Show the daemon's state: role, expiry, refreshes, last error, sinks.
     Status(crate::client::status::StatusArgs),
+    /// Show who on this box fetched credentials: uid, user, program, profile, counts.
+    Consumers(crate::client::consumers::ConsumersArgs),
     /// Install, uninstall or run the Windows service.
     #[cfg(windows)]
     Service(crate::service::ServiceArgs),
@@ -109,6 +111,7 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => crate::client::exec::run(&args),
         Command::Env(args) => crate::client::env::run(&args),
         Command::Status(args) => crate::client::status::run(&args),
+        Command::Consumers(args) => crate::client::consumers::run(&args),
         #[cfg(windows)]
         Command::Service(args) => crate::service::run(args),
     };

@@ -27,6 +27,11 @@
 //!   on the host relayed it, perhaps on an attacker's behalf (IMDS refuses them too).
 //! - No `Authorization` header: 401. One that is not the token byte for byte (compared in
 //!   constant time): 403.
+//! - A uid over `[socket] rate_limit`: 429 with `Retry-After`.
+//!
+//! The peer's uid (and, where the daemon may see it, its pid and program) comes from
+//! `/proc/net/tcp{,6}` by its port at accept time ([`crate::socket::proc_peer`]), for the
+//! rate limit and the consumer table.
 //!
 //! # The token
 //! 32 bytes from the operating system's random source, hex-encoded (64 characters, so no
@@ -69,6 +74,8 @@ use crate::secret::Secret;
 use crate::sink::atomic::{FileError, ManagedFile};
 use crate::sink::RESYNC_INTERVAL;
 use crate::socket::api::{ApiError, Body};
+use crate::socket::consumers::{Consumer, Program};
+use crate::socket::proc_peer::{loopback_socket, program_of, SocketOwners};
 use crate::socket::refusals::RefusalLog;
 use crate::socket::server::{self, Frontend, ServerLimits, UnauthenticatedLimits};
 use crate::socket::{Api, Endpoint};
@@ -77,7 +84,7 @@ use hyper::header::{AUTHORIZATION, FORWARDED};
 use hyper::{Request, Response, StatusCode};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
@@ -141,6 +148,9 @@ struct ContainerService {
     reporter: SinkReporter,
     clock: SharedClock,
     refusals: RefusalLog,
+    /// Our listening address once bound, to find a peer's line in `/proc/net/tcp`.
+    addr: OnceLock<SocketAddr>,
+    owners: SocketOwners,
 }
 
 impl ContainerEndpoint {
@@ -173,6 +183,8 @@ impl ContainerEndpoint {
             reporter,
             clock,
             refusals: RefusalLog::default(),
+            addr: OnceLock::new(),
+            owners: SocketOwners::default(),
         });
         let listener = match bound {
             Ok(listener) => {
@@ -324,6 +336,9 @@ impl ContainerService {
             .replace(self.token.expose().as_bytes())
             .map_err(ContainerError::TokenFile)?;
         self.reporter.succeeded(self.clock.now());
+        if let Ok(bound) = listener.local_addr() {
+            let _ = self.addr.set(bound);
+        }
         let addr = listener
             .local_addr()
             .map(|a| a.to_string())
@@ -352,6 +367,24 @@ impl ContainerService {
             ),
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, "cannot remove the stale container token file"),
+        }
+    }
+
+    /// Who is on the other end of a loopback connection from `peer`.
+    fn consumer(&self, peer: SocketAddr) -> Consumer {
+        let Some((uid, inode)) = self
+            .addr
+            .get()
+            .and_then(|addr| loopback_socket(peer, *addr))
+        else {
+            return Consumer::unknown();
+        };
+        let pid = self.owners.pid_of(uid, inode);
+        Consumer {
+            uid: Some(uid),
+            gid: None,
+            pid,
+            program: pid.map_or_else(Program::unknown, program_of),
         }
     }
 
@@ -416,12 +449,14 @@ impl ContainerService {
 
 impl Frontend for ContainerService {
     type Stream = TcpStream;
-    type Peer = SocketAddr;
+    /// The peer's address, and who it is: looked up in `/proc` only once the connection
+    /// has shown the token, so an unauthenticated flood costs no `/proc` scans.
+    type Peer = (SocketAddr, OnceLock<Consumer>);
     const NAME: &'static str = "container endpoint";
 
-    fn admit(&self, stream: &TcpStream) -> Option<SocketAddr> {
+    fn admit(&self, stream: &TcpStream) -> Option<Self::Peer> {
         match stream.peer_addr() {
-            Ok(peer) if is_loopback(peer.ip()) => Some(peer),
+            Ok(peer) if is_loopback(peer.ip()) => Some((peer, OnceLock::new())),
             Ok(peer) => {
                 let reason = ApiError::NotLoopback;
                 if let Some(unlogged) = self.refusals.admit_line(format!("{} {reason}", peer.ip()))
@@ -437,13 +472,27 @@ impl Frontend for ContainerService {
         }
     }
 
-    fn respond(&self, peer: &SocketAddr, request: &Request<Incoming>) -> Response<Body> {
-        if let Err(refusal) = self.check(*peer, request) {
-            return self.api.refuse(Endpoint::Container, refusal);
+    fn respond(
+        &self,
+        (addr, consumer): &Self::Peer,
+        request: &Request<Incoming>,
+    ) -> Response<Body> {
+        if let Err(refusal) = self.check(*addr, request) {
+            // Not looked up: whoever did not show the token is counted as unknown.
+            return self.api.refuse_consumer(
+                Endpoint::Container,
+                &Consumer::unknown(),
+                request.uri(),
+                refusal,
+            );
         }
-        let response = self
-            .api
-            .respond(Endpoint::Container, request.method(), request.uri());
+        let consumer = consumer.get_or_init(|| self.consumer(*addr));
+        let response = self.api.respond_to(
+            Endpoint::Container,
+            consumer,
+            request.method(),
+            request.uri(),
+        );
         if response.status() == StatusCode::OK {
             self.reporter.succeeded(self.clock.now());
         }
@@ -455,8 +504,8 @@ impl Frontend for ContainerService {
     }
 
     /// Peers are told apart by address: on loopback, which 127.x address they use.
-    fn peer_key(&self, peer: &SocketAddr) -> String {
-        peer.ip().to_string()
+    fn peer_key(&self, (addr, _): &Self::Peer) -> String {
+        addr.ip().to_string()
     }
 }
 

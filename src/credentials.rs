@@ -3,6 +3,7 @@
 
 pub mod rules;
 
+use crate::account::is_account_id;
 use crate::secret::Secret;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -17,6 +18,10 @@ pub struct Credentials {
     pub secret_access_key: Secret,
     pub session_token: Secret,
     pub expiration: SystemTime,
+    /// The AWS account the credentials belong to (12 digits), when known: IMDS's extended
+    /// credentials path or `iam/info` for the instance role, the assumed role's ARN for an
+    /// `[[assume]]` profile. Not a secret.
+    pub account_id: Option<String>,
 }
 
 /// Why an IMDS credentials document was refused. Messages name fields, never values.
@@ -44,7 +49,8 @@ pub enum CredentialsError {
 }
 
 impl Credentials {
-    /// Parses the JSON that `GET …/security-credentials/<role>` returns. `Code`, `Type` and
+    /// Parses the JSON that `GET …/security-credentials/<role>` returns (or the
+    /// `-extended` path, which adds `AccountId`). `Code`, `Type` and
     /// `LastUpdated` may be missing (other IMDS implementations omit them); a `Code` other
     /// than `Success` is an error even though IMDS sends it with HTTP 200.
     pub fn from_imds_json(body: &[u8]) -> Result<Self, CredentialsError> {
@@ -104,16 +110,19 @@ impl Credentials {
 
     /// The `credential_process` Version 1 document (also `GET /v1/credentials`).
     /// `Version` is the number 1 and `Expiration` is always present: without it the AWS
-    /// CLI would never refresh.
+    /// CLI would never refresh. `AccountId` when known (botocore reads it).
     pub fn to_process_json(&self) -> String {
-        serde_json::json!({
+        let mut doc = serde_json::json!({
             "Version": 1,
             "AccessKeyId": self.access_key_id,
             "SecretAccessKey": self.secret_access_key.expose(),
             "SessionToken": self.session_token.expose(),
             "Expiration": self.expiration_rfc3339(),
-        })
-        .to_string()
+        });
+        if let Some(account) = &self.account_id {
+            doc["AccountId"] = account.as_str().into();
+        }
+        doc.to_string()
     }
 }
 
@@ -124,6 +133,7 @@ impl fmt::Debug for Credentials {
             .field("secret_access_key", &self.secret_access_key)
             .field("session_token", &self.session_token)
             .field("expiration", &self.expiration_rfc3339())
+            .field("account_id", &self.account_id)
             .finish()
     }
 }
@@ -157,11 +167,22 @@ fn take_credentials(
     let session_token = Secret::new(take_checked(doc, token_field, rules::session_token)?);
     let expiration = take_string(doc, "Expiration")?;
     let expiration = parse_utc_timestamp(&expiration).ok_or(CredentialsError::BadExpiration)?;
+    let account_id = match doc.remove("AccountId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) if is_account_id(&id) => Some(id),
+        Some(_) => {
+            return Err(CredentialsError::BadField {
+                field: "AccountId",
+                rule: "not a 12-digit account id",
+            })
+        }
+    };
     Ok(Credentials {
         access_key_id,
         secret_access_key,
         session_token,
         expiration,
+        account_id,
     })
 }
 
@@ -318,6 +339,42 @@ mod tests {
         assert_eq!(err, CredentialsError::MissingField("SessionToken"));
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains("EXAMPLE"), "{shown}");
+    }
+
+    #[test]
+    fn the_extended_document_carries_the_account_into_the_process_json() {
+        let extended = IMDS_DOC.replace(
+            "\"Type\" : \"AWS-HMAC\",",
+            "\"Type\" : \"AWS-HMAC\",\n  \"AccountId\" : \"123456789012\",",
+        );
+        let creds = Credentials::from_imds_json(extended.as_bytes()).unwrap();
+        assert_eq!(creds.account_id.as_deref(), Some("123456789012"));
+        let v: Value = serde_json::from_str(&creds.to_process_json()).unwrap();
+        assert_eq!(v["AccountId"], "123456789012");
+        let back = Credentials::from_process_json(creds.to_process_json().as_bytes()).unwrap();
+        assert_eq!(back, creds);
+        let legacy = Credentials::from_imds_json(IMDS_DOC.as_bytes()).unwrap();
+        assert_eq!(legacy.account_id, None);
+        assert!(!legacy.to_process_json().contains("AccountId"));
+    }
+
+    #[test]
+    fn an_account_id_that_is_not_12_digits_is_refused_by_name() {
+        for bad in ["\"12345\"", "\"12345678901\\n\"", "123456789012"] {
+            let doc = IMDS_DOC.replace(
+                "\"Type\" : \"AWS-HMAC\",",
+                &format!("\"Type\" : \"AWS-HMAC\", \"AccountId\" : {bad},"),
+            );
+            let err = Credentials::from_imds_json(doc.as_bytes()).unwrap_err();
+            assert_eq!(
+                err,
+                CredentialsError::BadField {
+                    field: "AccountId",
+                    rule: "not a 12-digit account id"
+                },
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -266,13 +266,16 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         &mut daemon.tasks,
     )?;
     {
-        let api = Arc::new(crate::socket::Api::new(
-            daemon.state.clone(),
-            daemon.profiles.clone(),
-            daemon.clock.clone(),
-            daemon.metrics.clone(),
-            daemon.health.clone(),
-        ));
+        let api = Arc::new(
+            crate::socket::Api::new(
+                daemon.state.clone(),
+                daemon.profiles.clone(),
+                daemon.clock.clone(),
+                daemon.metrics.clone(),
+                daemon.health.clone(),
+            )
+            .with_rate_limit(config.socket.rate_limit),
+        );
         // Bound before READY=1 can be sent, so clients never race the socket.
         let limits = crate::socket::ServerLimits::default();
         let stop = daemon.shutdown.clone();

@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML file and CLI flags, resolved into one validated `Config`.
 //! - [`imds`]: the IMDSv2 client (session token, retries, body cap).
 //! - [`credentials`], [`secret`]: the credentials model; secrets never print.
+//! - [`account`]: the AWS account id (12 digits) and reading it from an ARN.
 //! - [`assume`]: `[[assume]]` profiles: STS `AssumeRole` chained on the instance role.
 //! - [`hooks`]: commands and signals run after a sink publishes new credentials.
 //! - [`pid_file`]: the checks that keep a hook's signal on the sink owner's own process.
@@ -22,6 +23,7 @@
 //! - [`container`]: the optional loopback endpoint for `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
 //! - [`activation`]: the sockets systemd passed, picked by name.
 
+pub mod account;
 #[cfg(target_os = "linux")]
 pub mod activation;
 pub mod assume;

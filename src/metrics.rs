@@ -47,6 +47,8 @@ pub struct RequestCounters {
     pub not_found: AtomicU64,
     /// 405: a method other than GET.
     pub method_not_allowed: AtomicU64,
+    /// 429: a uid over `[socket] rate_limit`.
+    pub too_many_requests: AtomicU64,
     /// 503: no valid credentials to give.
     pub unavailable: AtomicU64,
 }

@@ -120,6 +120,7 @@ mod tests {
                 secret_access_key: Secret::new("s".into()),
                 session_token: Secret::new("t".into()),
                 expiration: now + Duration::from_secs(4 * 3600 + 12 * 60 + 30),
+                account_id: None,
             })),
             ..CredentialState::default()
         };

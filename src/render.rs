@@ -1,6 +1,7 @@
 //! Credentials written as environment assignments, in every syntax we print: `sh` (the env
 //! file, `?format=env`, `imds-credd env`), systemd's `EnvironmentFile=`, PowerShell, cmd,
-//! and JSON. One place, so the quoting rules are written (and tested) once.
+//! JSON, and the five shapes of the AWS CLI v2's `aws configure export-credentials`. One
+//! place, so the quoting rules are written (and tested) once.
 
 use crate::credentials::Credentials;
 use std::time::SystemTime;
@@ -13,12 +14,20 @@ pub enum EnvSyntax {
     Sh,
     /// `NAME=value`: systemd `EnvironmentFile=`.
     Systemd,
-    /// `$Env:NAME="value"`: PowerShell.
+    /// `$Env:NAME="value"`: PowerShell (also the CLI v2 `powershell` shape).
     Powershell,
     /// `set NAME=value`: Windows cmd.
     Cmd,
     /// The `credential_process` JSON document, indented.
     Json,
+    /// `export NAME=value`, unquoted: the CLI v2 `env` shape.
+    Env,
+    /// `NAME=value`, unquoted: the CLI v2 `env-no-export` shape.
+    EnvNoExport,
+    /// `set NAME=value`: the CLI v2 `windows-cmd` shape.
+    WindowsCmd,
+    /// The `credential_process` JSON in the CLI v2 `process` shape: its key order, indent 2.
+    Process,
 }
 
 impl From<crate::config::EnvFormat> for EnvSyntax {
@@ -32,11 +41,12 @@ impl From<crate::config::EnvFormat> for EnvSyntax {
     }
 }
 
-/// The four variables the SDKs and the AWS CLI read, in the order we print them.
+/// The variables the SDKs and the AWS CLI read, in the order we print them:
 /// `AWS_CREDENTIAL_EXPIRATION` uses the `+00:00` spelling of `aws configure
-/// export-credentials`. The values are copies of secrets: zeroized when dropped.
-pub fn env_variables(creds: &Credentials) -> [(&'static str, Zeroizing<String>); 4] {
-    [
+/// export-credentials`, and `AWS_ACCOUNT_ID` comes last, only when the account is known.
+/// The values are copies of secrets: zeroized when dropped.
+pub fn env_variables(creds: &Credentials) -> Vec<(&'static str, Zeroizing<String>)> {
+    let mut variables = vec![
         (
             "AWS_ACCESS_KEY_ID",
             Zeroizing::new(creds.access_key_id.clone()),
@@ -53,7 +63,11 @@ pub fn env_variables(creds: &Credentials) -> [(&'static str, Zeroizing<String>);
             "AWS_CREDENTIAL_EXPIRATION",
             Zeroizing::new(expiration_with_offset(creds.expiration)),
         ),
-    ]
+    ];
+    if let Some(account) = &creds.account_id {
+        variables.push(("AWS_ACCOUNT_ID", Zeroizing::new(account.clone())));
+    }
+    variables
 }
 
 /// `2026-11-23T09:00:00+00:00`.
@@ -66,12 +80,16 @@ fn expiration_with_offset(time: SystemTime) -> String {
 /// The text holds the secrets: it is zeroized when dropped, and every line is written
 /// straight into it (sized up front), so no other copy is left behind in freed memory.
 pub fn render_env(creds: &Credentials, syntax: EnvSyntax) -> Zeroizing<String> {
-    if syntax == EnvSyntax::Json {
-        let value: serde_json::Value =
-            serde_json::from_str(&creds.to_process_json()).expect("our own JSON parses");
-        let mut out = serde_json::to_string_pretty(&value).expect("JSON value serializes");
-        out.push('\n');
-        return Zeroizing::new(out);
+    match syntax {
+        EnvSyntax::Json => {
+            let value: serde_json::Value =
+                serde_json::from_str(&creds.to_process_json()).expect("our own JSON parses");
+            let mut out = serde_json::to_string_pretty(&value).expect("JSON value serializes");
+            out.push('\n');
+            return Zeroizing::new(out);
+        }
+        EnvSyntax::Process => return cli_process_json(creds),
+        _ => {}
     }
     let variables = env_variables(creds);
     // Quoting at most doubles a value; 32 covers a line's name and syntax.
@@ -79,11 +97,20 @@ pub fn render_env(creds: &Credentials, syntax: EnvSyntax) -> Zeroizing<String> {
     let mut out = Zeroizing::new(String::with_capacity(room));
     for (name, value) in &variables {
         match syntax {
-            EnvSyntax::Sh => {
+            EnvSyntax::Sh | EnvSyntax::Env => {
                 out.push_str("export ");
                 out.push_str(name);
                 out.push('=');
-                push_sh_quoted(&mut out, value);
+                if syntax == EnvSyntax::Sh {
+                    push_sh_quoted(&mut out, value);
+                } else {
+                    push_sh_unquoted(&mut out, value);
+                }
+            }
+            EnvSyntax::EnvNoExport => {
+                out.push_str(name);
+                out.push('=');
+                push_sh_unquoted(&mut out, value);
             }
             EnvSyntax::Systemd => {
                 out.push_str(name);
@@ -96,12 +123,51 @@ pub fn render_env(creds: &Credentials, syntax: EnvSyntax) -> Zeroizing<String> {
                 out.push('=');
                 push_powershell_quoted(&mut out, value);
             }
-            EnvSyntax::Cmd => push_cmd_assignment(&mut out, name, value),
-            EnvSyntax::Json => unreachable!("handled above"),
+            EnvSyntax::Cmd | EnvSyntax::WindowsCmd => push_cmd_assignment(&mut out, name, value),
+            EnvSyntax::Json | EnvSyntax::Process => unreachable!("handled above"),
         }
         out.push('\n');
     }
     out
+}
+
+/// What `aws configure export-credentials --format process` prints: `json.dumps(indent=2)`
+/// with its keys in its order (`Version`, `AccessKeyId`, `SecretAccessKey`, `SessionToken`,
+/// `Expiration` in the `+00:00` spelling), then `AccountId` when known.
+fn cli_process_json(creds: &Credentials) -> Zeroizing<String> {
+    let expiration = expiration_with_offset(creds.expiration);
+    let mut fields = vec![
+        ("AccessKeyId", creds.access_key_id.as_str()),
+        ("SecretAccessKey", creds.secret_access_key.expose()),
+        ("SessionToken", creds.session_token.expose()),
+        ("Expiration", expiration.as_str()),
+    ];
+    if let Some(account) = &creds.account_id {
+        fields.push(("AccountId", account));
+    }
+    let room: usize = fields.iter().map(|(k, v)| k.len() + 2 * v.len() + 16).sum();
+    let mut out = Zeroizing::new(String::with_capacity(room + 32));
+    out.push_str("{\n  \"Version\": 1");
+    for (key, value) in fields {
+        // Serialized straight from the borrowed text: no intermediate copy of a secret.
+        let quoted = Zeroizing::new(serde_json::to_string(value).expect("a str serializes"));
+        out.push_str(",\n  \"");
+        out.push_str(key);
+        out.push_str("\": ");
+        out.push_str(&quoted);
+    }
+    out.push_str("\n}\n");
+    out
+}
+
+/// The CLI's `env` shapes print values bare, which is safe for the key and token alphabets;
+/// anything else is single-quoted rather than handed to the shell as code.
+fn push_sh_unquoted(out: &mut String, value: &str) {
+    if value.chars().all(is_plain) {
+        out.push_str(value);
+    } else {
+        push_sh_quoted(out, value);
+    }
 }
 
 /// POSIX single quotes: nothing inside is special except `'`, written `'\''`.
@@ -183,6 +249,7 @@ mod tests {
             secret_access_key: Secret::new(secret.into()),
             session_token: Secret::new("tok/en+=".into()),
             expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+            account_id: None,
         }
     }
 
@@ -225,6 +292,80 @@ mod tests {
         assert!(out.contains("set AWS_SECRET_ACCESS_KEY=plain\n"), "{out}");
         let out = render_env(&creds("a&b"), EnvSyntax::Cmd).to_string();
         assert!(out.contains("set \"AWS_SECRET_ACCESS_KEY=a&b\"\n"), "{out}");
+    }
+
+    fn with_account(secret: &str) -> Credentials {
+        Credentials {
+            account_id: Some("123456789012".into()),
+            ..creds(secret)
+        }
+    }
+
+    #[test]
+    fn every_line_format_carries_the_account_id_last() {
+        for syntax in [
+            EnvSyntax::Sh,
+            EnvSyntax::Systemd,
+            EnvSyntax::Powershell,
+            EnvSyntax::Cmd,
+            EnvSyntax::Env,
+            EnvSyntax::EnvNoExport,
+            EnvSyntax::WindowsCmd,
+        ] {
+            let out = render_env(&with_account("s"), syntax).to_string();
+            let last = out.lines().last().unwrap();
+            assert!(
+                last.contains("AWS_ACCOUNT_ID") && last.contains("123456789012"),
+                "{syntax:?}: {out}"
+            );
+            let out = render_env(&creds("s"), syntax).to_string();
+            assert!(!out.contains("AWS_ACCOUNT_ID"), "{syntax:?}: {out}");
+        }
+    }
+
+    #[test]
+    fn the_cli_v2_line_shapes_are_exact() {
+        let c = with_account("plain/Key+1=");
+        let expected = |prefix: &str, quote: &str| {
+            format!(
+                "{prefix}AWS_ACCESS_KEY_ID={quote}ASIAEXAMPLE{quote}\n\
+                 {prefix}AWS_SECRET_ACCESS_KEY={quote}plain/Key+1={quote}\n\
+                 {prefix}AWS_SESSION_TOKEN={quote}tok/en+={quote}\n\
+                 {prefix}AWS_CREDENTIAL_EXPIRATION={quote}2026-11-18T11:06:40+00:00{quote}\n\
+                 {prefix}AWS_ACCOUNT_ID={quote}123456789012{quote}\n"
+            )
+        };
+        assert_eq!(*render_env(&c, EnvSyntax::Env), expected("export ", ""));
+        assert_eq!(*render_env(&c, EnvSyntax::EnvNoExport), expected("", ""));
+        assert_eq!(*render_env(&c, EnvSyntax::WindowsCmd), expected("set ", ""));
+        let powershell = expected("$Env:", "\"");
+        assert_eq!(*render_env(&c, EnvSyntax::Powershell), powershell);
+    }
+
+    #[test]
+    fn the_cli_v2_env_shape_quotes_what_the_shell_would_run() {
+        let out = render_env(&creds("a;b $(x)"), EnvSyntax::Env).to_string();
+        assert!(
+            out.contains("export AWS_SECRET_ACCESS_KEY='a;b $(x)'\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_cli_v2_process_shape_is_exact() {
+        let out = render_env(&with_account("s/k"), EnvSyntax::Process).to_string();
+        assert_eq!(
+            out,
+            "{\n  \"Version\": 1,\n  \"AccessKeyId\": \"ASIAEXAMPLE\",\n  \"SecretAccessKey\": \"s/k\",\n  \"SessionToken\": \"tok/en+=\",\n  \"Expiration\": \"2026-11-18T11:06:40+00:00\",\n  \"AccountId\": \"123456789012\"\n}\n"
+        );
+        // The client commands read this shape back (with a key id the answer rules accept).
+        let valid = Credentials {
+            access_key_id: "ASIAEXAMPLEEXAMPLE".into(),
+            ..with_account("s/k")
+        };
+        let out = render_env(&valid, EnvSyntax::Process);
+        let back = Credentials::from_process_json(out.as_bytes()).unwrap();
+        assert_eq!(back, valid);
     }
 
     #[test]

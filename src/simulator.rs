@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 const TOKEN_PATH: &str = "/latest/api/token";
 const CREDENTIALS_PREFIX: &str = "/latest/meta-data/iam/security-credentials/";
+const EXTENDED_PREFIX: &str = "/latest/meta-data/iam/security-credentials-extended/";
 const INFO_PATH: &str = "/latest/meta-data/iam/info";
 const INSTANCE_ID_PATH: &str = "/latest/meta-data/instance-id";
 const REGION_PATH: &str = "/latest/meta-data/placement/region";
@@ -59,6 +60,9 @@ pub struct SimulatorOptions {
     pub rotate_every: Duration,
     /// Answer `GET`s without a token (IMDSv1), as an instance with `HttpTokens=optional`.
     pub allow_imdsv1: bool,
+    /// Serve `…/security-credentials-extended/<role>` (the credentials plus `AccountId`), as
+    /// current IMDS does; `false` answers it 404, as older IMDS does.
+    pub extended_credentials: bool,
 }
 
 impl Default for SimulatorOptions {
@@ -70,6 +74,7 @@ impl Default for SimulatorOptions {
             credential_lifetime,
             rotate_every: credential_lifetime - Duration::from_secs(3600),
             allow_imdsv1: false,
+            extended_credentials: true,
         }
     }
 }
@@ -81,7 +86,7 @@ pub enum Target {
     Token,
     /// `GET …/security-credentials/` (the role name).
     RoleList,
-    /// `GET …/security-credentials/<role>`.
+    /// `GET …/security-credentials/<role>` and `…/security-credentials-extended/<role>`.
     Credentials,
     /// Every request.
     Any,
@@ -294,6 +299,7 @@ struct State {
     credential_lifetime: Duration,
     rotate_every: Duration,
     allow_imdsv1: bool,
+    extended_credentials: bool,
     inner: Mutex<Inner>,
 }
 
@@ -343,7 +349,9 @@ impl RequestKind {
             RequestKind::TokenPut
         } else if is_get && path == CREDENTIALS_PREFIX {
             RequestKind::RoleList
-        } else if is_get && path.starts_with(CREDENTIALS_PREFIX) {
+        } else if is_get
+            && (path.starts_with(CREDENTIALS_PREFIX) || path.starts_with(EXTENDED_PREFIX))
+        {
             RequestKind::CredentialGet
         } else if is_get {
             RequestKind::OtherGet
@@ -369,6 +377,7 @@ impl State {
             credential_lifetime: options.credential_lifetime,
             rotate_every: options.rotate_every,
             allow_imdsv1: options.allow_imdsv1,
+            extended_credentials: options.extended_credentials,
             inner: Mutex::new(Inner {
                 role: options.role,
                 current: None,
@@ -515,16 +524,27 @@ impl State {
             },
             INSTANCE_ID_PATH => text_response(StatusCode::OK, INSTANCE_ID.to_string()),
             REGION_PATH => text_response(StatusCode::OK, REGION.to_string()),
-            _ => match path.strip_prefix(CREDENTIALS_PREFIX) {
-                Some(name) if inner.role.as_deref() == Some(name) => {
-                    let set = self
-                        .current_set(&mut inner, now)
-                        .expect("a role is attached");
-                    let body = credential_json(&set.credentials, set.last_updated);
-                    text_response(StatusCode::OK, body)
+            _ => {
+                let (name, extended) = match path.strip_prefix(EXTENDED_PREFIX) {
+                    Some(name) if self.extended_credentials => (Some(name), true),
+                    Some(_) => (None, true),
+                    None => (path.strip_prefix(CREDENTIALS_PREFIX), false),
+                };
+                match name {
+                    Some(name) if inner.role.as_deref() == Some(name) => {
+                        let set = self
+                            .current_set(&mut inner, now)
+                            .expect("a role is attached");
+                        let body = if extended {
+                            extended_credential_json(&set.credentials, set.last_updated)
+                        } else {
+                            credential_json(&set.credentials, set.last_updated)
+                        };
+                        text_response(StatusCode::OK, body)
+                    }
+                    _ => not_found(),
                 }
-                _ => not_found(),
-            },
+            }
         }
     }
 
@@ -745,6 +765,7 @@ fn issue_credentials(inner: &mut Inner, expiration: SystemTime) -> Credentials {
         secret_access_key: Secret::new(random_string(BASE64, 40)),
         session_token: Secret::new(format!("IQoJb3JpZ2luX2Vj{}", random_string(BASE64, 284))),
         expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(whole_seconds),
+        account_id: Some(ACCOUNT_ID.to_string()),
     };
     inner.issued_credentials.push(credentials.clone());
     credentials
@@ -766,6 +787,20 @@ fn credential_json(credentials: &Credentials, last_updated: SystemTime) -> Strin
         ("Code", "Success"),
         ("LastUpdated", &format_utc_timestamp(last_updated)),
         ("Type", "AWS-HMAC"),
+        ("AccessKeyId", &credentials.access_key_id),
+        ("SecretAccessKey", credentials.secret_access_key.expose()),
+        ("Token", credentials.session_token.expose()),
+        ("Expiration", &credentials.expiration_rfc3339()),
+    ])
+}
+
+/// The extended document: the legacy fields with `AccountId` after `Type`.
+fn extended_credential_json(credentials: &Credentials, last_updated: SystemTime) -> String {
+    imds_json(&[
+        ("Code", "Success"),
+        ("LastUpdated", &format_utc_timestamp(last_updated)),
+        ("Type", "AWS-HMAC"),
+        ("AccountId", ACCOUNT_ID),
         ("AccessKeyId", &credentials.access_key_id),
         ("SecretAccessKey", credentials.secret_access_key.expose()),
         ("Token", credentials.session_token.expose()),

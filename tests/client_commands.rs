@@ -9,8 +9,7 @@ mod common;
 
 use common::assert_no_secrets;
 use common::daemon_process::{clear_aws_variables, text, Sandbox, BIN};
-use common::sts::StsServer;
-use imds_credd::clock::{SharedClock, SystemClock};
+use common::sts::start_daemon_with_audit_profile;
 use imds_credd::credentials::Credentials;
 use imds_credd::simulator::SimulatorOptions;
 use nix::sys::signal::{kill, Signal};
@@ -20,7 +19,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Asserts a failure: `code`, nothing on stdout, exactly one line on stderr that starts
@@ -44,7 +42,8 @@ fn credential_process_prints_the_simulators_credentials_and_nothing_else() {
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(doc["Version"], serde_json::json!(1));
-    assert_eq!(doc.as_object().unwrap().len(), 5, "{stdout}");
+    assert_eq!(doc.as_object().unwrap().len(), 6, "{stdout}");
+    assert_eq!(doc["AccountId"], "123456789012", "{stdout}");
     let creds = Credentials::from_process_json(stdout.as_bytes()).unwrap();
     assert_eq!(creds, setup.current());
 }
@@ -182,19 +181,7 @@ fn expired_credentials_are_never_passed_on() {
 #[test]
 fn profile_selects_the_assumed_role_for_every_command() {
     let mut setup = Sandbox::simulator(SimulatorOptions::default());
-    let sts = setup.runtime().block_on(StsServer::start(
-        Arc::new(SystemClock) as SharedClock,
-        "us-east-1",
-    ));
-    sts.attach()(&setup.sim);
-    let assume = format!(
-        "profile=audit,role_arn=arn:aws:iam::222222222222:role/efgh,region=us-east-1,sts_endpoint={}",
-        sts.endpoint()
-    );
-    setup.start_daemon(&["--assume", &assume]);
-    setup.wait_until("the assumed role", Duration::from_secs(15), || {
-        !sts.issued().is_empty()
-    });
+    let sts = start_daemon_with_audit_profile(&mut setup, "arn:aws:iam::222222222222:role/efgh");
     let issued = sts.issued().pop().unwrap();
     assert_ne!(issued.access_key_id, setup.current().access_key_id);
 

@@ -161,9 +161,16 @@ async fn the_right_token_gets_the_simulators_credentials_in_the_container_shape(
     keys.sort();
     assert_eq!(
         keys,
-        ["AccessKeyId", "Expiration", "SecretAccessKey", "Token"],
+        [
+            "AccessKeyId",
+            "AccountId",
+            "Expiration",
+            "SecretAccessKey",
+            "Token"
+        ],
         "the instance role's ARN is not known, so no RoleArn"
     );
+    assert_eq!(doc["AccountId"], "123456789012");
 
     // The token: 64 hex characters, owner-only, in an owner-only folder we created.
     assert_eq!(token.len(), 64);

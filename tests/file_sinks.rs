@@ -44,6 +44,7 @@ fn creds(n: u32, expiration: SystemTime) -> Credentials {
         secret_access_key: Secret::new(format!("wJalrXUtn/FEMI+K7MDENG{n}bPxRfiCYSECRET")),
         session_token: Secret::new(format!("IQoJb3JpZ2luX2Vj/SESSIONTOKEN+{n}/xyz==")),
         expiration,
+        account_id: None,
     }
 }
 

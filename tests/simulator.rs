@@ -7,7 +7,7 @@
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::credentials::{format_utc_timestamp, Credentials, CredentialsError};
 use imds_credd::simulator::{
-    Fault, ImdsSimulator, RequestCounts, RequestRecord, SimulatorOptions, Target,
+    Fault, ImdsSimulator, RequestCounts, RequestRecord, SimulatorOptions, Target, ACCOUNT_ID,
 };
 use reqwest::Method;
 use std::error::Error as _;
@@ -17,6 +17,7 @@ use std::time::Duration;
 const TOKEN: &str = "/latest/api/token";
 const ROLES: &str = "/latest/meta-data/iam/security-credentials/";
 const DEMO_ROLE: &str = "/latest/meta-data/iam/security-credentials/demo-role";
+const EXTENDED_DEMO_ROLE: &str = "/latest/meta-data/iam/security-credentials-extended/demo-role";
 const TTL_HEADER: &str = "X-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "X-aws-ec2-metadata-token";
 const HOUR: Duration = Duration::from_secs(3600);
@@ -89,6 +90,20 @@ impl Fixture {
 
     async fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
         self.try_get(path, token).await.expect("GET answered")
+    }
+}
+
+/// A legacy-path document parsed, with the account the simulator serves on the extended
+/// path (which its issued sets carry) filled in, so it compares with those sets.
+fn legacy_credentials(body: &str) -> Credentials {
+    let parsed = Credentials::from_imds_json(body.as_bytes()).unwrap();
+    assert_eq!(
+        parsed.account_id, None,
+        "the legacy document has no AccountId"
+    );
+    Credentials {
+        account_id: Some(ACCOUNT_ID.into()),
+        ..parsed
     }
 }
 
@@ -200,7 +215,7 @@ async fn serves_credentials_in_the_imds_layout() {
         format_utc_timestamp(now + 6 * HOUR)
     )));
 
-    let parsed = Credentials::from_imds_json(body.as_bytes()).unwrap();
+    let parsed = legacy_credentials(&body);
     assert_eq!(parsed, served);
     assert_eq!(f.sim.issued_credentials(), vec![served.clone()]);
     let key = &parsed.access_key_id;
@@ -222,6 +237,50 @@ async fn serves_credentials_in_the_imds_layout() {
         404
     );
     assert_eq!(f.sim.counts().credential_gets, 2);
+}
+
+#[tokio::test]
+async fn the_extended_path_adds_the_account_id_to_the_same_credentials() {
+    let f = Fixture::start().await;
+    let token = f.token().await;
+    let (status, body) = f.get(EXTENDED_DEMO_ROLE, Some(&token)).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("\"Type\" : \"AWS-HMAC\",\n  \"AccountId\" : \"123456789012\",\n"),
+        "{body}"
+    );
+    let parsed = Credentials::from_imds_json(body.as_bytes()).unwrap();
+    assert_eq!(parsed.account_id.as_deref(), Some("123456789012"));
+    assert_eq!(Some(parsed), f.sim.current_credentials());
+    let other = "/latest/meta-data/iam/security-credentials-extended/other-role";
+    assert_eq!(f.get(other, Some(&token)).await.0, 404);
+    assert_eq!(f.get(EXTENDED_DEMO_ROLE, None).await.0, 401);
+    assert_eq!(f.sim.counts().credential_gets, 3);
+}
+
+#[tokio::test]
+async fn an_older_imds_answers_the_extended_path_404_and_still_serves_the_legacy_one() {
+    let f = Fixture::with(|o| o.extended_credentials = false).await;
+    let token = f.token().await;
+    assert_eq!(f.get(EXTENDED_DEMO_ROLE, Some(&token)).await.0, 404);
+    let (status, body) = f.get(DEMO_ROLE, Some(&token)).await;
+    assert_eq!(status, 200);
+    assert!(!body.contains("AccountId"), "{body}");
+    let (status, info) = f.get("/latest/meta-data/iam/info", Some(&token)).await;
+    assert_eq!(status, 200);
+    assert!(
+        info.contains(":123456789012:instance-profile/demo-role"),
+        "{info}"
+    );
+}
+
+#[tokio::test]
+async fn extended_credentials_get_the_credentials_faults() {
+    let f = Fixture::start().await;
+    let token = f.token().await;
+    f.sim.inject(Target::Credentials, Fault::Status(503), 1);
+    assert_eq!(f.get(EXTENDED_DEMO_ROLE, Some(&token)).await.0, 503);
+    assert_eq!(f.get(EXTENDED_DEMO_ROLE, Some(&token)).await.0, 200);
 }
 
 #[tokio::test]
@@ -257,16 +316,14 @@ async fn rotates_credentials_once_they_reach_rotate_every() {
     })
     .await;
     let token = f.token().await;
-    let first =
-        Credentials::from_imds_json(f.get(DEMO_ROLE, Some(&token)).await.1.as_bytes()).unwrap();
+    let first = legacy_credentials(&f.get(DEMO_ROLE, Some(&token)).await.1);
 
     f.clock.advance(5 * HOUR - Duration::from_secs(1));
     let (_, body) = f.get(DEMO_ROLE, Some(&token)).await;
-    assert_eq!(Credentials::from_imds_json(body.as_bytes()).unwrap(), first);
+    assert_eq!(legacy_credentials(&body), first);
 
     f.clock.advance(Duration::from_secs(1));
-    let second =
-        Credentials::from_imds_json(f.get(DEMO_ROLE, Some(&token)).await.1.as_bytes()).unwrap();
+    let second = legacy_credentials(&f.get(DEMO_ROLE, Some(&token)).await.1);
     assert_ne!(second.access_key_id, first.access_key_id);
     assert_ne!(second.secret_access_key, first.secret_access_key);
     assert_eq!(second.expiration, f.clock.now() + 6 * HOUR);
@@ -309,7 +366,7 @@ async fn set_role_removes_and_replaces_the_role() {
         )
         .await;
     assert_eq!(status, 200);
-    let after = Credentials::from_imds_json(body.as_bytes()).unwrap();
+    let after = legacy_credentials(&body);
     assert_ne!(after.access_key_id, before.access_key_id);
     assert_eq!(f.sim.issued_credentials(), vec![before, after]);
 }
@@ -438,17 +495,17 @@ async fn body_faults_serve_what_they_promise() {
 
     let now = f.clock.now();
     let (_, body) = fetch(Fault::Expired).await;
-    let expired = Credentials::from_imds_json(body.as_bytes()).unwrap();
+    let expired = legacy_credentials(&body);
     assert!(!expired.is_valid_at(now));
     let (_, body) = fetch(Fault::ExpiresIn(Duration::from_secs(120))).await;
-    let short = Credentials::from_imds_json(body.as_bytes()).unwrap();
+    let short = legacy_credentials(&body);
     assert_eq!(short.expiration, now + Duration::from_secs(120));
 
     // One-off sets are recorded (tests scan logs for them) but do not replace the current one.
     let issued = f.sim.issued_credentials();
     assert!(issued.contains(&expired) && issued.contains(&short));
     let (_, body) = f.get(DEMO_ROLE, Some(&token)).await;
-    let current = Credentials::from_imds_json(body.as_bytes()).unwrap();
+    let current = legacy_credentials(&body);
     assert_eq!(current, issued[0]);
     assert_eq!(f.sim.counts().faults_injected, 5);
 }

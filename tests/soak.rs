@@ -277,6 +277,7 @@ fn the_file_readers_here_read_what_the_sinks_write() {
         secret_access_key: imds_credd::secret::Secret::new("se/cr+et".into()),
         session_token: imds_credd::secret::Secret::new("to/ken+==".into()),
         expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000),
+        account_id: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("credentials");

@@ -126,6 +126,7 @@ fn credentials(key: &str, secret: &str, token: &str, expiration: SystemTime) -> 
         secret_access_key: Secret::new(secret.to_string()),
         session_token: Secret::new(token.to_string()),
         expiration,
+        account_id: None,
     })
 }
 
@@ -168,6 +169,7 @@ fn socket_config(path: &Path) -> SocketConfig {
         allow_uids: Vec::new(),
         allow_gids: Vec::new(),
         allow_sids: Vec::new(),
+        ..SocketConfig::default()
     }
 }
 

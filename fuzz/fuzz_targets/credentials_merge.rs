@@ -154,6 +154,7 @@ fuzz_target!(|input: Input| {
         secret_access_key: Secret::new(input.secret.clone()),
         session_token: Secret::new(input.token.clone()),
         expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(input.expiration_secs)),
+        account_id: None,
     };
     let merged = merge_profile(text, profile, Some(&creds));
     let expected = if pieces.iter().any(|p| matches!(p, Piece::Ours)) {

@@ -14,6 +14,7 @@ use super::sts::{
     default_session_name, is_region_name, parse_endpoint, regional_endpoint, AssumeRoleParams,
     AssumedRole, StsClient, StsError, StsTarget,
 };
+use crate::account::account_of_arn;
 use crate::clock::SharedClock;
 use crate::config::AssumeConfig;
 use crate::credentials::{format_utc_timestamp, Credentials};
@@ -303,7 +304,12 @@ impl ProfileChain {
     /// Publishes the chained credentials and decides when to refresh them.
     fn accept(&self, assumed: AssumedRole, failures: &mut u32) -> SystemTime {
         let now = self.context.clock.now();
-        let credentials = assumed.credentials;
+        let mut credentials = assumed.credentials;
+        // STS names the account in `AssumedRoleUser/Arn`; the configured ARN is the same
+        // account, for an STS that leaves the user out.
+        if credentials.account_id.is_none() {
+            credentials.account_id = account_of_arn(&self.config.role_arn);
+        }
         let wake_at = match next_refresh(now, credentials.expiration, &self.policy, fastrand::f64())
         {
             Some(at) => {

@@ -5,6 +5,7 @@
 //! Nothing here logs a request body or header: the signed headers carry the instance
 //! session token. Errors name the STS error code and status, never a credential.
 
+use crate::account::account_of_arn;
 use crate::backoff::{retry, RetryPolicy};
 use crate::config::AssumeConfig;
 use crate::credentials::{parse_utc_timestamp, rules, Credentials};
@@ -537,6 +538,7 @@ pub fn parse_assume_role_response(xml: &[u8]) -> Result<AssumedRole, StsError> {
             secret_access_key,
             session_token,
             expiration,
+            account_id: arn.as_deref().and_then(account_of_arn),
         },
         assumed_role_arn: arn.unwrap_or_default(),
     })

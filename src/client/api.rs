@@ -7,12 +7,14 @@ use crate::cli::{EXIT_NO_CREDENTIALS, EXIT_USAGE};
 use crate::credentials::{Credentials, CredentialsError};
 use hyper::StatusCode;
 use serde_json::Value;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use thiserror::Error;
 
 /// The longest daemon error message we repeat: a message is one line for people, and a
 /// daemon gone wrong must not flood a terminal.
 const MAX_MESSAGE_CHARS: usize = 300;
+/// The longest `Retry-After` a client command waits before its one retry.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a client command got nothing usable from the daemon.
 #[derive(Debug, Error)]
@@ -39,6 +41,10 @@ impl ClientError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Unreachable(_) => EXIT_USAGE,
+            // Still over the rate limit after one retry: no credentials this time.
+            ClientError::Refused { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
+                EXIT_NO_CREDENTIALS
+            }
             // 403: this user may not use the socket; 404: unknown profile or path. Both are
             // fixed by changing the setup, not by waiting.
             ClientError::Refused { status, .. } if status.is_client_error() => EXIT_USAGE,
@@ -66,7 +72,7 @@ impl DaemonApi {
         profile: Option<&str>,
         now: SystemTime,
     ) -> Result<Credentials, ClientError> {
-        let answer = self.socket.get(&credentials_path(profile)).await?;
+        let answer = self.get(&credentials_path(profile)).await?;
         let body = success_body(answer)?;
         let creds = Credentials::from_process_json(&body).map_err(ClientError::BadCredentials)?;
         if !creds.is_valid_at(now) {
@@ -79,13 +85,42 @@ impl DaemonApi {
 
     /// `GET /v1/status`: the daemon's status document, and its raw text for `status --json`.
     pub async fn status(&self) -> Result<(Value, String), ClientError> {
-        let answer = self.socket.get("/v1/status").await?;
+        let answer = self.get("/v1/status").await?;
         let body = success_body(answer)?;
         let text = String::from_utf8(body.to_vec()).map_err(|_| ClientError::BadStatus)?;
         match serde_json::from_str::<Value>(&text) {
             Ok(doc @ Value::Object(_)) => Ok((doc, text)),
             _ => Err(ClientError::BadStatus),
         }
+    }
+}
+
+impl DaemonApi {
+    /// `GET /v1/consumers`: the daemon's consumer table (a JSON array) and its raw text.
+    pub async fn consumers(&self) -> Result<(Vec<Value>, String), ClientError> {
+        let answer = self.get("/v1/consumers").await?;
+        let body = success_body(answer)?;
+        let text = String::from_utf8(body.to_vec()).map_err(|_| ClientError::BadStatus)?;
+        match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Array(rows)) => Ok((rows, text)),
+            _ => Err(ClientError::BadStatus),
+        }
+    }
+
+    /// GETs `path`; over the rate limit (`429`), says so on stderr in one line and asks once
+    /// more after `Retry-After` (at most [`MAX_RETRY_WAIT`]).
+    async fn get(&self, path: &str) -> Result<Answer, ClientError> {
+        let answer = self.socket.get(path).await?;
+        if answer.status != StatusCode::TOO_MANY_REQUESTS {
+            return Ok(answer);
+        }
+        let wait = Duration::from_secs(answer.retry_after.unwrap_or(1)).min(MAX_RETRY_WAIT);
+        eprintln!(
+            "imds-credd: the daemon is rate-limiting this user (429, socket.rate_limit); retrying once in {}",
+            humantime::format_duration(wait)
+        );
+        tokio::time::sleep(wait).await;
+        Ok(self.socket.get(path).await?)
     }
 }
 
@@ -191,6 +226,7 @@ mod tests {
     fn answer(status: u16, body: &str) -> Answer {
         Answer {
             status: StatusCode::from_u16(status).unwrap(),
+            retry_after: None,
             body: Bytes::from(body.to_string()),
         }
     }

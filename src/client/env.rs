@@ -14,7 +14,8 @@ pub struct EnvArgs {
     #[command(flatten)]
     pub profile: ProfileArgs,
     /// Syntax of the assignments: sh (`export NAME='value'`), systemd (`EnvironmentFile=`),
-    /// powershell, cmd, or json (the `credential_process` document).
+    /// powershell, cmd, or json (the `credential_process` document); or the AWS CLI v2
+    /// `configure export-credentials` shapes env, env-no-export, windows-cmd, process.
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "sh")]
     pub format: EnvSyntax,
 }

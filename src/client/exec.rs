@@ -42,7 +42,7 @@ const NAME: &str = "exec";
 /// Variables removed from CMD's environment: each would override the four we set, or offer
 /// the SDK a competing source (botocore skips the environment provider when a profile is
 /// named, and reads `AWS_SECURITY_TOKEN` before `AWS_SESSION_TOKEN`).
-pub const SCRUBBED_VARIABLES: [&str; 11] = [
+pub const SCRUBBED_VARIABLES: [&str; 12] = [
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
     "AWS_SHARED_CREDENTIALS_FILE",
@@ -54,6 +54,9 @@ pub const SCRUBBED_VARIABLES: [&str; 11] = [
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_ROLE_ARN",
     "AWS_ROLE_SESSION_NAME",
+    // Set again from the credentials when they name their account; an inherited one could
+    // name another account.
+    "AWS_ACCOUNT_ID",
 ];
 
 /// Signals passed on to CMD.
@@ -399,6 +402,7 @@ mod tests {
             secret_access_key: Secret::new("sec'ret".into()),
             session_token: Secret::new("tok/en=".into()),
             expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+            account_id: None,
         }
     }
 

@@ -1,10 +1,11 @@
-//! The client commands (`credential-process`, `exec`, `env`, `status`): short-lived
+//! The client commands (`credential-process`, `exec`, `env`, `status`, `consumers`): short-lived
 //! processes that ask the running daemon over its unix socket. They start fast (a
 //! current-thread runtime, no logging setup), print their product on stdout and nothing
 //! else, and report a failure as one line on stderr with the exit code of `DESIGN.md`:
 //! 0 ok, 1 no valid credentials, 2 no daemon to ask or bad usage.
 
 pub mod api;
+pub mod consumers;
 pub mod credential_process;
 pub mod env;
 // `exec` supervises its command with unix signals (forwarding, SIGTERM then SIGKILL).

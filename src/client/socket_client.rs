@@ -31,6 +31,8 @@ pub struct SocketClient {
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
+    /// `Retry-After` in seconds, when the daemon sent one (with `429`).
+    pub retry_after: Option<u64>,
     pub body: Bytes,
 }
 
@@ -105,6 +107,11 @@ impl SocketClient {
             .expect("a GET with a fixed header is a valid request");
         let response = sender.send_request(request).await.map_err(http_error)?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
             .collect()
             .await
@@ -115,7 +122,11 @@ impl SocketClient {
                 },
             })?
             .to_bytes();
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
     }
 
     fn connect_error(&self, source: io::Error) -> SocketError {

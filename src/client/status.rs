@@ -66,6 +66,8 @@ pub fn render_status(doc: &Value, now: SystemTime) -> String {
         .as_str()
         .unwrap_or("(none attached or not yet known)");
     let _ = writeln!(out, "role:          {role}");
+    let account = doc["account_id"].as_str().unwrap_or("(not known)");
+    let _ = writeln!(out, "account:       {account}");
     let _ = writeln!(out, "credentials:   {}", credentials_state(doc, now));
     let _ = writeln!(out, "last refresh:  {}", when(doc, "last_refresh", now));
     let _ = writeln!(out, "next refresh:  {}", when(doc, "next_refresh", now));
@@ -82,6 +84,9 @@ pub fn render_status(doc: &Value, now: SystemTime) -> String {
                 credentials_state(profile, now),
                 when(profile, "next_refresh", now)
             );
+            if let Some(account) = profile["account_id"].as_str() {
+                let _ = write!(line, "; account {account}");
+            }
             if let Some(error) = profile["last_error"].as_str() {
                 let _ = write!(line, "; last error: {error}");
             }
@@ -203,6 +208,7 @@ mod tests {
     fn healthy_doc() -> Value {
         serde_json::json!({
             "role": "app-server",
+            "account_id": "123456789012",
             "expiration": "2026-11-23T09:00:30Z",
             "expires_in_seconds": 15150,
             "last_refresh": "2026-11-23T04:45:00Z",
@@ -219,6 +225,7 @@ mod tests {
                  "hook_error": "pid file /run/app.pid: owned by uid 1001; only root or the sink's owner (uid 1000) may own it"}
             ],
             "profiles": {"audit": {"expiration": "2026-11-23T05:40:00Z",
+                                   "account_id": "222222222222",
                                    "next_refresh": "2026-11-23T05:25:00Z",
                                    "last_error": null}},
             "counters": {"imds_get_requests": 12, "imds_token_requests": 3,
@@ -231,12 +238,13 @@ mod tests {
         let shown = render_status(&healthy_doc(), now());
         let expected = "\
 role:          app-server
+account:       123456789012
 credentials:   valid, expire in 4h 12m (2026-11-23T09:00:30Z)
 last refresh:  3m ago
 next refresh:  in 41m
 last error:    none
 profiles:
-  audit     valid, expire in 52m (2026-11-23T05:40:00Z); next refresh in 37m
+  audit     valid, expire in 52m (2026-11-23T05:40:00Z); next refresh in 37m; account 222222222222
 sinks:
   socket    /run/imds-credd/credentials.sock  ok, last success 3m ago
   file      /home/app/.aws/credentials  FAILING: cannot write /home/app/.aws/credentials: No space left on device (last success 1h 3m ago)

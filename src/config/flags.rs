@@ -47,6 +47,9 @@ pub struct ConfigOverrides {
     /// Group that owns the socket (`[socket] group`).
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
+    /// Requests per second per uid, e.g. `100/s`; `0` turns it off (`[socket] rate_limit`).
+    #[arg(long, value_name = "RATE")]
+    pub socket_rate_limit: Option<crate::socket::rate_limit::RateLimit>,
     /// Allow this peer uid on the socket; repeatable (`[socket] allow_uids`).
     #[arg(long = "allow-uid", value_name = "UID")]
     pub allow_uids: Vec<u32>,
@@ -94,6 +97,7 @@ impl ConfigOverrides {
         set(&mut config.refresh.max_interval, &self.refresh_max_interval);
         set(&mut config.socket.path, &self.socket_path);
         set(&mut config.socket.mode, &self.socket_mode);
+        set(&mut config.socket.rate_limit, &self.socket_rate_limit);
         if self.socket_group.is_some() {
             config.socket.group = self.socket_group.clone();
         }

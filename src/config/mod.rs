@@ -111,6 +111,9 @@ pub struct SocketConfig {
     /// Windows: accounts (SIDs such as `S-1-5-21-…-1001`, from `whoami /user`) admitted to
     /// the named pipe besides SYSTEM and Administrators.
     pub allow_sids: Vec<String>,
+    /// Requests per second per uid on the socket and the container endpoint (`"100/s"`,
+    /// burst twice that; `"0"` off; root exempt).
+    pub rate_limit: crate::socket::rate_limit::RateLimit,
 }
 
 impl Default for SocketConfig {
@@ -122,6 +125,7 @@ impl Default for SocketConfig {
             allow_uids: Vec::new(),
             allow_gids: Vec::new(),
             allow_sids: Vec::new(),
+            rate_limit: Default::default(),
         }
     }
 }
@@ -596,6 +600,21 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_rate_limit_names_the_file_line_and_key() {
+        let err = parse("[socket]\nmode = \"0660\"\nrate_limit = \"fast\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/etc/imds-credd/config.toml:3: key `socket.rate_limit`")
+                && err.contains("\"100/s\""),
+            "{err}"
+        );
+        let config = parse("[socket]\nrate_limit = \"0\"\n").unwrap();
+        assert_eq!(config.socket.rate_limit.per_second, 0);
+        assert_eq!(Config::default().socket.rate_limit.per_second, 100);
+    }
+
+    #[test]
     fn parses_the_design_example() {
         let text = r#"
 [imds]
@@ -615,6 +634,7 @@ mode = "0660"
 group = "imds-credd"
 allow_uids = []
 allow_gids = []
+rate_limit = "100/s"
 
 [[file]]
 path = "/home/app/.aws/credentials"

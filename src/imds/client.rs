@@ -2,7 +2,9 @@
 //! 401, bounded retries with jittered exponential backoff on throttling, server errors,
 //! timeouts and refused connections, a cap on answer size, and no proxy ever.
 
+use super::account::{account_of_info, AccountSource};
 use super::clock_skew::{self, ClockSkew};
+use super::error_chain;
 use super::token::{granted_ttl, Session};
 use super::ImdsError;
 use crate::backoff::{retry, RetryPolicy};
@@ -20,6 +22,8 @@ const TOKEN_PATH: &str = "/latest/api/token";
 const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 const ROLE_LIST_PATH: &str = "/latest/meta-data/iam/security-credentials/";
+const EXTENDED_PATH: &str = "/latest/meta-data/iam/security-credentials-extended/";
+const INFO_PATH: &str = "/latest/meta-data/iam/info";
 
 /// Largest IMDS answer we read; a credentials document is about 1.5 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -44,6 +48,7 @@ pub struct ImdsClient {
     http: reqwest::Client,
     settings: ImdsSettings,
     session: Mutex<Option<Session>>,
+    account: AccountSource,
     clock: SharedClock,
     metrics: Arc<Metrics>,
 }
@@ -71,6 +76,7 @@ impl ImdsClient {
             http,
             settings,
             session: Mutex::new(None),
+            account: AccountSource::default(),
             clock,
             metrics,
         })
@@ -95,18 +101,67 @@ impl ImdsClient {
             .map(str::to_string))
     }
 
-    /// The role's credentials, or `None` when IMDS does not know the role (404).
+    /// The role's credentials with the account id, or `None` when IMDS does not know the
+    /// role (404). The extended path first, the legacy one after a 404 there (see
+    /// [`super::account`]).
     pub async fn role_credentials(&self, role: &str) -> Result<Option<Credentials>, ImdsError> {
-        let path = format!("{ROLE_LIST_PATH}{role}");
-        let Some(body) = self.get(&path).await? else {
+        let legacy = format!("{ROLE_LIST_PATH}{role}");
+        let body = if self.account.try_extended(self.clock.now()) {
+            match self.get(&format!("{EXTENDED_PATH}{role}")).await? {
+                Some(body) => Some(body),
+                None => {
+                    let body = self.get(&legacy).await?;
+                    if body.is_some() {
+                        tracing::info!(
+                            "IMDS has no security-credentials-extended path (an older IMDS); \
+                             using the legacy path and iam/info for the account id for a day"
+                        );
+                        self.account.extended_missing(self.clock.now());
+                    }
+                    body
+                }
+            }
+        } else {
+            self.get(&legacy).await?
+        };
+        let Some(body) = body else {
             return Ok(None);
         };
-        Credentials::from_imds_json(&body)
-            .map(Some)
-            .map_err(|source| ImdsError::Credentials {
+        let mut credentials =
+            Credentials::from_imds_json(&body).map_err(|source| ImdsError::Credentials {
                 role: role.to_string(),
                 source,
-            })
+            })?;
+        if credentials.account_id.is_none() {
+            credentials.account_id = self.profile_account().await;
+        }
+        Ok(Some(credentials))
+    }
+
+    /// The account of the instance profile (`iam/info`), read once. The credentials do not
+    /// depend on it: when it cannot be read they are published without an account id, and
+    /// the next refresh asks again.
+    async fn profile_account(&self) -> Option<String> {
+        if let Some(account) = self.account.profile_account() {
+            return Some(account);
+        }
+        let found = match self.get(INFO_PATH).await {
+            Ok(Some(body)) => {
+                account_of_info(&body).ok_or("no InstanceProfileArn with an account id".to_string())
+            }
+            Ok(None) => Err("IMDS answered 404".to_string()),
+            Err(error) => Err(error_chain(&error)),
+        };
+        match found {
+            Ok(account) => {
+                self.account.set_profile_account(account.clone());
+                Some(account)
+            }
+            Err(error) => {
+                tracing::warn!(path = INFO_PATH, %error, "cannot read the account id; publishing credentials without it");
+                None
+            }
+        }
     }
 
     /// GETs `path` with retries; `Ok(None)` for 404.

@@ -2,8 +2,8 @@
 //! (`~/.aws/credentials` format), which the daemon owns while every other byte of the file
 //! belongs to someone else.
 //!
-//! Our section holds `aws_access_key_id`, `aws_secret_access_key`, `aws_session_token` and,
-//! for people, a comment line `# expires 2026-11-23T09:00:00Z (written by imds-credd)`: no
+//! Our section holds `aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`,
+//! `aws_account_id` when the account is known (botocore reads it), and, for people, a comment line `# expires 2026-11-23T09:00:00Z (written by imds-credd)`: no
 //! SDK reads an expiry key from this file. A stray `aws_security_token` (which botocore reads
 //! before `aws_session_token`) never survives in our section, because the section is
 //! rewritten whole.
@@ -117,7 +117,11 @@ fn push_section(out: &mut String, profile: &str, creds: &Credentials, newline: &
         &["aws_secret_access_key = ", creds.secret_access_key.expose()],
         &["aws_session_token = ", creds.session_token.expose()],
     ];
-    for parts in lines {
+    let account: Option<[&str; 2]> = creds
+        .account_id
+        .as_deref()
+        .map(|id| ["aws_account_id = ", id]);
+    for parts in lines.into_iter().chain(account.as_ref().map(|a| &a[..])) {
         parts.iter().for_each(|part| out.push_str(part));
         out.push_str(newline);
     }
@@ -205,6 +209,7 @@ mod tests {
             secret_access_key: Secret::new(format!("secret/{n}+key")),
             session_token: Secret::new(format!("token/{n}+=")),
             expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+            account_id: None,
         }
     }
 
@@ -213,6 +218,18 @@ mod tests {
         aws_access_key_id = ASIAEXAMPLE00001\n\
         aws_secret_access_key = secret/1+key\n\
         aws_session_token = token/1+=\n";
+
+    #[test]
+    fn the_account_id_is_the_last_key_of_our_section() {
+        let with_account = Credentials {
+            account_id: Some("123456789012".into()),
+            ..creds(1)
+        };
+        let merged = merge_profile("", "instance", Some(&with_account));
+        assert_eq!(merged, format!("{OURS}aws_account_id = 123456789012\n"));
+        let replaced = merge_profile(&merged, "instance", Some(&creds(1)));
+        assert_eq!(replaced, OURS, "a set without an account drops the key");
+    }
 
     #[test]
     fn empty_file_gets_just_our_section() {

@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 /// dropped, like the lines it is made of.
 pub fn render_env_file(creds: &Credentials, syntax: EnvSyntax) -> Zeroizing<String> {
     let comment = match syntax {
-        EnvSyntax::Cmd => "rem",
+        EnvSyntax::Cmd | EnvSyntax::WindowsCmd => "rem",
         _ => "#",
     };
     let header = format!(
@@ -95,6 +95,7 @@ mod tests {
             secret_access_key: Secret::new("s'q".into()),
             session_token: Secret::new("t".into()),
             expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+            account_id: None,
         };
         let comments = [
             (EnvSyntax::Sh, "# "),

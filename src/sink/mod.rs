@@ -313,6 +313,7 @@ mod tests {
             secret_access_key: Secret::new("secret".into()),
             session_token: Secret::new(token.into()),
             expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+            account_id: None,
         }
     }
 

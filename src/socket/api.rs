@@ -8,8 +8,13 @@
 //! `/v1/credentials` in the container shape. [`Endpoint`] says which one asks; each has its
 //! own request counters.
 //!
-//! Only credential answers carry secrets; `/v1/status` and `/metrics` are built from fields
-//! that hold none (role name, times, counters, sink paths, error messages).
+//! Only credential answers carry secrets; `/v1/status`, `/v1/consumers` and `/metrics` are
+//! built from fields that hold none (role name, times, counters, sink paths, error
+//! messages, the programs of [`super::consumers`]).
+//!
+//! [`Api::respond_to`] is the entry of both listeners: the uid's rate limit
+//! ([`super::rate_limit`]) first, then the route, and the consumer table records every
+//! credentials request and every refusal.
 
 use crate::clock::SharedClock;
 use crate::credentials::{format_utc_timestamp, Credentials};
@@ -17,17 +22,19 @@ use crate::health::SinkHealth;
 use crate::imds::clock_skew::ClockSkew;
 use crate::metrics::{Metrics, RequestCounters};
 use crate::render::{render_env, EnvSyntax};
+use crate::socket::consumers::{Consumer, Consumers, Outcome};
+use crate::socket::rate_limit::{retry_after_seconds, RateLimit, RateLimiter};
 use crate::state::{CredentialState, StateReceiver};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Response, StatusCode, Uri};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
@@ -47,6 +54,8 @@ pub struct Api {
     clock: SharedClock,
     metrics: Arc<Metrics>,
     sinks: SinkHealth,
+    consumers: Consumers,
+    limiter: RateLimiter,
 }
 
 /// One refresher channel and the credential answers rendered from its current set.
@@ -121,6 +130,7 @@ enum Route {
     Status,
     Health,
     Metrics,
+    Consumers,
 }
 
 impl Route {
@@ -130,6 +140,7 @@ impl Route {
             "/v1/status" => Some(Route::Status),
             "/healthz" => Some(Route::Health),
             "/metrics" => Some(Route::Metrics),
+            "/v1/consumers" => Some(Route::Consumers),
             _ => None,
         }
     }
@@ -200,17 +211,19 @@ enum Status {
     Forbidden,
     NotFound,
     MethodNotAllowed,
+    TooManyRequests,
     Unavailable,
 }
 
 impl Status {
-    const ALL: [Status; 7] = [
+    const ALL: [Status; 8] = [
         Status::Ok,
         Status::BadRequest,
         Status::Unauthorized,
         Status::Forbidden,
         Status::NotFound,
         Status::MethodNotAllowed,
+        Status::TooManyRequests,
         Status::Unavailable,
     ];
 
@@ -222,6 +235,7 @@ impl Status {
             Status::Forbidden => StatusCode::FORBIDDEN,
             Status::NotFound => StatusCode::NOT_FOUND,
             Status::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Status::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Status::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -234,6 +248,7 @@ impl Status {
             Status::Forbidden => &counters.forbidden,
             Status::NotFound => &counters.not_found,
             Status::MethodNotAllowed => &counters.method_not_allowed,
+            Status::TooManyRequests => &counters.too_many_requests,
             Status::Unavailable => &counters.unavailable,
         }
     }
@@ -263,6 +278,8 @@ pub enum ApiError {
     UnknownProfile(String),
     #[error("method {0} not allowed: only GET")]
     MethodNotAllowed(Method),
+    #[error("too many requests from this uid (socket.rate_limit is {per_second}/s); retry after {retry_after} s")]
+    RateLimited { per_second: u32, retry_after: u64 },
     #[error("{0}")]
     NoCredentials(String),
 }
@@ -280,6 +297,7 @@ impl ApiError {
             | ApiError::NotLoopback => Status::Forbidden,
             ApiError::NotFound(_) | ApiError::UnknownProfile(_) => Status::NotFound,
             ApiError::MethodNotAllowed(_) => Status::MethodNotAllowed,
+            ApiError::RateLimited { .. } => Status::TooManyRequests,
             ApiError::NoCredentials(_) => Status::Unavailable,
         }
     }
@@ -296,6 +314,7 @@ impl ApiError {
             ApiError::NotFound(_) => "NotFound",
             ApiError::UnknownProfile(_) => "UnknownProfile",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
+            ApiError::RateLimited { .. } => "RateLimited",
             ApiError::NoCredentials(_) => "NoCredentials",
         }
     }
@@ -304,10 +323,18 @@ impl ApiError {
         let status = self.status();
         let body = json!({ "code": self.code(), "message": self.to_string() }).to_string();
         let mut response = reply(status, JSON, body);
-        if let ApiError::MethodNotAllowed(_) = self {
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET"));
+        match self {
+            ApiError::MethodNotAllowed(_) => {
+                response
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("GET"));
+            }
+            ApiError::RateLimited { retry_after, .. } => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            _ => {}
         }
         (status, response)
     }
@@ -333,7 +360,79 @@ impl Api {
             clock,
             metrics,
             sinks,
+            consumers: Consumers::default(),
+            limiter: RateLimiter::new(RateLimit { per_second: 0 }),
         }
+    }
+
+    /// Limits every uid but root to `limit` (none by default).
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.limiter = RateLimiter::new(limit);
+        self
+    }
+
+    /// Answers a request from `consumer` on `endpoint` (a peer and, on the container
+    /// endpoint, a token already checked): over its uid's rate limit, `429`; else the
+    /// route. Credentials requests and refusals go into the consumer table.
+    pub fn respond_to(
+        &self,
+        endpoint: Endpoint,
+        consumer: &Consumer,
+        method: &Method,
+        uri: &Uri,
+    ) -> Response<Body> {
+        if let Err(wait) = self.limiter.check(consumer.uid, Instant::now()) {
+            self.record(endpoint, consumer, uri, Outcome::RateLimited);
+            let error = ApiError::RateLimited {
+                per_second: self.limiter.limit().per_second,
+                retry_after: retry_after_seconds(wait),
+            };
+            return self.refuse(endpoint, error);
+        }
+        if Route::from_path(uri.path()) == Some(Route::Credentials) {
+            self.record(endpoint, consumer, uri, Outcome::Answered);
+        }
+        self.respond(endpoint, method, uri)
+    }
+
+    /// [`Self::refuse`], recording the refusal against `consumer`.
+    pub fn refuse_consumer(
+        &self,
+        endpoint: Endpoint,
+        consumer: &Consumer,
+        uri: &Uri,
+        error: ApiError,
+    ) -> Response<Body> {
+        self.record(endpoint, consumer, uri, Outcome::Refused);
+        self.refuse(endpoint, error)
+    }
+
+    /// Records a refusal made before any request was read (a peer not allowed).
+    pub fn note_refused(&self, endpoint: Endpoint, consumer: &Consumer) {
+        self.record(endpoint, consumer, &Uri::from_static("/"), Outcome::Refused);
+    }
+
+    fn record(&self, endpoint: Endpoint, consumer: &Consumer, uri: &Uri, outcome: Outcome) {
+        let name = match endpoint {
+            Endpoint::Socket => "socket",
+            Endpoint::Container => "container",
+        };
+        let profile = self.profile_named(uri.query());
+        let now = self.clock.now();
+        self.consumers
+            .record(name, consumer, profile.as_deref(), outcome, now);
+    }
+
+    /// The `?profile=` of a query as the consumer table keeps it: a configured profile's
+    /// name, or `(unknown)` so that made-up names do not each make a row.
+    fn profile_named(&self, query: Option<&str>) -> Option<String> {
+        let asked = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .find(|(key, _)| key == "profile")
+            .map(|(_, value)| value.into_owned())?;
+        Some(match self.profiles.contains_key(&asked) {
+            true => asked,
+            false => "(unknown)".to_string(),
+        })
     }
 
     /// Answers one request that `endpoint` has let through (an allowed peer; on the
@@ -380,6 +479,11 @@ impl Api {
                 Ok(reply(Status::Ok, TEXT, "ok\n"))
             }
             Route::Metrics => Ok(reply(Status::Ok, PROMETHEUS, self.prometheus())),
+            Route::Consumers => Ok(reply(
+                Status::Ok,
+                JSON,
+                self.consumers.to_json().to_string(),
+            )),
         }
     }
 
@@ -660,6 +764,34 @@ impl Api {
             "Requests answered on the container-credentials endpoint, by HTTP status.",
             &by_status(&m.container_requests),
         );
+        let by_uid: Vec<(String, u64)> = self
+            .consumers
+            .per_uid()
+            .into_iter()
+            .flat_map(|(uid, counts)| {
+                let uid = uid.map_or_else(|| "unknown".to_string(), |uid| uid.to_string());
+                [
+                    ("answered", counts.answered),
+                    ("refused", counts.refused),
+                    ("rate_limited", counts.rate_limited),
+                ]
+                .map(|(result, count)| (format!("uid=\"{uid}\",result=\"{result}\""), count))
+            })
+            .collect();
+        family(
+            &mut out,
+            "imds_credd_consumer_requests_total",
+            "counter",
+            "Credentials requests and refusals on the socket and the container endpoint, by peer uid and result.",
+            &by_uid,
+        );
+        family(
+            &mut out,
+            "imds_credd_consumers_evicted_total",
+            "counter",
+            "Rows dropped from the consumer table to keep it bounded.",
+            &[(String::new(), self.consumers.evicted())],
+        );
         let sinks = self.sinks.snapshot();
         let sink_labels = |kind: &str, target: &str| {
             format!(
@@ -714,9 +846,8 @@ fn reply(status: Status, content_type: &'static str, body: impl Into<Bytes>) -> 
     response
 }
 
-/// The shape the SDKs' container-credentials provider reads. `RoleArn` only for an
-/// assumed-role profile: the instance role's ARN needs the account id, which IMDS's
-/// credentials document lacks.
+/// The shape the SDKs' container-credentials provider reads, with `AccountId` when known.
+/// `RoleArn` only for an assumed-role profile: IMDS names the instance role, not its ARN.
 fn container_json(creds: &Credentials, role_arn: Option<&str>) -> String {
     let mut doc = json!({
         "AccessKeyId": creds.access_key_id,
@@ -726,6 +857,9 @@ fn container_json(creds: &Credentials, role_arn: Option<&str>) -> String {
     });
     if let Some(arn) = role_arn {
         doc["RoleArn"] = arn.into();
+    }
+    if let Some(account) = &creds.account_id {
+        doc["AccountId"] = account.as_str().into();
     }
     doc.to_string()
 }
@@ -739,6 +873,11 @@ fn summary(state: &CredentialState, now: SystemTime) -> Map<String, Value> {
     });
     let mut map = Map::new();
     map.insert("role".into(), state.role.clone().into());
+    let account = state
+        .credentials
+        .as_ref()
+        .and_then(|c| c.account_id.clone());
+    map.insert("account_id".into(), account.into());
     map.insert(
         "credentials_valid".into(),
         state.valid_credentials(now).is_some().into(),
@@ -813,6 +952,13 @@ mod tests {
             (ApiError::NotFound("/x".into()), 404),
             (ApiError::UnknownProfile("p".into()), 404),
             (ApiError::MethodNotAllowed(Method::POST), 405),
+            (
+                ApiError::RateLimited {
+                    per_second: 1,
+                    retry_after: 1,
+                },
+                429,
+            ),
             (ApiError::NoCredentials("none".into()), 503),
         ];
         for (error, code) in cases {

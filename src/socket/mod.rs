@@ -5,6 +5,9 @@
 //!   one systemd passes; remove it on clean stop.
 //! - [`peer`]: who is connecting (`SO_PEERCRED`) and whether they are allowed.
 //! - [`api`]: the routes and their answers.
+//! - [`consumers`]: who fetched credentials, for `/v1/consumers` and `/metrics`.
+//! - [`rate_limit`]: the per-uid request budget (`[socket] rate_limit`).
+//! - [`proc_peer`]: a peer's program from `/proc`, and a loopback TCP peer's uid and pid.
 //! - [`server`]: the accept loop, its limits and graceful shutdown (shared with the
 //!   container endpoint).
 //!
@@ -12,12 +15,16 @@
 //! systemd it is ready only once the socket exists.
 
 pub mod api;
+pub mod consumers;
 #[cfg(target_os = "linux")]
 pub mod listener;
 #[cfg(target_os = "linux")]
 pub mod peer;
 #[cfg(windows)]
 pub mod pipe;
+#[cfg(target_os = "linux")]
+pub mod proc_peer;
+pub mod rate_limit;
 pub mod refusals;
 pub mod server;
 
@@ -122,7 +129,8 @@ impl SocketServer {
 }
 
 #[cfg(target_os = "linux")]
-/// The socket's side of the server: peers checked by `SO_PEERCRED`, every route served.
+/// The socket's side of the server: peers checked by `SO_PEERCRED` (and their program read
+/// from `/proc` at accept time, for the consumer table), every route served.
 struct SocketFrontend {
     api: Arc<Api>,
     policy: PeerPolicy,
@@ -132,23 +140,34 @@ struct SocketFrontend {
 #[cfg(target_os = "linux")]
 impl server::Frontend for SocketFrontend {
     type Stream = tokio::net::UnixStream;
-    type Peer = ();
+    type Peer = consumers::Consumer;
     const NAME: &'static str = "socket";
 
-    fn admit(&self, stream: &Self::Stream) -> Option<()> {
+    fn admit(&self, stream: &Self::Stream) -> Option<consumers::Consumer> {
         self.api.note_connection();
         match peer::peer_of(stream) {
-            Ok(peer) if self.policy.allows(&peer) => Some(()),
             Ok(peer) => {
+                let consumer = consumers::Consumer {
+                    uid: Some(peer.uid),
+                    gid: Some(peer.gid),
+                    pid: Some(peer.pid),
+                    program: proc_peer::program_of(peer.pid),
+                };
+                if self.policy.allows(&peer) {
+                    return Some(consumer);
+                }
                 if let Some(unlogged) = self.refusals.admit_line(format!("uid {}", peer.uid)) {
                     tracing::warn!(
                         uid = peer.uid,
                         gid = peer.gid,
                         pid = peer.pid,
+                        exe = consumer.program.exe,
                         refused_since_last_line = unlogged,
                         "refusing a socket peer not in socket.allow_uids / socket.allow_gids"
                     );
                 }
+                // Once per connection: its requests all get `refuse`, which counts them.
+                self.api.note_refused(Endpoint::Socket, &consumer);
                 None
             }
             Err(error) => {
@@ -160,9 +179,13 @@ impl server::Frontend for SocketFrontend {
         }
     }
 
-    fn respond(&self, _: &(), request: &Request<Incoming>) -> Response<Body> {
+    fn respond(
+        &self,
+        consumer: &consumers::Consumer,
+        request: &Request<Incoming>,
+    ) -> Response<Body> {
         self.api
-            .respond(Endpoint::Socket, request.method(), request.uri())
+            .respond_to(Endpoint::Socket, consumer, request.method(), request.uri())
     }
 
     fn refuse(&self) -> Response<Body> {

@@ -170,6 +170,38 @@ impl Sandbox {
         }
     }
 
+    /// Starts the daemon with `daemon_args` and the container endpoint on a free loopback
+    /// port; returns its token file.
+    pub fn start_daemon_with_container(&mut self, daemon_args: &[&str]) -> PathBuf {
+        let token_file = self.path("container-token");
+        let token = token_file.display().to_string();
+        let mut args = vec![
+            "--container-listen",
+            "127.0.0.1:0",
+            "--container-token-file",
+            &token,
+        ];
+        args.extend_from_slice(daemon_args);
+        self.start_daemon(&args);
+        token_file
+    }
+
+    /// `http://127.0.0.1:PORT/v1/credentials` of a daemon started with `--container-listen`,
+    /// the port (when 0 was asked) read from the status sink table.
+    pub fn container_uri(&self) -> String {
+        let output = self.client("status", &["--json"]).output().unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let addr = status["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["kind"] == "container")
+            .and_then(|s| s["target"].as_str())
+            .expect("the container endpoint is in the sink table")
+            .to_string();
+        format!("http://{addr}/v1/credentials")
+    }
+
     /// A path in the sandbox's temp folder.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -189,6 +221,17 @@ pub fn clear_aws_variables(command: &mut Command) {
     for name in AWS_VARIABLES {
         command.env_remove(name);
     }
+}
+
+/// Requires exit code 0 (else fails with `what` and stderr) and returns stdout.
+pub fn assert_success(output: &std::process::Output, what: &str) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{what}: {}",
+        text(&output.stderr)
+    );
+    text(&output.stdout)
 }
 
 pub fn text(bytes: &[u8]) -> String {

@@ -9,6 +9,7 @@
 //! Good requests get a valid `AssumeRoleResponse` with fresh random credentials expiring
 //! `DurationSeconds` after the clock's now, or a queued fault's error answer.
 
+use super::daemon_process::Sandbox;
 use super::recorder::Recorded;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -258,6 +259,7 @@ fn respond(
         secret_access_key: Secret::new(random_text(40, BASE64)),
         session_token: Secret::new(random_text(300, BASE64)),
         expiration: state.clock.now() + Duration::from_secs(duration),
+        account_id: Some(ASSUMED_ACCOUNT.to_string()),
     };
     match fault {
         Some(StsFault::NonAsciiKeyId) => credentials.access_key_id.insert(4, 'É'),
@@ -277,7 +279,7 @@ fn respond(
         r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleResult>
     <AssumedRoleUser>
-      <Arn>arn:aws:sts::222222222222:assumed-role/{role}/{session}</Arn>
+      <Arn>arn:aws:sts::{ASSUMED_ACCOUNT}:assumed-role/{role}/{session}</Arn>
       <AssumedRoleId>AROA3XFRBF535PLBIFPI4:{session}</AssumedRoleId>
     </AssumedRoleUser>
     <Credentials>
@@ -296,6 +298,28 @@ fn respond(
     );
     Some(Response::new(Full::new(Bytes::from(xml))))
 }
+
+/// Starts a loopback STS for `role_arn` and the daemon with an `[[assume]]` profile
+/// `audit` for that role, and waits until STS has issued its first set.
+pub fn start_daemon_with_audit_profile(sandbox: &mut Sandbox, role_arn: &str) -> StsServer {
+    let clock = Arc::new(imds_credd::clock::SystemClock) as SharedClock;
+    let sts = sandbox
+        .runtime()
+        .block_on(StsServer::start(clock, "us-east-1"));
+    sts.attach()(&sandbox.sim);
+    let assume = format!(
+        "profile=audit,role_arn={role_arn},region=us-east-1,sts_endpoint={}",
+        sts.endpoint()
+    );
+    sandbox.start_daemon(&["--assume", &assume]);
+    sandbox.wait_until("the assumed role", Duration::from_secs(15), || {
+        !sts.issued().is_empty()
+    });
+    sts
+}
+
+/// The account of every role this STS hands out (in `AssumedRoleUser/Arn`).
+pub const ASSUMED_ACCOUNT: &str = "222222222222";
 
 const BASE64: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

@@ -1,0 +1,164 @@
+//! The per-uid request budget of `[socket] rate_limit` (the socket and the container
+//! endpoint): a token bucket per uid that refills at the rate and holds twice that, so a
+//! program may burst for a moment but one uid cannot take the daemon from everyone else.
+//! Root is exempt (it can read IMDS itself). A request over budget gets `429` with
+//! `Retry-After`.
+
+use serde::{Deserialize, Deserializer};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Requests per second per uid; 0 turns the limit off. Written `"100/s"` or `"0"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit { per_second: 100 }
+    }
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let refuse = || format!("{text:?} is not a rate such as \"100/s\" (or \"0\" for no limit)");
+        if text.trim() == "0" {
+            return Ok(RateLimit { per_second: 0 });
+        }
+        let count = text.trim().strip_suffix("/s").ok_or_else(refuse)?;
+        match count.parse::<u32>() {
+            Ok(per_second) if per_second > 0 => Ok(RateLimit { per_second }),
+            _ => Err(refuse()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RateLimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Buckets kept at most; past it, full buckets (which behave like new ones) are dropped.
+const MAX_BUCKETS: usize = 4096;
+
+/// The buckets of every uid seen; `None` is a peer whose uid could not be found.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: RateLimit,
+    buckets: Mutex<HashMap<Option<u32>, Bucket>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl RateLimiter {
+    pub fn new(limit: RateLimit) -> Self {
+        RateLimiter {
+            limit,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn limit(&self) -> RateLimit {
+        self.limit
+    }
+
+    /// Takes one request from `uid`'s budget at `now`, or says how long until there is one.
+    pub fn check(&self, uid: Option<u32>, now: Instant) -> Result<(), Duration> {
+        if self.limit.per_second == 0 || uid == Some(0) {
+            return Ok(());
+        }
+        let rate = f64::from(self.limit.per_second);
+        let burst = 2.0 * rate;
+        let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&uid) {
+            buckets.retain(|_, b| b.tokens + elapsed(b.updated, now) * rate < burst);
+        }
+        let bucket = buckets.entry(uid).or_insert(Bucket {
+            tokens: burst,
+            updated: now,
+        });
+        bucket.tokens = (bucket.tokens + elapsed(bucket.updated, now) * rate).min(burst);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+        }
+    }
+}
+
+fn elapsed(since: Instant, now: Instant) -> f64 {
+    now.saturating_duration_since(since).as_secs_f64()
+}
+
+/// `Retry-After` in whole seconds, at least 1.
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(rate: &str) -> RateLimiter {
+        RateLimiter::new(rate.parse().unwrap())
+    }
+
+    #[test]
+    fn parses_rates_and_refuses_other_text_by_example() {
+        assert_eq!("100/s".parse::<RateLimit>().unwrap().per_second, 100);
+        assert_eq!("0".parse::<RateLimit>().unwrap().per_second, 0);
+        for bad in ["100", "0/s", "-1/s", "1/m", "fast", ""] {
+            let err = bad.parse::<RateLimit>().unwrap_err();
+            assert!(err.contains("\"100/s\""), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_uid_gets_twice_the_rate_at_once_then_the_rate() {
+        let l = limiter("10/s");
+        let t0 = Instant::now();
+        for _ in 0..20 {
+            assert!(l.check(Some(1000), t0).is_ok());
+        }
+        let wait = l.check(Some(1000), t0).unwrap_err();
+        assert!(wait <= Duration::from_millis(100) && wait > Duration::ZERO);
+        assert!(l.check(Some(1000), t0 + Duration::from_millis(100)).is_ok());
+        assert!(l
+            .check(Some(1000), t0 + Duration::from_millis(100))
+            .is_err());
+    }
+
+    #[test]
+    fn uids_have_their_own_budgets_and_root_and_zero_are_unlimited() {
+        let l = limiter("1/s");
+        let t0 = Instant::now();
+        assert!(l.check(Some(1000), t0).is_ok() && l.check(Some(1000), t0).is_ok());
+        assert!(l.check(Some(1000), t0).is_err());
+        assert!(l.check(Some(1001), t0).is_ok());
+        for _ in 0..100 {
+            assert!(l.check(Some(0), t0).is_ok());
+        }
+        let off = limiter("0");
+        for _ in 0..1000 {
+            assert!(off.check(Some(1000), t0).is_ok());
+        }
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_seconds(Duration::from_millis(10)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1500)), 2);
+    }
+}
