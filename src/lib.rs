@@ -9,6 +9,7 @@
 //! - [`hooks`]: commands and signals run after a sink publishes new credentials.
 //! - [`refresh`]: when to ask IMDS again, and the loop that publishes on a watch channel.
 //! - [`state`]: what the refresher publishes and every sink reads.
+//! - [`supervisor`]: named daemon tasks; one that panics or ends takes the process down.
 //! - [`simulator`]: a simulated IMDS on loopback, for `demo` and the tests.
 //! - [`sink`]: the credentials-file and env-file sinks, written atomically.
 //! - [`clock`]: wall-clock time, injectable so tests can fast-forward.
@@ -46,3 +47,4 @@ pub mod simulator;
 pub mod sink;
 pub mod socket;
 pub mod state;
+pub mod supervisor;

@@ -273,12 +273,15 @@ impl Refresher {
 }
 
 /// `ASIA…WXYZ`: enough to match CloudTrail entries, not the whole id in every log line.
+/// Counts characters, not bytes: IMDS answers are not trusted to be ASCII.
 pub(crate) fn masked(access_key_id: &str) -> String {
-    let n = access_key_id.len();
-    if n <= 8 {
+    let chars: Vec<char> = access_key_id.chars().collect();
+    if chars.len() <= 8 {
         return "…".to_string();
     }
-    format!("{}…{}", &access_key_id[..4], &access_key_id[n - 4..])
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 /// A fresh state channel with nothing published yet.
@@ -344,5 +347,12 @@ mod tests {
     fn masked_key_keeps_prefix_and_suffix() {
         assert_eq!(masked("ASIAABCDEFGHIJKLWXYZ"), "ASIA…WXYZ");
         assert_eq!(masked("short"), "…");
+    }
+
+    #[test]
+    fn masked_key_of_multibyte_characters_does_not_panic() {
+        assert_eq!(masked("ASIéÄBCDEFGHIJKLWXYé"), "ASIé…WXYé");
+        assert_eq!(masked("ééééééééé"), "éééé…éééé");
+        assert_eq!(masked("éééééééé"), "…");
     }
 }

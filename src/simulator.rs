@@ -107,6 +107,9 @@ pub enum Fault {
     Expired,
     /// 200 with a fresh credential set expiring this soon.
     ExpiresIn(Duration),
+    /// 200 with a fresh credential set whose field `name` (`AccessKeyId`, `Token`,
+    /// `Expiration`, …) holds `value` instead: an answer that parses but must be refused.
+    Field { name: &'static str, value: String },
 }
 
 /// How many requests of each kind the simulator has answered.
@@ -554,6 +557,13 @@ impl State {
                 one_off_set(now - Duration::from_secs(60)),
             ),
             Fault::ExpiresIn(soon) => text_response(StatusCode::OK, one_off_set(now + soon)),
+            Fault::Field { name, value } => {
+                let mut doc: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&one_off_set(now + self.credential_lifetime))
+                        .expect("the simulator writes valid JSON");
+                doc.insert(name.to_string(), value.into());
+                text_response(StatusCode::OK, serde_json::Value::Object(doc).to_string())
+            }
             Fault::Delay(_) | Fault::Reset => unreachable!("handled by the connection"),
         }
     }
