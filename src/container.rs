@@ -291,6 +291,13 @@ impl Frontend for ContainerService {
         }
     }
 
+    fn first_outcome(
+        &self,
+        request: &Request<Incoming>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.api.first_outcome(request.uri())
+    }
+
     fn respond(&self, peer: &SocketAddr, request: &Request<Incoming>) -> Response<Body> {
         if let Err(refusal) = self.check(*peer, request) {
             return self.api.refuse(Endpoint::Container, refusal);

@@ -21,8 +21,10 @@
 //!   read its answer cannot hold a task past its timeout.
 //!
 //! # Shutdown
-//! Stop accepting (the listener is closed, so new clients get `ECONNREFUSED`), let requests
-//! in flight finish, close idle keep-alive connections, and after
+//! Stop accepting (the listener is closed, so new clients get `ECONNREFUSED`; a socket
+//! systemd holds keeps queueing them for the next daemon), let requests in flight finish,
+//! serve the first request of connections accepted but not read yet, close idle
+//! keep-alive connections, and after
 //! [`ServerLimits::shutdown_grace`] drop whatever is still open.
 
 use super::api::Body;
@@ -31,7 +33,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -41,7 +42,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 #[cfg(unix)]
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -108,12 +109,18 @@ impl Listener for TcpListener {
 pub trait Frontend: Send + Sync + 'static {
     type Stream;
     /// What [`Frontend::respond`] needs to know about an admitted connection.
-    type Peer: Send + 'static;
+    type Peer: Send + Sync + 'static;
     /// Names the server in log lines.
     const NAME: &'static str;
     /// Decides on a new connection, logging why when it refuses (`None`): every request on
     /// a refused connection gets [`Frontend::refuse`], and it is not kept alive.
     fn admit(&self, stream: &Self::Stream) -> Option<Self::Peer>;
+    /// Resolves once `request` can be answered: at start, a credentials request waits
+    /// (boundedly) for the first refresh outcome instead of getting `503` at once.
+    fn first_outcome(
+        &self,
+        request: &Request<Incoming>,
+    ) -> impl Future<Output = ()> + Send + 'static;
     fn respond(&self, peer: &Self::Peer, request: &Request<Incoming>) -> Response<Body>;
     fn refuse(&self) -> Response<Body>;
 }
@@ -130,7 +137,6 @@ pub async fn serve<L, F>(
     F: Frontend<Stream = L::Stream>,
 {
     let slots = Arc::new(Semaphore::new(fit_fd_limit(limits.max_connections)));
-    let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut builder = http1::Builder::new();
     builder
@@ -165,24 +171,56 @@ pub async fn serve<L, F>(
         let mut conn_builder = builder.clone();
         conn_builder.keep_alive(peer.is_some());
         let frontend = Arc::clone(&frontend);
+        let peer = Arc::new(peer);
+        let first_request = Arc::new(Notify::new());
+        let request_arrived = Arc::clone(&first_request);
         let service = service_fn(move |request: Request<Incoming>| {
-            let response = match &peer {
-                Some(peer) => frontend.respond(peer, &request),
-                None => frontend.refuse(),
-            };
-            std::future::ready(Ok::<_, Infallible>(response))
+            let frontend = Arc::clone(&frontend);
+            let peer = Arc::clone(&peer);
+            request_arrived.notify_one();
+            async move {
+                let response = match peer.as_ref() {
+                    Some(peer) => {
+                        frontend.first_outcome(&request).await;
+                        frontend.respond(peer, &request)
+                    }
+                    None => frontend.refuse(),
+                };
+                Ok::<_, Infallible>(response)
+            }
         });
-        let connection =
-            graceful.watch(conn_builder.serve_connection(TokioIo::new(stream), service));
+        let connection = conn_builder.serve_connection(TokioIo::new(stream), service);
+        let stop = shutdown.clone();
         connections.spawn(async move {
-            if let Err(error) = connection.await {
+            let mut connection = std::pin::pin!(connection);
+            // Until the stop; then the request in flight is finished and the connection
+            // closed. One accepted just before the stop whose request has not been read
+            // yet is served that request first: its client connected in time (on a socket
+            // held across a restart, closing it would lose a request).
+            let ended = tokio::select! {
+                ended = connection.as_mut() => Some(ended),
+                _ = stop.cancelled() => tokio::select! {
+                    ended = connection.as_mut() => Some(ended),
+                    // Stored once any request arrived, so immediate then.
+                    _ = first_request.notified() => None,
+                },
+            };
+            let ended = match ended {
+                Some(ended) => ended,
+                None => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = ended {
                 tracing::debug!(server = F::NAME, %error, "connection ended with an error");
             }
             drop(permit);
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.shutdown_grace, drained)
         .await
         .is_err()
     {
