@@ -6,6 +6,7 @@ use crate::assume::{start_profiles, ChainContext, StsError};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, EnvSinkConfig, FileSinkConfig, SignalConfig};
 use crate::health::SinkHealth;
+use crate::heartbeat::Heartbeat;
 use crate::hooks::{HookConfigError, RotationHooks};
 use crate::imds::endpoint::{imdsv1_allowed, resolve_endpoint};
 use crate::imds::{error_chain, ImdsClient, ImdsError, ImdsSettings, RetryPolicy};
@@ -303,6 +304,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         }
     }
     let role = Some(config.imds.role.clone()).filter(|r| !r.is_empty());
+    let heartbeat = Heartbeat::new(Heartbeat::allowance_for(config.imds.timeout));
     let refresher = Refresher::new(
         imds,
         daemon.clock.clone(),
@@ -310,6 +312,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         role,
         state_tx,
         daemon.metrics.clone(),
+        heartbeat.clone(),
     );
     let stop = daemon.shutdown.clone();
     daemon
@@ -319,7 +322,12 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
     daemon.tasks.spawn(
         "systemd notify",
         &stop,
-        crate::notify::run(daemon.state.clone(), daemon.clock.clone(), stop.clone()),
+        crate::notify::run(
+            daemon.state.clone(),
+            daemon.clock.clone(),
+            heartbeat,
+            stop.clone(),
+        ),
     );
 
     for spec in SinkSpec::all(config) {
@@ -380,7 +388,7 @@ pub fn run_until(
                     return crate::supervisor::EXIT_TASK_FAILED;
                 }
             };
-            if signal == Signal::Stop {
+            if signal != Signal::Reload {
                 break;
             }
             tracing::info!("SIGHUP: re-reading the configuration");

@@ -8,6 +8,7 @@
 //! - [`assume`]: `[[assume]]` profiles: STS `AssumeRole` chained on the instance role.
 //! - [`hooks`]: commands and signals run after a sink publishes new credentials.
 //! - [`refresh`]: when to ask IMDS again, and the loop that publishes on a watch channel.
+//! - [`heartbeat`]: the refresher's check-in that the watchdog pings depend on.
 //! - [`state`]: what the refresher publishes and every sink reads.
 //! - [`supervisor`]: named daemon tasks; one that panics or ends takes the process down.
 //! - [`simulator`]: a simulated IMDS on loopback, for `demo` and the tests.
@@ -32,6 +33,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod demo;
 pub mod health;
+pub mod heartbeat;
 pub mod hooks;
 pub mod imds;
 pub mod logging;

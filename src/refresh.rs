@@ -8,6 +8,7 @@
 use crate::clock::SharedClock;
 use crate::config::RefreshConfig;
 use crate::credentials::{format_utc_timestamp, Credentials};
+use crate::heartbeat::Heartbeat;
 use crate::imds::{error_chain, ImdsClient, ImdsError};
 use crate::metrics::Metrics;
 use crate::state::{withdraw_if_expired, CredentialState, StateSender};
@@ -86,6 +87,8 @@ pub struct Refresher {
     configured_role: Option<String>,
     state: StateSender,
     metrics: Arc<Metrics>,
+    /// Checked in on every turn of the loop, for the watchdog.
+    heartbeat: Heartbeat,
 }
 
 impl Refresher {
@@ -96,6 +99,7 @@ impl Refresher {
         configured_role: Option<String>,
         state: StateSender,
         metrics: Arc<Metrics>,
+        heartbeat: Heartbeat,
     ) -> Self {
         Refresher {
             imds,
@@ -104,6 +108,7 @@ impl Refresher {
             configured_role,
             state,
             metrics,
+            heartbeat,
         }
     }
 
@@ -111,6 +116,7 @@ impl Refresher {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
         loop {
+            self.heartbeat.check_in(Duration::ZERO);
             let wake_at = match self.fetch().await {
                 Ok((role, credentials)) => self.accept(role, credentials, &mut failures),
                 Err(error) => self.reject(error, &mut failures),
@@ -127,6 +133,11 @@ impl Refresher {
     async fn sleep_until(&self, wake_at: SystemTime, shutdown: &CancellationToken) -> bool {
         loop {
             let expiry = self.state.borrow().expiration().filter(|e| *e < wake_at);
+            let next_wake = expiry.unwrap_or(wake_at);
+            let away = next_wake
+                .duration_since(self.clock.now())
+                .unwrap_or_default();
+            self.heartbeat.check_in(away);
             let Some(expiry) = expiry else {
                 return tokio::select! {
                     _ = shutdown.cancelled() => false,
