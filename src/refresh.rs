@@ -285,7 +285,7 @@ impl Refresher {
 
 /// `ASIA…WXYZ`: enough to match CloudTrail entries, not the whole id in every log line.
 /// Counts characters, not bytes: IMDS answers are not trusted to be ASCII.
-pub(crate) fn masked(access_key_id: &str) -> String {
+pub fn masked(access_key_id: &str) -> String {
     let chars: Vec<char> = access_key_id.chars().collect();
     if chars.len() <= 8 {
         return "…".to_string();
