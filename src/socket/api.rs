@@ -357,10 +357,13 @@ impl Api {
         &self,
         uri: &Uri,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let channel = match requested_profile(uri) {
-            _ if Route::from_path(uri.path()) != Some(Route::Credentials) => None,
-            None => Some(&self.instance),
-            Some(name) => self.profiles.get(&name),
+        let channel = if Route::from_path(uri.path()) == Some(Route::Credentials) {
+            match requested_profile(uri) {
+                None => Some(&self.instance),
+                Some(name) => self.profiles.get(&name),
+            }
+        } else {
+            None
         };
         let mut receiver = channel.map(|c| c.receiver.clone());
         async move {
@@ -784,7 +787,6 @@ fn unix_seconds(at: SystemTime) -> u64 {
         .as_secs()
 }
 
-/// Client-supplied text shortened before it is echoed in an error.
 /// The `profile` a credentials request names in its query, if any.
 fn requested_profile(uri: &Uri) -> Option<String> {
     form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
@@ -792,6 +794,7 @@ fn requested_profile(uri: &Uri) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
+/// Client-supplied text shortened before it is echoed in an error.
 fn echo(text: &str) -> String {
     text.chars().take(ECHO_LIMIT).collect()
 }
