@@ -9,7 +9,7 @@ set -u
 seconds="${1:-60}"
 cd "$(dirname "$0")" || exit 2
 export RUSTC_BOOTSTRAP=1
-targets="imds_json config credentials_merge"
+targets="imds_json config credentials_merge whole_path"
 
 mkdir -p logs
 cargo fuzz build --release >/dev/null 2>logs/build.log || { cat logs/build.log; exit 2; }

@@ -36,7 +36,7 @@ pub enum Command {
     /// Run the daemon against a built-in simulated IMDS, every sink in a temp folder.
     Demo(crate::demo::DemoArgs),
     /// Validate the configuration without starting, as `nginx -t` does.
-    CheckConfig(ConfigArgs),
+    CheckConfig(CheckConfigArgs),
     /// Print the credentials as `credential_process` JSON (Version 1), for `~/.aws/config`.
     CredentialProcess(crate::client::credential_process::CredentialProcessArgs),
     /// Run a command with the credentials in its environment.
@@ -61,6 +61,19 @@ pub struct ConfigArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub overrides: ConfigOverrides,
+}
+
+/// `check-config`: the configuration to validate, and (hidden, for the unit's
+/// `ExecReload=`) the daemon to tell to re-read it once it is valid.
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// After a successful check, send SIGHUP to this process (the unit's `$MAINPID`):
+    /// `systemctl reload` then needs no `kill` binary, which a minimal system lacks.
+    #[cfg(unix)]
+    #[arg(long, value_name = "PID", hide = true)]
+    pub reload_pid: Option<i32>,
 }
 
 /// Loads the config file and applies the flags: what `run` and `check-config` share.
@@ -118,18 +131,39 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn check_config(args: &ConfigArgs) -> u8 {
-    let shown = args
+fn check_config(args: &CheckConfigArgs) -> u8 {
+    let config = &args.config;
+    let shown = config
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG_PATH));
-    match resolve_config(args.config.as_deref(), &args.overrides) {
-        Ok(_) => {
-            println!("{}: configuration is valid", shown.display());
+    if let Err(e) = resolve_config(config.config.as_deref(), &config.overrides) {
+        eprintln!("imds-credd: {e}");
+        return EXIT_USAGE;
+    }
+    println!("{}: configuration is valid", shown.display());
+    #[cfg(unix)]
+    if let Some(pid) = args.reload_pid {
+        return signal_reload(pid);
+    }
+    EXIT_OK
+}
+
+/// Sends SIGHUP to the daemon at `pid`, which re-reads its configuration.
+#[cfg(unix)]
+fn signal_reload(pid: i32) -> u8 {
+    use nix::sys::signal::{kill, Signal};
+    if pid <= 1 {
+        eprintln!("imds-credd: --reload-pid {pid} is not a daemon's process id");
+        return EXIT_USAGE;
+    }
+    match kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP) {
+        Ok(()) => {
+            println!("asked process {pid} to reload its configuration");
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("imds-credd: {e}");
+            eprintln!("imds-credd: cannot send SIGHUP to process {pid}: {e}");
             EXIT_USAGE
         }
     }

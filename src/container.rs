@@ -472,6 +472,13 @@ impl Frontend for ContainerService {
         }
     }
 
+    fn first_outcome(
+        &self,
+        request: &Request<Incoming>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.api.first_outcome(request.uri())
+    }
+
     fn respond(
         &self,
         (addr, consumer): &Self::Peer,

@@ -6,17 +6,18 @@ use crate::assume::{start_profiles, ChainContext, StsError};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, EnvSinkConfig, FileSinkConfig, SignalConfig};
 use crate::health::SinkHealth;
+use crate::heartbeat::Heartbeat;
 use crate::hooks::{HookConfigError, RotationHooks};
 use crate::imds::endpoint::{imdsv1_allowed, resolve_endpoint};
 use crate::imds::{error_chain, ImdsClient, ImdsError, ImdsSettings, RetryPolicy};
 use crate::metrics::Metrics;
 use crate::refresh::{state_channel, RefreshPolicy, Refresher};
 use crate::state::StateReceiver;
+use crate::supervisor::{Supervisor, TaskFailure};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// How long a stopping daemon waits for its tasks before giving up on them.
@@ -112,7 +113,7 @@ pub struct DaemonHandle {
     clock: SharedClock,
     sinks: Vec<RunningSink>,
     shutdown: CancellationToken,
-    tasks: JoinSet<()>,
+    tasks: Supervisor,
 }
 
 impl DaemonHandle {
@@ -159,19 +160,21 @@ impl DaemonHandle {
                 self.start_sink(spec)?;
             }
         }
-        while self.tasks.try_join_next().is_some() {}
         self.config.files = new.files;
         self.config.envs = new.envs;
         Ok(())
     }
 
+    /// Resolves when a task ends or panics without being asked to stop (see
+    /// [`crate::supervisor`]); sinks stopped by a reload are reaped on the way.
+    pub async fn failure(&mut self) -> TaskFailure {
+        self.tasks.failure().await
+    }
+
     /// Stops every task and waits (boundedly) for them to finish.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        let all_done = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(STOP_GRACE, all_done).await.is_err() {
-            tracing::warn!("some tasks did not stop in time; abandoning them");
-        }
+        self.tasks.join_all(STOP_GRACE).await;
     }
 
     fn unknown_profile(&self, spec: &SinkSpec, profile: &str) -> DaemonError {
@@ -203,10 +206,11 @@ impl DaemonHandle {
             stop: CancellationToken,
         ) {
             let target = sink.target().display().to_string();
+            let name = format!("sink {} {target}", sink.kind());
             let reporter = daemon.health.register(sink.kind(), target);
             let clock = daemon.clock.clone();
-            let task = run_sink(sink, source, clock, reporter, hooks, stop);
-            daemon.tasks.spawn(task);
+            let task = run_sink(sink, source, clock, reporter, hooks, stop.clone());
+            daemon.tasks.spawn(name, &stop, task);
         }
         match &spec {
             SinkSpec::File(c) => {
@@ -250,7 +254,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         clock,
         sinks: Vec::new(),
         shutdown,
-        tasks: JoinSet::new(),
+        tasks: Supervisor::default(),
     };
     let chains = ChainContext {
         source: daemon.state.clone(),
@@ -282,12 +286,18 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         #[cfg(windows)]
         {
             let server = crate::socket::pipe::PipeServer::open(&config.socket, api)?;
-            daemon.tasks.spawn(server.serve(limits, stop));
+            daemon
+                .tasks
+                .spawn("pipe server", &stop, server.serve(limits, stop.clone()));
         }
         #[cfg(target_os = "linux")]
         {
             let server = crate::socket::SocketServer::open(&config.socket)?;
-            daemon.tasks.spawn(server.serve(api.clone(), limits, stop));
+            daemon.tasks.spawn(
+                "socket server",
+                &stop,
+                server.serve(api.clone(), limits, stop.clone()),
+            );
             // After the socket: a token folder made here (0700) must not be the socket's.
             if let Some(container) = &config.container {
                 let clock = daemon.clock.clone();
@@ -299,11 +309,15 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
                 )
                 .await?;
                 daemon.container = endpoint.local_addr();
-                daemon.tasks.spawn(endpoint.serve(daemon.shutdown.clone()));
+                let stop = daemon.shutdown.clone();
+                daemon
+                    .tasks
+                    .spawn("container endpoint", &stop, endpoint.serve(stop.clone()));
             }
         }
     }
     let role = Some(config.imds.role.clone()).filter(|r| !r.is_empty());
+    let heartbeat = Heartbeat::new(Heartbeat::allowance_for(config.imds.timeout));
     let refresher = Refresher::new(
         imds,
         daemon.clock.clone(),
@@ -311,15 +325,24 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         role,
         state_tx,
         daemon.metrics.clone(),
+        heartbeat.clone(),
     );
-    daemon.tasks.spawn(refresher.run(daemon.shutdown.clone()));
+    let stop = daemon.shutdown.clone();
+    daemon
+        .tasks
+        .spawn("refresher", &stop, refresher.run(stop.clone()));
     #[cfg(unix)]
-    daemon.tasks.spawn(crate::notify::run(
-        daemon.state.clone(),
-        daemon.health.clone(),
-        daemon.clock.clone(),
-        daemon.shutdown.clone(),
-    ));
+    daemon.tasks.spawn(
+        "systemd notify",
+        &stop,
+        crate::notify::run(
+            daemon.state.clone(),
+            daemon.health.clone(),
+            daemon.clock.clone(),
+            heartbeat,
+            stop.clone(),
+        ),
+    );
 
     for spec in SinkSpec::all(config) {
         daemon.start_sink(spec)?;
@@ -342,6 +365,7 @@ pub fn run_until(
     reread: impl Fn() -> Result<Config, ConfigError>,
     stop: CancellationToken,
 ) -> u8 {
+    crate::supervisor::exit_on_panic();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -369,7 +393,18 @@ pub fn run_until(
                 return crate::cli::EXIT_USAGE;
             }
         };
-        while signals.next().await == Signal::Reload {
+        loop {
+            let signal = tokio::select! {
+                signal = signals.next() => signal,
+                failure = daemon.failure() => {
+                    tracing::error!(error = %failure, "exiting so that the service manager restarts the daemon");
+                    daemon.stop().await;
+                    return crate::supervisor::EXIT_TASK_FAILED;
+                }
+            };
+            if signal != Signal::Reload {
+                break;
+            }
             tracing::info!("SIGHUP: re-reading the configuration");
             let outcome = reread()
                 .map_err(|e| e.to_string())

@@ -11,7 +11,9 @@
 //! - [`pid_file`]: the checks that keep a hook's signal on the sink owner's own process.
 //! - `privileges` (Linux): not dumpable at start; hooks' children without capabilities.
 //! - [`refresh`]: when to ask IMDS again, and the loop that publishes on a watch channel.
+//! - [`heartbeat`]: the refresher's check-in that the watchdog pings depend on.
 //! - [`state`]: what the refresher publishes and every sink reads.
+//! - [`supervisor`]: named daemon tasks; one that panics or ends takes the process down.
 //! - [`simulator`]: a simulated IMDS on loopback, for `demo` and the tests.
 //! - [`sink`]: the credentials-file and env-file sinks, written atomically.
 //! - [`clock`]: wall-clock time, injectable so tests can fast-forward.
@@ -38,6 +40,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod demo;
 pub mod health;
+pub mod heartbeat;
 pub mod hooks;
 pub mod imds;
 pub mod logging;
@@ -57,3 +60,4 @@ pub mod simulator;
 pub mod sink;
 pub mod socket;
 pub mod state;
+pub mod supervisor;

@@ -2,10 +2,16 @@
 //! has an outcome — credentials published, or a clear error when IMDS is not reachable yet,
 //! so boot is never blocked on IMDS — then a `STATUS=` line on every change, watchdog pings,
 //! and `STOPPING=1`. Without `NOTIFY_SOCKET` every call is a no-op.
+//!
+//! `WATCHDOG=1` means the daemon works: it is sent only while the refresher checks in on
+//! schedule ([`Heartbeat`]), from a task on the runtime that serves the requests (a wedged
+//! runtime sends nothing). An overdue refresher gets no ping, and systemd restarts the
+//! daemon after `WatchdogSec=`.
 
 use crate::clock::SharedClock;
 use crate::credentials::format_utc_timestamp;
 use crate::health::SinkHealth;
+use crate::heartbeat::Heartbeat;
 use crate::state::{CredentialState, StateReceiver};
 use sd_notify::NotifyState;
 use std::time::{Duration, SystemTime};
@@ -20,6 +26,7 @@ pub async fn run(
     mut state: StateReceiver,
     health: SinkHealth,
     clock: SharedClock,
+    heartbeat: Heartbeat,
     shutdown: CancellationToken,
 ) {
     let watchdog = sd_notify::watchdog_enabled().map(|period| period / 2);
@@ -27,10 +34,19 @@ pub async fn run(
     let mut poll = tokio::time::interval(HEALTH_POLL);
     let mut ready = false;
     let mut sent = String::new();
+    let mut withheld = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = ping.tick(), if watchdog.is_some() => send(&[NotifyState::Watchdog]),
+            _ = ping.tick(), if watchdog.is_some() => {
+                if !heartbeat.is_overdue() {
+                    withheld = false;
+                    send(&[NotifyState::Watchdog]);
+                } else if !withheld {
+                    withheld = true;
+                    tracing::error!("the refresher is overdue; withholding watchdog pings so that systemd restarts the daemon");
+                }
+            }
             _ = poll.tick(), if ready => {
                 let line = full_status_line(&state.borrow().clone(), &health, clock.now());
                 if line != sent {
@@ -43,9 +59,8 @@ pub async fn run(
                     break;
                 }
                 let current = state.borrow_and_update().clone();
-                let attempted = current.credentials.is_some() || current.last_error.is_some();
                 let line = full_status_line(&current, &health, clock.now());
-                if attempted && !ready {
+                if current.has_outcome() && !ready {
                     ready = true;
                     send(&[NotifyState::Ready, NotifyState::Status(&line)]);
                 } else if ready {

@@ -8,6 +8,7 @@
 use crate::clock::SharedClock;
 use crate::config::RefreshConfig;
 use crate::credentials::{format_utc_timestamp, Credentials};
+use crate::heartbeat::Heartbeat;
 use crate::imds::{error_chain, ImdsClient, ImdsError};
 use crate::metrics::Metrics;
 use crate::state::{withdraw_if_expired, CredentialState, StateSender};
@@ -90,6 +91,8 @@ pub struct Refresher {
     configured_role: Option<String>,
     state: StateSender,
     metrics: Arc<Metrics>,
+    /// Checked in on every turn of the loop, for the watchdog.
+    heartbeat: Heartbeat,
 }
 
 impl Refresher {
@@ -100,6 +103,7 @@ impl Refresher {
         configured_role: Option<String>,
         state: StateSender,
         metrics: Arc<Metrics>,
+        heartbeat: Heartbeat,
     ) -> Self {
         Refresher {
             imds,
@@ -108,6 +112,7 @@ impl Refresher {
             configured_role,
             state,
             metrics,
+            heartbeat,
         }
     }
 
@@ -115,6 +120,7 @@ impl Refresher {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
         loop {
+            self.heartbeat.check_in(Duration::ZERO);
             let wake_at = match self.fetch().await {
                 Ok((role, credentials)) => self.accept(role, credentials, &mut failures),
                 Err(error) => self.reject(error, &mut failures),
@@ -131,6 +137,11 @@ impl Refresher {
     async fn sleep_until(&self, wake_at: SystemTime, shutdown: &CancellationToken) -> bool {
         loop {
             let expiry = self.state.borrow().expiration().filter(|e| *e < wake_at);
+            let next_wake = expiry.unwrap_or(wake_at);
+            let away = next_wake
+                .duration_since(self.clock.now())
+                .unwrap_or_default();
+            self.heartbeat.check_in(away);
             let Some(expiry) = expiry else {
                 return tokio::select! {
                     _ = shutdown.cancelled() => false,
@@ -286,12 +297,15 @@ impl Refresher {
 }
 
 /// `ASIA…WXYZ`: enough to match CloudTrail entries, not the whole id in every log line.
-pub(crate) fn masked(access_key_id: &str) -> String {
-    let n = access_key_id.len();
-    if n <= 8 {
+/// Counts characters, not bytes: IMDS answers are not trusted to be ASCII.
+pub fn masked(access_key_id: &str) -> String {
+    let chars: Vec<char> = access_key_id.chars().collect();
+    if chars.len() <= 8 {
         return "…".to_string();
     }
-    format!("{}…{}", &access_key_id[..4], &access_key_id[n - 4..])
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 /// A fresh state channel with nothing published yet.
@@ -357,5 +371,12 @@ mod tests {
     fn masked_key_keeps_prefix_and_suffix() {
         assert_eq!(masked("ASIAABCDEFGHIJKLWXYZ"), "ASIA…WXYZ");
         assert_eq!(masked("short"), "…");
+    }
+
+    #[test]
+    fn masked_key_of_multibyte_characters_does_not_panic() {
+        assert_eq!(masked("ASIéÄBCDEFGHIJKLWXYé"), "ASIé…WXYé");
+        assert_eq!(masked("ééééééééé"), "éééé…éééé");
+        assert_eq!(masked("éééééééé"), "…");
     }
 }

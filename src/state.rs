@@ -30,6 +30,12 @@ impl CredentialState {
         self.credentials.as_ref().filter(|c| c.is_valid_at(now))
     }
 
+    /// Whether the refresher has had an outcome yet (credentials or an error): what
+    /// `READY=1` and requests at start wait for.
+    pub fn has_outcome(&self) -> bool {
+        self.credentials.is_some() || self.last_error.is_some() || self.last_refresh.is_some()
+    }
+
     /// When the held credentials expire, if any are held.
     pub fn expiration(&self) -> Option<SystemTime> {
         self.credentials.as_ref().map(|c| c.expiration)

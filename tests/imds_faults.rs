@@ -443,7 +443,8 @@ async fn a_token_put_that_times_out_names_the_hop_limit_and_keeps_the_last_good_
 async fn a_404_on_the_credentials_of_a_listed_role_keeps_the_last_good_set() {
     let h = Harness::start_with_file_sinks().await;
     let good = h.served().unwrap();
-    h.sim.inject(Target::Credentials, Fault::Status(404), 1);
+    // Both credentials paths: the `-extended` one first, then the legacy one.
+    h.sim.inject(Target::Credentials, Fault::Status(404), 2);
     h.sim.rotate_now();
     h.advance_and_settle(HOUR).await;
     h.assert_clients_see(Some(&good), "credentials path 404")

@@ -22,11 +22,11 @@ use crate::imds::{error_chain, ImdsClient, ImdsError};
 use crate::metrics::Metrics;
 use crate::refresh::{masked, next_refresh, retry_delay, state_channel, RefreshPolicy};
 use crate::state::{withdraw_if_expired, StateReceiver, StateSender};
+use crate::supervisor::Supervisor;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 use thiserror::Error;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 const INSTANCE_ID_PATH: &str = "/latest/meta-data/instance-id";
@@ -51,7 +51,7 @@ pub fn start_profiles(
     configs: &[AssumeConfig],
     context: &ChainContext,
     shutdown: &CancellationToken,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut Supervisor,
 ) -> Result<BTreeMap<String, StateReceiver>, StsError> {
     let mut profiles = BTreeMap::new();
     if configs.is_empty() {
@@ -68,7 +68,8 @@ pub fn start_profiles(
             state,
             resolved: None,
         };
-        tasks.spawn(chain.run(shutdown.clone()));
+        let name = format!("assume-role profile {}", config.profile);
+        tasks.spawn(name, shutdown, chain.run(shutdown.clone()));
         profiles.insert(config.profile.clone(), receiver);
     }
     Ok(profiles)

@@ -44,6 +44,10 @@ pub type Body = Full<Bytes>;
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// At start (and after socket activation), how long a credentials request waits for the
+/// refresher's first outcome before it is answered anyway: the first refresh takes about
+/// 100 ms against IMDS, and the client commands give up after 5 s.
+pub const FIRST_OUTCOME_WAIT: Duration = Duration::from_secs(3);
 /// Longest client-supplied text (a profile or format name) echoed back in an error.
 const ECHO_LIMIT: usize = 64;
 
@@ -450,6 +454,30 @@ impl Api {
         Metrics::incr(status.counter(endpoint.counters(&self.metrics)));
         tracing::debug!(?endpoint, %method, path = uri.path(), status = status.code().as_u16(), "request");
         response
+    }
+
+    /// Resolves when the channel a credentials request at `uri` reads has had its first
+    /// outcome, or after [`FIRST_OUTCOME_WAIT`]; at once for other routes and afterwards.
+    pub fn first_outcome(
+        &self,
+        uri: &Uri,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let channel = if Route::from_path(uri.path()) == Some(Route::Credentials) {
+            match requested_profile(uri) {
+                None => Some(&self.instance),
+                Some(name) => self.profiles.get(&name),
+            }
+        } else {
+            None
+        };
+        let mut receiver = channel.map(|c| c.receiver.clone());
+        async move {
+            if let Some(receiver) = &mut receiver {
+                let settled = receiver.wait_for(CredentialState::has_outcome);
+                // Timed out or the refresher is gone: the answer says what is known.
+                let _ = tokio::time::timeout(FIRST_OUTCOME_WAIT, settled).await;
+            }
+        }
     }
 
     /// Counts a connection accepted on the socket.
@@ -923,6 +951,13 @@ fn unix_seconds(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs()
+}
+
+/// The `profile` a credentials request names in its query, if any.
+fn requested_profile(uri: &Uri) -> Option<String> {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .find(|(key, _)| key == "profile")
+        .map(|(_, value)| value.into_owned())
 }
 
 /// Client-supplied text shortened before it is echoed in an error.

@@ -179,6 +179,13 @@ impl server::Frontend for SocketFrontend {
         }
     }
 
+    fn first_outcome(
+        &self,
+        request: &Request<Incoming>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.api.first_outcome(request.uri())
+    }
+
     fn respond(
         &self,
         consumer: &consumers::Consumer,

@@ -190,6 +190,13 @@ impl Frontend for PipeFrontend {
         Some(())
     }
 
+    fn first_outcome(
+        &self,
+        request: &Request<Incoming>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.api.first_outcome(request.uri())
+    }
+
     fn respond(&self, _: &(), request: &Request<Incoming>) -> Response<Body> {
         self.api
             .respond(Endpoint::Socket, request.method(), request.uri())

@@ -29,8 +29,10 @@
 //!   a crowd of silent or refused connections cannot keep a token holder out.
 //!
 //! # Shutdown
-//! Stop accepting (the listener is closed, so new clients get `ECONNREFUSED`), let requests
-//! in flight finish, close idle keep-alive connections, and after
+//! Stop accepting (the listener is closed, so new clients get `ECONNREFUSED`; a socket
+//! systemd holds keeps queueing them for the next daemon), let requests in flight finish,
+//! serve the first request of connections accepted but not read yet, close idle
+//! keep-alive connections, and after
 //! [`ServerLimits::shutdown_grace`] drop whatever is still open.
 
 use super::api::Body;
@@ -40,7 +42,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
@@ -51,7 +52,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 #[cfg(unix)]
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -129,12 +130,18 @@ impl Listener for TcpListener {
 pub trait Frontend: Send + Sync + 'static {
     type Stream;
     /// What [`Frontend::respond`] needs to know about an admitted connection.
-    type Peer: Send + 'static;
+    type Peer: Send + Sync + 'static;
     /// Names the server in log lines.
     const NAME: &'static str;
     /// Decides on a new connection, logging why when it refuses (`None`): every request on
     /// a refused connection gets [`Frontend::refuse`], and it is not kept alive.
     fn admit(&self, stream: &Self::Stream) -> Option<Self::Peer>;
+    /// Resolves once `request` can be answered: at start, a credentials request waits
+    /// (boundedly) for the first refresh outcome instead of getting `503` at once.
+    fn first_outcome(
+        &self,
+        request: &Request<Incoming>,
+    ) -> impl Future<Output = ()> + Send + 'static;
     fn respond(&self, peer: &Self::Peer, request: &Request<Incoming>) -> Response<Body>;
     fn refuse(&self) -> Response<Body>;
     /// Who a peer counts as for [`ServerLimits::unauthenticated`]'s per-peer cap.
@@ -203,7 +210,6 @@ pub async fn serve<L, F>(
 {
     let slots = Arc::new(Semaphore::new(fit_fd_limit(limits.max_connections)));
     let waiting = Arc::new(Mutex::new(Waiting::default()));
-    let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut builder = http1::Builder::new();
     builder
@@ -248,35 +254,68 @@ pub async fn serve<L, F>(
         let closed_for_newcomer = waiting_entry.map(|(_, close)| close);
         let frontend = Arc::clone(&frontend);
         let service_waiting = Arc::clone(&waiting);
+        let peer = Arc::new(peer);
+        let first_request = Arc::new(Notify::new());
+        let request_arrived = Arc::clone(&first_request);
         let service = service_fn(move |request: Request<Incoming>| {
-            let mut response = match &peer {
-                Some(peer) => frontend.respond(peer, &request),
-                None => frontend.refuse(),
-            };
-            if is_refusal(&response) {
-                response
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            } else if let Some(id) = id {
-                lock(&service_waiting).leave(id);
+            let frontend = Arc::clone(&frontend);
+            let peer = Arc::clone(&peer);
+            let waiting = Arc::clone(&service_waiting);
+            request_arrived.notify_one();
+            async move {
+                let mut response = match peer.as_ref() {
+                    Some(peer) => {
+                        frontend.first_outcome(&request).await;
+                        frontend.respond(peer, &request)
+                    }
+                    None => frontend.refuse(),
+                };
+                if is_refusal(&response) {
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                } else if let Some(id) = id {
+                    lock(&waiting).leave(id);
+                }
+                Ok::<_, Infallible>(response)
             }
-            std::future::ready(Ok::<_, Infallible>(response))
         });
-        let connection =
-            graceful.watch(conn_builder.serve_connection(TokioIo::new(stream), service));
+        let connection = conn_builder.serve_connection(TokioIo::new(stream), service);
+        let stop = shutdown.clone();
         let task_waiting = Arc::clone(&waiting);
         connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
             let closed = async {
                 match &closed_for_newcomer {
                     Some(token) => token.cancelled().await,
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                outcome = connection => if let Err(error) = outcome {
-                    tracing::debug!(server = F::NAME, %error, "connection ended with an error");
+            // Until the stop; then the request in flight is finished and the connection
+            // closed. One accepted just before the stop whose request has not been read
+            // yet is served that request first: its client connected in time (on a socket
+            // held across a restart, closing it would lose a request).
+            let ended = tokio::select! {
+                ended = connection.as_mut() => Some(ended),
+                () = closed => {
+                    tracing::debug!(server = F::NAME, "closed an unauthenticated connection for a newer one");
+                    Some(Ok(()))
+                }
+                _ = stop.cancelled() => tokio::select! {
+                    ended = connection.as_mut() => Some(ended),
+                    // Stored once any request arrived, so immediate then.
+                    _ = first_request.notified() => None,
                 },
-                () = closed => tracing::debug!(server = F::NAME, "closed an unauthenticated connection for a newer one"),
+            };
+            let ended = match ended {
+                Some(ended) => ended,
+                None => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = ended {
+                tracing::debug!(server = F::NAME, %error, "connection ended with an error");
             }
             if let Some(id) = id {
                 lock(&task_waiting).leave(id);
@@ -285,7 +324,8 @@ pub async fn serve<L, F>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.shutdown_grace, drained)
         .await
         .is_err()
     {

@@ -1,0 +1,86 @@
+//! Never silently dead: a daemon task that ends or panics takes the process down with a
+//! non-zero exit at once (so `Restart=on-failure` acts), naming the task and never quoting
+//! the panic message; and the answer that used to panic the refresher no longer does.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::daemon_process::{text, Sandbox};
+use imds_credd::simulator::{Fault, SimulatorOptions, Target};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Within this, a daemon that lost a task must have exited.
+const EXIT_WITHIN: Duration = Duration::from_secs(10);
+
+/// IMDS answers an `AccessKeyId` with non-ASCII characters (it used to panic the refresher
+/// in the log line that masks the key, leaving a daemon that answered 503 forever): the
+/// daemon stays up, records an outcome, and keeps answering and refreshing.
+#[test]
+fn a_non_ascii_access_key_id_does_not_stop_the_refresher() {
+    let mut sandbox = Sandbox::simulator(SimulatorOptions::default());
+    let field = Fault::Field {
+        name: "AccessKeyId",
+        value: "ASIAÉXAMPLEÉXAMPLEÄ1".into(),
+    };
+    sandbox.sim.inject(Target::Credentials, field, 1);
+    // Waits for the first outcome and fails if the daemon exits meanwhile.
+    sandbox.start_daemon(&[]);
+    sandbox.wait_until(
+        "credentials served after the malformed answer",
+        Duration::from_secs(10),
+        || sandbox.served().is_some(),
+    );
+    let log = sandbox.daemon_log();
+    assert!(!log.contains("panic"), "{log}");
+    let status = sandbox.client("status", &["--json"]).output().unwrap();
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    common::assert_no_secrets(&log, &sandbox.sim, "daemon log");
+}
+
+/// Set in the child process of the panic test: it runs the daemon's panic hook and a
+/// supervised task that panics.
+const PANIC_CHILD: &str = "IMDS_CREDD_TEST_PANIC_CHILD";
+/// In the panic message, standing for the secret a panic message may quote.
+const PANIC_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY";
+
+/// A panic in a supervised task, through the daemon's own panic hook: the process exits 1
+/// at once, the log names the task and where it panicked, and the panic message (which may
+/// quote a secret) is not logged. Runs in a child process: the hook ends the process.
+#[test]
+fn a_panicking_task_exits_at_once_naming_the_task_not_the_message() {
+    if std::env::var_os(PANIC_CHILD).is_some() {
+        imds_credd::logging::init(Default::default(), Default::default());
+        imds_credd::supervisor::exit_on_panic();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let mut tasks = imds_credd::supervisor::Supervisor::default();
+            let stop = tokio_util::sync::CancellationToken::new();
+            tasks.spawn("refresher", &stop, async {
+                let key = String::from(PANIC_SECRET);
+                panic!("cannot handle {key}");
+            });
+            let failure = tasks.failure().await;
+            eprintln!("NOT EXPECTED: the supervisor saw {failure} before the hook exited");
+        });
+        std::process::exit(0);
+    }
+    let started = Instant::now();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_panicking_task_exits_at_once_naming_the_task_not_the_message",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(PANIC_CHILD, "1")
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(started.elapsed() < EXIT_WITHIN);
+    assert!(stderr.contains("task=\"refresher\""), "{stderr}");
+    assert!(stderr.contains("tests/supervision.rs:"), "{stderr}");
+    assert!(!stderr.contains(PANIC_SECRET), "{stderr}");
+    assert!(!stderr.contains("NOT EXPECTED"), "{stderr}");
+}
