@@ -6,7 +6,7 @@
 //! the binary (a release build takes minutes; the package layout is the same).
 //!
 //! Every check runs the real tools. A test whose tool is missing on this machine prints
-//! `SKIP: <reason>` and returns.
+//! one `SKIPPED` line and returns, except in CI, where it fails (`common::require`).
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]
@@ -15,6 +15,7 @@
 mod common;
 
 use clap::CommandFactory;
+use common::require::has_tool;
 use common::unit_user::{as_daemon_user, unit_capabilities, APP_UID, DAEMON_UID};
 use imds_credd::cli::Cli;
 use imds_credd::config::Config;
@@ -31,13 +32,6 @@ const MAX_EXPOSURE: f64 = 2.0;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn has_tool(name: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 fn run(command: &mut Command) -> Output {
@@ -134,8 +128,7 @@ fn generated_completions_parse_in_their_shells() {
         ("zsh", "_imds-credd"),
         ("fish", "imds-credd.fish"),
     ] {
-        if !has_tool(shell) {
-            eprintln!("SKIP: {shell} is not installed; {file} not syntax-checked");
+        if !common::require::tool(shell) {
             continue;
         }
         run(Command::new(shell)
@@ -151,8 +144,7 @@ fn generated_completions_parse_in_their_shells() {
 
 #[test]
 fn generated_man_page_renders_with_man() {
-    if !has_tool("man") {
-        eprintln!("SKIP: man is not installed");
+    if !common::require::tool("man") {
         return;
     }
     let out = tempfile::tempdir().unwrap();
@@ -227,8 +219,7 @@ fn units_for_verify(dir: &Path) -> (PathBuf, PathBuf) {
 
 #[test]
 fn units_pass_systemd_analyze_verify_without_warnings() {
-    if !has_tool("systemd-analyze") {
-        eprintln!("SKIP: systemd-analyze is not installed");
+    if !common::require::tool("systemd-analyze") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -244,8 +235,7 @@ fn units_pass_systemd_analyze_verify_without_warnings() {
 
 #[test]
 fn service_unit_exposure_is_at_most_two() {
-    if !has_tool("systemd-analyze") {
-        eprintln!("SKIP: systemd-analyze is not installed");
+    if !common::require::tool("systemd-analyze") {
         return;
     }
     let report = stdout_of(
@@ -327,8 +317,7 @@ fn syscall_name(strace_line: &str) -> Option<&str> {
 
 #[test]
 fn every_system_call_and_mapping_of_the_daemon_is_allowed_by_the_unit() {
-    if !has_tool("strace") || !has_tool("systemd-analyze") {
-        eprintln!("SKIP: strace or systemd-analyze is not installed");
+    if !common::require::tool("strace") || !common::require::tool("systemd-analyze") {
         return;
     }
     // The demo runs the real daemon (IMDS client, refresher, file and env sinks) against
@@ -544,8 +533,7 @@ fn packages() -> Option<&'static Packages> {
     static PACKAGES: OnceLock<Option<Packages>> = OnceLock::new();
     PACKAGES
         .get_or_init(|| {
-            if !has_tool("dpkg-deb") {
-                eprintln!("SKIP: dpkg-deb is not installed; no packages built");
+            if !common::require::tool("dpkg-deb") {
                 return None;
             }
             // Without rpmbuild the script would install it, which needs root and apt-get.
@@ -558,7 +546,9 @@ fn packages() -> Option<&'static Packages> {
                 .arg("--out")
                 .arg(dir.path());
             if !rpm {
-                eprintln!("SKIP: rpmbuild is missing and cannot be installed; no .rpm");
+                let _ = common::require::unavailable(
+                    "needs rpmbuild, which is missing and cannot be installed (no root)",
+                );
                 command.arg("--no-rpm");
             }
             run(&mut command);
@@ -727,12 +717,10 @@ fn dpkg_in(root: &Path) -> Command {
 #[test]
 fn deb_installs_into_a_throwaway_root_and_purges_cleanly() {
     let Some(packages) = packages() else { return };
-    if !is_root() {
-        eprintln!("SKIP: installing with dpkg --root needs root (files are chowned)");
-        return;
-    }
-    if !has_tool("dpkg") || !has_tool("deb-systemd-helper") {
-        eprintln!("SKIP: dpkg or deb-systemd-helper is not installed");
+    if !common::require::root("install with dpkg --root (files are chowned)")
+        || !common::require::tool("dpkg")
+        || !common::require::tool("deb-systemd-helper")
+    {
         return;
     }
     let host_accounts = (
@@ -821,7 +809,7 @@ fn deb_installs_into_a_throwaway_root_and_purges_cleanly() {
 fn rpm_lists_every_file_with_its_mode_config_and_scriptlets() {
     let Some(packages) = packages() else { return };
     let Some(rpm) = &packages.rpm else {
-        eprintln!("SKIP: no .rpm was built");
+        let _ = common::require::unavailable("needs the .rpm, which was not built");
         return;
     };
     // `rpm -qlvp`: "-rwxr-xr-x 1 root root 123 date time /usr/bin/imds-credd".
