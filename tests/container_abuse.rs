@@ -148,7 +148,14 @@ fn a_flood_of_unauthenticated_keep_alive_connections_neither_starves_a_token_hol
     let token = read(&run_dir.join("container-token"));
     assert_eq!(fetch(addr, &token).0, "HTTP/1.1 200 OK");
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/container_flood.py");
+    // A copy the attacker can read: the checkout may sit in a folder only its owner enters.
+    let script = dir.path().join("container_flood.py");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/container_flood.py"),
+        &script,
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
     // The system interpreter: a per-user one (pyenv) is not the attacker's to run.
     let flood = as_user(ATTACKER_UID)
         .arg("/usr/bin/python3")
