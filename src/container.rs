@@ -188,7 +188,7 @@ impl ContainerEndpoint {
         });
         let listener = match bound {
             Ok(listener) => {
-                service.ready(&listener)?;
+                service.ready(&listener).await?;
                 Some(listener)
             }
             Err(error) => {
@@ -271,7 +271,7 @@ fn activated_listener(fd: std::os::fd::RawFd) -> io::Result<std::net::TcpListene
 /// Binds `addr` again and again with backoff until it works (then writes the token file)
 /// or `shutdown`; `None` when stopped first or the token file cannot be written.
 async fn bind_with_backoff(
-    service: &ContainerService,
+    service: &Arc<ContainerService>,
     addr: SocketAddr,
     shutdown: &CancellationToken,
 ) -> Option<TcpListener> {
@@ -283,7 +283,7 @@ async fn bind_with_backoff(
         }
         match listen(addr) {
             Ok(listener) => {
-                return match service.ready(&listener) {
+                return match service.ready(&listener).await {
                     Ok(()) => Some(listener),
                     Err(error) => {
                         tracing::error!(error = %crate::imds::error_chain(&error), "the container endpoint cannot start");
@@ -330,11 +330,18 @@ async fn keep_token_file(service: &Arc<ContainerService>, shutdown: &Cancellatio
 }
 
 impl ContainerService {
-    /// Writes the token file for a bound `listener` and reports the endpoint ready.
-    fn ready(&self, listener: &TcpListener) -> Result<(), ContainerError> {
-        self.token_file
-            .replace(self.token.expose().as_bytes())
-            .map_err(ContainerError::TokenFile)?;
+    /// Writes the token file for a bound `listener` (on the blocking pool: file I/O never
+    /// runs on the async workers) and reports the endpoint ready.
+    async fn ready(self: &Arc<Self>, listener: &TcpListener) -> Result<(), ContainerError> {
+        let service = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            service
+                .token_file
+                .replace(service.token.expose().as_bytes())
+        })
+        .await
+        .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()))
+        .map_err(ContainerError::TokenFile)?;
         self.reporter.succeeded(self.clock.now());
         if let Ok(bound) = listener.local_addr() {
             let _ = self.addr.set(bound);
