@@ -13,7 +13,7 @@ use common::assert_no_secrets;
 use common::aws_clients::python_bin;
 use common::daemon_process::{assert_success, text, Sandbox, BIN};
 use common::sts::{start_daemon_with_audit_profile, ASSUMED_ACCOUNT};
-use imds_credd::simulator::{SimulatorOptions, ACCOUNT_ID};
+use imds_credd::demo::simulator::{SimulatorOptions, ACCOUNT_ID};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

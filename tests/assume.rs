@@ -15,9 +15,9 @@ use common::{Harness, HarnessOptions};
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::config::AssumeConfig;
 use imds_credd::credentials::Credentials;
-use imds_credd::metrics::Metrics;
-use imds_credd::simulator::{SimulatorOptions, INSTANCE_ID, REGION};
-use imds_credd::state::CredentialState;
+use imds_credd::demo::simulator::{SimulatorOptions, INSTANCE_ID, REGION};
+use imds_credd::health::metrics::Metrics;
+use imds_credd::refresh::state::CredentialState;
 use std::sync::Arc;
 use std::time::Duration;
 

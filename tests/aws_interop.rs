@@ -19,7 +19,7 @@ use hyper::service::service_fn;
 use hyper::{header, Request, Response};
 use hyper_util::rt::TokioIo;
 use imds_credd::client::socket_client::SocketClient;
-use imds_credd::simulator::SimulatorOptions;
+use imds_credd::demo::simulator::SimulatorOptions;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use common::assert_no_secrets;
 use common::daemon_process::{clear_aws_variables, text, Sandbox, BIN};
 use common::sts::start_daemon_with_audit_profile;
 use imds_credd::credentials::Credentials;
-use imds_credd::simulator::SimulatorOptions;
+use imds_credd::demo::simulator::SimulatorOptions;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Write};

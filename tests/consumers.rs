@@ -15,7 +15,7 @@ use common::assert_no_secrets;
 use common::aws_clients::python_bin;
 use common::daemon_process::{assert_success, text, Sandbox, BIN};
 use common::unit_user::{as_daemon_user, as_user, can_switch_users, unit_capabilities, DAEMON_UID};
-use imds_credd::simulator::SimulatorOptions;
+use imds_credd::demo::simulator::SimulatorOptions;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;

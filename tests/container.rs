@@ -16,7 +16,7 @@ use http_body_util::Empty;
 use hyper::{Method, Request};
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::config::{AssumeConfig, Config, ContainerConfig};
-use imds_credd::simulator::{Fault, Target};
+use imds_credd::demo::simulator::{Fault, Target};
 use imds_credd::sink::RESYNC_INTERVAL;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;

@@ -12,7 +12,7 @@ use common::daemon_process::{clear_aws_variables, BIN};
 use common::unit_user::{
     as_daemon_user, as_user, can_switch_users, unit_capabilities, ATTACKER_UID, DAEMON_UID,
 };
-use imds_credd::simulator::{ImdsSimulator, SimulatorOptions};
+use imds_credd::demo::simulator::{ImdsSimulator, SimulatorOptions};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;

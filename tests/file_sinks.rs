@@ -14,17 +14,17 @@ use common::recorder::Recorder;
 use common::LogCapture;
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::config::{EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig};
+use imds_credd::credentials::render::EnvSyntax;
+use imds_credd::credentials::secret::Secret;
 use imds_credd::credentials::Credentials;
 use imds_credd::health::SinkHealth;
-use imds_credd::hooks::RotationHooks;
-use imds_credd::render::EnvSyntax;
-use imds_credd::secret::Secret;
+use imds_credd::refresh::state::CredentialState;
 use imds_credd::sink::atomic::FileError;
 use imds_credd::sink::env_file::render_env_file;
+use imds_credd::sink::hooks::RotationHooks;
 use imds_credd::sink::{
     merge_profile, run_sink, CredentialsFileSink, EnvFileSink, Publish, SinkError,
 };
-use imds_credd::state::CredentialState;
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -13,7 +13,7 @@ use common::client_view::ClientView;
 use common::skewed_clock::SkewedClock;
 use common::{Harness, HarnessOptions};
 use imds_credd::clock::{Clock, ManualClock};
-use imds_credd::simulator::{Fault, Target};
+use imds_credd::demo::simulator::{Fault, Target};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -14,7 +14,7 @@ use common::unit_user::{
     as_daemon_user, as_user, can_switch_users, capability_sets, unit_capabilities, APP_UID,
     ATTACKER_UID, DAEMON_UID,
 };
-use imds_credd::simulator::SimulatorOptions;
+use imds_credd::demo::simulator::SimulatorOptions;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};

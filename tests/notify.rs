@@ -6,7 +6,7 @@
 mod common;
 
 use common::daemon_process::{clear_aws_variables, Sandbox, BIN};
-use imds_credd::simulator::SimulatorOptions;
+use imds_credd::demo::simulator::SimulatorOptions;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::unix::net::UnixDatagram;

@@ -445,7 +445,7 @@ async fn the_units_capabilities_let_a_non_root_daemon_write_another_users_file_a
     if !common::unit_user::can_switch_users() {
         return;
     }
-    let sim = imds_credd::simulator::ImdsSimulator::start(Default::default())
+    let sim = imds_credd::demo::simulator::ImdsSimulator::start(Default::default())
         .await
         .unwrap();
     let endpoint = sim.endpoint();

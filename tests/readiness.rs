@@ -8,7 +8,7 @@ use common::unix_http;
 
 use common::daemon_process::{clear_aws_variables, text, Sandbox, BIN};
 use hyper::Method;
-use imds_credd::simulator::{Fault, SimulatorOptions, Target};
+use imds_credd::demo::simulator::{Fault, SimulatorOptions, Target};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, BorrowedFd};

@@ -7,7 +7,7 @@
 mod common;
 
 use imds_credd::credentials::Credentials;
-use imds_credd::simulator::{ImdsSimulator, SimulatorOptions};
+use imds_credd::demo::simulator::{ImdsSimulator, SimulatorOptions};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

@@ -6,7 +6,7 @@
 
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::credentials::{format_utc_timestamp, Credentials, CredentialsError};
-use imds_credd::simulator::{
+use imds_credd::demo::simulator::{
     Fault, ImdsSimulator, RequestCounts, RequestRecord, SimulatorOptions, Target, ACCOUNT_ID,
 };
 use reqwest::Method;

@@ -14,7 +14,7 @@ use common::{Harness, HarnessOptions};
 use imds_credd::clock::{Clock, ManualClock};
 use imds_credd::config::Config;
 use imds_credd::credentials::Credentials;
-use imds_credd::metrics::Metrics;
+use imds_credd::health::metrics::Metrics;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -274,8 +274,8 @@ fn the_file_readers_here_read_what_the_sinks_write() {
     // other sections and quoting exactly as an SDK or a shell would.
     let creds = Credentials {
         access_key_id: "ASIAREADERCHECK00001".into(),
-        secret_access_key: imds_credd::secret::Secret::new("se/cr+et".into()),
-        session_token: imds_credd::secret::Secret::new("to/ken+==".into()),
+        secret_access_key: imds_credd::credentials::secret::Secret::new("se/cr+et".into()),
+        session_token: imds_credd::credentials::secret::Secret::new("to/ken+==".into()),
         expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000),
         account_id: None,
     };
@@ -289,8 +289,10 @@ fn the_file_readers_here_read_what_the_sinks_write() {
     assert_eq!(read_credentials_file(&file), None);
 
     let env = dir.path().join("env");
-    let text =
-        imds_credd::sink::env_file::render_env_file(&creds, imds_credd::render::EnvSyntax::Sh);
+    let text = imds_credd::sink::env_file::render_env_file(
+        &creds,
+        imds_credd::credentials::render::EnvSyntax::Sh,
+    );
     std::fs::write(&env, text).unwrap();
     assert_eq!(read_env_file(&env), Some(Held::of(&creds)));
     assert_eq!(read_env_file(&dir.path().join("missing")), None);

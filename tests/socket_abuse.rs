@@ -15,7 +15,7 @@ use common::unix_http;
 use common::assert_no_secrets;
 use common::daemon_process::Sandbox;
 use imds_credd::credentials::Credentials;
-use imds_credd::simulator::SimulatorOptions;
+use imds_credd::demo::simulator::SimulatorOptions;
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::unistd::geteuid;
 use std::io::{BufRead, BufReader, Read, Write};

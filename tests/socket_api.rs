@@ -12,12 +12,12 @@ mod unix_http;
 
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::config::{FileMode, SocketConfig};
+use imds_credd::credentials::secret::Secret;
 use imds_credd::credentials::Credentials;
+use imds_credd::health::metrics::Metrics;
 use imds_credd::health::SinkHealth;
-use imds_credd::metrics::Metrics;
-use imds_credd::secret::Secret;
-use imds_credd::socket::{Api, ServerLimits, SocketError, SocketServer};
-use imds_credd::state::{CredentialState, StateSender};
+use imds_credd::refresh::state::{CredentialState, StateSender};
+use imds_credd::serve::{Api, ServerLimits, SocketError, SocketServer};
 use nix::unistd::{getegid, geteuid, Gid, Group};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -891,7 +891,7 @@ async fn child_activated_server() {
         stop.cancel();
     });
     let config = socket_config(Path::new(&path));
-    let result = imds_credd::socket::run(&config, Arc::clone(&w.api), shutdown).await;
+    let result = imds_credd::serve::run(&config, Arc::clone(&w.api), shutdown).await;
     println!("CHILD RESULT {result:?}");
     result.unwrap();
 }

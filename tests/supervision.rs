@@ -6,7 +6,7 @@
 mod common;
 
 use common::daemon_process::{text, Sandbox};
-use imds_credd::simulator::{Fault, SimulatorOptions, Target};
+use imds_credd::demo::simulator::{Fault, SimulatorOptions, Target};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -50,11 +50,11 @@ const PANIC_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY";
 #[test]
 fn a_panicking_task_exits_at_once_naming_the_task_not_the_message() {
     if std::env::var_os(PANIC_CHILD).is_some() {
-        imds_credd::logging::init(Default::default(), Default::default());
-        imds_credd::supervisor::exit_on_panic();
+        imds_credd::daemon::logging::init(Default::default(), Default::default());
+        imds_credd::daemon::supervisor::exit_on_panic();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
-            let mut tasks = imds_credd::supervisor::Supervisor::default();
+            let mut tasks = imds_credd::daemon::supervisor::Supervisor::default();
             let stop = tokio_util::sync::CancellationToken::new();
             tasks.spawn("refresher", &stop, async {
                 let key = String::from(PANIC_SECRET);

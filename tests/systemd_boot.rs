@@ -13,7 +13,7 @@
 
 mod common;
 
-use imds_credd::simulator::{Fault, ImdsSimulator, SimulatorOptions, Target};
+use imds_credd::demo::simulator::{Fault, ImdsSimulator, SimulatorOptions, Target};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -280,8 +280,8 @@ fn the_windows_service_installs_serves_stops_and_uninstalls_under_wine() {
     let exe = build_windows_exe();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let sim = runtime
-        .block_on(imds_credd::simulator::ImdsSimulator::start(
-            imds_credd::simulator::SimulatorOptions::default(),
+        .block_on(imds_credd::demo::simulator::ImdsSimulator::start(
+            imds_credd::demo::simulator::SimulatorOptions::default(),
         ))
         .expect("the IMDS simulator starts");
     // A service left by an earlier failed run would hold the pipe name.

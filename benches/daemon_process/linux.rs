@@ -4,7 +4,7 @@
 mod load;
 
 use bytes::Bytes;
-use imds_credd::simulator::{ImdsSimulator, SimulatorOptions};
+use imds_credd::demo::simulator::{ImdsSimulator, SimulatorOptions};
 use load::{get_once, load, median, rss_kib};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;

@@ -3,7 +3,7 @@
 #[path = "../common/load.rs"]
 mod load;
 
-use imds_credd::simulator::{ImdsSimulator, SimulatorOptions};
+use imds_credd::demo::simulator::{ImdsSimulator, SimulatorOptions};
 use load::{get_once, rss_kib};
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};

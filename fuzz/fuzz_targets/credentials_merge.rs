@@ -13,7 +13,7 @@
 #![no_main]
 
 use imds_credd::credentials::Credentials;
-use imds_credd::secret::Secret;
+use imds_credd::credentials::secret::Secret;
 use imds_credd::sink::merge_profile;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;

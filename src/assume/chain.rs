@@ -14,15 +14,15 @@ use super::sts::{
     default_session_name, is_region_name, parse_endpoint, regional_endpoint, AssumeRoleParams,
     AssumedRole, StsClient, StsError, StsTarget,
 };
-use crate::account::account_of_arn;
 use crate::clock::SharedClock;
 use crate::config::AssumeConfig;
+use crate::credentials::account::account_of_arn;
 use crate::credentials::{format_utc_timestamp, Credentials};
+use crate::daemon::supervisor::Supervisor;
+use crate::health::metrics::Metrics;
 use crate::imds::{error_chain, ImdsClient, ImdsError};
-use crate::metrics::Metrics;
+use crate::refresh::state::{withdraw_if_expired, StateReceiver, StateSender};
 use crate::refresh::{masked, next_refresh, retry_delay, state_channel, RefreshPolicy};
-use crate::state::{withdraw_if_expired, StateReceiver, StateSender};
-use crate::supervisor::Supervisor;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;

@@ -5,11 +5,11 @@
 //! Nothing here logs a request body or header: the signed headers carry the instance
 //! session token. Errors name the STS error code and status, never a credential.
 
-use crate::account::account_of_arn;
 use crate::backoff::{retry, RetryPolicy};
 use crate::config::AssumeConfig;
+use crate::credentials::account::account_of_arn;
+use crate::credentials::secret::Secret;
 use crate::credentials::{parse_utc_timestamp, rules, Credentials};
-use crate::secret::Secret;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use bytes::Bytes;

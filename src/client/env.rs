@@ -1,8 +1,8 @@
 //! `imds-credd env`: the credentials as environment assignments, in the syntax of the
-//! shell that reads them (`eval "$(imds-credd env)"`), quoted by [`crate::render`].
+//! shell that reads them (`eval "$(imds-credd env)"`), quoted by [`crate::credentials::render`].
 
 use super::{block_on, fail, print_stdout, ProfileArgs, SocketArgs};
-use crate::render::{render_env, EnvSyntax};
+use crate::credentials::render::{render_env, EnvSyntax};
 use std::time::SystemTime;
 
 const NAME: &str = "env";

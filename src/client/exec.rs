@@ -22,8 +22,8 @@
 use super::api::DaemonApi;
 use super::{block_on, error_line, fail, ProfileArgs, SocketArgs};
 use crate::cli::{EXIT_NO_CREDENTIALS, EXIT_USAGE};
+use crate::credentials::render::env_variables;
 use crate::credentials::Credentials;
-use crate::render::env_variables;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::ffi::OsString;
@@ -392,7 +392,7 @@ impl ForwardedSignals {
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command as CliCommand};
-    use crate::secret::Secret;
+    use crate::credentials::secret::Secret;
     use clap::Parser;
     use std::os::unix::fs::PermissionsExt;
 

@@ -8,9 +8,9 @@ use crate::cli::{EXIT_NO_CREDENTIALS, EXIT_USAGE};
 use crate::clock::SystemClock;
 use crate::config::ImdsConfig;
 use crate::credentials::Credentials;
+use crate::health::metrics::Metrics;
 use crate::imds::endpoint::{imdsv1_allowed, resolve_endpoint};
 use crate::imds::{ImdsClient, ImdsError, ImdsSettings, RetryPolicy};
-use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
@@ -89,7 +89,7 @@ pub async fn instance_role_credentials(
 mod tests {
     use super::*;
     use crate::client::test_support::runtime;
-    use crate::simulator::{ImdsSimulator, SimulatorOptions};
+    use crate::demo::simulator::{ImdsSimulator, SimulatorOptions};
 
     /// Starts a simulator (with `role`) and runs the fallback against it.
     fn fetch(

@@ -1,4 +1,4 @@
-//! The daemon's configuration: the TOML file of `../shared/DESIGN.md`, defaults for every
+//! The daemon's configuration: the TOML file of `docs/DESIGN.md`, defaults for every
 //! key, and the CLI flags that override them. Resolved once into a validated [`Config`].
 //!
 //! A bad file is refused with the file, the line and the key in the message.
@@ -113,7 +113,7 @@ pub struct SocketConfig {
     pub allow_sids: Vec<String>,
     /// Requests per second per uid on the socket and the container endpoint (`"100/s"`,
     /// burst twice that; `"0"` off; root exempt).
-    pub rate_limit: crate::socket::rate_limit::RateLimit,
+    pub rate_limit: crate::serve::rate_limit::RateLimit,
 }
 
 impl Default for SocketConfig {

@@ -11,7 +11,7 @@
 //! The account from `iam/info` is kept once found: an instance profile always belongs to
 //! the instance's own account, so it cannot change while the instance runs.
 
-use crate::account::account_of_arn;
+use crate::credentials::account::account_of_arn;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 

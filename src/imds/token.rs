@@ -1,7 +1,7 @@
 //! The IMDSv2 session token and when to stop trusting it. Expiry is judged on the injected
 //! wall clock, with a margin so a token never dies in flight.
 
-use crate::secret::Secret;
+use crate::credentials::secret::Secret;
 use std::time::{Duration, SystemTime};
 
 /// A token is replaced this long before IMDS would expire it (the AWS SDK for Rust uses

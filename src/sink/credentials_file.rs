@@ -200,7 +200,7 @@ impl Publish for CredentialsFileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
+    use crate::credentials::secret::Secret;
     use std::time::{Duration, SystemTime};
 
     fn creds(n: u32) -> Credentials {

@@ -2,7 +2,7 @@
 //! form (`export AWS_ACCESS_KEY_ID='…'`, for `.`/`source`), `systemd` form (`KEY=value`,
 //! for `EnvironmentFile=`), or, mostly for Windows, `powershell` form (`$Env:KEY="…"`, a
 //! `.ps1` to dot-source; the execution policy must allow local scripts) or `cmd` form
-//! (`set KEY=…`, a `.cmd` to `call`). Every format is accepted on every platform. The lines come from [`crate::render::render_env`], so the quoting
+//! (`set KEY=…`, a `.cmd` to `call`). Every format is accepted on every platform. The lines come from [`crate::credentials::render::render_env`], so the quoting
 //! is the same as `imds-credd env` prints.
 //!
 //! Withdrawal deletes the file: a file that scripts source must not hold expired
@@ -12,8 +12,8 @@
 use super::atomic::ManagedFile;
 use super::{check_values, Change, Publish, SinkError};
 use crate::config::EnvSinkConfig;
+use crate::credentials::render::{render_env, EnvSyntax};
 use crate::credentials::Credentials;
-use crate::render::{render_env, EnvSyntax};
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -85,7 +85,7 @@ impl Publish for EnvFileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
+    use crate::credentials::secret::Secret;
     use std::time::{Duration, SystemTime};
 
     #[test]

@@ -28,15 +28,12 @@
 //! they expire, and a restarted daemon takes over the same files. To remove them, stop the
 //! daemon and delete the env file or the profile section.
 
-// The file sinks reach the disk only through `atomic::ManagedFile`: unix calls (`openat`,
-// `fchown`…) on unix, its own module with the same methods on Windows.
-#[cfg(unix)]
-pub mod atomic;
-#[cfg(windows)]
-#[path = "atomic_windows.rs"]
 pub mod atomic;
 pub mod credentials_file;
 pub mod env_file;
+pub mod hooks;
+#[cfg(unix)]
+pub mod pid_file;
 
 pub use credentials_file::{merge_profile, CredentialsFileSink};
 pub use env_file::EnvFileSink;
@@ -44,8 +41,8 @@ pub use env_file::EnvFileSink;
 use crate::clock::{SharedClock, Sleep};
 use crate::credentials::Credentials;
 use crate::health::SinkReporter;
-use crate::hooks::RotationHooks;
-use crate::state::{CredentialState, StateReceiver};
+use crate::refresh::state::{CredentialState, StateReceiver};
+use crate::sink::hooks::RotationHooks;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -143,28 +140,6 @@ fn wanted(state: &CredentialState, now: SystemTime) -> Wanted {
     } else {
         Wanted::Withdraw
     }
-}
-
-/// Files we rewrite are small (a credentials file, a few assignment lines); anything bigger
-/// at the target is not what we think it is, and is refused rather than read into memory.
-pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
-
-/// Suffix of our temp files; with the target's name in front, it tells a leftover of a
-/// crashed write from anything else in the folder.
-const TEMP_SUFFIX: &str = ".imds-credd-tmp";
-
-/// The folder and file name of an absolute target path, or `None` when the path is relative
-/// or does not end in a plain name (`/`, `..`): a sink replaces its file by renaming a
-/// temp file inside that folder.
-pub(crate) fn split_target(path: &Path) -> Option<(PathBuf, std::ffi::OsString)> {
-    if !path.is_absolute() {
-        return None;
-    }
-    let name = match path.components().next_back() {
-        Some(std::path::Component::Normal(name)) => name.to_os_string(),
-        _ => return None,
-    };
-    Some((path.parent()?.to_path_buf(), name))
 }
 
 /// Delay before retry number `failures` (1-based): 1 s, 2 s, 4 s … capped at a minute.
@@ -305,7 +280,7 @@ fn log_success<P: Publish>(sink: &P, wanted: &Wanted, change: Change, failures: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
+    use crate::credentials::secret::Secret;
 
     fn creds(token: &str) -> Credentials {
         Credentials {

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use imds_credd::credentials::Credentials;
-use imds_credd::simulator::{ImdsSimulator, SimulatorOptions};
+use imds_credd::demo::simulator::{ImdsSimulator, SimulatorOptions};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::PathBuf;

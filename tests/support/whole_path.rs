@@ -8,14 +8,14 @@
 use hyper::{Method, Uri};
 use imds_credd::assume::sts::parse_assume_role_response;
 use imds_credd::clock::{ManualClock, SharedClock};
+use imds_credd::credentials::render::{render_env, EnvSyntax};
 use imds_credd::credentials::Credentials;
+use imds_credd::daemon::notify::status_line;
+use imds_credd::health::metrics::Metrics;
 use imds_credd::health::SinkHealth;
-use imds_credd::metrics::Metrics;
-use imds_credd::notify::status_line;
 use imds_credd::refresh::{masked, state_channel};
-use imds_credd::render::{render_env, EnvSyntax};
+use imds_credd::serve::{Api, Endpoint};
 use imds_credd::sink::merge_profile;
-use imds_credd::socket::{Api, Endpoint};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

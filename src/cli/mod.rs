@@ -1,4 +1,4 @@
-//! The command line: one binary, one subcommand per job (see `../shared/DESIGN.md`).
+//! The command line: one binary, one subcommand per job (see `docs/DESIGN.md`).
 //! Exit codes: 0 ok, 1 no valid credentials, 2 usage or config error.
 
 mod assets;
@@ -50,7 +50,7 @@ pub enum Command {
     Consumers(crate::client::consumers::ConsumersArgs),
     /// Install, uninstall or run the Windows service.
     #[cfg(windows)]
-    Service(crate::service::ServiceArgs),
+    Service(crate::daemon::service::ServiceArgs),
 }
 
 /// Where the configuration comes from: the file, then the flags on top.
@@ -97,7 +97,7 @@ pub fn main() -> ExitCode {
     // First of all, before any secret is in memory: no core file, no ptrace by the same uid.
     // Clients hold credentials too (`credential-process` prints them), so every command.
     #[cfg(target_os = "linux")]
-    if let Err(e) = crate::privileges::forbid_core_dumps() {
+    if let Err(e) = crate::daemon::privileges::forbid_core_dumps() {
         eprintln!("imds-credd: cannot turn off core dumps (PR_SET_DUMPABLE): {e}");
     }
     // `generate-assets` is parsed here but is no part of `Cli`, so that the man pages and
@@ -126,7 +126,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => crate::client::status::run(&args),
         Command::Consumers(args) => crate::client::consumers::run(&args),
         #[cfg(windows)]
-        Command::Service(args) => crate::service::run(args),
+        Command::Service(args) => crate::daemon::service::run(args),
     };
     ExitCode::from(code)
 }

@@ -1,10 +1,13 @@
 //! Role credentials: parsing the IMDS answer, expiry arithmetic, and the one JSON shape
 //! (`credential_process` Version 1) that several outputs share.
 
+pub mod account;
+pub mod render;
 pub mod rules;
+pub mod secret;
 
-use crate::account::is_account_id;
-use crate::secret::Secret;
+use crate::credentials::account::is_account_id;
+use crate::credentials::secret::Secret;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::time::SystemTime;

@@ -11,8 +11,8 @@
 //! looks at the credentials: no background task.
 
 use crate::clock::{SharedClock, SystemClock};
+use crate::credentials::secret::Secret;
 use crate::credentials::{format_utc_timestamp, Credentials};
-use crate::secret::Secret;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;

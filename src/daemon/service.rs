@@ -225,6 +225,6 @@ fn init_file_logging(log: &LogConfig) {
             .open(folder.join("imds-credd.log"))
     });
     if let Ok(file) = file {
-        crate::logging::init_to(log.level, log.format, Mutex::new(file), false);
+        crate::daemon::logging::init_to(log.level, log.format, Mutex::new(file), false);
     }
 }

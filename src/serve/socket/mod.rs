@@ -1,58 +1,33 @@
-//! The unix socket API of `../shared/DESIGN.md`: HTTP/1.1 over a unix socket, for the client
-//! commands and for any local program that can speak HTTP.
+//! The API on a unix socket (Linux): HTTP/1.1 for the client commands and for any local
+//! program that can speak HTTP.
 //!
 //! - [`listener`]: bind the socket safely (mode, group, stale socket, folder) or take the
 //!   one systemd passes; remove it on clean stop.
 //! - [`peer`]: who is connecting (`SO_PEERCRED`) and whether they are allowed.
-//! - [`api`]: the routes and their answers.
-//! - [`consumers`]: who fetched credentials, for `/v1/consumers` and `/metrics`.
-//! - [`rate_limit`]: the per-uid request budget (`[socket] rate_limit`).
 //! - [`proc_peer`]: a peer's program from `/proc`, and a loopback TCP peer's uid and pid.
-//! - [`server`]: the accept loop, its limits and graceful shutdown (shared with the
-//!   container endpoint).
 //!
-//! [`run`] puts them together; [`SocketServer`] splits it in two so the daemon can tell
-//! systemd it is ready only once the socket exists.
+//! [`run`] puts them together with the routes ([`super::api`]) and the accept loop
+//! ([`super::server`]); [`SocketServer`] splits it in two so the daemon can tell systemd it
+//! is ready only once the socket exists.
 
-pub mod api;
-pub mod consumers;
-#[cfg(target_os = "linux")]
 pub mod listener;
-#[cfg(target_os = "linux")]
 pub mod peer;
-#[cfg(windows)]
-pub mod pipe;
-#[cfg(target_os = "linux")]
 pub mod proc_peer;
-pub mod rate_limit;
-pub mod refusals;
-pub mod server;
 
-pub use api::{Api, Endpoint};
-#[cfg(target_os = "linux")]
 pub use peer::PeerPolicy;
-pub use server::ServerLimits;
 
-#[cfg(target_os = "linux")]
+use super::api::{Api, ApiError, Body, Endpoint};
+use super::server::{self, ServerLimits};
+use super::{consumers, refusals};
 use crate::config::SocketConfig;
-#[cfg(target_os = "linux")]
-use api::{ApiError, Body};
-#[cfg(target_os = "linux")]
 use hyper::body::Incoming;
-#[cfg(target_os = "linux")]
 use hyper::{Request, Response};
-#[cfg(target_os = "linux")]
 use std::io;
-#[cfg(target_os = "linux")]
 use std::path::PathBuf;
-#[cfg(target_os = "linux")]
 use std::sync::Arc;
-#[cfg(target_os = "linux")]
 use thiserror::Error;
-#[cfg(target_os = "linux")]
 use tokio_util::sync::CancellationToken;
 
-#[cfg(target_os = "linux")]
 /// Why the socket could not be opened. Nothing is served, and the daemon should stop.
 #[derive(Debug, Error)]
 pub enum SocketError {
@@ -86,7 +61,6 @@ pub enum SocketError {
     ActivationFd { detail: String },
 }
 
-#[cfg(target_os = "linux")]
 /// An open socket, not yet served.
 #[derive(Debug)]
 pub struct SocketServer {
@@ -95,7 +69,6 @@ pub struct SocketServer {
     policy: PeerPolicy,
 }
 
-#[cfg(target_os = "linux")]
 impl SocketServer {
     /// Takes the systemd socket or binds `config.path` (see [`listener`]). Call it inside the
     /// tokio runtime.
@@ -128,7 +101,6 @@ impl SocketServer {
     }
 }
 
-#[cfg(target_os = "linux")]
 /// The socket's side of the server: peers checked by `SO_PEERCRED` (and their program read
 /// from `/proc` at accept time, for the consumer table), every route served.
 struct SocketFrontend {
@@ -137,7 +109,6 @@ struct SocketFrontend {
     refusals: refusals::RefusalLog,
 }
 
-#[cfg(target_os = "linux")]
 impl server::Frontend for SocketFrontend {
     type Stream = tokio::net::UnixStream;
     type Peer = consumers::Consumer;
@@ -200,7 +171,6 @@ impl server::Frontend for SocketFrontend {
     }
 }
 
-#[cfg(target_os = "linux")]
 /// The daemon's entry point: open the socket, serve with the default limits until
 /// `shutdown`, remove the socket on the way out.
 pub async fn run(

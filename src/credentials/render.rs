@@ -240,7 +240,7 @@ fn is_plain(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
+    use crate::credentials::secret::Secret;
     use std::time::Duration;
 
     fn creds(secret: &str) -> Credentials {

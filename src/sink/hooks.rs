@@ -3,10 +3,10 @@
 //! - `on_rotate = ["cmd", "arg"]`: run directly (no shell), stdin from `/dev/null`, in its
 //!   own process group, which is killed after a timeout; its exit status is logged at info (success) or warn, its output at
 //!   debug, cut short. On Linux the child drops every capability before it execs
-//!   ([`crate::privileges::drop_capabilities`]): a hook has the daemon's uid, not its
+//!   ([`crate::daemon::privileges::drop_capabilities`]): a hook has the daemon's uid, not its
 //!   `CAP_DAC_OVERRIDE` or `CAP_KILL`.
 //! - `signal = { pid_file, signal = "HUP" }`: the signal sent to the process whose pid the
-//!   file holds, only when the file and the process pass the checks of [`crate::pid_file`];
+//!   file holds, only when the file and the process pass the checks of [`crate::sink::pid_file`];
 //!   read and sent on the blocking pool, given at most [`SIGNAL_TIMEOUT`].
 //!
 //! What went wrong in a run (a refused pid file, a failed command) goes to the log and to the
@@ -22,7 +22,7 @@
 use crate::config::SignalConfig;
 use crate::health::SinkReporter;
 #[cfg(unix)]
-use crate::pid_file::PidFileError;
+use crate::sink::pid_file::PidFileError;
 #[cfg(unix)]
 use nix::sys::signal::{killpg, Signal};
 #[cfg(unix)]
@@ -167,7 +167,7 @@ impl SignalTarget {
     async fn send(&self) -> Result<i32, HookError> {
         let (path, owner, signal) = (self.pid_file.clone(), self.owner.clone(), self.signal);
         let task = tokio::task::spawn_blocking(move || {
-            crate::pid_file::signal_from(&path, owner.as_deref(), signal)
+            crate::sink::pid_file::signal_from(&path, owner.as_deref(), signal)
         });
         match tokio::time::timeout(SIGNAL_TIMEOUT, task).await {
             Ok(Ok(outcome)) => Ok(outcome?),
@@ -339,7 +339,7 @@ impl Hooks {
         // SAFETY: the closure runs between fork and exec and makes system calls only.
         #[cfg(target_os = "linux")]
         unsafe {
-            command.pre_exec(crate::privileges::drop_capabilities);
+            command.pre_exec(crate::daemon::privileges::drop_capabilities);
         }
         let mut child = command.spawn().map_err(|source| HookError::Spawn {
             program: program.clone(),

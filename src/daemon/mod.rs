@@ -2,18 +2,27 @@
 //! sink on one state channel, re-reads the config on SIGHUP (starting and stopping sinks
 //! without dropping the credentials), and stops everything on SIGTERM/SIGINT.
 
+pub mod logging;
+#[cfg(unix)]
+pub mod notify;
+#[cfg(target_os = "linux")]
+pub mod privileges;
+#[cfg(windows)]
+pub mod service;
+pub mod supervisor;
+
 use crate::assume::{start_profiles, ChainContext, StsError};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, EnvSinkConfig, FileSinkConfig, SignalConfig};
+use crate::daemon::supervisor::{Supervisor, TaskFailure};
+use crate::health::heartbeat::Heartbeat;
+use crate::health::metrics::Metrics;
 use crate::health::SinkHealth;
-use crate::heartbeat::Heartbeat;
-use crate::hooks::{HookConfigError, RotationHooks};
 use crate::imds::endpoint::{imdsv1_allowed, resolve_endpoint};
 use crate::imds::{error_chain, ImdsClient, ImdsError, ImdsSettings, RetryPolicy};
-use crate::metrics::Metrics;
+use crate::refresh::state::StateReceiver;
 use crate::refresh::{state_channel, RefreshPolicy, Refresher};
-use crate::state::StateReceiver;
-use crate::supervisor::{Supervisor, TaskFailure};
+use crate::sink::hooks::{HookConfigError, RotationHooks};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,13 +42,13 @@ pub enum DaemonError {
     Sink(#[from] crate::sink::SinkError),
     #[cfg(target_os = "linux")]
     #[error(transparent)]
-    Socket(#[from] crate::socket::SocketError),
+    Socket(#[from] crate::serve::SocketError),
     #[cfg(target_os = "linux")]
     #[error(transparent)]
-    Container(#[from] crate::container::ContainerError),
+    Container(#[from] crate::serve::container::ContainerError),
     #[cfg(windows)]
     #[error(transparent)]
-    Pipe(#[from] crate::socket::pipe::PipeError),
+    Pipe(#[from] crate::serve::pipe::PipeError),
     #[error(transparent)]
     Hooks(#[from] HookConfigError),
     #[error("sink {sink} publishes profile {profile:?}, which no [[assume]] entry provides")]
@@ -166,7 +175,7 @@ impl DaemonHandle {
     }
 
     /// Resolves when a task ends or panics without being asked to stop (see
-    /// [`crate::supervisor`]); sinks stopped by a reload are reaped on the way.
+    /// [`crate::daemon::supervisor`]); sinks stopped by a reload are reaped on the way.
     pub async fn failure(&mut self) -> TaskFailure {
         self.tasks.failure().await
     }
@@ -271,7 +280,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
     )?;
     {
         let api = Arc::new(
-            crate::socket::Api::new(
+            crate::serve::Api::new(
                 daemon.state.clone(),
                 daemon.profiles.clone(),
                 daemon.clock.clone(),
@@ -281,18 +290,18 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
             .with_rate_limit(config.socket.rate_limit),
         );
         // Bound before READY=1 can be sent, so clients never race the socket.
-        let limits = crate::socket::ServerLimits::default();
+        let limits = crate::serve::ServerLimits::default();
         let stop = daemon.shutdown.clone();
         #[cfg(windows)]
         {
-            let server = crate::socket::pipe::PipeServer::open(&config.socket, api)?;
+            let server = crate::serve::pipe::PipeServer::open(&config.socket, api)?;
             daemon
                 .tasks
                 .spawn("pipe server", &stop, server.serve(limits, stop.clone()));
         }
         #[cfg(target_os = "linux")]
         {
-            let server = crate::socket::SocketServer::open(&config.socket)?;
+            let server = crate::serve::SocketServer::open(&config.socket)?;
             daemon.tasks.spawn(
                 "socket server",
                 &stop,
@@ -301,7 +310,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
             // After the socket: a token folder made here (0700) must not be the socket's.
             if let Some(container) = &config.container {
                 let clock = daemon.clock.clone();
-                let endpoint = crate::container::ContainerEndpoint::open(
+                let endpoint = crate::serve::container::ContainerEndpoint::open(
                     container,
                     api,
                     &daemon.health,
@@ -335,7 +344,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
     daemon.tasks.spawn(
         "systemd notify",
         &stop,
-        crate::notify::run(
+        crate::daemon::notify::run(
             daemon.state.clone(),
             daemon.health.clone(),
             daemon.clock.clone(),
@@ -354,7 +363,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
 /// The `run` command: a daemon in the foreground until SIGTERM or SIGINT. On SIGHUP it calls
 /// `reread` and applies the result, keeping the running config if the new one is bad.
 pub fn run_foreground(config: Config, reread: impl Fn() -> Result<Config, ConfigError>) -> u8 {
-    crate::logging::init(config.log.level, config.log.format);
+    crate::daemon::logging::init(config.log.level, config.log.format);
     run_until(config, reread, CancellationToken::new())
 }
 
@@ -365,7 +374,7 @@ pub fn run_until(
     reread: impl Fn() -> Result<Config, ConfigError>,
     stop: CancellationToken,
 ) -> u8 {
-    crate::supervisor::exit_on_panic();
+    crate::daemon::supervisor::exit_on_panic();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -399,7 +408,7 @@ pub fn run_until(
                 failure = daemon.failure() => {
                     tracing::error!(error = %failure, "exiting so that the service manager restarts the daemon");
                     daemon.stop().await;
-                    return crate::supervisor::EXIT_TASK_FAILED;
+                    return crate::daemon::supervisor::EXIT_TASK_FAILED;
                 }
             };
             if signal != Signal::Reload {

@@ -10,9 +10,9 @@
 
 use crate::clock::SharedClock;
 use crate::credentials::format_utc_timestamp;
+use crate::health::heartbeat::Heartbeat;
 use crate::health::SinkHealth;
-use crate::heartbeat::Heartbeat;
-use crate::state::{CredentialState, StateReceiver};
+use crate::refresh::state::{CredentialState, StateReceiver};
 use sd_notify::NotifyState;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
@@ -121,8 +121,8 @@ pub fn status_line(state: &CredentialState, now: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::secret::Secret;
     use crate::credentials::Credentials;
-    use crate::secret::Secret;
     use std::sync::Arc;
 
     #[test]

@@ -5,13 +5,15 @@
 //! with backoff while the last good credentials are served, until they expire — then
 //! withdraw them. Between refreshes the loop sleeps; nothing polls.
 
+pub mod state;
+
 use crate::clock::SharedClock;
 use crate::config::RefreshConfig;
 use crate::credentials::{format_utc_timestamp, Credentials};
-use crate::heartbeat::Heartbeat;
+use crate::health::heartbeat::Heartbeat;
+use crate::health::metrics::Metrics;
 use crate::imds::{error_chain, ImdsClient, ImdsError};
-use crate::metrics::Metrics;
-use crate::state::{withdraw_if_expired, CredentialState, StateSender};
+use crate::refresh::state::{withdraw_if_expired, CredentialState, StateSender};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
@@ -309,7 +311,7 @@ pub fn masked(access_key_id: &str) -> String {
 }
 
 /// A fresh state channel with nothing published yet.
-pub fn state_channel() -> (StateSender, crate::state::StateReceiver) {
+pub fn state_channel() -> (StateSender, crate::refresh::state::StateReceiver) {
     tokio::sync::watch::channel(CredentialState::default())
 }
 

@@ -2,6 +2,9 @@
 //! gone) is visible without reading the logs, and never stops the others. A sink's row lives
 //! as long as its [`SinkReporter`]: a sink removed by a reload leaves the table.
 
+pub mod heartbeat;
+pub mod metrics;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;

@@ -62,10 +62,10 @@ impl Drop for SocketGuard {
     }
 }
 
-/// Takes the socket systemd passed if we were socket-activated (see [`crate::activation`]),
+/// Takes the socket systemd passed if we were socket-activated (see [`crate::serve::activation`]),
 /// else binds `config.path`.
 pub fn open(config: &SocketConfig) -> Result<OpenedSocket, SocketError> {
-    match crate::activation::take(crate::activation::API_SOCKET_NAMES) {
+    match crate::serve::activation::take(crate::serve::activation::API_SOCKET_NAMES) {
         Some(fd) => Ok(OpenedSocket {
             listener: take_activated(fd, &config.path)?,
             guard: None,

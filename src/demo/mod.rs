@@ -2,10 +2,12 @@
 //! private temporary folder, on any machine and without an AWS account. Credentials live
 //! five minutes and rotate every two and a half, so a rotation shows within minutes.
 
+pub mod simulator;
+
 use crate::clock::SystemClock;
 use crate::config::{Config, EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig};
 use crate::credentials::format_utc_timestamp;
-use crate::simulator::{ImdsSimulator, SimulatorOptions};
+use crate::demo::simulator::{ImdsSimulator, SimulatorOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +25,7 @@ pub struct DemoArgs {
 
 /// Runs the demo until Ctrl-C (or `--run-for`), then removes its folder.
 pub fn run(args: &DemoArgs) -> u8 {
-    crate::logging::init(
+    crate::daemon::logging::init(
         crate::config::LogLevel::Info,
         crate::config::LogFormat::Text,
     );

@@ -14,9 +14,9 @@
 //! program that reconnects is found by its last pid at once.
 //!
 //! Every string from `/proc` is made printable and capped here (with
-//! [`super::consumers::printable`]), before it reaches a log line, the JSON or the table.
+//! [`crate::serve::consumers::printable`]), before it reaches a log line, the JSON or the table.
 
-use super::consumers::{printable, Program};
+use crate::serve::consumers::{printable, Program};
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -14,13 +14,13 @@
 //! `[[assume]]` profile) answer `{"AccessKeyId","SecretAccessKey","Token","Expiration"}`,
 //! plus `RoleArn` for a profile. The rendering, the expiry check at answer time (503, never
 //! an expired set) and the `{"code","message"}` errors are the socket API's
-//! ([`crate::socket::api`], [`Endpoint::Container`]); the connection limits and the graceful
-//! stop are its server's ([`crate::socket::server`]).
+//! ([`crate::serve::api`], [`Endpoint::Container`]); the connection limits and the graceful
+//! stop are its server's ([`crate::serve::server`]).
 //!
 //! # Who is answered
 //! Checked in this order; each refusal is logged with the peer address and the reason, never
 //! with a header's value, at most once per peer and reason every
-//! [`crate::socket::refusals::INTERVAL`] (with the count since the previous line):
+//! [`crate::serve::refusals::INTERVAL`] (with the count since the previous line):
 //! - A peer that is not on loopback: 403 on every request. The listen address is loopback
 //!   already (the config refuses any other), so this is a second lock.
 //! - A request carrying `X-Forwarded-For` or `Forwarded`: 403. A proxy or a web application
@@ -30,7 +30,7 @@
 //! - A uid over `[socket] rate_limit`: 429 with `Retry-After`.
 //!
 //! The peer's uid (and, where the daemon may see it, its pid and program) comes from
-//! `/proc/net/tcp{,6}` by its port at accept time ([`crate::socket::proc_peer`]), for the
+//! `/proc/net/tcp{,6}` by its port at accept time ([`crate::serve::socket::proc_peer`]), for the
 //! rate limit and the consumer table.
 //!
 //! # The token
@@ -65,20 +65,20 @@
 //! file exists: one left from an earlier run is removed, because SDKs reading it would
 //! send the token to, and take credentials from, whoever holds the port. To hold the port
 //! from boot, enable `imds-credd-container.socket`: systemd binds it before any user
-//! runs and passes it to the daemon ([`crate::activation`]).
+//! runs and passes it to the daemon ([`crate::serve::activation`]).
 
 use crate::clock::SharedClock;
 use crate::config::{is_loopback, ContainerConfig};
+use crate::credentials::secret::Secret;
 use crate::health::{SinkHealth, SinkReporter};
-use crate::secret::Secret;
+use crate::serve::api::{ApiError, Body};
+use crate::serve::consumers::{Consumer, Program};
+use crate::serve::refusals::RefusalLog;
+use crate::serve::server::{self, Frontend, ServerLimits, UnauthenticatedLimits};
+use crate::serve::socket::proc_peer::{loopback_socket, program_of, SocketOwners};
+use crate::serve::{Api, Endpoint};
 use crate::sink::atomic::{FileError, ManagedFile};
 use crate::sink::RESYNC_INTERVAL;
-use crate::socket::api::{ApiError, Body};
-use crate::socket::consumers::{Consumer, Program};
-use crate::socket::proc_peer::{loopback_socket, program_of, SocketOwners};
-use crate::socket::refusals::RefusalLog;
-use crate::socket::server::{self, Frontend, ServerLimits, UnauthenticatedLimits};
-use crate::socket::{Api, Endpoint};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, FORWARDED};
 use hyper::{Request, Response, StatusCode};
@@ -154,7 +154,7 @@ struct ContainerService {
 }
 
 impl ContainerEndpoint {
-    /// Takes the port from systemd ([`crate::activation`]) or binds `config.listen` (port 0
+    /// Takes the port from systemd ([`crate::serve::activation`]) or binds `config.listen` (port 0
     /// picks a free port: see [`Self::local_addr`]), makes a token and writes it to
     /// `config.token_file`, and adds the endpoint to `health`. A port that cannot be bound
     /// is reported and retried by [`Self::serve`].
@@ -240,10 +240,11 @@ impl ContainerEndpoint {
 
 /// The listener systemd passed for the endpoint, else a new one bound to `addr`.
 fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let std_listener = match crate::activation::take(crate::activation::CONTAINER_SOCKET_NAMES) {
-        Some(fd) => activated_listener(fd)?,
-        None => std::net::TcpListener::bind(addr)?,
-    };
+    let std_listener =
+        match crate::serve::activation::take(crate::serve::activation::CONTAINER_SOCKET_NAMES) {
+            Some(fd) => activated_listener(fd)?,
+            None => std::net::TcpListener::bind(addr)?,
+        };
     std_listener.set_nonblocking(true)?;
     TcpListener::from_std(std_listener)
 }

@@ -1,10 +1,10 @@
-//! The daemon's HTTP routes (`../shared/DESIGN.md`, "Socket API"): credentials in three
+//! The daemon's HTTP routes (`docs/DESIGN.md`, "Socket API"): credentials in three
 //! formats, status, health and Prometheus metrics, each read from the refresher's watch
 //! channel at the moment of the request. Validity is checked against the clock when the
 //! answer is made, so a set that expired since its publication is never served.
 //!
 //! Two listeners share one [`Api`] (and so one rendering of each credentials set): the unix
-//! socket gets every route, the container endpoint ([`crate::container`]) only
+//! socket gets every route, the container endpoint ([`crate::serve::container`]) only
 //! `/v1/credentials` in the container shape. [`Endpoint`] says which one asks; each has its
 //! own request counters.
 //!
@@ -17,14 +17,14 @@
 //! credentials request and every refusal.
 
 use crate::clock::SharedClock;
+use crate::credentials::render::{render_env, EnvSyntax};
 use crate::credentials::{format_utc_timestamp, Credentials};
+use crate::health::metrics::{Metrics, RequestCounters};
 use crate::health::SinkHealth;
 use crate::imds::clock_skew::ClockSkew;
-use crate::metrics::{Metrics, RequestCounters};
-use crate::render::{render_env, EnvSyntax};
-use crate::socket::consumers::{Consumer, Consumers, Outcome};
-use crate::socket::rate_limit::{retry_after_seconds, RateLimit, RateLimiter};
-use crate::state::{CredentialState, StateReceiver};
+use crate::refresh::state::{CredentialState, StateReceiver};
+use crate::serve::consumers::{Consumer, Consumers, Outcome};
+use crate::serve::rate_limit::{retry_after_seconds, RateLimit, RateLimiter};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
