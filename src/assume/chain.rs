@@ -23,12 +23,11 @@ use crate::credentials::{format_utc_timestamp, Credentials};
 use crate::daemon::supervisor::Supervisor;
 use crate::health::metrics::Metrics;
 use crate::imds::{ImdsClient, ImdsError};
-use crate::refresh::engine::{Engine, Event, Fetched, Source, Upstream};
+use crate::refresh::engine::{Counters, Engine, Event, Fetched, Source, Upstream};
 use crate::refresh::policy::RefreshPolicy;
 use crate::refresh::state::StateReceiver;
 use crate::refresh::{masked, state_channel};
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::SystemTime;
 use thiserror::Error;
@@ -227,8 +226,11 @@ impl Source for AssumedProfile {
         }
     }
 
-    fn counters<'m>(&self, metrics: &'m Metrics) -> (&'m AtomicU64, &'m AtomicU64) {
-        (&metrics.assume_successes, &metrics.assume_failures)
+    fn counters<'m>(&self, metrics: &'m Metrics) -> Counters<'m> {
+        Counters {
+            published: &metrics.assume_successes,
+            failed: &metrics.assume_failures,
+        }
     }
 }
 

@@ -100,8 +100,16 @@ pub trait Source: Send {
     /// Logs what happened.
     fn report(&self, event: Event<'_, Self::Detail, Self::Error>);
 
-    /// The counters this source's outcomes add to: published, failed.
-    fn counters<'m>(&self, metrics: &'m Metrics) -> (&'m AtomicU64, &'m AtomicU64);
+    /// The counters this source's outcomes add to.
+    fn counters<'m>(&self, metrics: &'m Metrics) -> Counters<'m>;
+}
+
+/// A source's two counters in [`Metrics`].
+pub struct Counters<'m> {
+    /// Sets published.
+    pub published: &'m AtomicU64,
+    /// Attempts that ended without a set.
+    pub failed: &'m AtomicU64,
 }
 
 /// The state a chained source signs with (a profile: the instance role's), and what it
@@ -272,7 +280,7 @@ impl<S: Source> Engine<S> {
             fetched: &fetched,
             next_refresh,
         });
-        Metrics::incr(self.source.counters(&self.metrics).0);
+        Metrics::incr(self.source.counters(&self.metrics).published);
         let Fetched {
             role, credentials, ..
         } = fetched;
@@ -304,7 +312,7 @@ impl<S: Source> Engine<S> {
                 s.credentials = None;
             });
         }
-        Metrics::incr(self.source.counters(&self.metrics).1);
+        Metrics::incr(self.source.counters(&self.metrics).failed);
         self.state.send_modify(|s| s.last_error = Some(message));
         let retry =
             policy::after_failure(self.clock.now(), &self.policy, *failures, fastrand::f64());
@@ -373,5 +381,226 @@ impl<S: Source> Engine<S> {
         if let Some(heartbeat) = &self.heartbeat {
             heartbeat.check_in(away);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::credentials::secret::Secret;
+    use crate::refresh::state::CredentialState;
+    use crate::refresh::state_channel;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    const MIN: Duration = Duration::from_secs(60);
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Refused(&'static str);
+
+    /// Answers attempts from a script, in order, and is silent once it is spent. "gone"
+    /// revokes the held set. Records the access key id each attempt signed with.
+    struct Scripted {
+        answers: VecDeque<Result<Credentials, Refused>>,
+        upstream: Option<Upstream>,
+        signed: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Source for Scripted {
+        type Input = Option<String>;
+        type Detail = ();
+        type Error = Refused;
+
+        fn input(&mut self) -> Option<Option<String>> {
+            match &mut self.upstream {
+                Some(upstream) => upstream.signer().map(|c| Some(c.access_key_id.clone())),
+                None => Some(None),
+            }
+        }
+
+        async fn upstream_rotated(&mut self, waiting: bool) {
+            match &mut self.upstream {
+                Some(upstream) => upstream.rotated(waiting).await,
+                None => std::future::pending().await,
+            }
+        }
+
+        async fn fetch(&mut self, signer: Option<String>) -> Result<Fetched<()>, Refused> {
+            self.signed.lock().unwrap().extend(signer);
+            let Some(answer) = self.answers.pop_front() else {
+                return std::future::pending().await;
+            };
+            answer.map(|credentials| Fetched {
+                role: "r".into(),
+                credentials,
+                detail: (),
+            })
+        }
+
+        fn admit(&self, _: &mut Fetched<()>, _: SystemTime) -> Result<(), Refused> {
+            Ok(())
+        }
+
+        fn revokes(&self, error: &Refused) -> bool {
+            error.0 == "gone"
+        }
+
+        fn report(&self, _: Event<'_, (), Refused>) {}
+
+        fn counters<'m>(&self, metrics: &'m Metrics) -> Counters<'m> {
+            Counters {
+                published: &metrics.refresh_successes,
+                failed: &metrics.refresh_failures,
+            }
+        }
+    }
+
+    fn credentials(key: &str, expiration: SystemTime) -> Credentials {
+        Credentials {
+            access_key_id: key.into(),
+            secret_access_key: Secret::new("secret".into()),
+            session_token: Secret::new("token".into()),
+            expiration,
+            account_id: None,
+        }
+    }
+
+    struct Running {
+        clock: ManualClock,
+        state: StateReceiver,
+        metrics: Arc<Metrics>,
+        signed: Arc<Mutex<Vec<String>>>,
+        _stop: tokio_util::sync::DropGuard,
+    }
+
+    impl Running {
+        fn start(
+            clock: ManualClock,
+            answers: Vec<Result<Credentials, Refused>>,
+            upstream: Option<StateReceiver>,
+        ) -> Self {
+            let shared: SharedClock = Arc::new(clock.clone());
+            let signed = Arc::new(Mutex::new(Vec::new()));
+            let source = Scripted {
+                answers: answers.into(),
+                upstream: upstream.map(|state| Upstream::new(state, shared.clone())),
+                signed: signed.clone(),
+            };
+            let (sender, state) = state_channel();
+            let metrics = Arc::new(Metrics::default());
+            let policy = RefreshPolicy::from(&crate::config::RefreshConfig::default());
+            let engine = Engine::new(source, shared, policy, sender, metrics.clone());
+            let stop = CancellationToken::new();
+            tokio::spawn(engine.run(stop.clone()));
+            Running {
+                clock,
+                state,
+                metrics,
+                signed,
+                _stop: stop.drop_guard(),
+            }
+        }
+
+        async fn until(&mut self, what: &str, done: impl FnMut(&CredentialState) -> bool) {
+            tokio::time::timeout(Duration::from_secs(5), self.state.wait_for(done))
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+                .expect("engine running");
+        }
+
+        fn key(&self) -> Option<String> {
+            let state = self.state.borrow();
+            state.credentials.as_ref().map(|c| c.access_key_id.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_keeps_the_last_good_set_until_it_expires_then_withdraws_it() {
+        let clock = ManualClock::starting_now();
+        let t0 = clock.now();
+        let answers = vec![
+            Ok(credentials("KEY1", t0 + 40 * MIN)),
+            Err(Refused("down")),
+            Err(Refused("down")),
+        ];
+        let mut run = Running::start(clock, answers, None);
+        run.until("the first set", |s| s.credentials.is_some())
+            .await;
+
+        run.clock.advance(25 * MIN);
+        run.until("the failure", |s| s.last_error.is_some()).await;
+        let now = run.clock.now();
+        assert!(run.state.borrow().valid_credentials(now).is_some());
+        assert_eq!(run.key().as_deref(), Some("KEY1"));
+
+        run.clock.advance(20 * MIN);
+        run.until("the withdrawal", |s| s.credentials.is_none())
+            .await;
+        assert_eq!(run.state.borrow().last_error.as_deref(), Some("down"));
+        assert_eq!(Metrics::get(&run.metrics.refresh_successes), 1);
+        assert_eq!(Metrics::get(&run.metrics.refresh_failures), 2);
+    }
+
+    #[tokio::test]
+    async fn an_error_that_revokes_the_set_withdraws_it_at_once() {
+        let clock = ManualClock::starting_now();
+        let t0 = clock.now();
+        let answers = vec![Ok(credentials("KEY1", t0 + 6 * HOUR)), Err(Refused("gone"))];
+        let mut run = Running::start(clock, answers, None);
+        run.until("the first set", |s| s.credentials.is_some())
+            .await;
+        assert!(run
+            .state
+            .borrow()
+            .next_refresh
+            .is_some_and(|at| at <= t0 + HOUR));
+
+        run.clock.advance(HOUR);
+        run.until("the withdrawal", |s| s.credentials.is_none())
+            .await;
+        let state = run.state.borrow();
+        assert_eq!(state.role, None);
+        assert_eq!(state.last_error.as_deref(), Some("gone"));
+    }
+
+    #[tokio::test]
+    async fn a_chained_source_waits_for_upstream_credentials_and_signs_again_when_they_rotate() {
+        let clock = ManualClock::starting_now();
+        let t0 = clock.now();
+        let (upstream, upstream_state) = state_channel();
+        let answers = vec![
+            Ok(credentials("CHAIN1", t0 + HOUR)),
+            Ok(credentials("CHAIN2", t0 + HOUR)),
+        ];
+        let mut run = Running::start(clock, answers, Some(upstream_state));
+        let publish = |key: &str| {
+            let set = Arc::new(credentials(key, t0 + 6 * HOUR));
+            upstream.send_modify(|s| s.credentials = Some(set));
+        };
+
+        publish("KEY1");
+        run.until("the first chained set", |s| s.credentials.is_some())
+            .await;
+        publish("KEY1");
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            *run.signed.lock().unwrap(),
+            ["KEY1"],
+            "same key: no new attempt"
+        );
+
+        publish("KEY2");
+        run.until("the second chained set", |s| {
+            s.credentials
+                .as_ref()
+                .is_some_and(|c| c.access_key_id == "CHAIN2")
+        })
+        .await;
+        assert_eq!(*run.signed.lock().unwrap(), ["KEY1", "KEY2"]);
     }
 }

@@ -7,11 +7,10 @@ use crate::credentials::format_utc_timestamp;
 use crate::health::heartbeat::Heartbeat;
 use crate::health::metrics::Metrics;
 use crate::imds::{ImdsClient, ImdsError};
-use crate::refresh::engine::{Engine, Event, Fetched, Source};
+use crate::refresh::engine::{Counters, Engine, Event, Fetched, Source};
 use crate::refresh::masked;
 use crate::refresh::policy::RefreshPolicy;
 use crate::refresh::state::StateSender;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::SystemTime;
 use thiserror::Error;
@@ -157,8 +156,11 @@ impl Source for InstanceRole {
         }
     }
 
-    fn counters<'m>(&self, metrics: &'m Metrics) -> (&'m AtomicU64, &'m AtomicU64) {
-        (&metrics.refresh_successes, &metrics.refresh_failures)
+    fn counters<'m>(&self, metrics: &'m Metrics) -> Counters<'m> {
+        Counters {
+            published: &metrics.refresh_successes,
+            failed: &metrics.refresh_failures,
+        }
     }
 }
 
