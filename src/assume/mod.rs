@@ -1,7 +1,7 @@
 //! `[[assume]]` profiles: roles assumed with the instance role's credentials.
 //! - [`sts`]: the signed STS `AssumeRole` call and its XML answer.
-//! - [`chain`]: one task per profile that keeps its chained credentials fresh and publishes
-//!   them on the profile's own state channel.
+//! - [`chain`]: each profile as a source for the refresh engine, chained on the instance
+//!   role's state and publishing on the profile's own state channel.
 
 pub mod chain;
 pub mod sts;

@@ -20,8 +20,9 @@ use crate::health::metrics::Metrics;
 use crate::health::SinkHealth;
 use crate::imds::endpoint::{imdsv1_allowed, resolve_endpoint};
 use crate::imds::{error_chain, ImdsClient, ImdsError, ImdsSettings, RetryPolicy};
+use crate::refresh::policy::RefreshPolicy;
 use crate::refresh::state::StateReceiver;
-use crate::refresh::{state_channel, RefreshPolicy, Refresher};
+use crate::refresh::{instance, state_channel};
 use crate::sink::hooks::{HookConfigError, RotationHooks};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -327,7 +328,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
     }
     let role = Some(config.imds.role.clone()).filter(|r| !r.is_empty());
     let heartbeat = Heartbeat::new(Heartbeat::allowance_for(config.imds.timeout));
-    let refresher = Refresher::new(
+    let refresher = instance::refresher(
         imds,
         daemon.clock.clone(),
         RefreshPolicy::from(&config.refresh),

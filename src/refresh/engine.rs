@@ -1,0 +1,606 @@
+//! The one refresh loop, for the instance role and every `[[assume]]` profile: ask a
+//! [`Source`] for a credential set, publish it on a state channel or keep the last good set
+//! and back off, withdraw a set at its expiry, sleep until the next decision. The decisions
+//! are [`super::policy`]'s; what to ask and what to log belong to each source
+//! ([`super::instance`], `crate::assume::chain`). See `docs/ARCHITECTURE.md`.
+//!
+//! Between attempts the loop sleeps on the injected clock; nothing polls. A source chained on
+//! another (a profile on the instance role) also wakes when that upstream state brings
+//! credentials it has not signed with yet.
+
+use crate::clock::SharedClock;
+use crate::credentials::Credentials;
+use crate::health::heartbeat::Heartbeat;
+use crate::health::metrics::Metrics;
+use crate::imds::error_chain;
+use crate::refresh::policy::{self, AfterSuccess, RefreshPolicy, Wake};
+use crate::refresh::state::{withdraw_if_expired, StateReceiver, StateSender};
+use std::future::Future;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
+
+/// A set a source fetched, as the engine publishes it.
+pub struct Fetched<D> {
+    /// What the state names as the role: the instance role's name, a profile's role ARN.
+    pub role: String,
+    pub credentials: Credentials,
+    /// What only the source's own log needs (the assumed-role ARN STS answered).
+    pub detail: D,
+}
+
+/// What the engine tells a source to report; each source words its own log lines.
+pub enum Event<'a, D, E> {
+    /// The published role appears, changes or disappears.
+    RoleChanged {
+        previous: Option<&'a str>,
+        current: Option<&'a str>,
+    },
+    /// The set expires within `before_expiry`: published, asked for again soon.
+    TooShort(&'a Fetched<D>),
+    /// The set is about to be published; the next attempt is at `next_refresh`.
+    Published {
+        fetched: &'a Fetched<D>,
+        next_refresh: SystemTime,
+    },
+    /// An attempt failed. `message` is the chain the state records; `held`: a valid last
+    /// good set is still served; `failures`: how many failed in a row before this one.
+    Failed {
+        error: &'a E,
+        message: &'a str,
+        held: bool,
+        failures: u32,
+    },
+    /// The held set expired with no replacement and was withdrawn.
+    Expired { last_error: &'a str },
+    /// The upstream state has no valid credentials to sign with: nothing is scheduled until
+    /// it has.
+    WaitingForUpstream,
+    /// The upstream state brought credentials this source has not signed with.
+    UpstreamRotated,
+}
+
+/// Where credential sets come from: IMDS for the instance role, STS for a profile.
+pub trait Source: Send {
+    /// What an attempt works from: nothing for the instance role, the instance-role
+    /// credentials to sign with for a profile.
+    type Input: Send;
+    /// What [`Fetched::detail`] carries.
+    type Detail: Send;
+    type Error: std::error::Error + Send + 'static;
+
+    /// What the next attempt works from; `None` while there is nothing (a chained source
+    /// whose [`Upstream`] holds no valid credentials): no attempt is scheduled until
+    /// [`Source::upstream_rotated`] completes.
+    fn input(&mut self) -> Option<Self::Input>;
+
+    /// Completes when the upstream calls for a new attempt (see [`Upstream::rotated`]);
+    /// never, for a source with no upstream.
+    fn upstream_rotated(&mut self, waiting: bool) -> impl Future<Output = ()> + Send;
+
+    /// Asks for a new set.
+    fn fetch(
+        &mut self,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Fetched<Self::Detail>, Self::Error>> + Send;
+
+    /// Checks (and may adjust) a fetched set at `now` before it is published; an error
+    /// rejects it like a failed fetch.
+    fn admit(
+        &self,
+        fetched: &mut Fetched<Self::Detail>,
+        now: SystemTime,
+    ) -> Result<(), Self::Error>;
+
+    /// Whether `error` means the held set is no longer this source's to serve (the instance
+    /// role was removed): withdrawn at once, not at its expiry.
+    fn revokes(&self, error: &Self::Error) -> bool;
+
+    /// Logs what happened.
+    fn report(&self, event: Event<'_, Self::Detail, Self::Error>);
+
+    /// The counters this source's outcomes add to.
+    fn counters<'m>(&self, metrics: &'m Metrics) -> Counters<'m>;
+}
+
+/// A source's two counters in [`Metrics`].
+pub struct Counters<'m> {
+    /// Sets published.
+    pub published: &'m AtomicU64,
+    /// Attempts that ended without a set.
+    pub failed: &'m AtomicU64,
+}
+
+/// The state a chained source signs with (a profile: the instance role's), and what it
+/// signed with last.
+pub struct Upstream {
+    state: StateReceiver,
+    clock: SharedClock,
+    /// False once the upstream loop is gone (the daemon is stopping): only the clock and the
+    /// shutdown can wake the source then.
+    open: bool,
+    /// The access key id of the credentials the last attempt signed with.
+    signed_with: Option<String>,
+}
+
+impl Upstream {
+    pub fn new(state: StateReceiver, clock: SharedClock) -> Self {
+        Upstream {
+            state,
+            clock,
+            open: true,
+            signed_with: None,
+        }
+    }
+
+    /// The credentials to sign the next attempt with, if the upstream holds valid ones.
+    pub fn signer(&mut self) -> Option<Arc<Credentials>> {
+        let now = self.clock.now();
+        let signer = self
+            .state
+            .borrow_and_update()
+            .valid_credentials(now)
+            .cloned()?;
+        self.signed_with = Some(signer.access_key_id.clone());
+        Some(signer)
+    }
+
+    /// Completes when the upstream holds valid credentials that call for a new attempt:
+    /// any, while `waiting` for them (the last turn had no signer); else ones not signed
+    /// with yet.
+    pub async fn rotated(&mut self, waiting: bool) {
+        loop {
+            if !self.open {
+                return std::future::pending().await;
+            }
+            if self.state.changed().await.is_err() {
+                self.open = false;
+                continue;
+            }
+            let current = self
+                .state
+                .borrow_and_update()
+                .valid_credentials(self.clock.now())
+                .map(|c| c.access_key_id.clone());
+            if let Some(key) = current {
+                if waiting || self.signed_with.as_deref() != Some(key.as_str()) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What ended a sleep.
+enum Woke {
+    Deadline,
+    Upstream,
+    Stop,
+}
+
+/// Keeps one source's set fresh on its state channel.
+pub struct Engine<S: Source> {
+    source: S,
+    clock: SharedClock,
+    policy: RefreshPolicy,
+    state: StateSender,
+    metrics: Arc<Metrics>,
+    /// Checked in on every turn of the loop, for the watchdog (the instance role's).
+    heartbeat: Option<Heartbeat>,
+}
+
+impl<S: Source> Engine<S> {
+    pub fn new(
+        source: S,
+        clock: SharedClock,
+        policy: RefreshPolicy,
+        state: StateSender,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Engine {
+            source,
+            clock,
+            policy,
+            state,
+            metrics,
+            heartbeat: None,
+        }
+    }
+
+    /// Checks in with `heartbeat` on every turn: before each attempt, and with the length of
+    /// each sleep.
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.heartbeat = Some(heartbeat);
+        self
+    }
+
+    /// Refreshes until `shutdown` is cancelled.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut failures: u32 = 0;
+        loop {
+            self.check_in(Duration::ZERO);
+            let wake_at = match self.source.input() {
+                Some(input) => {
+                    // A fetch can take its full timeout: do not hold up a stop.
+                    let outcome = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        outcome = self.source.fetch(input) => outcome,
+                    };
+                    Some(self.settle(outcome, &mut failures))
+                }
+                None => {
+                    self.source.report(Event::WaitingForUpstream);
+                    None
+                }
+            };
+            self.state.send_modify(|s| s.next_refresh = wake_at);
+            if !self.sleep(wake_at, &shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// Publishes or rejects what a fetch gave; returns when to try next.
+    fn settle(
+        &self,
+        outcome: Result<Fetched<S::Detail>, S::Error>,
+        failures: &mut u32,
+    ) -> SystemTime {
+        let now = self.clock.now();
+        let admitted =
+            outcome.and_then(|mut fetched| self.source.admit(&mut fetched, now).map(|()| fetched));
+        match admitted {
+            Ok(fetched) => self.accept(fetched, now, failures),
+            Err(error) => self.reject(error, failures),
+        }
+    }
+
+    /// Publishes the set and decides when to ask again.
+    fn accept(
+        &self,
+        fetched: Fetched<S::Detail>,
+        now: SystemTime,
+        failures: &mut u32,
+    ) -> SystemTime {
+        self.note_role(Some(&fetched.role));
+        let next = policy::after_success(
+            now,
+            fetched.credentials.expiration,
+            &self.policy,
+            *failures,
+            fastrand::f64(),
+        );
+        if let AfterSuccess::TooShort(_) = next {
+            self.source.report(Event::TooShort(&fetched));
+        }
+        *failures = next.failures();
+        let next_refresh = next.wake_at();
+        self.source.report(Event::Published {
+            fetched: &fetched,
+            next_refresh,
+        });
+        Metrics::incr(self.source.counters(&self.metrics).published);
+        let Fetched {
+            role, credentials, ..
+        } = fetched;
+        self.state.send_modify(|s| {
+            s.role = Some(role);
+            s.credentials = Some(Arc::new(credentials));
+            s.last_refresh = Some(now);
+            s.last_error = None;
+        });
+        next_refresh
+    }
+
+    /// Records a failed attempt; the last good set stays served until it expires, unless the
+    /// error revokes it.
+    fn reject(&self, error: S::Error, failures: &mut u32) -> SystemTime {
+        let message = error_chain(&error);
+        let now = self.clock.now();
+        let held = self.state.borrow().valid_credentials(now).is_some();
+        self.source.report(Event::Failed {
+            error: &error,
+            message: &message,
+            held,
+            failures: *failures,
+        });
+        if self.source.revokes(&error) {
+            self.note_role(None);
+            self.state.send_modify(|s| {
+                s.role = None;
+                s.credentials = None;
+            });
+        }
+        Metrics::incr(self.source.counters(&self.metrics).failed);
+        self.state.send_modify(|s| s.last_error = Some(message));
+        let retry =
+            policy::after_failure(self.clock.now(), &self.policy, *failures, fastrand::f64());
+        *failures = retry.failures;
+        retry.at
+    }
+
+    /// Reports the published role changing to `current`.
+    fn note_role(&self, current: Option<&str>) {
+        let previous = self.state.borrow().role.clone();
+        if previous.as_deref() != current {
+            self.source.report(Event::RoleChanged {
+                previous: previous.as_deref(),
+                current,
+            });
+        }
+    }
+
+    /// Sleeps until `wake_at` (`None`: until the upstream wakes it), withdrawing the set if
+    /// it expires first. Returns false when asked to stop.
+    async fn sleep(&mut self, wake_at: Option<SystemTime>, shutdown: &CancellationToken) -> bool {
+        loop {
+            let next = policy::next_wake(self.state.borrow().expiration(), wake_at);
+            if let Some(next) = next {
+                let away = next.at().duration_since(self.clock.now());
+                self.check_in(away.unwrap_or_default());
+            }
+            let woke = {
+                let clock = &self.clock;
+                let deadline = async {
+                    match next {
+                        Some(next) => clock.sleep_until(next.at()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let upstream = self.source.upstream_rotated(wake_at.is_none());
+                tokio::select! {
+                    _ = shutdown.cancelled() => Woke::Stop,
+                    _ = deadline => Woke::Deadline,
+                    _ = upstream => Woke::Upstream,
+                }
+            };
+            match (woke, next) {
+                (Woke::Stop, _) => return false,
+                (Woke::Upstream, _) => {
+                    self.source.report(Event::UpstreamRotated);
+                    return true;
+                }
+                (Woke::Deadline, Some(Wake::Withdraw(_))) => self.withdraw_expired(),
+                (Woke::Deadline, _) => return true,
+            }
+        }
+    }
+
+    /// The held set reached its expiry with no replacement: stop serving it.
+    fn withdraw_expired(&self) {
+        if withdraw_if_expired(&self.state, self.clock.now()) {
+            let last_error = self.state.borrow().last_error.clone().unwrap_or_default();
+            self.source.report(Event::Expired {
+                last_error: &last_error,
+            });
+        }
+    }
+
+    fn check_in(&self, away: Duration) {
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.check_in(away);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::credentials::secret::Secret;
+    use crate::refresh::state::CredentialState;
+    use crate::refresh::state_channel;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    const MIN: Duration = Duration::from_secs(60);
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Refused(&'static str);
+
+    /// Answers attempts from a script, in order, and is silent once it is spent. "gone"
+    /// revokes the held set. Records the access key id each attempt signed with.
+    struct Scripted {
+        answers: VecDeque<Result<Credentials, Refused>>,
+        upstream: Option<Upstream>,
+        signed: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Source for Scripted {
+        type Input = Option<String>;
+        type Detail = ();
+        type Error = Refused;
+
+        fn input(&mut self) -> Option<Option<String>> {
+            match &mut self.upstream {
+                Some(upstream) => upstream.signer().map(|c| Some(c.access_key_id.clone())),
+                None => Some(None),
+            }
+        }
+
+        async fn upstream_rotated(&mut self, waiting: bool) {
+            match &mut self.upstream {
+                Some(upstream) => upstream.rotated(waiting).await,
+                None => std::future::pending().await,
+            }
+        }
+
+        async fn fetch(&mut self, signer: Option<String>) -> Result<Fetched<()>, Refused> {
+            self.signed.lock().unwrap().extend(signer);
+            let Some(answer) = self.answers.pop_front() else {
+                return std::future::pending().await;
+            };
+            answer.map(|credentials| Fetched {
+                role: "r".into(),
+                credentials,
+                detail: (),
+            })
+        }
+
+        fn admit(&self, _: &mut Fetched<()>, _: SystemTime) -> Result<(), Refused> {
+            Ok(())
+        }
+
+        fn revokes(&self, error: &Refused) -> bool {
+            error.0 == "gone"
+        }
+
+        fn report(&self, _: Event<'_, (), Refused>) {}
+
+        fn counters<'m>(&self, metrics: &'m Metrics) -> Counters<'m> {
+            Counters {
+                published: &metrics.refresh_successes,
+                failed: &metrics.refresh_failures,
+            }
+        }
+    }
+
+    fn credentials(key: &str, expiration: SystemTime) -> Credentials {
+        Credentials {
+            access_key_id: key.into(),
+            secret_access_key: Secret::new("secret".into()),
+            session_token: Secret::new("token".into()),
+            expiration,
+            account_id: None,
+        }
+    }
+
+    struct Running {
+        clock: ManualClock,
+        state: StateReceiver,
+        metrics: Arc<Metrics>,
+        signed: Arc<Mutex<Vec<String>>>,
+        _stop: tokio_util::sync::DropGuard,
+    }
+
+    impl Running {
+        fn start(
+            clock: ManualClock,
+            answers: Vec<Result<Credentials, Refused>>,
+            upstream: Option<StateReceiver>,
+        ) -> Self {
+            let shared: SharedClock = Arc::new(clock.clone());
+            let signed = Arc::new(Mutex::new(Vec::new()));
+            let source = Scripted {
+                answers: answers.into(),
+                upstream: upstream.map(|state| Upstream::new(state, shared.clone())),
+                signed: signed.clone(),
+            };
+            let (sender, state) = state_channel();
+            let metrics = Arc::new(Metrics::default());
+            let policy = RefreshPolicy::from(&crate::config::RefreshConfig::default());
+            let engine = Engine::new(source, shared, policy, sender, metrics.clone());
+            let stop = CancellationToken::new();
+            tokio::spawn(engine.run(stop.clone()));
+            Running {
+                clock,
+                state,
+                metrics,
+                signed,
+                _stop: stop.drop_guard(),
+            }
+        }
+
+        async fn until(&mut self, what: &str, done: impl FnMut(&CredentialState) -> bool) {
+            tokio::time::timeout(Duration::from_secs(5), self.state.wait_for(done))
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+                .expect("engine running");
+        }
+
+        fn key(&self) -> Option<String> {
+            let state = self.state.borrow();
+            state.credentials.as_ref().map(|c| c.access_key_id.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_keeps_the_last_good_set_until_it_expires_then_withdraws_it() {
+        let clock = ManualClock::starting_now();
+        let t0 = clock.now();
+        let answers = vec![
+            Ok(credentials("KEY1", t0 + 40 * MIN)),
+            Err(Refused("down")),
+            Err(Refused("down")),
+        ];
+        let mut run = Running::start(clock, answers, None);
+        run.until("the first set", |s| s.credentials.is_some())
+            .await;
+
+        run.clock.advance(25 * MIN);
+        run.until("the failure", |s| s.last_error.is_some()).await;
+        let now = run.clock.now();
+        assert!(run.state.borrow().valid_credentials(now).is_some());
+        assert_eq!(run.key().as_deref(), Some("KEY1"));
+
+        run.clock.advance(20 * MIN);
+        run.until("the withdrawal", |s| s.credentials.is_none())
+            .await;
+        assert_eq!(run.state.borrow().last_error.as_deref(), Some("down"));
+        assert_eq!(Metrics::get(&run.metrics.refresh_successes), 1);
+        assert_eq!(Metrics::get(&run.metrics.refresh_failures), 2);
+    }
+
+    #[tokio::test]
+    async fn an_error_that_revokes_the_set_withdraws_it_at_once() {
+        let clock = ManualClock::starting_now();
+        let t0 = clock.now();
+        let answers = vec![Ok(credentials("KEY1", t0 + 6 * HOUR)), Err(Refused("gone"))];
+        let mut run = Running::start(clock, answers, None);
+        run.until("the first set", |s| s.credentials.is_some())
+            .await;
+        assert!(run
+            .state
+            .borrow()
+            .next_refresh
+            .is_some_and(|at| at <= t0 + HOUR));
+
+        run.clock.advance(HOUR);
+        run.until("the withdrawal", |s| s.credentials.is_none())
+            .await;
+        let state = run.state.borrow();
+        assert_eq!(state.role, None);
+        assert_eq!(state.last_error.as_deref(), Some("gone"));
+    }
+
+    #[tokio::test]
+    async fn a_chained_source_waits_for_upstream_credentials_and_signs_again_when_they_rotate() {
+        let clock = ManualClock::starting_now();
+        let t0 = clock.now();
+        let (upstream, upstream_state) = state_channel();
+        let answers = vec![
+            Ok(credentials("CHAIN1", t0 + HOUR)),
+            Ok(credentials("CHAIN2", t0 + HOUR)),
+        ];
+        let mut run = Running::start(clock, answers, Some(upstream_state));
+        let publish = |key: &str| {
+            let set = Arc::new(credentials(key, t0 + 6 * HOUR));
+            upstream.send_modify(|s| s.credentials = Some(set));
+        };
+
+        publish("KEY1");
+        run.until("the first chained set", |s| s.credentials.is_some())
+            .await;
+        publish("KEY1");
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            *run.signed.lock().unwrap(),
+            ["KEY1"],
+            "same key: no new attempt"
+        );
+
+        publish("KEY2");
+        run.until("the second chained set", |s| {
+            s.credentials
+                .as_ref()
+                .is_some_and(|c| c.access_key_id == "CHAIN2")
+        })
+        .await;
+        assert_eq!(*run.signed.lock().unwrap(), ["KEY1", "KEY2"]);
+    }
+}
