@@ -19,8 +19,9 @@ use crate::config::AssumeConfig;
 use crate::credentials::account::account_of_arn;
 use crate::credentials::{format_utc_timestamp, Credentials};
 use crate::daemon::supervisor::Supervisor;
+use crate::error_chain;
 use crate::health::metrics::Metrics;
-use crate::imds::{error_chain, ImdsClient, ImdsError};
+use crate::imds::{ImdsClient, ImdsError};
 use crate::refresh::state::{withdraw_if_expired, StateReceiver, StateSender};
 use crate::refresh::{masked, next_refresh, retry_delay, state_channel, RefreshPolicy};
 use std::collections::BTreeMap;
@@ -346,7 +347,7 @@ impl ProfileChain {
     fn reject(&self, error: ProfileError, failures: &mut u32) -> SystemTime {
         *failures += 1;
         Metrics::incr(&self.context.metrics.assume_failures);
-        let message = error_chain(&error);
+        let message = error_chain::render(&error);
         let (code, retryable) = match &error.cause {
             ProfileFailure::Sts(sts) => (sts.code().unwrap_or(""), sts.is_retryable()),
             _ => ("", true),

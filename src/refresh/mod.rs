@@ -10,9 +10,10 @@ pub mod state;
 use crate::clock::SharedClock;
 use crate::config::RefreshConfig;
 use crate::credentials::{format_utc_timestamp, Credentials};
+use crate::error_chain;
 use crate::health::heartbeat::Heartbeat;
 use crate::health::metrics::Metrics;
-use crate::imds::{error_chain, ImdsClient, ImdsError};
+use crate::imds::{ImdsClient, ImdsError};
 use crate::refresh::state::{withdraw_if_expired, CredentialState, StateSender};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -230,7 +231,7 @@ impl Refresher {
 
     /// Records a failed refresh; withdraws the credentials if the role is gone.
     fn reject(&self, error: RefreshError, failures: &mut u32) -> SystemTime {
-        let message = error_chain(&error);
+        let message = error_chain::render(&error);
         match error {
             RefreshError::NoRole | RefreshError::RoleNotFound(_) => {
                 if *failures == 0 {
