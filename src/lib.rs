@@ -21,6 +21,7 @@
 //! - [`client`]: the client commands that ask the daemon over its socket.
 //! - [`demo`]: `imds-credd demo` and the simulated IMDS it runs against.
 //! - [`clock`], [`backoff`]: time, injected; retry delays.
+//! - [`error_chain`]: the one renderer of an error and its causes, for people.
 
 pub mod assume;
 pub mod backoff;
@@ -31,6 +32,7 @@ pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod demo;
+pub mod error_chain;
 pub mod health;
 pub mod imds;
 pub mod refresh;

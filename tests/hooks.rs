@@ -476,5 +476,5 @@ async fn pid_files_that_others_could_aim_are_refused_and_nothing_is_signalled() 
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
-    imds_credd::imds::error_chain(error)
+    imds_credd::error_chain::render(error)
 }

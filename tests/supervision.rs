@@ -51,7 +51,7 @@ const PANIC_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY";
 fn a_panicking_task_exits_at_once_naming_the_task_not_the_message() {
     if std::env::var_os(PANIC_CHILD).is_some() {
         imds_credd::daemon::logging::init(Default::default(), Default::default());
-        imds_credd::daemon::supervisor::exit_on_panic();
+        imds_credd::daemon::supervisor::exit_on_panic(imds_credd::cli::Exit::TaskFailed.code());
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             let mut tasks = imds_credd::daemon::supervisor::Supervisor::default();

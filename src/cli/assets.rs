@@ -106,20 +106,35 @@ fn write_main_page(cli: &clap::Command, dir: &Path) -> std::io::Result<()> {
 }
 
 fn main_page_sections() -> String {
-    use super::{EXIT_NO_CREDENTIALS, EXIT_OK, EXIT_USAGE};
+    use super::Exit;
+    let (ok, no_credentials, usage) = (
+        Exit::Ok.code(),
+        Exit::NoCredentials.code(),
+        Exit::Usage.code(),
+    );
+    let (cannot_execute, not_found) = (Exit::CannotExecute.code(), Exit::CommandNotFound.code());
     let config = crate::config::DEFAULT_CONFIG_PATH.replace('-', "\\-");
     let socket = crate::config::DEFAULT_SOCKET_PATH.replace('-', "\\-");
     format!(
         r#".SH "EXIT STATUS"
 .TP
-{EXIT_OK}
+{ok}
 Success.
 .TP
-{EXIT_NO_CREDENTIALS}
-No valid credentials could be had.
+{no_credentials}
+No valid credentials could be had: a client command got none (the daemon holds none, or
+refused again after a rate-limit retry), or the daemon could not start or keep running for a
+reason other than its configuration (the runtime, a socket, pipe or file it could not create,
+a task that panicked or ended): \fBRestart=on\-failure\fR starts it again.
 .TP
-{EXIT_USAGE}
-Bad usage or configuration; for client commands, also no daemon to ask.
+{usage}
+Bad usage or configuration: the command line, the config file (named with its line and key),
+an environment variable the daemon honours (\fBAWS_EC2_METADATA_DISABLED\fR, a bad endpoint);
+for client commands, also no daemon to ask, an unknown profile or a refused user.
+.TP
+{cannot_execute}, {not_found}
+\fBexec\fR: the command cannot be run, or does not exist (as in shells). Otherwise
+\fBexec\fR exits with the command's own code, or 128+N when signal N killed it.
 .SH FILES
 .TP
 \fI{config}\fR
@@ -152,22 +167,11 @@ fn man_pages_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Runs `generate-assets` with its parsed arguments; prints each file written.
-pub fn run(matches: &ArgMatches) -> u8 {
+pub fn run(matches: &ArgMatches) -> Result<(), AssetsError> {
     let args = GenerateAssetsArgs::from_arg_matches(matches).unwrap_or_else(|e| e.exit());
-    match write_assets(<super::Cli as clap::CommandFactory>::command(), &args.out) {
-        Ok(written) => {
-            for path in written {
-                println!("{}", path.display());
-            }
-            super::EXIT_OK
-        }
-        Err(e) => {
-            // Every variant has an I/O cause; the operator needs it (e.g. "Permission denied").
-            let cause = std::error::Error::source(&e)
-                .map(|cause| format!(": {cause}"))
-                .unwrap_or_default();
-            eprintln!("imds-credd: {e}{cause}");
-            super::EXIT_USAGE
-        }
+    let written = write_assets(<super::Cli as clap::CommandFactory>::command(), &args.out)?;
+    for path in written {
+        println!("{}", path.display());
     }
+    Ok(())
 }

@@ -1,19 +1,18 @@
-//! The command line: one binary, one subcommand per job (see `docs/DESIGN.md`).
-//! Exit codes: 0 ok, 1 no valid credentials, 2 usage or config error.
+//! The command line: one binary, one subcommand per job (see `docs/DESIGN.md`), each
+//! returning its own error; the one place where errors are printed for the operator and
+//! become exit codes ([`exit`]: 0 ok, 1 no valid credentials, 2 usage or config error).
 
 mod assets;
+pub mod exit;
 
-use crate::config::{Config, ConfigOverrides};
+use crate::config::{Config, ConfigError, ConfigOverrides};
+use crate::error_chain;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+pub use exit::{CommandError, Exit};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Exit code: success.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: no valid credentials could be had.
-pub const EXIT_NO_CREDENTIALS: u8 = 1;
-/// Exit code: bad usage or configuration (or, for client commands, no daemon to ask).
-pub const EXIT_USAGE: u8 = 2;
+#[cfg(unix)]
+use thiserror::Error;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,7 +49,30 @@ pub enum Command {
     Consumers(crate::client::consumers::ConsumersArgs),
     /// Install, uninstall or run the Windows service.
     #[cfg(windows)]
-    Service(crate::daemon::service::ServiceArgs),
+    Service(ServiceArgs),
+}
+
+/// `imds-credd service …`.
+#[cfg(windows)]
+#[derive(Debug, clap::Args)]
+pub struct ServiceArgs {
+    #[command(subcommand)]
+    pub action: ServiceAction,
+}
+
+#[cfg(windows)]
+#[derive(Debug, clap::Subcommand)]
+pub enum ServiceAction {
+    /// Register the Windows service (automatic start, LocalSystem).
+    Install {
+        /// Config file the service reads (default C:\ProgramData\imds-credd\config.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Stop and delete the Windows service.
+    Uninstall,
+    /// Run as the service; only the service control manager starts this.
+    Run(Box<ConfigArgs>),
 }
 
 /// Where the configuration comes from: the file, then the flags on top.
@@ -80,7 +102,7 @@ pub struct CheckConfigArgs {
 pub fn resolve_config(
     path: Option<&std::path::Path>,
     overrides: &ConfigOverrides,
-) -> Result<Config, crate::config::ConfigError> {
+) -> Result<Config, ConfigError> {
     let mut config = Config::load(path)?;
     overrides.apply(&mut config)?;
     #[cfg(unix)]
@@ -98,73 +120,154 @@ pub fn main() -> ExitCode {
     // Clients hold credentials too (`credential-process` prints them), so every command.
     #[cfg(target_os = "linux")]
     if let Err(e) = crate::daemon::privileges::forbid_core_dumps() {
-        eprintln!("imds-credd: cannot turn off core dumps (PR_SET_DUMPABLE): {e}");
+        eprintln!(
+            "imds-credd: cannot turn off core dumps (PR_SET_DUMPABLE): {}",
+            error_chain::render(&e)
+        );
     }
     // `generate-assets` is parsed here but is no part of `Cli`, so that the man pages and
     // completions rendered from `Cli` do not offer it (see `cli/assets.rs`).
     let matches = assets::add_command(Cli::command()).get_matches();
-    if let Some((assets::COMMAND_NAME, args)) = matches.subcommand() {
-        return ExitCode::from(assets::run(args));
-    }
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let code = match cli.command {
-        Command::Run(args) => match resolve_config(args.config.as_deref(), &args.overrides) {
-            Ok(config) => crate::daemon::run_foreground(config, || {
-                resolve_config(args.config.as_deref(), &args.overrides)
-            }),
-            Err(e) => {
-                eprintln!("imds-credd: {e}");
-                EXIT_USAGE
-            }
-        },
-        Command::Demo(args) => crate::demo::run(&args),
-        Command::CheckConfig(args) => check_config(&args),
-        Command::CredentialProcess(args) => crate::client::credential_process::run(&args),
-        #[cfg(unix)]
-        Command::Exec(args) => crate::client::exec::run(&args),
-        Command::Env(args) => crate::client::env::run(&args),
-        Command::Status(args) => crate::client::status::run(&args),
-        Command::Consumers(args) => crate::client::consumers::run(&args),
-        #[cfg(windows)]
-        Command::Service(args) => crate::daemon::service::run(args),
+    let (shown_as, outcome) = match matches.subcommand() {
+        Some((assets::COMMAND_NAME, args)) => ("imds-credd", ok(assets::run(args))),
+        _ => run_command(
+            Cli::from_arg_matches(&matches)
+                .unwrap_or_else(|e| e.exit())
+                .command,
+        ),
     };
-    ExitCode::from(code)
+    match outcome {
+        Ok(exit) => exit.into(),
+        Err(error) => {
+            report(shown_as, &error);
+            Exit::for_error(&error).into()
+        }
+    }
 }
 
-fn check_config(args: &CheckConfigArgs) -> u8 {
+/// Runs one command; returns how it is named on stderr, and its outcome.
+fn run_command(command: Command) -> (&'static str, Result<Exit, CommandError>) {
+    use crate::client;
+    match command {
+        Command::Run(args) => ("imds-credd", run(&args)),
+        Command::Demo(args) => ("imds-credd demo", ok(crate::demo::run(&args))),
+        Command::CheckConfig(args) => ("imds-credd", check_config(&args)),
+        Command::CredentialProcess(args) => (
+            "imds-credd credential-process",
+            ok(client::credential_process::run(&args)),
+        ),
+        #[cfg(unix)]
+        Command::Exec(args) => (
+            "imds-credd exec",
+            client::exec::run(&args)
+                .map(Exit::of_child)
+                .map_err(Into::into),
+        ),
+        Command::Env(args) => ("imds-credd env", ok(client::env::run(&args))),
+        Command::Status(args) => (
+            "imds-credd status",
+            client::status::run(&args)
+                .map(|verdict| match verdict {
+                    client::status::Verdict::Valid => Exit::Ok,
+                    client::status::Verdict::NoValidCredentials => Exit::NoCredentials,
+                })
+                .map_err(Into::into),
+        ),
+        Command::Consumers(args) => ("imds-credd consumers", ok(client::consumers::run(&args))),
+        #[cfg(windows)]
+        Command::Service(args) => ("imds-credd service", service(args)),
+    }
+}
+
+/// A command that either did its job or failed.
+fn ok<E: Into<CommandError>>(outcome: Result<(), E>) -> Result<Exit, CommandError> {
+    outcome.map(|()| Exit::Ok).map_err(Into::into)
+}
+
+/// Prints a failure for the operator, through the one renderer. The daemon has logged its
+/// own failures (in its log format) before returning them; a client command's failure is
+/// one line, whatever its messages hold.
+fn report(shown_as: &str, error: &CommandError) {
+    match error {
+        CommandError::Run(_) => {}
+        CommandError::Client(client) => {
+            eprintln!("{shown_as}: {}", crate::client::error_line(client));
+        }
+        other => eprintln!("{shown_as}: {}", error_chain::render(other)),
+    }
+}
+
+/// `run`: the daemon in the foreground, re-reading its config on SIGHUP.
+fn run(args: &ConfigArgs) -> Result<Exit, CommandError> {
+    let config = resolve_config(args.config.as_deref(), &args.overrides)?;
+    crate::daemon::supervisor::exit_on_panic(Exit::TaskFailed.code());
+    crate::daemon::run_foreground(config, || {
+        resolve_config(args.config.as_deref(), &args.overrides)
+    })?;
+    Ok(Exit::Ok)
+}
+
+/// `service install|uninstall|run`.
+#[cfg(windows)]
+fn service(args: ServiceArgs) -> Result<Exit, CommandError> {
+    use crate::daemon::service::{self, ServiceRunError};
+    match args.action {
+        ServiceAction::Install { config } => service::install(config.as_deref())?,
+        ServiceAction::Uninstall => service::uninstall()?,
+        ServiceAction::Run(args) => {
+            crate::daemon::supervisor::exit_on_panic(Exit::TaskFailed.code());
+            service::dispatch(Box::new(move |stop| {
+                let resolve = || resolve_config(args.config.as_deref(), &args.overrides);
+                let exit = match service::run_daemon(resolve, stop) {
+                    Ok(()) => Exit::Ok,
+                    Err(ServiceRunError::Config(e)) => Exit::for_error(&e.into()),
+                    Err(ServiceRunError::Run(e)) => Exit::for_error(&e.into()),
+                };
+                exit.code()
+            }))?;
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// Why `check-config --reload-pid` could not ask the daemon to reload.
+#[cfg(unix)]
+#[derive(Debug, Error)]
+pub enum ReloadError {
+    #[error("--reload-pid {0} is not a daemon's process id")]
+    NotADaemon(i32),
+    #[error("cannot send SIGHUP to process {pid}")]
+    Signal {
+        pid: i32,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+fn check_config(args: &CheckConfigArgs) -> Result<Exit, CommandError> {
     let config = &args.config;
     let shown = config
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG_PATH));
-    if let Err(e) = resolve_config(config.config.as_deref(), &config.overrides) {
-        eprintln!("imds-credd: {e}");
-        return EXIT_USAGE;
-    }
+    resolve_config(config.config.as_deref(), &config.overrides)?;
     println!("{}: configuration is valid", shown.display());
     #[cfg(unix)]
     if let Some(pid) = args.reload_pid {
-        return signal_reload(pid);
+        signal_reload(pid)?;
     }
-    EXIT_OK
+    Ok(Exit::Ok)
 }
 
 /// Sends SIGHUP to the daemon at `pid`, which re-reads its configuration.
 #[cfg(unix)]
-fn signal_reload(pid: i32) -> u8 {
+fn signal_reload(pid: i32) -> Result<(), ReloadError> {
     use nix::sys::signal::{kill, Signal};
     if pid <= 1 {
-        eprintln!("imds-credd: --reload-pid {pid} is not a daemon's process id");
-        return EXIT_USAGE;
+        return Err(ReloadError::NotADaemon(pid));
     }
-    match kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP) {
-        Ok(()) => {
-            println!("asked process {pid} to reload its configuration");
-            EXIT_OK
-        }
-        Err(e) => {
-            eprintln!("imds-credd: cannot send SIGHUP to process {pid}: {e}");
-            EXIT_USAGE
-        }
-    }
+    kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP)
+        .map_err(|source| ReloadError::Signal { pid, source })?;
+    println!("asked process {pid} to reload its configuration");
+    Ok(())
 }

@@ -1,9 +1,8 @@
 //! The daemon's socket API as the client commands use it: credentials (checked for expiry
 //! here, whatever the daemon sent) and the status document, with the daemon's JSON errors
-//! turned into [`ClientError`] and each error mapped to the exit code of `DESIGN.md`.
+//! turned into [`ClientError`] (`cli` maps each to the exit code of `docs/DESIGN.md`).
 
 use super::socket_client::{Answer, SocketClient, SocketError};
-use crate::cli::{EXIT_NO_CREDENTIALS, EXIT_USAGE};
 use crate::credentials::{Credentials, CredentialsError};
 use hyper::StatusCode;
 use serde_json::Value;
@@ -33,26 +32,6 @@ pub enum ClientError {
     Expired { expiration: String },
     #[error("daemon sent a status document that is not a JSON object")]
     BadStatus,
-}
-
-impl ClientError {
-    /// The process exit code for this failure: 1 when the daemon has no valid credentials
-    /// to give, 2 when there is no daemon to ask or the request itself is wrong.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            ClientError::Unreachable(_) => EXIT_USAGE,
-            // Still over the rate limit after one retry: no credentials this time.
-            ClientError::Refused { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
-                EXIT_NO_CREDENTIALS
-            }
-            // 403: this user may not use the socket; 404: unknown profile or path. Both are
-            // fixed by changing the setup, not by waiting.
-            ClientError::Refused { status, .. } if status.is_client_error() => EXIT_USAGE,
-            ClientError::Refused { .. } => EXIT_NO_CREDENTIALS,
-            ClientError::BadCredentials(_) | ClientError::Expired { .. } => EXIT_NO_CREDENTIALS,
-            ClientError::BadStatus => EXIT_NO_CREDENTIALS,
-        }
-    }
 }
 
 /// The daemon behind one socket.
@@ -204,7 +183,6 @@ mod tests {
     fn an_expired_set_from_the_daemon_is_refused_without_quoting_it() {
         let err = credentials_at(PROCESS_DOC, "2026-11-23T09:00:00Z").unwrap_err();
         assert!(matches!(err, ClientError::Expired { .. }), "{err:?}");
-        assert_eq!(err.exit_code(), EXIT_NO_CREDENTIALS);
         let shown = format!("{err} {err:?}");
         assert!(shown.contains("2026-11-23T09:00:00Z"), "{shown}");
         assert!(!shown.contains("EXAMPLE"), "{shown}");
@@ -214,7 +192,6 @@ mod tests {
     fn a_malformed_document_is_no_credentials_and_names_no_secret() {
         let broken = PROCESS_DOC.replace("\"Version\":1", "\"Version\":2");
         let err = credentials_at(&broken, "2026-11-23T08:00:00Z").unwrap_err();
-        assert_eq!(err.exit_code(), EXIT_NO_CREDENTIALS);
         let shown = super::super::error_line(&err);
         assert_eq!(
             shown,
@@ -242,7 +219,6 @@ mod tests {
             err.to_string(),
             "daemon answered 503 Service Unavailable: NoCredentials: no role attached"
         );
-        assert_eq!(err.exit_code(), EXIT_NO_CREDENTIALS);
     }
 
     #[test]
@@ -252,18 +228,6 @@ mod tests {
             err.to_string(),
             "daemon answered 502 Bad Gateway: -: Bad Gateway"
         );
-    }
-
-    #[test]
-    fn forbidden_and_unknown_profile_are_usage_errors() {
-        for status in [403, 404] {
-            let err = success_body(answer(status, r#"{"code":"x","message":"y"}"#)).unwrap_err();
-            assert_eq!(err.exit_code(), EXIT_USAGE, "{status}");
-        }
-        let unreachable = ClientError::Unreachable(SocketError::Missing {
-            path: "/nowhere".into(),
-        });
-        assert_eq!(unreachable.exit_code(), EXIT_USAGE);
     }
 
     #[test]

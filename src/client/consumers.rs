@@ -6,11 +6,9 @@
 //! shift the other columns. The daemon has already escaped control characters; the table
 //! replaces any that would still reach the terminal.
 
-use super::{block_on, fail, print_stdout, SocketArgs};
+use super::{block_on, print_stdout, CommandError, SocketArgs};
 use serde_json::Value;
 use std::fmt::Write as _;
-
-const NAME: &str = "consumers";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConsumersArgs {
@@ -21,19 +19,16 @@ pub struct ConsumersArgs {
     pub json: bool,
 }
 
-/// Runs the command and returns the exit code.
-pub fn run(args: &ConsumersArgs) -> u8 {
-    block_on(NAME, async {
-        let (rows, text) = match args.socket.api().consumers().await {
-            Ok(consumers) => consumers,
-            Err(e) => return fail(NAME, &e, e.exit_code()),
-        };
+/// Runs the command: the table (or the JSON) on stdout.
+pub fn run(args: &ConsumersArgs) -> Result<(), CommandError> {
+    block_on(async {
+        let (rows, text) = args.socket.api().consumers().await?;
         let shown = if args.json {
             format!("{}\n", text.trim_end())
         } else {
             render_table(&rows)
         };
-        print_stdout(NAME, &shown)
+        print_stdout(&shown)
     })
 }
 

@@ -6,10 +6,8 @@
 use super::api::ClientError;
 use super::imds_fallback::instance_role_credentials;
 use super::socket_client::SocketError;
-use super::{block_on, error_line, fail, print_stdout, ProfileArgs, SocketArgs};
+use super::{block_on, print_stdout, CommandError, ProfileArgs, SocketArgs};
 use std::time::SystemTime;
-
-const NAME: &str = "credential-process";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CredentialProcessArgs {
@@ -24,9 +22,9 @@ pub struct CredentialProcessArgs {
     pub fallback_imds: bool,
 }
 
-/// Runs the command and returns the exit code.
-pub fn run(args: &CredentialProcessArgs) -> u8 {
-    block_on(NAME, async {
+/// Runs the command: the document on stdout, or why there is none.
+pub fn run(args: &CredentialProcessArgs) -> Result<(), CommandError> {
+    block_on(async {
         let now = SystemTime::now();
         let api = args.socket.api();
         let creds = match api.credentials(args.profile.profile.as_deref(), now).await {
@@ -35,22 +33,17 @@ pub fn run(args: &CredentialProcessArgs) -> u8 {
                 no_daemon @ (SocketError::Missing { .. } | SocketError::Refused { .. }),
             )) if args.fallback_imds => {
                 let env = |name: &str| std::env::var(name).ok();
-                match instance_role_credentials(env, now).await {
-                    Ok(creds) => creds,
-                    Err(e) => {
-                        eprintln!(
-                            "imds-credd {NAME}: {}; {}",
-                            error_line(&no_daemon),
-                            error_line(&e)
-                        );
-                        return e.exit_code();
-                    }
-                }
+                instance_role_credentials(env, now)
+                    .await
+                    .map_err(|fallback| CommandError::Fallback {
+                        no_daemon,
+                        fallback,
+                    })?
             }
-            Err(e) => return fail(NAME, &e, e.exit_code()),
+            Err(e) => return Err(e.into()),
         };
         // Re-serialized from the parsed credentials, never a copy of the daemon's bytes:
         // what the CLI reads is always a well-formed, unexpired document.
-        print_stdout(NAME, &format!("{}\n", creds.to_process_json()))
+        print_stdout(&format!("{}\n", creds.to_process_json()))
     })
 }

@@ -1,11 +1,9 @@
 //! `imds-credd env`: the credentials as environment assignments, in the syntax of the
 //! shell that reads them (`eval "$(imds-credd env)"`), quoted by [`crate::credentials::render`].
 
-use super::{block_on, fail, print_stdout, ProfileArgs, SocketArgs};
+use super::{block_on, print_stdout, CommandError, ProfileArgs, SocketArgs};
 use crate::credentials::render::{render_env, EnvSyntax};
 use std::time::SystemTime;
-
-const NAME: &str = "env";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EnvArgs {
@@ -20,16 +18,14 @@ pub struct EnvArgs {
     pub format: EnvSyntax,
 }
 
-/// Runs the command and returns the exit code.
-pub fn run(args: &EnvArgs) -> u8 {
-    block_on(NAME, async {
-        let api = args.socket.api();
-        match api
+/// Runs the command: the assignments on stdout, or why there are none.
+pub fn run(args: &EnvArgs) -> Result<(), CommandError> {
+    block_on(async {
+        let creds = args
+            .socket
+            .api()
             .credentials(args.profile.profile.as_deref(), SystemTime::now())
-            .await
-        {
-            Ok(creds) => print_stdout(NAME, &render_env(&creds, args.format)),
-            Err(e) => fail(NAME, &e, e.exit_code()),
-        }
+            .await?;
+        print_stdout(&render_env(&creds, args.format))
     })
 }

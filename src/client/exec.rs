@@ -1,7 +1,8 @@
 //! `imds-credd exec -- CMD ARGS…`: runs CMD with the credentials in its environment, as a
 //! small supervisor. CMD inherits stdin/stdout/stderr; signals sent to `imds-credd` are
 //! passed on to it; `imds-credd` exits with CMD's code (128+N when CMD was killed by signal
-//! N, 127 when CMD does not exist, 126 when it cannot be run, as shells do).
+//! N, 127 when CMD does not exist, 126 when it cannot be run, as shells do: `cli` turns
+//! CMD's [`ExitStatus`] and an [`ExecError`] into those codes).
 //!
 //! A process reads its environment once, so a long-running CMD keeps the set it started
 //! with. `--on-rotation` says what happens when the daemon rotates the credentials:
@@ -20,8 +21,7 @@
 //! again through `imds-credd`, as with other exec wrappers (`aws-vault exec`).
 
 use super::api::DaemonApi;
-use super::{block_on, error_line, fail, ProfileArgs, SocketArgs};
-use crate::cli::{EXIT_NO_CREDENTIALS, EXIT_USAGE};
+use super::{block_on, error_line, CommandError, ProfileArgs, SocketArgs};
 use crate::credentials::render::env_variables;
 use crate::credentials::Credentials;
 use nix::sys::signal::{kill, Signal};
@@ -29,15 +29,50 @@ use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::future::poll_fn;
 use std::io;
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::str::FromStr;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
+use thiserror::Error;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 
 const NAME: &str = "exec";
+
+/// Why `exec` could not run or supervise CMD.
+#[derive(Debug, Error)]
+pub enum ExecError {
+    /// The signal handlers that forward to CMD could not be installed.
+    #[error(transparent)]
+    Signals(io::Error),
+    /// CMD does not exist (a shell's 127).
+    #[error("{command}: command not found")]
+    CommandNotFound { command: String },
+    /// CMD exists but cannot be run (a shell's 126).
+    #[error("{command}")]
+    CannotRun {
+        command: String,
+        #[source]
+        source: io::Error,
+    },
+    /// CMD's status could not be read.
+    #[error(transparent)]
+    Wait(io::Error),
+}
+
+impl ExecError {
+    /// Why `command` did not start, told apart as a shell does.
+    pub fn spawn(command: &OsString, error: io::Error) -> Self {
+        let command = command.to_string_lossy().into_owned();
+        match error.kind() {
+            io::ErrorKind::NotFound => ExecError::CommandNotFound { command },
+            _ => ExecError::CannotRun {
+                command,
+                source: error,
+            },
+        }
+    }
+}
 
 /// Variables removed from CMD's environment: each would override the four we set, or offer
 /// the SDK a competing source (botocore skips the environment provider when a profile is
@@ -133,27 +168,18 @@ pub fn parse_on_rotation(text: &str) -> Result<OnRotation, String> {
     }
 }
 
-/// Runs the command and returns the exit code (CMD's own, once it ran).
-pub fn run(args: &ExecArgs) -> u8 {
-    block_on(NAME, supervise(args))
+/// Runs the command until CMD exits for good; returns CMD's status.
+pub fn run(args: &ExecArgs) -> Result<ExitStatus, CommandError> {
+    block_on(supervise(args))
 }
 
-async fn supervise(args: &ExecArgs) -> u8 {
+async fn supervise(args: &ExecArgs) -> Result<ExitStatus, CommandError> {
     let api = args.socket.api();
     let profile = args.profile.profile.as_deref();
-    let mut creds = match api.credentials(profile, SystemTime::now()).await {
-        Ok(creds) => creds,
-        Err(e) => return fail(NAME, &e, e.exit_code()),
-    };
+    let mut creds = api.credentials(profile, SystemTime::now()).await?;
     // Handlers go in before CMD starts, so no signal between the two is lost.
-    let mut signals = match ForwardedSignals::install() {
-        Ok(signals) => signals,
-        Err(e) => return fail(NAME, &e, EXIT_USAGE),
-    };
-    let mut child = match start(&args.command, &creds) {
-        Ok(child) => child,
-        Err(code) => return code,
-    };
+    let mut signals = ForwardedSignals::install().map_err(ExecError::Signals)?;
+    let mut child = start(&args.command, &creds)?;
     let polling = args.on_rotation != OnRotation::None;
     // The first check at once: it learns when the daemon will next refresh.
     let mut next_check = SystemTime::now();
@@ -162,7 +188,7 @@ async fn supervise(args: &ExecArgs) -> u8 {
     loop {
         let warn_at = creds.expiration.checked_sub(EXPIRY_WARNING);
         tokio::select! {
-            status = child.wait() => return exit_code_after_wait(status),
+            status = child.wait() => return Ok(status.map_err(ExecError::Wait)?),
             sig = signals.recv() => forward(&child, sig),
             () = sleep_until(next_check), if polling => {
                 let now = SystemTime::now();
@@ -175,8 +201,8 @@ async fn supervise(args: &ExecArgs) -> u8 {
                         }
                         creds = fresh;
                         expiry_warned = false;
-                        if let Err(code) = apply_rotation(args, &mut child, &mut signals, &creds).await {
-                            return code;
+                        if let Some(status) = apply_rotation(args, &mut child, &mut signals, &creds).await? {
+                            return Ok(status);
                         }
                     }
                     Err(e) => {
@@ -202,26 +228,27 @@ async fn supervise(args: &ExecArgs) -> u8 {
     }
 }
 
-/// Applies `--on-rotation` to a new set: a restart with it, or the signal. `Err(code)` when
-/// `exec` must exit with `code` (CMD asked to stop meanwhile, or cannot start again).
+/// Applies `--on-rotation` to a new set: a restart with it, or the signal. `Some(status)`
+/// when CMD was asked to stop meanwhile and `exec` ends with it; an error when CMD cannot
+/// start again.
 async fn apply_rotation(
     args: &ExecArgs,
     child: &mut Child,
     signals: &mut ForwardedSignals,
     creds: &Credentials,
-) -> Result<(), u8> {
+) -> Result<Option<ExitStatus>, ExecError> {
     match args.on_rotation {
         OnRotation::Restart => {
             if let Some(status) = stop(child, signals, args.restart_grace).await {
                 // A stop signal arrived while restarting: stop for good.
-                return Err(exit_code_after_wait(Ok(status)));
+                return Ok(Some(status));
             }
             *child = start(&args.command, creds)?;
         }
         OnRotation::Signal(sig) => forward(child, sig),
         OnRotation::None => {}
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Asks the daemon for its current credentials, and when it will next refresh them.
@@ -267,53 +294,12 @@ pub fn apply_credentials(cmd: &mut Command, creds: &Credentials) {
     }
 }
 
-/// Starts CMD, or reports why it cannot run and returns the shell's exit code for that.
-fn start(command: &[OsString], creds: &Credentials) -> Result<Child, u8> {
+/// Starts CMD with the credentials in its environment.
+fn start(command: &[OsString], creds: &Credentials) -> Result<Child, ExecError> {
     let mut cmd = Command::new(&command[0]);
     cmd.args(&command[1..]);
     apply_credentials(&mut cmd, creds);
-    cmd.spawn().map_err(|e| {
-        let shown = command[0].to_string_lossy();
-        let code = spawn_failure_code(&e);
-        let reason = if code == EXIT_COMMAND_NOT_FOUND {
-            "command not found".to_string()
-        } else {
-            e.to_string()
-        };
-        eprintln!("imds-credd {NAME}: {shown}: {reason}");
-        code
-    })
-}
-
-/// Exit code when CMD does not exist (as in shells).
-pub const EXIT_COMMAND_NOT_FOUND: u8 = 127;
-/// Exit code when CMD exists but cannot be run (as in shells).
-pub const EXIT_CANNOT_EXECUTE: u8 = 126;
-
-/// 127 for a command that does not exist, 126 for one that cannot be run.
-pub fn spawn_failure_code(error: &io::Error) -> u8 {
-    match error.kind() {
-        io::ErrorKind::NotFound => EXIT_COMMAND_NOT_FOUND,
-        _ => EXIT_CANNOT_EXECUTE,
-    }
-}
-
-/// CMD's exit code, or 128+N when signal N killed it.
-pub fn exit_code_of(status: ExitStatus) -> u8 {
-    if let Some(code) = status.code() {
-        return u8::try_from(code).unwrap_or(EXIT_NO_CREDENTIALS);
-    }
-    match status.signal() {
-        Some(signal) => u8::try_from(128 + signal).unwrap_or(u8::MAX),
-        None => EXIT_NO_CREDENTIALS,
-    }
-}
-
-fn exit_code_after_wait(status: io::Result<ExitStatus>) -> u8 {
-    match status {
-        Ok(status) => exit_code_of(status),
-        Err(e) => fail(NAME, &e, EXIT_NO_CREDENTIALS),
-    }
+    cmd.spawn().map_err(|e| ExecError::spawn(&command[0], e))
 }
 
 /// Stops CMD for a restart: SIGTERM, then SIGKILL after `grace`. Returns CMD's status if a
@@ -488,33 +474,25 @@ mod tests {
     }
 
     #[test]
-    fn exit_code_is_the_childs_or_128_plus_signal() {
-        let run = |script: &str| {
-            let status = std::process::Command::new("sh")
-                .args(["-c", script])
-                .status()
-                .unwrap();
-            exit_code_of(status)
-        };
-        assert_eq!(run("exit 0"), 0);
-        assert_eq!(run("exit 7"), 7);
-        assert_eq!(run("kill -TERM $$"), 128 + 15);
-        assert_eq!(run("kill -KILL $$"), 128 + 9);
-    }
-
-    #[test]
-    fn missing_and_unrunnable_commands_exit_like_a_shell() {
+    fn missing_and_unrunnable_commands_are_told_apart_like_a_shell() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("no-such-command");
-        let err = std::process::Command::new(&missing).spawn().unwrap_err();
-        assert_eq!(spawn_failure_code(&err), 127);
+        let err = start(&[missing.clone().into()], &creds()).unwrap_err();
+        assert!(matches!(err, ExecError::CommandNotFound { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("{}: command not found", missing.display())
+        );
         let not_executable = dir.path().join("script");
         std::fs::write(&not_executable, "#!/bin/sh\nexit 0\n").unwrap();
         std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = std::process::Command::new(&not_executable)
-            .spawn()
-            .unwrap_err();
-        assert_eq!(spawn_failure_code(&err), 126);
+        let err = start(&[not_executable.clone().into()], &creds()).unwrap_err();
+        assert!(matches!(err, ExecError::CannotRun { .. }), "{err:?}");
+        assert!(
+            crate::error_chain::render(&err)
+                .starts_with(&format!("{}: Permission denied", not_executable.display())),
+            "{err}"
+        );
     }
 
     #[test]

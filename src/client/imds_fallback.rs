@@ -4,7 +4,6 @@
 //! [`ImdsClient`]; the endpoint follows the SDKs' environment variables
 //! (`AWS_EC2_METADATA_SERVICE_ENDPOINT`, `…_ENDPOINT_MODE`, `AWS_EC2_METADATA_DISABLED`).
 
-use crate::cli::{EXIT_NO_CREDENTIALS, EXIT_USAGE};
 use crate::clock::SystemClock;
 use crate::config::ImdsConfig;
 use crate::credentials::Credentials;
@@ -28,24 +27,6 @@ pub enum FallbackError {
     UnknownRole(String),
     #[error("IMDS fallback: IMDS issued credentials that expired at {0}; refusing them")]
     Expired(String),
-}
-
-impl FallbackError {
-    /// 2 when IMDS cannot be used as configured (disabled, bad endpoint), else 1.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            FallbackError::Imds(
-                ImdsError::Disabled(_)
-                | ImdsError::BadEndpoint { .. }
-                | ImdsError::BadEndpointMode(_)
-                | ImdsError::Client(_),
-            ) => EXIT_USAGE,
-            FallbackError::Imds(_)
-            | FallbackError::NoRole
-            | FallbackError::UnknownRole(_)
-            | FallbackError::Expired(_) => EXIT_NO_CREDENTIALS,
-        }
-    }
 }
 
 /// Fetches the attached role's credentials from IMDS, refusing a set already expired at
@@ -129,18 +110,16 @@ mod tests {
         let (result, _sim) = fetch(None, false);
         let err = result.unwrap_err();
         assert!(matches!(err, FallbackError::NoRole), "{err:?}");
-        assert_eq!(err.exit_code(), EXIT_NO_CREDENTIALS);
     }
 
     #[test]
-    fn disabled_imds_is_a_usage_error() {
+    fn disabled_imds_asks_nothing() {
         let (result, sim) = fetch(Some("web"), true);
         let err = result.unwrap_err();
         assert!(
             matches!(err, FallbackError::Imds(ImdsError::Disabled(_))),
             "{err:?}"
         );
-        assert_eq!(err.exit_code(), EXIT_USAGE);
         assert_eq!(sim.counts().token_puts, 0);
     }
 }

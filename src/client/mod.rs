@@ -1,8 +1,8 @@
 //! The client commands (`credential-process`, `exec`, `env`, `status`, `consumers`): short-lived
 //! processes that ask the running daemon over its unix socket. They start fast (a
 //! current-thread runtime, no logging setup), print their product on stdout and nothing
-//! else, and report a failure as one line on stderr with the exit code of `DESIGN.md`:
-//! 0 ok, 1 no valid credentials, 2 no daemon to ask or bad usage.
+//! else, and fail with a [`CommandError`], which `cli` prints as one line on stderr and
+//! turns into the exit code of `docs/DESIGN.md`.
 
 pub mod api;
 pub mod consumers;
@@ -17,13 +17,43 @@ pub mod status;
 #[cfg(all(test, unix))]
 mod test_support;
 
-use crate::cli::EXIT_USAGE;
 use crate::config::{parse_profile_name, DEFAULT_SOCKET_PATH};
-use api::DaemonApi;
-use socket_client::SocketClient;
-use std::error::Error;
+use crate::error_chain;
+use api::{ClientError, DaemonApi};
+use imds_fallback::FallbackError;
+use socket_client::{SocketClient, SocketError};
 use std::io::{self, Write};
 use std::path::PathBuf;
+use thiserror::Error;
+
+/// Why a client command failed. Each variant keeps the text the user has always seen.
+#[derive(Debug, Error)]
+pub enum CommandError {
+    /// The command's runtime could not start.
+    #[error(transparent)]
+    Runtime(io::Error),
+    /// The daemon could not be asked, or gave nothing usable.
+    #[error(transparent)]
+    Daemon(#[from] ClientError),
+    /// No daemon to ask, and `--fallback-imds` failed too. Two failures side by side,
+    /// neither the cause of the other, so the message holds both and there is no source.
+    #[error(
+        "{}; {}",
+        error_chain::render(no_daemon),
+        error_chain::render(fallback)
+    )]
+    Fallback {
+        no_daemon: SocketError,
+        fallback: FallbackError,
+    },
+    /// The product could not be written to stdout (closed, full).
+    #[error(transparent)]
+    Stdout(io::Error),
+    /// `exec` could not run or supervise its command.
+    #[cfg(unix)]
+    #[error(transparent)]
+    Exec(#[from] exec::ExecError),
+}
 
 /// `--socket`, shared by every client command.
 #[derive(Debug, Clone, clap::Args)]
@@ -59,36 +89,27 @@ fn runtime() -> io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Runs `command` on a fresh [`runtime`]; a runtime that cannot start is reported as a usage
-/// failure of `name`.
-fn block_on<F: std::future::Future<Output = u8>>(name: &str, command: F) -> u8 {
-    match runtime() {
-        Ok(runtime) => runtime.block_on(command),
-        Err(e) => fail(name, &e, EXIT_USAGE),
-    }
+/// Runs `command` on a fresh [`runtime`].
+fn block_on<T, F>(command: F) -> Result<T, CommandError>
+where
+    F: std::future::Future<Output = Result<T, CommandError>>,
+{
+    runtime().map_err(CommandError::Runtime)?.block_on(command)
 }
 
-/// Prints `error` and its causes as one line on stderr and returns `code`.
-fn fail(command: &str, error: &dyn Error, code: u8) -> u8 {
-    eprintln!("imds-credd {command}: {}", error_line(error));
-    code
-}
-
-/// `error: cause: cause`, on one line whatever the messages hold.
-fn error_line(error: &dyn Error) -> String {
-    crate::imds::error_chain(error).replace(['\n', '\r'], " ")
+/// `error: cause: cause`, on one line whatever the messages hold: a client command's failure
+/// is one line on stderr.
+pub fn error_line(error: &dyn std::error::Error) -> String {
+    error_chain::render(error).replace(['\n', '\r'], " ")
 }
 
 /// Writes a command's product to stdout. A closed stdout is an error, not a panic.
-fn print_stdout(command: &str, text: &str) -> u8 {
+fn print_stdout(text: &str) -> Result<(), CommandError> {
     let mut stdout = io::stdout().lock();
-    match stdout
+    stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
-    {
-        Ok(()) => crate::cli::EXIT_OK,
-        Err(e) => fail(command, &e, EXIT_USAGE),
-    }
+        .map_err(CommandError::Stdout)
 }
 
 #[cfg(test)]

@@ -1,15 +1,21 @@
 //! `imds-credd status`: the daemon's `/v1/status` document as a short summary for people
-//! (`expires in 4h 12m`, `3m ago`), or as-is with `--json`. Exit 0 while the daemon holds
-//! valid credentials, 1 when it does not, 2 when there is no daemon to ask.
+//! (`expires in 4h 12m`, `3m ago`), or as-is with `--json`, and the [`Verdict`] a health
+//! check reads from the exit code: whether the daemon holds valid credentials.
 
-use super::{block_on, fail, print_stdout, SocketArgs};
-use crate::cli::{EXIT_NO_CREDENTIALS, EXIT_OK};
+use super::{block_on, print_stdout, CommandError, SocketArgs};
 use crate::credentials::parse_utc_timestamp;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-const NAME: &str = "status";
+/// What the status document says of the instance role's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The daemon holds valid credentials.
+    Valid,
+    /// The daemon answered, but holds no valid credentials.
+    NoValidCredentials,
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
@@ -20,24 +26,22 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// Runs the command and returns the exit code.
-pub fn run(args: &StatusArgs) -> u8 {
-    block_on(NAME, async {
-        let (doc, text) = match args.socket.api().status().await {
-            Ok(status) => status,
-            Err(e) => return fail(NAME, &e, e.exit_code()),
-        };
+/// Runs the command: the summary (or the JSON) on stdout, and the daemon's [`Verdict`].
+pub fn run(args: &StatusArgs) -> Result<Verdict, CommandError> {
+    block_on(async {
+        let (doc, text) = args.socket.api().status().await?;
         let now = SystemTime::now();
         let shown = if args.json {
             format!("{}\n", text.trim_end())
         } else {
             render_status(&doc, now)
         };
-        match print_stdout(NAME, &shown) {
-            EXIT_OK if holds_valid_credentials(&doc, now) => EXIT_OK,
-            EXIT_OK => EXIT_NO_CREDENTIALS,
-            failed => failed,
-        }
+        print_stdout(&shown)?;
+        Ok(if holds_valid_credentials(&doc, now) {
+            Verdict::Valid
+        } else {
+            Verdict::NoValidCredentials
+        })
     })
 }
 

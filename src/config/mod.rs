@@ -288,7 +288,7 @@ impl Spot {
 /// A configuration that cannot be used. The message names the file, the line and the key.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -15,11 +15,12 @@ use crate::assume::{start_profiles, ChainContext, StsError};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, EnvSinkConfig, FileSinkConfig, SignalConfig};
 use crate::daemon::supervisor::{Supervisor, TaskFailure};
+use crate::error_chain;
 use crate::health::heartbeat::Heartbeat;
 use crate::health::metrics::Metrics;
 use crate::health::SinkHealth;
 use crate::imds::endpoint::{imdsv1_allowed, resolve_endpoint};
-use crate::imds::{error_chain, ImdsClient, ImdsError, ImdsSettings, RetryPolicy};
+use crate::imds::{ImdsClient, ImdsError, ImdsSettings, RetryPolicy};
 use crate::refresh::policy::RefreshPolicy;
 use crate::refresh::state::StateReceiver;
 use crate::refresh::{instance, state_channel};
@@ -54,6 +55,20 @@ pub enum DaemonError {
     Hooks(#[from] HookConfigError),
     #[error("sink {sink} publishes profile {profile:?}, which no [[assume]] entry provides")]
     UnknownProfile { sink: String, profile: String },
+}
+
+/// Why `run` ended other than by a stop signal. Each is logged where it happens (the
+/// daemon's log, in its format), so whoever turns it into an exit code prints nothing.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot start")]
+    Start(#[source] DaemonError),
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+    #[error("a supervised task failed")]
+    TaskFailed(#[source] TaskFailure),
 }
 
 /// A `[[file]]` or `[[env]]` sink as configured: what a reload compares to decide which
@@ -363,53 +378,50 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
 
 /// The `run` command: a daemon in the foreground until SIGTERM or SIGINT. On SIGHUP it calls
 /// `reread` and applies the result, keeping the running config if the new one is bad.
-pub fn run_foreground(config: Config, reread: impl Fn() -> Result<Config, ConfigError>) -> u8 {
+pub fn run_foreground(
+    config: Config,
+    reread: impl Fn() -> Result<Config, ConfigError>,
+) -> Result<(), RunError> {
     crate::daemon::logging::init(config.log.level, config.log.format);
     run_until(config, reread, CancellationToken::new())
 }
 
 /// The daemon until a stop signal or until `stop` is cancelled (how the Windows service
-/// control manager stops it), with the logging already set up. Returns the exit code.
+/// control manager stops it), with the logging already set up. A failure is logged here
+/// before it is returned.
 pub fn run_until(
     config: Config,
     reread: impl Fn() -> Result<Config, ConfigError>,
     stop: CancellationToken,
-) -> u8 {
-    crate::daemon::supervisor::exit_on_panic();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+) -> Result<(), RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return crate::cli::EXIT_NO_CREDENTIALS;
-        }
-    };
+        .map_err(|e| {
+            tracing::error!(error = %error_chain::render(&e), "cannot start the async runtime");
+            RunError::Runtime(e)
+        })?;
     runtime.block_on(async {
-        let mut daemon = match start(&config, Arc::new(SystemClock)).await {
-            Ok(daemon) => daemon,
-            Err(e) => {
-                tracing::error!(error = %error_chain(&e), "cannot start");
-                return crate::cli::EXIT_USAGE;
-            }
-        };
+        let mut daemon = start(&config, Arc::new(SystemClock)).await.map_err(|e| {
+            tracing::error!(error = %error_chain::render(&e), "cannot start");
+            RunError::Start(e)
+        })?;
         let mut signals = match StopOrReload::install(stop) {
             Ok(signals) => signals,
             Err(e) => {
-                tracing::error!(error = %e, "cannot install signal handlers");
+                tracing::error!(error = %error_chain::render(&e), "cannot install signal handlers");
                 daemon.stop().await;
-                return crate::cli::EXIT_USAGE;
+                return Err(RunError::Signals(e));
             }
         };
         loop {
             let signal = tokio::select! {
                 signal = signals.next() => signal,
                 failure = daemon.failure() => {
-                    tracing::error!(error = %failure, "exiting so that the service manager restarts the daemon");
+                    tracing::error!(error = %error_chain::render(&failure), "exiting so that the service manager restarts the daemon");
                     daemon.stop().await;
-                    return crate::daemon::supervisor::EXIT_TASK_FAILED;
+                    return Err(RunError::TaskFailed(failure));
                 }
             };
             if signal != Signal::Reload {
@@ -417,8 +429,8 @@ pub fn run_until(
             }
             tracing::info!("SIGHUP: re-reading the configuration");
             let outcome = reread()
-                .map_err(|e| e.to_string())
-                .and_then(|new| daemon.reload(new).map_err(|e| error_chain(&e)));
+                .map_err(|e| error_chain::render(&e))
+                .and_then(|new| daemon.reload(new).map_err(|e| error_chain::render(&e)));
             match outcome {
                 Ok(()) => tracing::info!("configuration reloaded"),
                 Err(e) => {
@@ -429,7 +441,7 @@ pub fn run_until(
         tracing::info!("stopping");
         daemon.stop().await;
         tracing::info!("stopped");
-        crate::cli::EXIT_OK
+        Ok(())
     })
 }
 
@@ -491,7 +503,7 @@ pub async fn wait_for_stop_signal() {
     match StopOrReload::install(CancellationToken::new()) {
         Ok(mut signals) => while signals.next().await != Signal::Stop {},
         Err(e) => {
-            tracing::error!(error = %e, "cannot install signal handlers; stop with SIGKILL");
+            tracing::error!(error = %error_chain::render(&e), "cannot install signal handlers; stop with SIGKILL");
             std::future::pending::<()>().await
         }
     }

@@ -75,7 +75,7 @@ pub async fn run(
 
 fn send(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!(error = %e, "cannot notify systemd");
+        tracing::warn!(error = %crate::error_chain::render(&e), "cannot notify systemd");
     }
 }
 

@@ -7,12 +7,16 @@
 //!   `imds-credd run`, logging to `%ProgramData%\imds-credd\imds-credd.log` (a service has
 //!   no console), and an SCM stop or system shutdown cancels the daemon's stop token, so the
 //!   pipe drains and the sinks stop as they do on SIGTERM. The service's exit code is the
-//!   daemon's (service-specific code 2 for a bad config).
+//!   daemon's, as `cli` maps it (service-specific code 2 for a bad config).
+//!
+//! The command line (`ServiceArgs`) and the exit codes belong to `cli`, which hands
+//! [`dispatch`] the service's whole run as a [`ServiceRun`].
 //!
 //! The config is read once at start; there is no reload on Windows (restart the service).
 
-use crate::cli::{resolve_config, ConfigArgs, EXIT_OK, EXIT_USAGE};
-use crate::config::{ConfigOverrides, LogConfig};
+use crate::config::{Config, ConfigError, LogConfig};
+use crate::daemon::RunError;
+use crate::error_chain;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -35,27 +39,6 @@ const DESCRIPTION: &str =
 /// How long `uninstall` waits for a running service to stop before deleting it.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
-/// `imds-credd service …`.
-#[derive(Debug, clap::Args)]
-pub struct ServiceArgs {
-    #[command(subcommand)]
-    pub action: ServiceAction,
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum ServiceAction {
-    /// Register the Windows service (automatic start, LocalSystem).
-    Install {
-        /// Config file the service reads (default C:\ProgramData\imds-credd\config.toml).
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-    },
-    /// Stop and delete the Windows service.
-    Uninstall,
-    /// Run as the service; only the service control manager starts this.
-    Run(Box<ConfigArgs>),
-}
-
 /// Why a service command failed.
 #[derive(Debug, Error)]
 pub enum ServiceError {
@@ -71,27 +54,25 @@ pub enum ServiceError {
     StopTimeout,
 }
 
+/// Why the service's daemon did not run to a clean stop.
+#[derive(Debug, Error)]
+pub enum ServiceRunError {
+    #[error(transparent)]
+    Config(ConfigError),
+    #[error(transparent)]
+    Run(RunError),
+}
+
+/// The service's whole run, called once on the SCM's thread with the token an SCM stop
+/// cancels; returns the exit code to report (0 for a clean stop).
+pub type ServiceRun = Box<dyn Fn(CancellationToken) -> u8 + Send + Sync>;
+
 fn manager_error(action: &'static str) -> impl FnOnce(windows_service::Error) -> ServiceError {
     move |source| ServiceError::Manager { action, source }
 }
 
-/// Runs a `service` subcommand; returns the exit code.
-pub fn run(args: ServiceArgs) -> u8 {
-    let outcome = match args.action {
-        ServiceAction::Install { config } => install(config.as_deref()),
-        ServiceAction::Uninstall => uninstall(),
-        ServiceAction::Run(config) => dispatch(*config),
-    };
-    match outcome {
-        Ok(()) => EXIT_OK,
-        Err(e) => {
-            eprintln!("imds-credd service: {}", crate::imds::error_chain(&e));
-            EXIT_USAGE
-        }
-    }
-}
-
-fn install(config: Option<&Path>) -> Result<(), ServiceError> {
+/// Registers the service, to run `service run [--config FILE]`.
+pub fn install(config: Option<&Path>) -> Result<(), ServiceError> {
     let manager = ServiceManager::local_computer(
         None::<&str>,
         ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE,
@@ -124,7 +105,8 @@ fn install(config: Option<&Path>) -> Result<(), ServiceError> {
     Ok(())
 }
 
-fn uninstall() -> Result<(), ServiceError> {
+/// Stops the service if it runs, and deletes it.
+pub fn uninstall() -> Result<(), ServiceError> {
     let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
         .map_err(manager_error("connect to the SCM to uninstall"))?;
     let access = ServiceAccess::QUERY_STATUS | ServiceAccess::STOP | ServiceAccess::DELETE;
@@ -152,16 +134,36 @@ fn uninstall() -> Result<(), ServiceError> {
     Ok(())
 }
 
-/// The config arguments of `service run`, for the service main the SCM calls.
-static RUN_ARGS: OnceLock<(Option<PathBuf>, ConfigOverrides)> = OnceLock::new();
+/// What `service run` runs, for the service main the SCM calls.
+static SERVICE_RUN: OnceLock<ServiceRun> = OnceLock::new();
 
 windows_service::define_windows_service!(ffi_service_main, service_main);
 
-/// Hands this thread to the SCM, which calls [`service_main`] on another one.
-fn dispatch(args: ConfigArgs) -> Result<(), ServiceError> {
-    let _ = RUN_ARGS.set((args.config, args.overrides));
+/// Hands this thread to the SCM, which calls [`service_main`] on another one, and that
+/// calls `run`.
+pub fn dispatch(run: ServiceRun) -> Result<(), ServiceError> {
+    let _ = SERVICE_RUN.set(run);
     service_dispatcher::start(SERVICE_NAME, ffi_service_main)
         .map_err(manager_error("start as (not started by the SCM?)"))
+}
+
+/// The daemon as the service runs it: the config from `resolve` (read again never: there
+/// is no reload on Windows), logging to the service's file, until `stop` is cancelled.
+pub fn run_daemon(
+    resolve: impl Fn() -> Result<Config, ConfigError>,
+    stop: CancellationToken,
+) -> Result<(), ServiceRunError> {
+    match resolve() {
+        Ok(config) => {
+            init_file_logging(&config.log);
+            crate::daemon::run_until(config, resolve, stop).map_err(ServiceRunError::Run)
+        }
+        Err(e) => {
+            init_file_logging(&LogConfig::default());
+            tracing::error!(error = %error_chain::render(&e), "cannot start the service: bad configuration");
+            Err(ServiceRunError::Config(e))
+        }
+    }
 }
 
 fn service_main(_arguments: Vec<OsString>) {
@@ -197,18 +199,10 @@ fn service_main(_arguments: Vec<OsString>) {
         ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN,
         0,
     );
-    let (path, overrides) = RUN_ARGS.get_or_init(Default::default);
-    let code = match resolve_config(path.as_deref(), overrides) {
-        Ok(config) => {
-            init_file_logging(&config.log);
-            crate::daemon::run_until(config, || resolve_config(path.as_deref(), overrides), stop)
-        }
-        Err(e) => {
-            init_file_logging(&LogConfig::default());
-            tracing::error!(error = %e, "cannot start the service: bad configuration");
-            EXIT_USAGE
-        }
-    };
+    let run = SERVICE_RUN
+        .get()
+        .expect("dispatch sets the service's run before the SCM starts it");
+    let code = run(stop);
     report(ServiceState::Stopped, ServiceControlAccept::empty(), code);
 }
 

@@ -20,10 +20,6 @@ tokio::task_local! {
     static TASK_NAME: String;
 }
 
-/// Exit code of a daemon that lost a task: not a usage error, and non-zero so that
-/// `Restart=on-failure` acts.
-pub const EXIT_TASK_FAILED: u8 = crate::cli::EXIT_NO_CREDENTIALS;
-
 /// A supervised task that ended without being asked to stop.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TaskFailure {
@@ -103,10 +99,11 @@ impl Supervisor {
 }
 
 /// Installs a panic hook that logs where the panic happened and which supervised task (or
-/// thread) it was in, without the panic message, then exits with [`EXIT_TASK_FAILED`].
-/// A panicked task can leave shared state half-updated; restarting is the safe recovery.
-pub fn exit_on_panic() {
-    std::panic::set_hook(Box::new(|info| {
+/// thread) it was in, without the panic message, then exits with `exit_code` (the caller's
+/// code for a failed task; `cli` owns the codes). A panicked task can leave shared state
+/// half-updated; restarting is the safe recovery.
+pub fn exit_on_panic(exit_code: u8) {
+    std::panic::set_hook(Box::new(move |info| {
         let task = TASK_NAME
             .try_with(Clone::clone)
             .unwrap_or_else(|_| format!("thread {}", thread_name()));
@@ -119,7 +116,7 @@ pub fn exit_on_panic() {
             location,
             "panic (its message is not logged, it may hold a secret); exiting so that the service manager restarts the daemon"
         );
-        std::process::exit(i32::from(EXIT_TASK_FAILED));
+        std::process::exit(i32::from(exit_code));
     }));
 }
 

@@ -11,6 +11,7 @@ use crate::demo::simulator::{ImdsSimulator, SimulatorOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use thiserror::Error;
 
 const CREDENTIAL_LIFETIME: Duration = Duration::from_secs(5 * 60);
 const ROTATE_EVERY: Duration = Duration::from_secs(150);
@@ -23,51 +24,46 @@ pub struct DemoArgs {
     pub run_for: Option<Duration>,
 }
 
+/// Why the demo could not run.
+#[derive(Debug, Error)]
+pub enum DemoError {
+    #[error("cannot create a temporary folder")]
+    Folder(#[source] std::io::Error),
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot start the simulated IMDS on loopback")]
+    Simulator(#[source] std::io::Error),
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
+}
+
 /// Runs the demo until Ctrl-C (or `--run-for`), then removes its folder.
-pub fn run(args: &DemoArgs) -> u8 {
+pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     crate::daemon::logging::init(
         crate::config::LogLevel::Info,
         crate::config::LogFormat::Text,
     );
-    let folder = match make_private_folder() {
-        Ok(folder) => folder,
-        Err(e) => {
-            eprintln!("imds-credd demo: cannot create a temporary folder: {e}");
-            return crate::cli::EXIT_USAGE;
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let folder = make_private_folder().map_err(DemoError::Folder)?;
+    let outcome = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime starts");
-    let code = runtime.block_on(run_demo(&folder, args.run_for));
+        .map_err(DemoError::Runtime)
+        .and_then(|runtime| runtime.block_on(run_demo(&folder, args.run_for)));
     let _ = std::fs::remove_dir_all(&folder);
-    code
+    outcome
 }
 
-async fn run_demo(folder: &Path, run_for: Option<Duration>) -> u8 {
-    let sim = match ImdsSimulator::start(SimulatorOptions {
+async fn run_demo(folder: &Path, run_for: Option<Duration>) -> Result<(), DemoError> {
+    let sim = ImdsSimulator::start(SimulatorOptions {
         credential_lifetime: CREDENTIAL_LIFETIME,
         rotate_every: ROTATE_EVERY,
         ..SimulatorOptions::default()
     })
     .await
-    {
-        Ok(sim) => sim,
-        Err(e) => {
-            eprintln!("imds-credd demo: cannot start the simulated IMDS on loopback: {e}");
-            return crate::cli::EXIT_USAGE;
-        }
-    };
+    .map_err(DemoError::Simulator)?;
     let config = demo_config(folder, &sim.endpoint());
-    let daemon = match crate::daemon::start(&config, Arc::new(SystemClock)).await {
-        Ok(daemon) => daemon,
-        Err(e) => {
-            eprintln!("imds-credd demo: {}", crate::imds::error_chain(&e));
-            return crate::cli::EXIT_USAGE;
-        }
-    };
+    let daemon = crate::daemon::start(&config, Arc::new(SystemClock)).await?;
     print_guide(&config, &sim.endpoint());
     let mut state = daemon.state.clone();
     let announce = async {
@@ -104,7 +100,7 @@ async fn run_demo(folder: &Path, run_for: Option<Duration>) -> u8 {
     }
     println!("[demo] stopping; removing {}", folder.display());
     daemon.stop().await;
-    crate::cli::EXIT_OK
+    Ok(())
 }
 
 /// The demo's socket: in its folder.

@@ -618,7 +618,7 @@ async fn serve(listener: TcpListener, state: Arc<State>, stop: CancellationToken
                 Ok((stream, _)) => stream,
                 Err(error) => {
                     // Out of file descriptors and the like: pause rather than spin.
-                    tracing::warn!(%error, "simulated IMDS could not accept a connection");
+                    tracing::warn!(error = %crate::error_chain::render(&error), "simulated IMDS could not accept a connection");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -647,7 +647,7 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) {
     let socket = match socket2::SockRef::from(&stream).try_clone() {
         Ok(socket) => Arc::new(Mutex::new(Some(socket))),
         Err(error) => {
-            tracing::warn!(%error, "simulated IMDS could not duplicate a socket");
+            tracing::warn!(error = %crate::error_chain::render(&error), "simulated IMDS could not duplicate a socket");
             return;
         }
     };

@@ -4,13 +4,13 @@
 
 use super::account::{account_of_info, AccountSource};
 use super::clock_skew::{self, ClockSkew};
-use super::error_chain;
 use super::token::{granted_ttl, Session};
 use super::ImdsError;
 use crate::backoff::{retry, RetryPolicy};
 use crate::clock::SharedClock;
 use crate::credentials::secret::Secret;
 use crate::credentials::Credentials;
+use crate::error_chain;
 use crate::health::metrics::Metrics;
 use reqwest::StatusCode;
 use std::sync::Arc;
@@ -150,7 +150,7 @@ impl ImdsClient {
                 account_of_info(&body).ok_or("no InstanceProfileArn with an account id".to_string())
             }
             Ok(None) => Err("IMDS answered 404".to_string()),
-            Err(error) => Err(error_chain(&error)),
+            Err(error) => Err(error_chain::render(&error)),
         };
         match found {
             Ok(account) => {

@@ -15,4 +15,4 @@ pub mod token;
 
 pub use crate::backoff::RetryPolicy;
 pub use client::{ImdsClient, ImdsSettings};
-pub use error::{error_chain, ImdsError};
+pub use error::ImdsError;

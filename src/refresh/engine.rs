@@ -10,9 +10,9 @@
 
 use crate::clock::SharedClock;
 use crate::credentials::Credentials;
+use crate::error_chain;
 use crate::health::heartbeat::Heartbeat;
 use crate::health::metrics::Metrics;
-use crate::imds::error_chain;
 use crate::refresh::policy::{self, AfterSuccess, RefreshPolicy, Wake};
 use crate::refresh::state::{withdraw_if_expired, StateReceiver, StateSender};
 use std::future::Future;
@@ -296,7 +296,7 @@ impl<S: Source> Engine<S> {
     /// Records a failed attempt; the last good set stays served until it expires, unless the
     /// error revokes it.
     fn reject(&self, error: S::Error, failures: &mut u32) -> SystemTime {
-        let message = error_chain(&error);
+        let message = error_chain::render(&error);
         let now = self.clock.now();
         let held = self.state.borrow().valid_credentials(now).is_some();
         self.source.report(Event::Failed {

@@ -287,8 +287,9 @@ async fn bind_with_backoff(
                 return match service.ready(&listener).await {
                     Ok(()) => Some(listener),
                     Err(error) => {
-                        tracing::error!(error = %crate::imds::error_chain(&error), "the container endpoint cannot start");
-                        service.reporter.failed(error.to_string());
+                        let message = crate::error_chain::render(&error);
+                        tracing::error!(error = %message, "the container endpoint cannot start");
+                        service.reporter.failed(message);
                         None
                     }
                 };
@@ -374,7 +375,9 @@ impl ContainerService {
                 "removed a container token file left from an earlier run: the port is not ours"
             ),
             Ok(false) => {}
-            Err(error) => tracing::warn!(%error, "cannot remove the stale container token file"),
+            Err(error) => {
+                tracing::warn!(error = %crate::error_chain::render(&error), "cannot remove the stale container token file")
+            }
         }
     }
 
@@ -429,7 +432,7 @@ impl ContainerService {
         self.token_file
             .read()
             .and_then(|existing| self.token_file.replace_if_changed(existing.as_ref(), token))
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::error_chain::render(&e))
     }
 
     /// Removes the token file if it still holds our token (see the module doc).
@@ -449,7 +452,7 @@ impl ContainerService {
             Ok(true) => tracing::info!(token_file = %path, "removed the container token file"),
             Ok(false) => {}
             Err(error) => {
-                tracing::warn!(token_file = %path, %error, "cannot remove the container token file")
+                tracing::warn!(token_file = %path, error = %crate::error_chain::render(&error), "cannot remove the container token file")
             }
         }
     }
@@ -474,7 +477,7 @@ impl Frontend for ContainerService {
                 None
             }
             Err(error) => {
-                tracing::warn!(%error, "cannot read a container endpoint peer's address; refusing it");
+                tracing::warn!(error = %crate::error_chain::render(&error), "cannot read a container endpoint peer's address; refusing it");
                 None
             }
         }

@@ -167,7 +167,7 @@ impl Listener for PipeListener {
         match create_instance(&self.path, &self.descriptor, false) {
             Ok(next) => *listening = Some(next),
             Err(error) => {
-                tracing::warn!(%error, path = %self.path.display(), "cannot create another pipe instance; retrying")
+                tracing::warn!(error = %crate::error_chain::render(&error), path = %self.path.display(), "cannot create another pipe instance; retrying")
             }
         }
         Ok(instance)

@@ -235,7 +235,7 @@ pub async fn serve<L, F>(
         let stream = match accepted {
             Ok(stream) => stream,
             Err(error) => {
-                tracing::warn!(server = F::NAME, %error, "cannot accept a connection");
+                tracing::warn!(server = F::NAME, error = %crate::error_chain::render(&error), "cannot accept a connection");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
@@ -315,7 +315,7 @@ pub async fn serve<L, F>(
                 }
             };
             if let Err(error) = ended {
-                tracing::debug!(server = F::NAME, %error, "connection ended with an error");
+                tracing::debug!(server = F::NAME, error = %crate::error_chain::render(&error), "connection ended with an error");
             }
             if let Some(id) = id {
                 lock(&task_waiting).leave(id);
@@ -363,7 +363,7 @@ fn fit_fd_limit(wanted: usize) -> usize {
         match setrlimit(Resource::RLIMIT_NOFILE, new_soft, hard) {
             Ok(()) => new_soft,
             Err(error) => {
-                tracing::warn!(%error, "cannot raise the open-files limit");
+                tracing::warn!(error = %crate::error_chain::render(&error), "cannot raise the open-files limit");
                 soft
             }
         }

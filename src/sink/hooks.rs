@@ -112,7 +112,7 @@ impl HookReport {
     /// What went wrong, for the sink's row in `status`; `None` when everything worked.
     pub fn problem(&self) -> Option<String> {
         let command = match &self.command {
-            Some(Err(error)) => Some(format!("on_rotate: {}", crate::imds::error_chain(error))),
+            Some(Err(error)) => Some(format!("on_rotate: {}", crate::error_chain::render(error))),
             Some(Ok(CommandOutcome::Exited(status))) if !status.success() => {
                 Some(format!("on_rotate: {status}"))
             }
@@ -122,7 +122,7 @@ impl HookReport {
             _ => None,
         };
         let signal = match &self.signal {
-            Some(Err(error)) => Some(format!("signal: {}", crate::imds::error_chain(error))),
+            Some(Err(error)) => Some(format!("signal: {}", crate::error_chain::render(error))),
             _ => None,
         };
         match (command, signal) {
@@ -293,7 +293,7 @@ impl Hooks {
             None => None,
         };
         if let Some(Err(error)) = &command {
-            tracing::warn!(sink = self.sink, error = %crate::imds::error_chain(error), "on_rotate command failed");
+            tracing::warn!(sink = self.sink, error = %crate::error_chain::render(error), "on_rotate command failed");
         }
         #[cfg(windows)]
         let signal = None;
@@ -312,7 +312,7 @@ impl Hooks {
                     "signalled the process from the pid file after rotation"
                 ),
                 Err(error) => tracing::warn!(
-                    sink = self.sink, error = %crate::imds::error_chain(error),
+                    sink = self.sink, error = %crate::error_chain::render(error),
                     "rotation signal not sent"
                 ),
             }
@@ -359,7 +359,7 @@ impl Hooks {
                 }
                 // `kill` sends SIGKILL to the child (again) and reaps it.
                 if let Err(error) = child.kill().await {
-                    tracing::warn!(sink = self.sink, program, error = %error, "cannot kill the timed-out on_rotate command");
+                    tracing::warn!(sink = self.sink, program, error = %crate::error_chain::render(&error), "cannot kill the timed-out on_rotate command");
                 }
                 CommandOutcome::Killed { pid }
             }

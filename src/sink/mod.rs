@@ -190,6 +190,7 @@ pub async fn run_sink<P: Publish>(
                     Err(error) => {
                         failures = failures.saturating_add(1);
                         let delay = retry_delay(failures);
+                        let error = crate::error_chain::render(&error);
                         tracing::warn!(
                             sink = sink.kind(),
                             path = %sink.target().display(),
@@ -197,7 +198,7 @@ pub async fn run_sink<P: Publish>(
                             retry_in = ?delay,
                             "could not update credentials sink"
                         );
-                        reporter.failed(error.to_string());
+                        reporter.failed(error);
                         done_at + delay
                     }
                 };

@@ -50,7 +50,7 @@ impl Drop for SocketGuard {
         match fs::symlink_metadata(&self.path) {
             Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
                 if let Err(error) = fs::remove_file(&self.path) {
-                    tracing::warn!(path = %self.path.display(), %error, "cannot remove the socket");
+                    tracing::warn!(path = %self.path.display(), error = %crate::error_chain::render(&error), "cannot remove the socket");
                 }
             }
             Ok(_) => tracing::info!(

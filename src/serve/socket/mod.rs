@@ -143,7 +143,7 @@ impl server::Frontend for SocketFrontend {
             }
             Err(error) => {
                 if let Some(unlogged) = self.refusals.admit_line("unknown".into()) {
-                    tracing::warn!(%error, refused_since_last_line = unlogged, "cannot read the socket peer's credentials; refusing it");
+                    tracing::warn!(error = %crate::error_chain::render(&error), refused_since_last_line = unlogged, "cannot read the socket peer's credentials; refusing it");
                 }
                 None
             }

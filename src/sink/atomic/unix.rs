@@ -93,14 +93,14 @@ pub enum FileError {
         what: &'static str,
         name: String,
     },
-    #[error("looking up {what} {name:?}: {source}")]
+    #[error("looking up {what} {name:?}")]
     Lookup {
         what: &'static str,
         name: String,
         #[source]
         source: Errno,
     },
-    #[error("{action} {}: {source}", .path.display())]
+    #[error("{action} {}", .path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -746,7 +746,7 @@ mod tests {
             path: PathBuf::from("/x/credentials"),
             source: Errno::ENOSPC,
         };
-        let shown = err.to_string();
+        let shown = crate::error_chain::render(&err);
         assert!(
             shown.contains("/x/credentials") && shown.contains("ENOSPC"),
             "{shown}"
