@@ -104,6 +104,7 @@ async fn run_demo(folder: &Path, run_for: Option<Duration>) -> u8 {
     }
     println!("[demo] stopping; removing {}", folder.display());
     daemon.stop().await;
+    sim.shutdown().await;
     crate::cli::EXIT_OK
 }
 
