@@ -2,13 +2,13 @@
 //! tests. The shipped simulator is plain: an instance with a role, credentials that rotate
 //! on schedule, IMDSv2 session tokens and the extended credentials path, which is all the
 //! demo needs. With the `test-util` feature (tests and benches only, see
-//! `docs/ARCHITECTURE.md`) it also takes faults request by request ([`faults`]) and lets a
-//! test steer and read back the instance ([`controls`]).
+//! `docs/ARCHITECTURE.md`) it also takes faults request by request (`faults.rs`) and lets a
+//! test steer and read back the instance (`controls.rs`).
 //!
 //! It follows the real service where clients can tell (see `docs/DESIGN.md`): a token `PUT`
 //! with a TTL of 1..21600 seconds, `401` for a missing, unknown or expired token, `403` for
 //! a `PUT` that carries `X-Forwarded-For` or goes to another path, credentials as
-//! `" : "`-separated JSON served as `text/plain` ([`documents`]), errors as HTTP 200 with
+//! `" : "`-separated JSON served as `text/plain` (`documents.rs`), errors as HTTP 200 with
 //! `Code` other than `Success`. Time (token expiry, credential rotation) comes from the
 //! injected [`SharedClock`], so tests can move hours ahead while the HTTP traffic stays real.
 //! Rotation is checked lazily when a request looks at the credentials: no background task.
@@ -340,7 +340,7 @@ async fn serve(listener: TcpListener, state: Arc<State>, stop: CancellationToken
 }
 
 /// Answers every request on one connection as the real service would. (With `test-util`,
-/// [`faults::serve_connection`] takes its place and applies the faults a test queued.)
+/// `faults::serve_connection` takes its place and applies the faults a test queued.)
 #[cfg(not(feature = "test-util"))]
 async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<State>) {
     let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
