@@ -171,12 +171,6 @@ fn push_sh_unquoted(out: &mut String, value: &str) {
 }
 
 /// POSIX single quotes: nothing inside is special except `'`, written `'\''`.
-pub fn sh_quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    push_sh_quoted(&mut out, value);
-    out
-}
-
 fn push_sh_quoted(out: &mut String, value: &str) {
     out.push('\'');
     for c in value.chars() {

@@ -100,6 +100,7 @@ async fn run_demo(folder: &Path, run_for: Option<Duration>) -> Result<(), DemoEr
     }
     println!("[demo] stopping; removing {}", folder.display());
     daemon.stop().await;
+    sim.shutdown().await;
     Ok(())
 }
 

@@ -26,5 +26,7 @@ pub mod socket;
 
 pub use api::{Api, Endpoint};
 pub use server::ServerLimits;
+#[cfg(all(target_os = "linux", feature = "test-util"))]
+pub use socket::run;
 #[cfg(target_os = "linux")]
-pub use socket::{run, PeerPolicy, SocketError, SocketServer};
+pub use socket::{PeerPolicy, SocketError, SocketServer};

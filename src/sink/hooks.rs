@@ -245,7 +245,11 @@ impl RotationHooks {
         }
         self
     }
+}
 
+/// What only tests need: another timeout, a look inside, a run without a status row.
+#[cfg(feature = "test-util")]
+impl RotationHooks {
     /// The same hooks with another command timeout.
     pub fn with_timeout(self, timeout: Duration) -> RotationHooks {
         RotationHooks { timeout, ..self }
@@ -266,8 +270,11 @@ impl RotationHooks {
     pub fn after_publish(&self) -> JoinHandle<HookReport> {
         self.spawn(None)
     }
+}
 
-    /// As [`Self::after_publish`], and the outcome goes to the sink's row in `status`.
+impl RotationHooks {
+    /// Runs the hooks on a new task (the caller does not wait), first the command, then the
+    /// signal, and reports the outcome to the sink's row in `status`.
     pub fn after_publish_reporting(&self, reporter: Arc<SinkReporter>) -> JoinHandle<HookReport> {
         self.spawn(Some(reporter))
     }

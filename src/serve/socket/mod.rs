@@ -171,8 +171,9 @@ impl server::Frontend for SocketFrontend {
     }
 }
 
-/// The daemon's entry point: open the socket, serve with the default limits until
-/// `shutdown`, remove the socket on the way out.
+/// Opens the socket, serves with the default limits until `shutdown`, removes the socket on
+/// the way out: the socket server on its own, for tests.
+#[cfg(feature = "test-util")]
 pub async fn run(
     config: &SocketConfig,
     api: Arc<Api>,

@@ -1,42 +1,11 @@
-//! Wall-clock time, injected. Expiry decisions use UTC wall time (IMDS gives `Expiration` in
-//! UTC); sleeping goes through the same clock so tests can move time forward by hours
-//! without waiting, while the HTTP traffic underneath stays real.
+//! [`ManualClock`]: time that moves only when a test says so. Test machinery, built with the
+//! `test-util` feature only (see `docs/ARCHITECTURE.md`): the daemon itself always runs on
+//! [`super::SystemClock`].
 
-use std::future::Future;
-use std::pin::Pin;
+use super::{Clock, Sleep};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
-
-/// A boxed future that completes when the clock reaches a deadline.
-pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// The source of "now" for every expiry and scheduling decision.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    fn now(&self) -> SystemTime;
-    /// Completes once `now() >= deadline`.
-    fn sleep_until(&self, deadline: SystemTime) -> Sleep;
-}
-
-/// Shared handle to a clock.
-pub type SharedClock = Arc<dyn Clock>;
-
-/// The real clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-
-    fn sleep_until(&self, deadline: SystemTime) -> Sleep {
-        let wait = deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        Box::pin(tokio::time::sleep(wait))
-    }
-}
 
 /// A clock that moves only when [`ManualClock::advance`] is called. Tests use it to run
 /// days of refreshes in milliseconds against a real (in-process) IMDS simulator.
@@ -47,6 +16,7 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// Starts at `start`.
     pub fn new(start: SystemTime) -> Self {
         let (ticks, _) = watch::channel(start);
         ManualClock {
@@ -64,6 +34,7 @@ impl ManualClock {
         Self::new(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
     }
 
+    /// Moves time forward by `by` and wakes every sleeper whose deadline is now reached.
     pub fn advance(&self, by: Duration) {
         let mut now = self.now.lock().expect("clock lock");
         *now += by;
