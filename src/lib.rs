@@ -21,6 +21,11 @@
 //! - [`client`]: the client commands that ask the daemon over its socket.
 //! - [`demo`]: `imds-credd demo` and the simulated IMDS it runs against.
 //! - [`clock`], [`backoff`]: time, injected; retry delays.
+//!
+//! Platforms: Linux and Windows; Linux-only code is gated `target_os = "linux"`.
+
+#[cfg(not(any(target_os = "linux", windows)))]
+compile_error!("imds-credd runs on Linux and Windows");
 
 pub mod assume;
 pub mod backoff;

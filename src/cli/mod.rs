@@ -40,7 +40,7 @@ pub enum Command {
     /// Print the credentials as `credential_process` JSON (Version 1), for `~/.aws/config`.
     CredentialProcess(crate::client::credential_process::CredentialProcessArgs),
     /// Run a command with the credentials in its environment.
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     Exec(crate::client::exec::ExecArgs),
     /// Print the credentials as environment assignments.
     Env(crate::client::env::EnvArgs),
@@ -71,7 +71,7 @@ pub struct CheckConfigArgs {
     pub config: ConfigArgs,
     /// After a successful check, send SIGHUP to this process (the unit's `$MAINPID`):
     /// `systemctl reload` then needs no `kill` binary, which a minimal system lacks.
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[arg(long, value_name = "PID", hide = true)]
     pub reload_pid: Option<i32>,
 }
@@ -83,7 +83,7 @@ pub fn resolve_config(
 ) -> Result<Config, crate::config::ConfigError> {
     let mut config = Config::load(path)?;
     overrides.apply(&mut config)?;
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     crate::config::check_config_socket_folder(
         &config,
         path.unwrap_or(std::path::Path::new(crate::config::DEFAULT_CONFIG_PATH)),
@@ -120,7 +120,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => crate::demo::run(&args),
         Command::CheckConfig(args) => check_config(&args),
         Command::CredentialProcess(args) => crate::client::credential_process::run(&args),
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         Command::Exec(args) => crate::client::exec::run(&args),
         Command::Env(args) => crate::client::env::run(&args),
         Command::Status(args) => crate::client::status::run(&args),
@@ -142,7 +142,7 @@ fn check_config(args: &CheckConfigArgs) -> u8 {
         return EXIT_USAGE;
     }
     println!("{}: configuration is valid", shown.display());
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     if let Some(pid) = args.reload_pid {
         return signal_reload(pid);
     }
@@ -150,7 +150,7 @@ fn check_config(args: &CheckConfigArgs) -> u8 {
 }
 
 /// Sends SIGHUP to the daemon at `pid`, which re-reads its configuration.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn signal_reload(pid: i32) -> u8 {
     use nix::sys::signal::{kill, Signal};
     if pid <= 1 {

@@ -4,23 +4,25 @@
 //! A bad file is refused with the file, the line and the key in the message.
 //!
 //! Here: reading and parsing the file. The tables themselves are in `model`, the rules
-//! across keys in `validate` (and `exposure`), where an error points in `spot`, the
-//! value types in `values`, the flags in `flags`.
+//! across keys in `validate` (and `exposure`, and `socket_folder` on Linux), where an
+//! error points in `spot`, the value types in `values`, the flags in `flags`.
 
 mod exposure;
 mod flags;
 mod model;
+#[cfg(target_os = "linux")]
+mod socket_folder;
 mod spot;
 mod validate;
 mod values;
 
-#[cfg(unix)]
-pub use exposure::check_config_socket_folder;
 pub use flags::ConfigOverrides;
 pub use model::{
     is_loopback, AssumeConfig, Config, ContainerConfig, EnvSinkConfig, FileSinkConfig, ImdsConfig,
     LogConfig, RefreshConfig, SignalConfig, SocketConfig, DEFAULT_CONTAINER_PORT,
 };
+#[cfg(target_os = "linux")]
+pub use socket_folder::check_config_socket_folder;
 pub use values::{
     parse_positive_duration, parse_profile_name, EndpointMode, EnvFormat, FileMode, LogFormat,
     LogLevel,
@@ -31,13 +33,13 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// Where `run` and `check-config` look when `--config` is not given.
-#[cfg(not(windows))]
+#[cfg(target_os = "linux")]
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/imds-credd/config.toml";
 /// Where `run` and `check-config` look when `--config` is not given.
 #[cfg(windows)]
 pub const DEFAULT_CONFIG_PATH: &str = r"C:\ProgramData\imds-credd\config.toml";
 /// Where the daemon listens and the client commands connect by default.
-#[cfg(not(windows))]
+#[cfg(target_os = "linux")]
 pub const DEFAULT_SOCKET_PATH: &str = "/run/imds-credd/credentials.sock";
 /// Where the daemon listens and the client commands connect by default: a named pipe.
 #[cfg(windows)]

@@ -118,7 +118,7 @@ impl SocketConfig {
                 &format!("{bad:?} is not a SID such as S-1-5-21-…-1001"),
             );
         }
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         if !self.allow_sids.is_empty() {
             return refuse(
                 "allow_sids",

@@ -50,7 +50,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -61,7 +61,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// File descriptors kept free beyond the connection cap: the listener, IMDS connections,
 /// sink files, logs and the programs the daemon runs.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 const SPARE_FDS: u64 = 64;
 
 /// Per-server limits; see the module doc.
@@ -111,7 +111,7 @@ pub trait Listener: Send + 'static {
     fn next_connection(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 impl Listener for UnixListener {
     type Stream = UnixStream;
     async fn next_connection(&self) -> io::Result<UnixStream> {
@@ -352,7 +352,7 @@ fn fit_fd_limit(wanted: usize) -> usize {
 
 /// The connection cap that the open-files limit allows, after raising the soft limit as far
 /// as needed and permitted (see the module doc).
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn fit_fd_limit(wanted: usize) -> usize {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
@@ -384,7 +384,7 @@ fn fit_fd_limit(wanted: usize) -> usize {
 }
 
 /// Pure part of [`fit_fd_limit`]: the soft limit to ask for and the cap it allows.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn connection_cap(wanted: usize, soft: u64, hard: u64) -> (u64, usize) {
     let needed = (wanted as u64).saturating_add(SPARE_FDS);
     let new_soft = if soft >= needed {
@@ -397,7 +397,7 @@ fn connection_cap(wanted: usize, soft: u64, hard: u64) -> (u64, usize) {
     (new_soft, cap)
 }
 
-#[cfg(all(test, unix))]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 

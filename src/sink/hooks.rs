@@ -21,16 +21,16 @@
 
 use crate::config::SignalConfig;
 use crate::health::SinkReporter;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use crate::sink::pid_file::PidFileError;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use nix::sys::signal::{killpg, Signal};
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use nix::unistd::Pid;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +49,7 @@ const MAX_LOGGED_OUTPUT: usize = 2048;
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 /// How long reading a pid file and sending the signal may take: a regular file on a sane
 /// disk takes microseconds; past this the sink reports the hook as stuck.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A hook configuration that cannot work, refused when the sink is set up.
@@ -78,13 +78,13 @@ pub enum HookError {
         #[source]
         source: std::io::Error,
     },
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[error(transparent)]
     Signal(#[from] PidFileError),
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[error("pid file {}: not read within {} s (a hung file system?); the signal goes out only if the read ever ends", path.display(), SIGNAL_TIMEOUT.as_secs())]
     SignalStuck { path: PathBuf },
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[error("pid file {}: the signal task panicked; signal not sent", path.display())]
     SignalPanicked { path: PathBuf },
 }
@@ -145,13 +145,13 @@ struct Hooks {
     /// Names the sink in log lines, e.g. `file /home/app/.aws/credentials`.
     sink: String,
     command: Option<Vec<String>>,
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     signal: Option<SignalTarget>,
     /// Held while the hooks run, so runs for one sink do not overlap.
     running: tokio::sync::Mutex<()>,
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 #[derive(Debug)]
 struct SignalTarget {
     pid_file: PathBuf,
@@ -160,7 +160,7 @@ struct SignalTarget {
     owner: Option<String>,
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 impl SignalTarget {
     /// Reads the pid file and signals on the blocking pool (a pid file on a hung disk must
     /// not stall the async threads), for at most [`SIGNAL_TIMEOUT`].
@@ -203,7 +203,7 @@ impl RotationHooks {
                 sink: sink.to_string(),
             });
         }
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         let signal = signal
             .map(|s| {
                 Ok(SignalTarget {
@@ -222,7 +222,7 @@ impl RotationHooks {
             inner: Arc::new(Hooks {
                 sink: sink.to_string(),
                 command,
-                #[cfg(unix)]
+                #[cfg(target_os = "linux")]
                 signal,
                 running: tokio::sync::Mutex::new(()),
             }),
@@ -235,7 +235,7 @@ impl RotationHooks {
     /// root's pid files are.
     #[cfg_attr(windows, allow(unused_variables, unused_mut))]
     pub fn owned_by(mut self, owner: Option<String>) -> RotationHooks {
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         {
             let hooks = Arc::get_mut(&mut self.inner)
                 .expect("owned_by is called while the hooks are built, before any run");
@@ -253,7 +253,7 @@ impl RotationHooks {
 
     /// True when neither a command nor a signal is configured.
     pub fn is_empty(&self) -> bool {
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         let no_signal = self.inner.signal.is_none();
         #[cfg(windows)]
         let no_signal = true;
@@ -297,12 +297,12 @@ impl Hooks {
         }
         #[cfg(windows)]
         let signal = None;
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         let signal = match &self.signal {
             Some(target) => Some(target.send().await),
             None => None,
         };
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         if let (Some(outcome), Some(target)) = (&signal, &self.signal) {
             match outcome {
                 Ok(pid) => tracing::info!(
@@ -334,7 +334,7 @@ impl Hooks {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         // Its own process group, so a timeout kills what it started too.
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         command.process_group(0);
         // SAFETY: the closure runs between fork and exec and makes system calls only.
         #[cfg(target_os = "linux")]
@@ -352,7 +352,7 @@ impl Hooks {
             Ok(Ok(status)) => CommandOutcome::Exited(status),
             Ok(Err(source)) => return Err(HookError::Wait { program, source }),
             Err(_) => {
-                #[cfg(unix)]
+                #[cfg(target_os = "linux")]
                 if let Some(group) = pid.and_then(|p| i32::try_from(p).ok()) {
                     // The child leads its group: this reaches the processes it started.
                     let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
@@ -426,7 +426,7 @@ async fn collect_output(reader: Option<JoinHandle<(Vec<u8>, bool)>>) -> String {
     text
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 /// `HUP`, `SIGHUP` or `hup` → `SIGHUP`.
 fn parse_signal(name: &str) -> Option<Signal> {
     let upper = name.trim().to_ascii_uppercase();
@@ -439,7 +439,7 @@ fn parse_signal(name: &str) -> Option<Signal> {
 }
 
 // The unit tests cover signal parsing, which exists only on unix.
-#[cfg(all(test, unix))]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
