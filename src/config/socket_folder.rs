@@ -50,7 +50,7 @@ pub fn check_socket_folder(socket: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// [`check_socket_folder`] for a resolved config, the error placed like the others: at the
+/// `check_socket_folder` for a resolved config, the error placed like the others: at the
 /// `--socket` flag when it set the path, else at `socket.path` in the config `file` (its
 /// `[socket]` header, or line 1, when the path is the default).
 pub fn check_config_socket_folder(

@@ -17,8 +17,8 @@
 //! credentials request and every refusal.
 //!
 //! Here: routing, the statuses and [`ApiError`]'s mapping to them, the shared response
-//! shape. The answers themselves: [`credentials`] (the three credentials formats),
-//! [`status`] (`/v1/status`, `/healthz`, `/v1/consumers`), [`metrics`] (Prometheus text).
+//! shape. The answers themselves: `credentials` (the three credentials formats),
+//! `status` (`/v1/status`, `/healthz`, `/v1/consumers`), `metrics` (Prometheus text).
 
 mod credentials;
 mod metrics;
