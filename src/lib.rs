@@ -22,6 +22,11 @@
 //! - [`demo`]: `imds-credd demo` and the simulated IMDS it runs against.
 //! - [`clock`], [`backoff`]: time, injected; retry delays.
 //! - [`error_chain`]: the one renderer of an error and its causes, for people.
+//!
+//! Platforms: Linux and Windows; Linux-only code is gated `target_os = "linux"`.
+
+#[cfg(not(any(target_os = "linux", windows)))]
+compile_error!("imds-credd runs on Linux and Windows");
 
 pub mod assume;
 pub mod backoff;

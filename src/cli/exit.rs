@@ -10,7 +10,7 @@
 //! so `Restart=on-failure` tries again.
 
 use super::assets::AssetsError;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use super::ReloadError;
 use crate::assume::StsError;
 use crate::client::api::ClientError;
@@ -60,7 +60,7 @@ impl Exit {
     }
 
     /// `exec` ends as its command did: its code, or 128+N when signal N killed it.
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     pub fn of_child(status: std::process::ExitStatus) -> Exit {
         use std::os::unix::process::ExitStatusExt;
         match (status.code(), status.signal()) {
@@ -77,7 +77,7 @@ impl Exit {
         use crate::client::CommandError as Client;
         match error {
             CommandError::Config(_) | CommandError::Assets(_) => Exit::Usage,
-            #[cfg(unix)]
+            #[cfg(target_os = "linux")]
             CommandError::Reload(_) => Exit::Usage,
             #[cfg(windows)]
             CommandError::Service(_) => Exit::Usage,
@@ -127,7 +127,7 @@ impl Exit {
                         | FallbackError::Expired(_),
                     ..
                 } => Exit::NoCredentials,
-                #[cfg(unix)]
+                #[cfg(target_os = "linux")]
                 Client::Exec(exec) => {
                     use crate::client::exec::ExecError;
                     match exec {
@@ -154,7 +154,7 @@ pub enum CommandError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// `check-config --reload-pid`.
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[error(transparent)]
     Reload(#[from] ReloadError),
     /// `run` (logged by the daemon before it returns).
@@ -258,11 +258,11 @@ fn is_operators_imds_setup(error: &ImdsError) -> bool {
 fn is_operators_file_setup(error: &FileError) -> bool {
     match error {
         FileError::BadPath { .. } => true,
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         FileError::UnknownId { .. } => true,
         #[cfg(windows)]
         FileError::Unsupported { .. } => true,
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         FileError::Symlink { .. }
         | FileError::UntrustedLink { .. }
         | FileError::NotRegularFile { .. }
@@ -386,7 +386,7 @@ mod tests {
         assert_eq!(Exit::for_error(&failed.into()), Exit::TaskFailed);
     }
 
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[test]
     fn exec_ends_as_its_command_did_or_as_a_shell_would() {
         use std::os::unix::fs::PermissionsExt;

@@ -11,7 +11,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 pub use exit::{CommandError, Exit};
 use std::path::PathBuf;
 use std::process::ExitCode;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use thiserror::Error;
 
 #[derive(Debug, Parser)]
@@ -39,7 +39,7 @@ pub enum Command {
     /// Print the credentials as `credential_process` JSON (Version 1), for `~/.aws/config`.
     CredentialProcess(crate::client::credential_process::CredentialProcessArgs),
     /// Run a command with the credentials in its environment.
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     Exec(crate::client::exec::ExecArgs),
     /// Print the credentials as environment assignments.
     Env(crate::client::env::EnvArgs),
@@ -93,7 +93,7 @@ pub struct CheckConfigArgs {
     pub config: ConfigArgs,
     /// After a successful check, send SIGHUP to this process (the unit's `$MAINPID`):
     /// `systemctl reload` then needs no `kill` binary, which a minimal system lacks.
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[arg(long, value_name = "PID", hide = true)]
     pub reload_pid: Option<i32>,
 }
@@ -105,7 +105,7 @@ pub fn resolve_config(
 ) -> Result<Config, ConfigError> {
     let mut config = Config::load(path)?;
     overrides.apply(&mut config)?;
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     crate::config::check_config_socket_folder(
         &config,
         path.unwrap_or(std::path::Path::new(crate::config::DEFAULT_CONFIG_PATH)),
@@ -156,7 +156,7 @@ fn run_command(command: Command) -> (&'static str, Result<Exit, CommandError>) {
             "imds-credd credential-process",
             ok(client::credential_process::run(&args)),
         ),
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         Command::Exec(args) => (
             "imds-credd exec",
             client::exec::run(&args)
@@ -231,7 +231,7 @@ fn service(args: ServiceArgs) -> Result<Exit, CommandError> {
 }
 
 /// Why `check-config --reload-pid` could not ask the daemon to reload.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 #[derive(Debug, Error)]
 pub enum ReloadError {
     #[error("--reload-pid {0} is not a daemon's process id")]
@@ -252,7 +252,7 @@ fn check_config(args: &CheckConfigArgs) -> Result<Exit, CommandError> {
         .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG_PATH));
     resolve_config(config.config.as_deref(), &config.overrides)?;
     println!("{}: configuration is valid", shown.display());
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     if let Some(pid) = args.reload_pid {
         signal_reload(pid)?;
     }
@@ -260,7 +260,7 @@ fn check_config(args: &CheckConfigArgs) -> Result<Exit, CommandError> {
 }
 
 /// Sends SIGHUP to the daemon at `pid`, which re-reads its configuration.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn signal_reload(pid: i32) -> Result<(), ReloadError> {
     use nix::sys::signal::{kill, Signal};
     if pid <= 1 {

@@ -143,7 +143,7 @@ fn one_line(text: &str) -> String {
 }
 
 // The tests serve on unix sockets (see `test_support`).
-#[cfg(all(test, unix))]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use crate::client::test_support::{json_answer, runtime, serve_once};

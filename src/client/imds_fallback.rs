@@ -66,7 +66,7 @@ pub async fn instance_role_credentials(
 }
 
 // The tests serve on unix sockets (see `test_support`).
-#[cfg(all(test, unix))]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use crate::client::test_support::runtime;

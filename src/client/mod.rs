@@ -9,12 +9,12 @@ pub mod consumers;
 pub mod credential_process;
 pub mod env;
 // `exec` supervises its command with unix signals (forwarding, SIGTERM then SIGKILL).
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub mod exec;
 pub mod imds_fallback;
 pub mod socket_client;
 pub mod status;
-#[cfg(all(test, unix))]
+#[cfg(all(test, target_os = "linux"))]
 mod test_support;
 
 use crate::config::{parse_profile_name, DEFAULT_SOCKET_PATH};
@@ -50,7 +50,7 @@ pub enum CommandError {
     #[error(transparent)]
     Stdout(io::Error),
     /// `exec` could not run or supervise its command.
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[error(transparent)]
     Exec(#[from] exec::ExecError),
 }

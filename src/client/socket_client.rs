@@ -141,7 +141,7 @@ impl SocketClient {
 }
 
 /// Opens the daemon's unix socket.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 async fn connect(path: &Path) -> io::Result<tokio::net::UnixStream> {
     tokio::net::UnixStream::connect(path).await
 }
@@ -164,7 +164,7 @@ async fn connect(path: &Path) -> io::Result<tokio::net::windows::named_pipe::Nam
 }
 
 // The tests serve on unix sockets; the Windows pipe is exercised by the wine test.
-#[cfg(all(test, unix))]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use crate::client::test_support::{runtime, serve_once};

@@ -196,7 +196,7 @@ pub fn in_words(duration: Duration) -> String {
 }
 
 // The tests serve on unix sockets (see `test_support`).
-#[cfg(all(test, unix))]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use crate::client::test_support::{json_answer, runtime, serve_once};

@@ -3,7 +3,7 @@
 //! without dropping the credentials), and stops everything on SIGTERM/SIGINT.
 
 pub mod logging;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub mod notify;
 #[cfg(target_os = "linux")]
 pub mod privileges;
@@ -356,7 +356,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
     daemon
         .tasks
         .spawn("refresher", &stop, refresher.run(stop.clone()));
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     daemon.tasks.spawn(
         "systemd notify",
         &stop,
@@ -454,14 +454,14 @@ enum Signal {
 /// SIGTERM (systemd's stop) and SIGINT (Ctrl-C) stop; SIGHUP reloads. On Windows, Ctrl-C
 /// stops. Cancelling the `external` token stops too (the Windows service's SCM stop).
 struct StopOrReload {
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     streams: [tokio::signal::unix::Signal; 3],
     external: CancellationToken,
 }
 
 impl StopOrReload {
     fn install(external: CancellationToken) -> std::io::Result<Self> {
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         {
             use tokio::signal::unix::{signal, SignalKind};
             Ok(StopOrReload {
@@ -473,12 +473,12 @@ impl StopOrReload {
                 external,
             })
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
         Ok(StopOrReload { external })
     }
 
     async fn next(&mut self) -> Signal {
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         {
             let [term, int, hup] = &mut self.streams;
             tokio::select! {
@@ -488,7 +488,7 @@ impl StopOrReload {
                 _ = self.external.cancelled() => Signal::Stop,
             }
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
         {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => Signal::Stop,

@@ -105,7 +105,7 @@ async fn run_demo(folder: &Path, run_for: Option<Duration>) -> Result<(), DemoEr
 }
 
 /// The demo's socket: in its folder.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn demo_socket_path(folder: &Path) -> PathBuf {
     folder.join("credentials.sock")
 }
@@ -117,9 +117,9 @@ fn demo_socket_path(folder: &Path) -> PathBuf {
     PathBuf::from(format!(r"\\.\pipe\{name}"))
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 const DEMO_ENV_FILE: &str = "credentials.env";
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 const DEMO_ENV_FORMAT: EnvFormat = EnvFormat::Sh;
 #[cfg(windows)]
 const DEMO_ENV_FILE: &str = "credentials.ps1";
@@ -172,7 +172,7 @@ fn print_guide(config: &Config, endpoint: &str) {
   type {file}          # profile [demo]
   . {env}; $Env:AWS_ACCESS_KEY_ID      # in PowerShell"#
     );
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     let tries = format!(
         r#"  {exe} status --socket {socket}
   {exe} credential-process --socket {socket}
@@ -201,9 +201,9 @@ fn make_private_folder() -> std::io::Result<PathBuf> {
     let base = std::env::temp_dir();
     loop {
         let folder = base.join(format!("imds-credd-demo-{:08x}", fastrand::u32(..)));
-        #[cfg_attr(not(unix), allow(unused_mut))]
+        #[cfg_attr(windows, allow(unused_mut))]
         let mut builder = std::fs::DirBuilder::new();
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         match builder.create(&folder) {
             Ok(()) => return Ok(folder),

@@ -3,34 +3,30 @@
 //! `imds-credd-container.socket` the `[container]` port, and either may be enabled without
 //! the other, so a position says nothing. Each unit names its socket with
 //! `FileDescriptorName=`; without that systemd uses the unit's name, accepted as well.
+//!
+//! Reading `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` is `sd_notify`'s: it passes
+//! nothing unless `LISTEN_PID` is our pid (the variables may have been inherited from an
+//! activated parent), and marks the passed fds close-on-exec. Here: which one is ours.
 
 use std::os::fd::RawFd;
 use std::sync::Mutex;
-
-/// The first file descriptor systemd passes (`SD_LISTEN_FDS_START`).
-const FIRST_FD: RawFd = 3;
 
 /// `FileDescriptorName=` of `imds-credd.socket`, and the name systemd gives it without one.
 pub const API_SOCKET_NAMES: &[&str] = &["credentials", "imds-credd.socket"];
 /// `FileDescriptorName=` of `imds-credd-container.socket`, and its unit name.
 pub const CONTAINER_SOCKET_NAMES: &[&str] = &["container", "imds-credd-container.socket"];
 
+/// The name `sd_listen_fds_with_names(3)` gives every fd when `LISTEN_FDNAMES` is unset.
+const UNNAMED: &str = "unknown";
+
 /// Fds handed out already, so no two owners wrap (and later close) the same one.
 static TAKEN: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
 
 /// The passed fd named one of `names`, at most once per process. `None` when we were not
-/// socket-activated or no passed socket has such a name.
+/// socket-activated (or the variables are malformed) or no passed socket has such a name.
 pub fn take(names: &[&str]) -> Option<RawFd> {
-    let listen_pid = std::env::var("LISTEN_PID").ok();
-    let listen_fds = std::env::var("LISTEN_FDS").ok();
-    let listen_fdnames = std::env::var("LISTEN_FDNAMES").ok();
-    let fd = pick(
-        listen_pid.as_deref(),
-        listen_fds.as_deref(),
-        listen_fdnames.as_deref(),
-        std::process::id(),
-        names,
-    )?;
+    let passed = sd_notify::listen_fds_with_names().ok()?;
+    let fd = pick(passed, names)?;
     let mut taken = TAKEN
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -41,89 +37,50 @@ pub fn take(names: &[&str]) -> Option<RawFd> {
     Some(fd)
 }
 
-/// Pure part of [`take`]. `LISTEN_PID` must be our pid (the variables may have been
-/// inherited from an activated parent). Without `LISTEN_FDNAMES` (an older systemd, or a
-/// hand-written activation) the first fd is taken to be the API socket, as before names.
-pub fn pick(
-    listen_pid: Option<&str>,
-    listen_fds: Option<&str>,
-    listen_fdnames: Option<&str>,
-    our_pid: u32,
-    names: &[&str],
-) -> Option<RawFd> {
-    let pid: u32 = listen_pid?.trim().parse().ok()?;
-    let count: usize = listen_fds?.trim().parse().ok()?;
-    if pid != our_pid || count == 0 {
-        return None;
+/// Pure part of [`take`]: the first of the `passed` fds named one of `names`. Without
+/// `LISTEN_FDNAMES` (an older systemd, or a hand-written activation) every fd is unnamed,
+/// and the first is taken to be the API socket, as before names.
+fn pick(passed: impl IntoIterator<Item = (RawFd, String)>, names: &[&str]) -> Option<RawFd> {
+    let passed: Vec<(RawFd, String)> = passed.into_iter().collect();
+    if passed.iter().all(|(_, name)| name == UNNAMED) {
+        return passed
+            .first()
+            .filter(|_| names == API_SOCKET_NAMES)
+            .map(|(fd, _)| *fd);
     }
-    match listen_fdnames {
-        None => (names == API_SOCKET_NAMES).then_some(FIRST_FD),
-        Some(passed) => passed
-            .split(':')
-            .take(count)
-            .position(|name| names.contains(&name))
-            .and_then(|index| RawFd::try_from(index).ok())
-            .map(|index| FIRST_FD + index),
-    }
+    passed
+        .into_iter()
+        .find(|(_, name)| names.contains(&name.as_str()))
+        .map(|(fd, _)| fd)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn sockets_are_picked_by_name_whatever_their_order() {
-        let both = Some("container:credentials");
-        assert_eq!(
-            pick(Some("42"), Some("2"), both, 42, API_SOCKET_NAMES),
-            Some(4)
-        );
-        assert_eq!(
-            pick(Some("42"), Some("2"), both, 42, CONTAINER_SOCKET_NAMES),
-            Some(3)
-        );
-        let unit_names = Some("imds-credd.socket:imds-credd-container.socket");
-        assert_eq!(
-            pick(
-                Some("42"),
-                Some("2"),
-                unit_names,
-                42,
-                CONTAINER_SOCKET_NAMES
-            ),
-            Some(4)
-        );
-        let only_api = Some("credentials");
-        assert_eq!(
-            pick(Some("42"), Some("1"), only_api, 42, CONTAINER_SOCKET_NAMES),
-            None
-        );
-        assert_eq!(
-            pick(Some("42"), Some("1"), Some("other"), 42, API_SOCKET_NAMES),
-            None
-        );
+    /// Fds from 3 named as in `LISTEN_FDNAMES`.
+    fn passed(names: &[&str]) -> Vec<(RawFd, String)> {
+        (3..)
+            .zip(names.iter().map(|name| name.to_string()))
+            .collect()
     }
 
     #[test]
-    fn activation_needs_our_pid_and_at_least_one_fd_and_unnamed_means_the_api_socket() {
-        assert_eq!(
-            pick(Some("42"), Some("1"), None, 42, API_SOCKET_NAMES),
-            Some(3)
-        );
-        assert_eq!(
-            pick(Some("42"), Some("1"), None, 42, CONTAINER_SOCKET_NAMES),
-            None
-        );
-        assert_eq!(
-            pick(Some("41"), Some("1"), None, 42, API_SOCKET_NAMES),
-            None
-        );
-        assert_eq!(
-            pick(Some("42"), Some("0"), None, 42, API_SOCKET_NAMES),
-            None
-        );
-        assert_eq!(pick(None, Some("1"), None, 42, API_SOCKET_NAMES), None);
-        assert_eq!(pick(Some("42"), None, None, 42, API_SOCKET_NAMES), None);
-        assert_eq!(pick(Some("x"), Some("1"), None, 42, API_SOCKET_NAMES), None);
+    fn sockets_are_picked_by_name_whatever_their_order() {
+        let both = passed(&["container", "credentials"]);
+        assert_eq!(pick(both.clone(), API_SOCKET_NAMES), Some(4));
+        assert_eq!(pick(both, CONTAINER_SOCKET_NAMES), Some(3));
+        let unit_names = passed(&["imds-credd.socket", "imds-credd-container.socket"]);
+        assert_eq!(pick(unit_names, CONTAINER_SOCKET_NAMES), Some(4));
+        assert_eq!(pick(passed(&["credentials"]), CONTAINER_SOCKET_NAMES), None);
+        assert_eq!(pick(passed(&["other"]), API_SOCKET_NAMES), None);
+    }
+
+    #[test]
+    fn unnamed_fds_mean_the_api_socket_first_and_none_means_none() {
+        let unnamed = passed(&[UNNAMED, UNNAMED]);
+        assert_eq!(pick(unnamed.clone(), API_SOCKET_NAMES), Some(3));
+        assert_eq!(pick(unnamed, CONTAINER_SOCKET_NAMES), None);
+        assert_eq!(pick(passed(&[]), API_SOCKET_NAMES), None);
     }
 }

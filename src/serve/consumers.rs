@@ -276,7 +276,7 @@ impl Table {
 }
 
 /// The user name of `uid` (from the system's user database), or the number.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn user_name(uid: Option<u32>) -> String {
     let Some(uid) = uid else {
         return "(unknown)".to_string();
@@ -288,7 +288,7 @@ fn user_name(uid: Option<u32>) -> String {
 }
 
 /// Windows peers have no uid; the named pipe does not record consumers.
-#[cfg(not(unix))]
+#[cfg(windows)]
 fn user_name(uid: Option<u32>) -> String {
     uid.map_or_else(|| "(unknown)".to_string(), |uid| uid.to_string())
 }

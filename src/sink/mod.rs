@@ -32,7 +32,7 @@ pub mod atomic;
 pub mod credentials_file;
 pub mod env_file;
 pub mod hooks;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub mod pid_file;
 
 pub use credentials_file::{merge_profile, CredentialsFileSink};

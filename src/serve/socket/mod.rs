@@ -101,6 +101,13 @@ impl SocketServer {
     }
 }
 
+impl server::Listener for tokio::net::UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn next_connection(&self) -> io::Result<tokio::net::UnixStream> {
+        Ok(self.accept().await?.0)
+    }
+}
+
 /// The socket's side of the server: peers checked by `SO_PEERCRED` (and their program read
 /// from `/proc` at accept time, for the consumer table), every route served.
 struct SocketFrontend {

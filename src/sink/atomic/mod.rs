@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod unix;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub use unix::*;
 #[cfg(windows)]
 mod windows;

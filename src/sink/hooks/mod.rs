@@ -19,25 +19,23 @@
 //! Hooks run on their own task: a slow hook never delays the sink or the refresher. Runs of
 //! one sink's hooks do not overlap; a rotation that comes while one runs waits for it.
 
+#[cfg(target_os = "linux")]
+mod signal;
+
+#[cfg(target_os = "linux")]
+pub use signal::SIGNAL_TIMEOUT;
+
 use crate::config::SignalConfig;
 use crate::health::SinkReporter;
-#[cfg(unix)]
-use crate::sink::pid_file::PidFileError;
-#[cfg(unix)]
-use nix::sys::signal::{killpg, Signal};
-#[cfg(unix)]
-use nix::unistd::Pid;
-#[cfg(unix)]
-use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-#[cfg(unix)]
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
+#[cfg(target_os = "linux")]
+use {crate::sink::pid_file::PidFileError, signal::SignalTarget, std::path::PathBuf};
 
 /// How long an `on_rotate` command may run before it is killed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,11 +45,6 @@ const MAX_LOGGED_OUTPUT: usize = 2048;
 /// After the command exits, how long to wait for its pipes to close (a background child
 /// may hold them open).
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
-/// How long reading a pid file and sending the signal may take: a regular file on a sane
-/// disk takes microseconds; past this the sink reports the hook as stuck.
-#[cfg(unix)]
-pub const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// A hook configuration that cannot work, refused when the sink is set up.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum HookConfigError {
@@ -78,13 +71,13 @@ pub enum HookError {
         #[source]
         source: std::io::Error,
     },
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[error(transparent)]
     Signal(#[from] PidFileError),
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[error("pid file {}: not read within {} s (a hung file system?); the signal goes out only if the read ever ends", path.display(), SIGNAL_TIMEOUT.as_secs())]
     SignalStuck { path: PathBuf },
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[error("pid file {}: the signal task panicked; signal not sent", path.display())]
     SignalPanicked { path: PathBuf },
 }
@@ -145,40 +138,10 @@ struct Hooks {
     /// Names the sink in log lines, e.g. `file /home/app/.aws/credentials`.
     sink: String,
     command: Option<Vec<String>>,
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     signal: Option<SignalTarget>,
     /// Held while the hooks run, so runs for one sink do not overlap.
     running: tokio::sync::Mutex<()>,
-}
-
-#[cfg(unix)]
-#[derive(Debug)]
-struct SignalTarget {
-    pid_file: PathBuf,
-    signal: Signal,
-    /// The sink's `owner` setting: who may own the pid file and the process it names.
-    owner: Option<String>,
-}
-
-#[cfg(unix)]
-impl SignalTarget {
-    /// Reads the pid file and signals on the blocking pool (a pid file on a hung disk must
-    /// not stall the async threads), for at most [`SIGNAL_TIMEOUT`].
-    async fn send(&self) -> Result<i32, HookError> {
-        let (path, owner, signal) = (self.pid_file.clone(), self.owner.clone(), self.signal);
-        let task = tokio::task::spawn_blocking(move || {
-            crate::sink::pid_file::signal_from(&path, owner.as_deref(), signal)
-        });
-        match tokio::time::timeout(SIGNAL_TIMEOUT, task).await {
-            Ok(Ok(outcome)) => Ok(outcome?),
-            Ok(Err(_panicked)) => Err(HookError::SignalPanicked {
-                path: self.pid_file.clone(),
-            }),
-            Err(_elapsed) => Err(HookError::SignalStuck {
-                path: self.pid_file.clone(),
-            }),
-        }
-    }
 }
 
 impl RotationHooks {
@@ -203,26 +166,15 @@ impl RotationHooks {
                 sink: sink.to_string(),
             });
         }
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         let signal = signal
-            .map(|s| {
-                Ok(SignalTarget {
-                    pid_file: s.pid_file.clone(),
-                    owner: None,
-                    signal: parse_signal(&s.signal).ok_or_else(|| {
-                        HookConfigError::UnknownSignal {
-                            sink: sink.to_string(),
-                            name: s.signal.clone(),
-                        }
-                    })?,
-                })
-            })
+            .map(|config| SignalTarget::new(sink, config))
             .transpose()?;
         Ok(RotationHooks {
             inner: Arc::new(Hooks {
                 sink: sink.to_string(),
                 command,
-                #[cfg(unix)]
+                #[cfg(target_os = "linux")]
                 signal,
                 running: tokio::sync::Mutex::new(()),
             }),
@@ -235,7 +187,7 @@ impl RotationHooks {
     /// root's pid files are.
     #[cfg_attr(windows, allow(unused_variables, unused_mut))]
     pub fn owned_by(mut self, owner: Option<String>) -> RotationHooks {
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         {
             let hooks = Arc::get_mut(&mut self.inner)
                 .expect("owned_by is called while the hooks are built, before any run");
@@ -257,11 +209,11 @@ impl RotationHooks {
 
     /// True when neither a command nor a signal is configured.
     pub fn is_empty(&self) -> bool {
-        #[cfg(unix)]
-        let no_signal = self.inner.signal.is_none();
-        #[cfg(windows)]
-        let no_signal = true;
-        self.inner.command.is_none() && no_signal
+        #[cfg(target_os = "linux")]
+        if self.inner.signal.is_some() {
+            return false;
+        }
+        self.inner.command.is_none()
     }
 
     /// Runs the hooks on a new task (the caller does not wait): first the command, then
@@ -304,26 +256,11 @@ impl Hooks {
         }
         #[cfg(windows)]
         let signal = None;
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         let signal = match &self.signal {
-            Some(target) => Some(target.send().await),
+            Some(target) => Some(target.send_logged(&self.sink).await),
             None => None,
         };
-        #[cfg(unix)]
-        if let (Some(outcome), Some(target)) = (&signal, &self.signal) {
-            match outcome {
-                Ok(pid) => tracing::info!(
-                    sink = self.sink,
-                    pid,
-                    signal = target.signal.as_str(),
-                    "signalled the process from the pid file after rotation"
-                ),
-                Err(error) => tracing::warn!(
-                    sink = self.sink, error = %crate::error_chain::render(error),
-                    "rotation signal not sent"
-                ),
-            }
-        }
         HookReport { command, signal }
     }
 
@@ -341,13 +278,8 @@ impl Hooks {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         // Its own process group, so a timeout kills what it started too.
-        #[cfg(unix)]
-        command.process_group(0);
-        // SAFETY: the closure runs between fork and exec and makes system calls only.
         #[cfg(target_os = "linux")]
-        unsafe {
-            command.pre_exec(crate::daemon::privileges::drop_capabilities);
-        }
+        signal::isolate(&mut command);
         let mut child = command.spawn().map_err(|source| HookError::Spawn {
             program: program.clone(),
             source,
@@ -359,11 +291,9 @@ impl Hooks {
             Ok(Ok(status)) => CommandOutcome::Exited(status),
             Ok(Err(source)) => return Err(HookError::Wait { program, source }),
             Err(_) => {
-                #[cfg(unix)]
-                if let Some(group) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    // The child leads its group: this reaches the processes it started.
-                    let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
-                }
+                // The child leads its group: this reaches the processes it started.
+                #[cfg(target_os = "linux")]
+                signal::kill_group(pid);
                 // `kill` sends SIGKILL to the child (again) and reaps it.
                 if let Err(error) = child.kill().await {
                     tracing::warn!(sink = self.sink, program, error = %crate::error_chain::render(&error), "cannot kill the timed-out on_rotate command");
@@ -431,50 +361,4 @@ async fn collect_output(reader: Option<JoinHandle<(Vec<u8>, bool)>>) -> String {
         text.push_str(" …(cut)");
     }
     text
-}
-
-#[cfg(unix)]
-/// `HUP`, `SIGHUP` or `hup` → `SIGHUP`.
-fn parse_signal(name: &str) -> Option<Signal> {
-    let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    Signal::from_str(&full).ok()
-}
-
-// The unit tests cover signal parsing, which exists only on unix.
-#[cfg(all(test, unix))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signal_names_are_accepted_with_or_without_sig() {
-        assert_eq!(parse_signal("HUP"), Some(Signal::SIGHUP));
-        assert_eq!(parse_signal("SIGUSR1"), Some(Signal::SIGUSR1));
-        assert_eq!(parse_signal(" usr2 "), Some(Signal::SIGUSR2));
-        assert_eq!(parse_signal("TERM"), Some(Signal::SIGTERM));
-        assert_eq!(parse_signal("RELOAD"), None);
-        assert_eq!(parse_signal(""), None);
-    }
-
-    #[test]
-    fn bad_settings_are_refused_up_front() {
-        let err = RotationHooks::new("file /x", Some(&[]), None).unwrap_err();
-        assert!(matches!(err, HookConfigError::EmptyCommand { .. }));
-        let signal = SignalConfig {
-            pid_file: "/run/app.pid".into(),
-            signal: "RELOAD".into(),
-        };
-        let err = RotationHooks::new("file /x", None, Some(&signal)).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "signal \"RELOAD\" for file /x is not a signal name such as HUP, USR1 or TERM"
-        );
-        assert!(RotationHooks::new("file /x", None, None)
-            .unwrap()
-            .is_empty());
-    }
 }

@@ -9,47 +9,32 @@
 //! left, which the next write through the same [`ManagedFile`] sweeps away.
 //!
 //! The daemon usually runs as root and writes into folders other users own (`~app/.aws`), so
-//! every operation goes through a folder file descriptor reached without trusting links that
-//! other users could plant:
-//! - The folder path is walked one component at a time with `O_NOFOLLOW`. A symbolic link on
-//!   the way is followed only when root or the daemon's own user owns it (`/var/run → /run`);
-//!   a link owned by anyone else is refused, since its owner could point it at `/etc`. A
-//!   trusted link is not handed to the kernel to resolve: its target is read and walked the
-//!   same way, one component at a time, so a root-owned link into a user's folder cannot
-//!   smuggle that user's own links past the checks (at most [`MAX_LINKS`] links per walk).
-//! - No folder on the way may be writable by everyone without the sticky bit.
-//! - The target itself must be missing, or a regular file (not a link, FIFO, device, socket
-//!   or folder) with exactly one link, owned by the daemon's user or by the configured owner.
-//!   A second hard link would let whoever made it read what the daemon merges into the file
-//!   (its other sections) under a name of their choosing, or point the daemon at a file of
-//!   another sink.
-//! - Missing folders are created owner-only plus traverse rights for exactly the classes the
-//!   file mode lets read (`0600` → `0700`, `0640` → `0750`, `0644` → `0755`), owned by the
-//!   configured owner and group: the file's readers can reach it, nobody else can list it.
-//!   (A fixed `0755` would disclose the file names to everyone; a fixed root-owned `0700`
-//!   would lock the file's own owner out of `~app/.aws`.)
+//! every operation goes through a folder file descriptor reached by `walk`, which trusts no
+//! link other users could plant, and the file already at the target must pass the checks of
+//! `owner` (a regular file, one link, owned by the daemon's user or the configured owner).
 //!
 //! Errors name the path and carry the errno (`ENOSPC`, `EROFS`, `EACCES`…) as their source;
 //! the temp file is removed on every error path.
 
+mod owner;
+mod walk;
+
+pub use owner::FileOwner;
+pub use walk::{folder_mode_for, MAX_LINKS};
+
+use super::{MAX_FILE_SIZE, TEMP_SUFFIX};
 use nix::errno::Errno;
-use nix::fcntl::{openat, readlinkat, renameat, OFlag, AT_FDCWD};
-use nix::sys::stat::{fchmod, fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
-use nix::unistd::{fchown, fsync, geteuid, unlinkat, Gid, Group, Uid, UnlinkatFlags, User};
-use std::collections::VecDeque;
-use std::ffi::{OsStr, OsString};
+use nix::fcntl::{openat, renameat, OFlag};
+use nix::sys::stat::{fchmod, fstat, fstatat, FileStat, Mode, SFlag};
+use nix::unistd::{fchown, fsync, geteuid, unlinkat, UnlinkatFlags};
+use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
 use zeroize::{Zeroize, Zeroizing};
-
-use super::{MAX_FILE_SIZE, TEMP_SUFFIX};
-
-/// Symbolic links one folder walk follows at most, as the kernel's own limit (`ELOOP`).
-pub const MAX_LINKS: usize = 40;
 
 /// Why a file could not be read, replaced or removed. Messages name the path, never content.
 #[derive(Debug, Error)]
@@ -107,60 +92,6 @@ pub enum FileError {
         #[source]
         source: Errno,
     },
-}
-
-/// Who should own a written file; `None` keeps the daemon's own uid or gid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FileOwner {
-    pub uid: Option<Uid>,
-    pub gid: Option<Gid>,
-}
-
-impl FileOwner {
-    /// Resolves `owner`/`group` (a name, or a number used as is) through the system's user
-    /// database. Called on every write rather than once at start: on a fresh instance the
-    /// user may be created by cloud-init after the daemon starts, and the sink recovers by
-    /// itself once it exists.
-    pub fn resolve(owner: Option<&str>, group: Option<&str>) -> Result<FileOwner, FileError> {
-        Ok(FileOwner {
-            uid: lookup_id(owner, "owner", "user", Uid::from_raw, |name| {
-                User::from_name(name).map(|user| user.map(|u| u.uid))
-            })?,
-            gid: lookup_id(group, "group", "group", Gid::from_raw, |name| {
-                Group::from_name(name).map(|group| group.map(|g| g.gid))
-            })?,
-        })
-    }
-}
-
-/// A user or group id from a config value: a number as is, else a name looked up.
-fn lookup_id<T>(
-    value: Option<&str>,
-    key: &'static str,
-    what: &'static str,
-    from_raw: fn(u32) -> T,
-    by_name: fn(&str) -> nix::Result<Option<T>>,
-) -> Result<Option<T>, FileError> {
-    let Some(text) = value else {
-        return Ok(None);
-    };
-    if let Ok(n) = text.parse::<u32>() {
-        return Ok(Some(from_raw(n)));
-    }
-    let name = || text.to_string();
-    match by_name(text) {
-        Ok(Some(id)) => Ok(Some(id)),
-        Ok(None) => Err(FileError::UnknownId {
-            key,
-            what,
-            name: name(),
-        }),
-        Err(source) => Err(FileError::Lookup {
-            what,
-            name: name(),
-            source,
-        }),
-    }
 }
 
 /// What is at the target now: its bytes and the facts a rewrite must restore.
@@ -373,177 +304,6 @@ impl ManagedFile {
         FileOwner::resolve(self.owner.as_deref(), self.group.as_deref())
     }
 
-    /// Walks to the target's folder (see the module doc). With `create`, missing folders are
-    /// made for that owner; without, a missing folder gives `None`.
-    fn open_folder(&self, create: Option<&FileOwner>) -> Result<Option<OwnedFd>, FileError> {
-        let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let open_root = |walked: &Path| -> Result<OwnedFd, FileError> {
-            let fd =
-                openat(AT_FDCWD, "/", dir_flags, Mode::empty()).map_err(|e| FileError::Io {
-                    action: "opening",
-                    path: walked.to_path_buf(),
-                    source: e,
-                })?;
-            check_folder_stat(&fd, walked)?;
-            Ok(fd)
-        };
-        // `walked` is the path as followed so far, for messages; `pending` what is left,
-        // into which a trusted link's target is spliced.
-        let mut walked = PathBuf::from("/");
-        let mut fd = open_root(&walked)?;
-        let mut pending = VecDeque::new();
-        push_components(&mut pending, &self.folder, &self.path)?;
-        let mut links = 0;
-        while let Some(name) = pending.pop_front() {
-            if name == ".." {
-                walked.pop();
-            } else {
-                walked.push(&name);
-            }
-            let io = |action, source, walked: &Path| FileError::Io {
-                action,
-                path: walked.to_path_buf(),
-                source,
-            };
-            fd = match openat(
-                &fd,
-                name.as_os_str(),
-                dir_flags | OFlag::O_NOFOLLOW,
-                Mode::empty(),
-            ) {
-                Ok(next) => next,
-                Err(Errno::ENOENT) => match create {
-                    None => return Ok(None),
-                    Some(owner) => self.make_folder(&fd, &name, owner, &walked)?,
-                },
-                Err(Errno::ELOOP | Errno::ENOTDIR) => {
-                    let stat = fstatat(
-                        &fd,
-                        name.as_os_str(),
-                        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| io("inspecting", e, &walked))?;
-                    if file_type(&stat) != SFlag::S_IFLNK {
-                        return Err(FileError::NotAFolder { path: walked });
-                    }
-                    if stat.st_uid != 0 && stat.st_uid != geteuid().as_raw() {
-                        return Err(FileError::UntrustedLink {
-                            path: walked,
-                            uid: stat.st_uid,
-                        });
-                    }
-                    links += 1;
-                    if links > MAX_LINKS {
-                        return Err(FileError::TooManyLinks { path: walked });
-                    }
-                    let target = readlinkat(&fd, name.as_os_str())
-                        .map_err(|e| io("reading link", e, &walked))?;
-                    let target = PathBuf::from(target);
-                    walked.pop();
-                    let mut spliced = VecDeque::new();
-                    push_components(&mut spliced, &target, &walked)?;
-                    spliced.append(&mut pending);
-                    pending = spliced;
-                    if target.is_absolute() {
-                        walked = PathBuf::from("/");
-                        fd = open_root(&walked)?;
-                    }
-                    continue;
-                }
-                Err(e) => return Err(io("opening", e, &walked)),
-            };
-            check_folder_stat(&fd, &walked)?;
-        }
-        Ok(Some(fd))
-    }
-
-    fn make_folder(
-        &self,
-        parent: &OwnedFd,
-        name: &OsStr,
-        owner: &FileOwner,
-        path: &Path,
-    ) -> Result<OwnedFd, FileError> {
-        let io = |action, source| FileError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        };
-        let mode = Mode::from_bits_truncate(folder_mode_for(self.mode));
-        match mkdirat(parent, name, mode) {
-            // Someone made it meanwhile: use theirs, through the same checks as any folder.
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(io("creating folder", e)),
-        }
-        let fd = openat(
-            parent,
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| io("opening", e))?;
-        let stat = fstat(&fd).map_err(|e| io("inspecting", e))?;
-        if stat.st_uid == geteuid().as_raw() {
-            // Ours (just made): set owner and the exact mode, which the umask may have cut.
-            if owner.uid.is_some() || owner.gid.is_some() {
-                fchown(&fd, owner.uid, owner.gid).map_err(|e| io("setting owner of", e))?;
-            }
-            fchmod(&fd, mode).map_err(|e| io("setting mode of", e))?;
-        }
-        Ok(fd)
-    }
-
-    /// Looks at the target without following a link: `None` if missing, else its stat once
-    /// it passed [`Self::check_target`].
-    fn inspect_target(
-        &self,
-        folder: &OwnedFd,
-        owner: &FileOwner,
-    ) -> Result<Option<FileStat>, FileError> {
-        match fstatat(
-            folder,
-            self.name.as_os_str(),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
-            Ok(stat) => self.check_target(&stat, owner).map(|()| Some(stat)),
-            Err(Errno::ENOENT) => Ok(None),
-            Err(e) => Err(self.io("inspecting", e)),
-        }
-    }
-
-    fn check_target(&self, stat: &FileStat, owner: &FileOwner) -> Result<(), FileError> {
-        self.check_kind(stat)?;
-        let daemon = geteuid().as_raw();
-        if stat.st_uid != daemon && Some(stat.st_uid) != owner.uid.map(Uid::as_raw) {
-            return Err(FileError::ForeignOwner {
-                path: self.path.clone(),
-                uid: stat.st_uid,
-                daemon,
-            });
-        }
-        Ok(())
-    }
-
-    /// A regular file with one link: not a link, FIFO, device, socket or folder.
-    fn check_kind(&self, stat: &FileStat) -> Result<(), FileError> {
-        match file_type(stat) {
-            SFlag::S_IFREG => {}
-            SFlag::S_IFLNK => return Err(self.symlink()),
-            _ => {
-                return Err(FileError::NotRegularFile {
-                    path: self.path.clone(),
-                })
-            }
-        }
-        if stat.st_nlink > 1 {
-            return Err(FileError::HardLinked {
-                path: self.path.clone(),
-                links: stat.st_nlink,
-            });
-        }
-        Ok(())
-    }
-
     /// Creates `.NAME.<random>.imds-credd-tmp` with `O_EXCL`: a name planted by someone else
     /// (even a link) makes `openat` fail instead of writing through it, and we try another.
     fn create_temp(&self, folder: &OwnedFd) -> Result<(OsString, OwnedFd), FileError> {
@@ -642,57 +402,7 @@ impl ManagedFile {
     }
 }
 
-/// Mode of a folder we create for a file with `file_mode`: full rights for the owner, and
-/// read+traverse for each class that may read the file.
-pub fn folder_mode_for(file_mode: u32) -> u32 {
-    let mut mode = 0o700;
-    if file_mode & 0o040 != 0 {
-        mode |= 0o050;
-    }
-    if file_mode & 0o004 != 0 {
-        mode |= 0o005;
-    }
-    mode
-}
-
-/// Appends the names to walk in `path` (`..` kept, `.` and `/` dropped) to `pending`.
-fn push_components(
-    pending: &mut VecDeque<OsString>,
-    path: &Path,
-    shown: &Path,
-) -> Result<(), FileError> {
-    for component in path.components() {
-        match component {
-            Component::RootDir | Component::CurDir => {}
-            Component::ParentDir => pending.push_back(OsString::from("..")),
-            Component::Normal(name) => pending.push_back(name.to_os_string()),
-            Component::Prefix(_) => {
-                return Err(FileError::BadPath {
-                    path: shown.to_path_buf(),
-                })
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Refuses a folder anyone may write into without the sticky bit: anyone could swap the
-/// files in it between our checks and our writes.
-fn check_folder_stat(fd: &OwnedFd, path: &Path) -> Result<(), FileError> {
-    let stat = fstat(fd.as_fd()).map_err(|source| FileError::Io {
-        action: "inspecting",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mode = stat.st_mode;
-    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
-        return Err(FileError::UnsafeFolder {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(())
-}
-
+/// The kind of file a stat describes (regular, link, folder…).
 fn file_type(stat: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
 }
@@ -707,36 +417,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn folder_mode_grants_traverse_to_the_file_readers_only() {
-        assert_eq!(folder_mode_for(0o600), 0o700);
-        assert_eq!(folder_mode_for(0o640), 0o750);
-        assert_eq!(folder_mode_for(0o644), 0o755);
-        assert_eq!(folder_mode_for(0o400), 0o700);
-    }
-
-    #[test]
     fn relative_or_folder_paths_are_refused() {
         for path in ["relative/file", "/"] {
             let err = ManagedFile::new(Path::new(path), 0o600, None, None).unwrap_err();
             assert!(matches!(err, FileError::BadPath { .. }), "{path}: {err}");
         }
-    }
-
-    #[test]
-    fn unknown_user_and_group_are_named() {
-        let err = FileOwner::resolve(Some("no-such-user-imds-credd"), None).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "owner \"no-such-user-imds-credd\": no such user"
-        );
-        let err = FileOwner::resolve(None, Some("no-such-group-imds-credd")).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "group \"no-such-group-imds-credd\": no such group"
-        );
-        let ids = FileOwner::resolve(Some("65534"), Some("root")).unwrap();
-        assert_eq!(ids.uid, Some(Uid::from_raw(65534)));
-        assert_eq!(ids.gid, Some(Gid::from_raw(0)));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   stops accepting until a slot frees: new clients wait in the kernel's listen backlog
 //!   rather than being closed, and are served as soon as a connection ends. Every held slot
 //!   is bounded in time by the header timeout, so slots always come back.
-//! - Each connection is a file descriptor (on unix): if the soft `RLIMIT_NOFILE` is too low for the
+//! - Each connection is a file descriptor (on Linux, `fd_limit`): if the soft `RLIMIT_NOFILE` is too low for the
 //!   cap (systemd's default soft limit is 1024), it is raised toward the hard limit, and if
 //!   that is not enough the cap is lowered to fit, with a warning. Otherwise `accept()` would
 //!   fail with `EMFILE` before the cap is reached.
@@ -35,7 +35,12 @@
 //! keep-alive connections, and after
 //! [`ServerLimits::shutdown_grace`] drop whatever is still open.
 
+#[cfg(target_os = "linux")]
+mod fd_limit;
+
 use super::api::Body;
+#[cfg(target_os = "linux")]
+use fd_limit::fit_fd_limit;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::server::conn::http1;
@@ -50,19 +55,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-#[cfg(unix)]
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Pause after a failed `accept()` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// File descriptors kept free beyond the connection cap: the listener, IMDS connections,
-/// sink files, logs and the programs the daemon runs.
-#[cfg(unix)]
-const SPARE_FDS: u64 = 64;
 
 /// Per-server limits; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,14 +107,6 @@ pub trait Listener: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// The next connection; an error is logged and the loop goes on after a pause.
     fn next_connection(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
-}
-
-#[cfg(unix)]
-impl Listener for UnixListener {
-    type Stream = UnixStream;
-    async fn next_connection(&self) -> io::Result<UnixStream> {
-        Ok(self.accept().await?.0)
-    }
 }
 
 impl Listener for TcpListener {
@@ -350,54 +340,7 @@ fn fit_fd_limit(wanted: usize) -> usize {
     wanted
 }
 
-/// The connection cap that the open-files limit allows, after raising the soft limit as far
-/// as needed and permitted (see the module doc).
-#[cfg(unix)]
-fn fit_fd_limit(wanted: usize) -> usize {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return wanted;
-    };
-    let (new_soft, _) = connection_cap(wanted, soft, hard);
-    let soft = if new_soft != soft {
-        match setrlimit(Resource::RLIMIT_NOFILE, new_soft, hard) {
-            Ok(()) => new_soft,
-            Err(error) => {
-                tracing::warn!(error = %crate::error_chain::render(&error), "cannot raise the open-files limit");
-                soft
-            }
-        }
-    } else {
-        soft
-    };
-    // The cap that the limit in force allows (the raise may have been refused).
-    let (_, cap) = connection_cap(wanted, soft, soft);
-    if cap < wanted {
-        tracing::warn!(
-            wanted,
-            cap,
-            open_files_limit = soft,
-            "the open-files limit allows fewer socket connections than configured"
-        );
-    }
-    cap
-}
-
-/// Pure part of [`fit_fd_limit`]: the soft limit to ask for and the cap it allows.
-#[cfg(unix)]
-fn connection_cap(wanted: usize, soft: u64, hard: u64) -> (u64, usize) {
-    let needed = (wanted as u64).saturating_add(SPARE_FDS);
-    let new_soft = if soft >= needed {
-        soft
-    } else {
-        needed.min(hard)
-    };
-    let allowed = new_soft.saturating_sub(SPARE_FDS).max(1);
-    let cap = usize::try_from(allowed).unwrap_or(usize::MAX).min(wanted);
-    (new_soft, cap)
-}
-
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -423,27 +366,5 @@ mod tests {
         let (_, c1) = waiting.enter("c".into(), caps);
         assert!(a3.is_cancelled(), "the oldest of all goes for the total");
         assert!(!b1.is_cancelled() && !b2.is_cancelled() && !c1.is_cancelled());
-    }
-
-    #[test]
-    fn a_low_soft_limit_is_raised_toward_the_hard_one() {
-        assert_eq!(
-            connection_cap(1024, 1024, 524_288),
-            (1024 + SPARE_FDS, 1024)
-        );
-    }
-
-    #[test]
-    fn a_sufficient_soft_limit_is_left_alone() {
-        assert_eq!(connection_cap(1024, 20_000, 20_000), (20_000, 1024));
-    }
-
-    #[test]
-    fn a_low_hard_limit_lowers_the_cap() {
-        assert_eq!(
-            connection_cap(1024, 256, 512),
-            (512, 512 - SPARE_FDS as usize)
-        );
-        assert_eq!(connection_cap(1024, 10, 10), (10, 1));
     }
 }

@@ -1,0 +1,341 @@
+//! The rules across keys of a parsed [`Config`] (`docs/DESIGN.md`, "Configuration"): one
+//! profile name per `[[assume]]`, sinks on distinct absolute paths naming known profiles, a
+//! loopback container endpoint, and the keys only one platform understands. Each error
+//! says where it points ([`Spot`]) so the message can name the line.
+
+use super::spot::Spot;
+use super::{Config, SocketConfig};
+use std::path::Path;
+
+impl Config {
+    /// Checks that hold across keys. Returns where to point and what is wrong.
+    pub(super) fn validate(&self) -> Result<(), (Spot, String)> {
+        let known_profiles: Vec<&str> = self.assumes.iter().map(|a| a.profile.as_str()).collect();
+        for (i, assume) in self.assumes.iter().enumerate() {
+            if known_profiles[..i].contains(&assume.profile.as_str()) {
+                return Err((
+                    Spot::Entry("assume", i),
+                    format!(
+                        "key `assume.profile`: profile {:?} is defined twice",
+                        assume.profile
+                    ),
+                ));
+            }
+            if !assume.role_arn.starts_with("arn:") {
+                return Err((
+                    Spot::Entry("assume", i),
+                    format!(
+                        "key `assume.role_arn`: {:?} is not a role ARN",
+                        assume.role_arn
+                    ),
+                ));
+            }
+            if let Err((key, message)) = crate::assume::sts::check_assume_config(assume) {
+                return Err((
+                    Spot::Entry("assume", i),
+                    format!("key `assume.{key}`: {message}"),
+                ));
+            }
+        }
+        #[cfg(windows)]
+        self.check_windows_support()?;
+        self.socket.check_platform()?;
+        self.check_exposure()?;
+        let mut seen_paths: Vec<&Path> = Vec::new();
+        let sinks = self
+            .files
+            .iter()
+            .map(|f| ("file", &f.path, &f.source))
+            .enumerate()
+            .chain(
+                self.envs
+                    .iter()
+                    .map(|e| ("env", &e.path, &e.source))
+                    .enumerate(),
+            );
+        for (index, (table, path, source)) in sinks {
+            if !path.is_absolute() {
+                return Err((
+                    Spot::Entry(table, index),
+                    format!(
+                        "key `{table}.path`: {} is not an absolute path",
+                        path.display()
+                    ),
+                ));
+            }
+            if seen_paths.contains(&path.as_path()) {
+                return Err((
+                    Spot::Entry(table, index),
+                    format!(
+                        "key `{table}.path`: {} is used by two sinks",
+                        path.display()
+                    ),
+                ));
+            }
+            seen_paths.push(path);
+            if let Some(source) = source {
+                if !known_profiles.contains(&source.as_str()) {
+                    return Err((
+                        Spot::Entry(table, index),
+                        format!("key `{table}.source`: no [[assume]] defines profile {source:?}"),
+                    ));
+                }
+            }
+        }
+        if let Some(container) = &self.container {
+            container.check().map_err(|(key, message)| {
+                (
+                    Spot::Key("container", key),
+                    format!("key `container.{key}`: {message}"),
+                )
+            })?;
+            if seen_paths.contains(&container.token_file.as_path()) {
+                return Err((
+                    Spot::Key("container", "token_file"),
+                    format!(
+                        "key `container.token_file`: {} is also a sink's path",
+                        container.token_file.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SocketConfig {
+    /// `[socket]` keys that only one platform understands.
+    fn check_platform(&self) -> Result<(), (Spot, String)> {
+        let refuse = |key: &'static str, why: &str| {
+            Err((
+                Spot::Key("socket", key),
+                format!("key `socket.{key}`: {why}"),
+            ))
+        };
+        if let Some(bad) = self.allow_sids.iter().find(|sid| !is_sid(sid)) {
+            return refuse(
+                "allow_sids",
+                &format!("{bad:?} is not a SID such as S-1-5-21-…-1001"),
+            );
+        }
+        #[cfg(target_os = "linux")]
+        if !self.allow_sids.is_empty() {
+            return refuse(
+                "allow_sids",
+                "Windows only; use allow_uids / allow_gids here",
+            );
+        }
+        #[cfg(windows)]
+        {
+            let unix_only = [
+                ("group", self.group.is_some()),
+                ("allow_uids", !self.allow_uids.is_empty()),
+                ("allow_gids", !self.allow_gids.is_empty()),
+            ];
+            if let Some((key, _)) = unix_only.into_iter().find(|(_, set)| *set) {
+                return refuse(key, "not supported on Windows; use allow_sids");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `S-1-` then numbers separated by dashes: all that may go into the pipe's SDDL.
+fn is_sid(text: &str) -> bool {
+    text.strip_prefix("S-1-").is_some_and(|rest| {
+        rest.split('-')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+#[cfg(windows)]
+impl Config {
+    /// Refuses the sink keys that have no Windows meaning: there is no unix owner or group
+    /// (a file takes the ACL of its folder, so the folder's ACL decides who reads it), and
+    /// no signals to send (`on_rotate` is the way to tell a program).
+    fn check_windows_support(&self) -> Result<(), (Spot, String)> {
+        if self.container.is_some() {
+            return Err((
+                Spot::Key("container", "listen"),
+                "table `[container]`: the container endpoint is not available on Windows".into(),
+            ));
+        }
+        const ACL: &str = "files take the ACL of their folder; set the folder's ACL instead";
+        const NO_SIGNALS: &str = "there are no signals to send; use on_rotate instead";
+        let files = self
+            .files
+            .iter()
+            .map(|f| ("file", &f.owner, &f.group, &f.signal));
+        let envs = self
+            .envs
+            .iter()
+            .map(|e| ("env", &e.owner, &e.group, &e.signal));
+        for (index, (table, owner, group, signal)) in files.enumerate().chain(envs.enumerate()) {
+            let refused = [
+                ("owner", owner.is_some(), ACL),
+                ("group", group.is_some(), ACL),
+                ("signal", signal.is_some(), NO_SIGNALS),
+            ];
+            if let Some((key, _, why)) = refused.into_iter().find(|(_, set, _)| *set) {
+                return Err((
+                    Spot::Entry(table, index),
+                    format!("key `{table}.{key}`: not supported on Windows: {why}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::parse;
+
+    #[test]
+    fn a_sink_source_must_name_an_assume_profile() {
+        let text = "[[file]]\npath = \"/a/credentials\"\nprofile = \"x\"\n\n[[env]]\npath = \"/a/env\"\nsource = \"nope\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(":5:") && err.contains("env.source"), "{err}");
+    }
+
+    #[test]
+    fn an_assume_entry_sts_would_refuse_is_refused_with_its_line() {
+        let text = "[[assume]]\nprofile = \"a\"\nrole_arn = \"arn:aws:iam::1:role/r\"\n\n[[assume]]\nprofile = \"b\"\nrole_arn = \"arn:aws:iam::1:role/r\"\nduration = \"5m\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(
+            err.contains(":5:") && err.contains("assume.duration"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn two_sinks_on_one_path_are_refused() {
+        let text = "[[file]]\npath = \"/a/c\"\nprofile = \"x\"\n[[file]]\npath = \"/a/c\"\nprofile = \"y\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(":4:") && err.contains("two sinks"), "{err}");
+    }
+
+    #[test]
+    fn a_container_endpoint_off_loopback_is_refused_with_its_line() {
+        for listen in [
+            "0.0.0.0:28679",
+            "[::]:28679",
+            "10.0.0.5:28679",
+            "169.254.170.2:80",
+        ] {
+            let text = format!(
+                "[log]\nlevel = \"info\"\n\n[container]\ntoken_file = \"/run/t\"\nlisten = \"{listen}\"\n"
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains(":6:") && err.contains("container.listen") && err.contains("loopback"),
+                "{err}"
+            );
+        }
+        for listen in [
+            "127.0.0.1:28679",
+            "127.0.0.2:0",
+            "[::1]:28679",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            let text = format!("[container]\nlisten = \"{listen}\"\n");
+            assert!(parse(&text).is_ok(), "{listen}");
+        }
+    }
+
+    #[test]
+    fn a_container_token_file_must_be_absolute_and_not_a_sink_path() {
+        let err = parse("[container]\ntoken_file = \"run/t\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":2:") && err.contains("container.token_file"),
+            "{err}"
+        );
+        let text = "[[env]]\npath = \"/run/x\"\n[container]\ntoken_file = \"/run/x\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(":4:") && err.contains("sink"), "{err}");
+    }
+
+    #[test]
+    fn allow_sids_must_be_sids() {
+        let err = parse("[socket]\nallow_sids = [\"S-1-5-32-544)(A;;GA;;;WD\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("socket.allow_sids") && err.contains("not a SID"),
+            "{err}"
+        );
+        assert!(is_sid("S-1-5-21-1004336348-1177238915-682003330-1001"));
+        assert!(!is_sid("S-1-5-") && !is_sid("S-1-") && !is_sid("BA"));
+    }
+
+    #[test]
+    fn sink_modes_that_expose_secrets_are_refused_at_the_mode_line() {
+        for (table, mode) in [
+            ("file", "0644"),
+            ("env", "0606"),
+            ("file", "0620"),
+            ("env", "0601"),
+        ] {
+            let extra = if table == "file" {
+                "profile = \"p\"\n"
+            } else {
+                ""
+            };
+            let text = format!(
+                "[log]\nlevel = \"info\"\n\n[[{table}]]\npath = \"/a/x\"\n{extra}mode = \"{mode}\"\n"
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            let line = if table == "file" { ":7:" } else { ":6:" };
+            assert!(
+                err.contains(line) && err.contains(&format!("key `{table}.mode`: {mode}")),
+                "{err}"
+            );
+        }
+        for mode in ["0600", "0640", "0400"] {
+            let text = format!("[[env]]\npath = \"/a/x\"\nmode = \"{mode}\"\n");
+            assert!(parse(&text).is_ok(), "{mode}");
+        }
+    }
+
+    #[test]
+    fn a_socket_anyone_may_connect_to_needs_an_allow_list() {
+        let err = parse("[socket]\npath = \"/run/x.sock\"\nmode = \"0666\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":3:") && err.contains("key `socket.mode`") && err.contains("allow_uids"),
+            "{err}"
+        );
+        assert!(parse("[socket]\nmode = \"0666\"\nallow_gids = [1000]\n").is_ok());
+        assert!(parse("[socket]\nmode = \"0666\"\nallow_uids = [1000]\n").is_ok());
+        assert!(parse("[socket]\nmode = \"0664\"\n").is_ok());
+    }
+
+    #[test]
+    fn chained_durations_over_an_hour_and_plain_http_sts_are_refused() {
+        let entry = "[[assume]]\nprofile = \"a\"\nrole_arn = \"arn:aws:iam::1:role/r\"\n";
+        let err = parse(&format!("{entry}duration = \"2h\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":1:") && err.contains("assume.duration") && err.contains("role chaining"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{entry}sts_endpoint = \"http://sts.us-east-1.amazonaws.com\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("assume.sts_endpoint") && err.contains("https"),
+            "{err}"
+        );
+        assert!(parse(&format!(
+            "{entry}sts_endpoint = \"http://127.0.0.1:4566\"\n"
+        ))
+        .is_ok());
+    }
+}
