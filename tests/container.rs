@@ -578,8 +578,9 @@ async fn a_busy_port_never_stops_the_daemon_and_is_taken_once_free() {
         .contains("removed a container token file left from an earlier run"));
 
     drop(squatter);
+    // The endpoint writes its token file, then marks its row healthy: wait for both.
     for _ in 0..200 {
-        if token_file.exists() {
+        if token_file.exists() && row(&h).last_error.is_none() {
             break;
         }
         h.clock.advance(Duration::from_secs(1));
