@@ -37,8 +37,7 @@ impl FallbackError {
             FallbackError::Imds(
                 ImdsError::Disabled(_)
                 | ImdsError::BadEndpoint { .. }
-                | ImdsError::BadEndpointMode(_)
-                | ImdsError::Client(_),
+                | ImdsError::BadEndpointMode(_),
             ) => EXIT_USAGE,
             FallbackError::Imds(_)
             | FallbackError::NoRole
