@@ -1,5 +1,6 @@
-//! The IMDS simulator, driven over real HTTP (the daemon's own client stack): it must behave like IMDSv2 where a
-//! client can tell, and each injected fault must have exactly its described effect.
+//! The IMDS simulator, driven over real HTTP (the daemon's own client stack): it must
+//! behave like IMDSv2 where a client can tell, and each injected fault must have exactly
+//! its described effect.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]
