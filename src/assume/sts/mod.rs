@@ -174,19 +174,21 @@ impl StsClient {
             base_delay: RETRY_BASE,
             max_delay: RETRY_BASE * 4,
         };
-        let attempt = || self.assume_role_once(target, params, source, now);
+        let attempt = || async {
+            let request = signed_request(target, params, source, now)?;
+            self.call(request, &target.endpoint, now).await
+        };
         retry(policy, &params.role_arn, StsError::is_retryable, attempt).await
     }
 
-    async fn assume_role_once(
+    /// Sends one signed `AssumeRole` to `endpoint` and reads its answer at `now`.
+    async fn call(
         &self,
-        target: &StsTarget,
-        params: &AssumeRoleParams,
-        source: &Credentials,
+        request: Request<Full<Bytes>>,
+        endpoint: &Uri,
         now: SystemTime,
     ) -> Result<AssumedRole, StsError> {
-        let request = signed_request(target, params, source, now)?;
-        let endpoint = target.endpoint.to_string();
+        let endpoint = endpoint.to_string();
         let answer = self
             .http
             .send(Ok(request))
