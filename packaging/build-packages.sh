@@ -59,6 +59,7 @@ if [ -z "$binary" ]; then
     if [ "$target" = "aarch64-unknown-linux-gnu" ]; then
         export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER:-aarch64-linux-gnu-gcc}"
     fi
+    . packaging/release-flags.sh
     echo "== cargo build --release --target $target =="
     cargo build --release --locked --target "$target"
     binary="$target_dir/$target/release/imds-credd"

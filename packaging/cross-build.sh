@@ -17,6 +17,7 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 limit=$((5 * 1024 * 1024))
 
 . packaging/need-tool.sh
+. packaging/release-flags.sh
 
 strip_for() {
     case "$1" in

@@ -11,6 +11,7 @@
 //! - [`credentials`]: the credentials model, the secret type, the account id, the text
 //!   formats (env syntaxes).
 //! - [`imds`]: the IMDSv2 client (session token, retries, body cap, clock skew).
+//! - [`http_client`]: the one outbound HTTP stack (hyper-util) IMDS and STS share; no proxy.
 //! - [`refresh`]: when to ask again, and the loop that publishes on a watch channel.
 //! - [`assume`]: `[[assume]]` profiles: STS `AssumeRole` chained on the instance role.
 //! - [`sink`]: the credentials-file and env-file sinks, atomic writes, rotation hooks.
@@ -39,6 +40,7 @@ pub mod daemon;
 pub mod demo;
 pub mod error_chain;
 pub mod health;
+pub mod http_client;
 pub mod imds;
 pub mod refresh;
 pub mod serve;

@@ -7,7 +7,7 @@
 #![cfg(unix)]
 
 mod common;
-use common::unix_http;
+use common::{tcp_http, unix_http};
 
 use common::assert_no_secrets;
 use common::aws_clients::python_bin;
@@ -115,18 +115,12 @@ fn assert_every_output_names(setup: &Setup, account: &str) {
 
     let token = std::fs::read_to_string(&setup.token_file).unwrap();
     let uri = setup.sandbox.container_uri();
-    let body = setup.sandbox.runtime().block_on(async {
-        let response = reqwest::Client::new()
-            .get(&uri)
-            .header("authorization", token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.text().await.unwrap()
-    });
-    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(doc["AccountId"], account, "{body}");
+    let answer = setup
+        .sandbox
+        .runtime()
+        .block_on(tcp_http::get(&uri, &[("authorization", &token)]));
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["AccountId"], account, "{}", answer.body);
 }
 
 /// The paths the simulator was asked, in order.

@@ -1,15 +1,21 @@
-//! The IMDS simulator, driven over real HTTP by reqwest: it must behave like IMDSv2 where a
-//! client can tell, and each injected fault must have exactly its described effect.
+//! The IMDS simulator, driven over real HTTP (the daemon's own client stack): it must
+//! behave like IMDSv2 where a client can tell, and each injected fault must have exactly
+//! its described effect.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]
 
+mod common;
+
+use common::tcp_http::{self, client, TcpClient};
+use common::unix_http::Answer;
+use hyper::Method;
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::credentials::{format_utc_timestamp, Credentials, CredentialsError};
 use imds_credd::demo::simulator::{
     Fault, ImdsSimulator, RequestCounts, RequestRecord, SimulatorOptions, Target, ACCOUNT_ID,
 };
-use reqwest::Method;
+use imds_credd::http_client::HttpError;
 use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +32,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 struct Fixture {
     sim: ImdsSimulator,
     clock: ManualClock,
-    http: reqwest::Client,
+    http: TcpClient,
 }
 
 impl Fixture {
@@ -61,15 +67,11 @@ impl Fixture {
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
-    ) -> reqwest::Result<reqwest::Response> {
-        let mut request = self.http.request(method, self.url(path));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request.send().await
+    ) -> Result<Answer, HttpError> {
+        tcp_http::send(&self.http, method, &self.url(path), headers).await
     }
 
-    async fn put_token(&self, ttl: Option<&str>) -> reqwest::Response {
+    async fn put_token(&self, ttl: Option<&str>) -> Answer {
         let headers: Vec<_> = ttl.map(|ttl| (TTL_HEADER, ttl)).into_iter().collect();
         let response = self.send(Method::PUT, TOKEN, &headers).await;
         response.expect("token PUT answered")
@@ -77,15 +79,14 @@ impl Fixture {
 
     async fn token(&self) -> String {
         let response = self.put_token(Some("21600")).await;
-        assert_eq!(response.status(), 200);
-        response.text().await.unwrap()
+        assert_eq!(response.status, 200);
+        response.body
     }
 
-    async fn try_get(&self, path: &str, token: Option<&str>) -> reqwest::Result<(u16, String)> {
+    async fn try_get(&self, path: &str, token: Option<&str>) -> Result<(u16, String), HttpError> {
         let headers: Vec<_> = token.map(|t| (TOKEN_HEADER, t)).into_iter().collect();
         let response = self.send(Method::GET, path, &headers).await?;
-        let status = response.status().as_u16();
-        Ok((status, response.text().await?))
+        Ok((response.status, response.body))
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
@@ -107,14 +108,6 @@ fn legacy_credentials(body: &str) -> Credentials {
     }
 }
 
-fn client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(timeout)
-        .build()
-        .unwrap()
-}
-
 fn statuses(sim: &ImdsSimulator) -> Vec<u16> {
     sim.requests().iter().map(|r| r.status).collect()
 }
@@ -126,9 +119,9 @@ async fn gets_need_a_live_token() {
     assert_eq!(f.get(ROLES, Some("AQAEnotatoken==")).await.0, 401);
 
     let response = f.put_token(Some("60")).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/plain");
-    let token = response.text().await.unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.headers["content-type"], "text/plain");
+    let token = response.body;
     assert_eq!(f.sim.issued_tokens(), vec![token.clone()]);
     assert_eq!(
         f.get(ROLES, Some(&token)).await,
@@ -158,13 +151,13 @@ async fn gets_need_a_live_token() {
 async fn token_put_checks_the_ttl_and_echoes_it() {
     let f = Fixture::start().await;
     for bad in [None, Some("0"), Some("21601"), Some("-5"), Some("6h")] {
-        assert_eq!(f.put_token(bad).await.status(), 400, "TTL {bad:?}");
+        assert_eq!(f.put_token(bad).await.status, 400, "TTL {bad:?}");
     }
     for good in ["1", "21600"] {
         let response = f.put_token(Some(good)).await;
-        assert_eq!(response.status(), 200);
+        assert_eq!(response.status, 200);
         assert_eq!(
-            response.headers()["x-aws-ec2-metadata-token-ttl-seconds"],
+            response.headers["x-aws-ec2-metadata-token-ttl-seconds"],
             good
         );
     }
@@ -177,17 +170,17 @@ async fn forwarded_puts_other_paths_and_other_methods_are_refused() {
     let f = Fixture::start().await;
     let forwarded = [(TTL_HEADER, "60"), ("X-Forwarded-For", "10.0.0.1")];
     let response = f.send(Method::PUT, TOKEN, &forwarded).await.unwrap();
-    assert_eq!(response.status(), 403);
+    assert_eq!(response.status, 403);
     let versioned = f.send(Method::PUT, "/2021-03-23/api/token", &[(TTL_HEADER, "60")]);
-    assert_eq!(versioned.await.unwrap().status(), 403);
+    assert_eq!(versioned.await.unwrap().status, 403);
 
     let token = f.token().await;
     let with_token = [(TOKEN_HEADER, token.as_str())];
     let delete = f.send(Method::DELETE, ROLES, &with_token).await.unwrap();
-    assert_eq!(delete.status(), 405);
+    assert_eq!(delete.status, 405);
     // HEAD is answered like GET, as on EC2.
     let head = f.send(Method::HEAD, ROLES, &with_token).await.unwrap();
-    assert_eq!(head.status(), 200);
+    assert_eq!(head.status, 200);
     assert_eq!(f.sim.issued_tokens(), vec![token]);
     assert_eq!(f.sim.counts().role_lists, 1);
 }
@@ -198,9 +191,9 @@ async fn serves_credentials_in_the_imds_layout() {
     let token = f.token().await;
     let with_token = [(TOKEN_HEADER, token.as_str())];
     let response = f.send(Method::GET, DEMO_ROLE, &with_token).await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/plain");
-    let body = response.text().await.unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.headers["content-type"], "text/plain");
+    let body = response.body;
 
     let now = f.clock.now();
     let served = f.sim.current_credentials().unwrap();
@@ -408,7 +401,7 @@ async fn status_faults_hit_only_their_target_then_stop() {
     assert_eq!(counts.unauthorized, 2);
 
     f.sim.inject(Target::Token, Fault::Status(503), 1);
-    assert_eq!(f.put_token(Some("60")).await.status(), 503);
+    assert_eq!(f.put_token(Some("60")).await.status, 503);
     f.sim.inject(Target::RoleList, Fault::Status(500), 1);
     f.sim.inject(Target::Any, Fault::Status(429), 1);
     assert_eq!(f.get(ROLES, Some(&token)).await.0, 500, "queued first");
@@ -426,13 +419,11 @@ async fn delay_fault_outlasts_a_client_timeout_then_answers_normally() {
         2,
     );
     let impatient = client(Duration::from_millis(100));
-    let error = impatient
-        .get(f.url(DEMO_ROLE))
-        .header(TOKEN_HEADER, &token)
-        .send()
+    let headers = [(TOKEN_HEADER, token.as_str())];
+    let error = tcp_http::send(&impatient, Method::GET, &f.url(DEMO_ROLE), &headers)
         .await
         .unwrap_err();
-    assert!(error.is_timeout(), "{error:?}");
+    assert!(matches!(error, HttpError::Timeout), "{error:?}");
     // A patient client gets the normal answer after the delay.
     let (status, body) = f.get(DEMO_ROLE, Some(&token)).await;
     assert_eq!(status, 200);
@@ -542,7 +533,8 @@ async fn server_stops_on_shutdown_and_when_the_last_handle_drops() {
     let f = Fixture::start().await;
     let url = f.url(ROLES);
     f.sim.shutdown().await;
-    assert!(f.http.get(&url).send().await.unwrap_err().is_connect());
+    let error = tcp_http::send(&f.http, Method::GET, &url, &[]).await;
+    assert!(matches!(error, Err(HttpError::Connect(_))), "{error:?}");
 
     let sim = ImdsSimulator::start(SimulatorOptions::default())
         .await
@@ -551,13 +543,14 @@ async fn server_stops_on_shutdown_and_when_the_last_handle_drops() {
     let http = client(Duration::from_secs(5));
     let clone = sim.clone();
     drop(sim);
-    assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+    let answer = tcp_http::send(&http, Method::GET, &url, &[]).await;
+    assert_eq!(answer.unwrap().status, 401);
     drop(clone);
     let mut refused = false;
     for _ in 0..100 {
         // A fresh client: a pooled connection would outlive the listener.
-        match client(Duration::from_secs(5)).get(&url).send().await {
-            Err(error) if error.is_connect() => {
+        match tcp_http::send(&client(Duration::from_secs(5)), Method::GET, &url, &[]).await {
+            Err(HttpError::Connect(_)) => {
                 refused = true;
                 break;
             }

@@ -115,18 +115,13 @@ impl Exit {
                     | ClientError::Expired { .. }
                     | ClientError::BadStatus,
                 ) => Exit::NoCredentials,
-                Client::Fallback {
-                    fallback: FallbackError::Imds(imds),
-                    ..
-                } if is_operators_imds_setup(imds) => Exit::Usage,
-                Client::Fallback {
-                    fallback:
-                        FallbackError::Imds(_)
-                        | FallbackError::NoRole
-                        | FallbackError::UnknownRole(_)
-                        | FallbackError::Expired(_),
-                    ..
-                } => Exit::NoCredentials,
+                Client::Fallback { fallback, .. } => match fallback.as_ref() {
+                    FallbackError::Imds(imds) if is_operators_imds_setup(imds) => Exit::Usage,
+                    FallbackError::Imds(_)
+                    | FallbackError::NoRole
+                    | FallbackError::UnknownRole(_)
+                    | FallbackError::Expired(_) => Exit::NoCredentials,
+                },
                 #[cfg(target_os = "linux")]
                 Client::Exec(exec) => {
                     use crate::client::exec::ExecError;
@@ -237,8 +232,7 @@ fn is_operators_imds_setup(error: &ImdsError) -> bool {
         ImdsError::Disabled(_) | ImdsError::BadEndpoint { .. } | ImdsError::BadEndpointMode(_) => {
             true
         }
-        ImdsError::Client(_)
-        | ImdsError::TokenTimeout
+        ImdsError::TokenTimeout
         | ImdsError::TokenRefused(_)
         | ImdsError::TokenBadRequest
         | ImdsError::Timeout { .. }
@@ -344,7 +338,7 @@ mod tests {
                     no_daemon: SocketError::Missing {
                         path: "/nowhere".into(),
                     },
-                    fallback,
+                    fallback: Box::new(fallback),
                 }
                 .into(),
             )

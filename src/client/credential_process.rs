@@ -37,7 +37,7 @@ pub fn run(args: &CredentialProcessArgs) -> Result<(), CommandError> {
                     .await
                     .map_err(|fallback| CommandError::Fallback {
                         no_daemon,
-                        fallback,
+                        fallback: Box::new(fallback),
                     })?
             }
             Err(e) => return Err(e.into()),

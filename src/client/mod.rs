@@ -44,7 +44,8 @@ pub enum CommandError {
     )]
     Fallback {
         no_daemon: SocketError,
-        fallback: FallbackError,
+        /// Boxed: IMDS's errors are large, and every command's `Result` carries this one.
+        fallback: Box<FallbackError>,
     },
     /// The product could not be written to stdout (closed, full).
     #[error(transparent)]

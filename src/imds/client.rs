@@ -1,6 +1,7 @@
 //! A small IMDSv2 client: one session token shared by all requests, a new token once on
 //! 401, bounded retries with jittered exponential backoff on throttling, server errors,
-//! timeouts and refused connections, a cap on answer size, and no proxy ever.
+//! timeouts and refused connections, a cap on answer size, and no proxy ever (plain HTTP
+//! through [`crate::http_client`]).
 
 use super::account::{account_of_info, AccountSource};
 use super::clock_skew::{self, ClockSkew};
@@ -12,7 +13,12 @@ use crate::credentials::secret::Secret;
 use crate::credentials::Credentials;
 use crate::error_chain;
 use crate::health::metrics::Metrics;
-use reqwest::StatusCode;
+use crate::http_client::{Answer, HttpClient, HttpError, Limits};
+use bytes::Bytes;
+use http::header::{HeaderValue, DATE};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -45,19 +51,12 @@ pub struct ImdsSettings {
 /// Talks to IMDS. Cheap to share behind an `Arc`; concurrent callers share one token.
 #[derive(Debug)]
 pub struct ImdsClient {
-    http: reqwest::Client,
+    http: HttpClient<HttpConnector>,
     settings: ImdsSettings,
     session: Mutex<Option<Session>>,
     account: AccountSource,
     clock: SharedClock,
     metrics: Arc<Metrics>,
-}
-
-/// An answer that came back, read in full (within the cap).
-struct Answer {
-    status: StatusCode,
-    ttl_header: Option<String>,
-    body: Zeroizing<Vec<u8>>,
 }
 
 impl ImdsClient {
@@ -66,12 +65,18 @@ impl ImdsClient {
         clock: SharedClock,
         metrics: Arc<Metrics>,
     ) -> Result<Self, ImdsError> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .build()
-            .map_err(ImdsError::Client)?;
+        // `resolve_endpoint` checked the scheme; every request URL is this base plus a path.
+        if format!("{}/", settings.endpoint).parse::<Uri>().is_err() {
+            return Err(ImdsError::BadEndpoint {
+                endpoint: settings.endpoint,
+                reason: "it is not a URL".into(),
+            });
+        }
+        let http = HttpClient::plain(Limits {
+            connect_timeout: settings.timeout,
+            request_timeout: settings.timeout,
+            max_body_bytes: MAX_BODY_BYTES,
+        });
         Ok(ImdsClient {
             http,
             settings,
@@ -194,11 +199,17 @@ impl ImdsClient {
 
     async fn send_get(&self, path: &str, token: Option<&Secret>) -> Result<Answer, ImdsError> {
         Metrics::incr(&self.metrics.imds_get_requests);
-        let mut request = self.http.get(format!("{}{path}", self.settings.endpoint));
+        let mut request = self.request(Method::GET, path);
         if let Some(token) = token {
             request = request.header(TOKEN_HEADER, token.expose());
         }
-        self.send(request, path).await
+        self.send(request.body(Full::default()), path).await
+    }
+
+    fn request(&self, method: Method, path: &str) -> http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.settings.endpoint))
     }
 
     /// The current session, asking IMDS for a token when there is none or it is stale.
@@ -223,9 +234,9 @@ impl ImdsClient {
         Metrics::incr(&self.metrics.imds_token_requests);
         let ttl = self.settings.token_ttl;
         let request = self
-            .http
-            .put(format!("{}{TOKEN_PATH}", self.settings.endpoint))
-            .header(TOKEN_TTL_HEADER, ttl.as_secs().to_string());
+            .request(Method::PUT, TOKEN_PATH)
+            .header(TOKEN_TTL_HEADER, ttl.as_secs())
+            .body(Full::default());
         let now = self.clock.now();
         let v1 = Session::V1 {
             retry_v2_at: now + V1_FALLBACK_PERIOD,
@@ -247,7 +258,8 @@ impl ImdsClient {
                     String::from_utf8(answer.body.to_vec()).map_err(|_| ImdsError::NotText {
                         path: TOKEN_PATH.into(),
                     })?;
-                let granted = granted_ttl(answer.ttl_header.as_deref(), ttl);
+                let ttl_header = answer.headers.get(TOKEN_TTL_HEADER);
+                let granted = granted_ttl(ttl_header.and_then(|v| v.to_str().ok()), ttl);
                 Ok(Session::token(
                     Secret::new(text.trim().to_string()),
                     now,
@@ -273,63 +285,27 @@ impl ImdsClient {
     /// Sends a request and reads the whole answer, refusing one larger than the cap.
     async fn send(
         &self,
-        request: reqwest::RequestBuilder,
+        request: Result<Request<Full<Bytes>>, http::Error>,
         path: &str,
     ) -> Result<Answer, ImdsError> {
-        let result = self.send_inner(request, path).await;
+        let result = self.http.send(request).await;
         if !matches!(&result, Ok(answer) if answer.status.is_success()) {
             Metrics::incr(&self.metrics.imds_errors);
         }
-        result
-    }
-
-    async fn send_inner(
-        &self,
-        request: reqwest::RequestBuilder,
-        path: &str,
-    ) -> Result<Answer, ImdsError> {
-        let transport = |e: reqwest::Error| self.transport_error(e, path);
-        let mut response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        self.note_date(response.headers().get(reqwest::header::DATE));
-        let ttl_header = response
-            .headers()
-            .get(TOKEN_TTL_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let too_large = || ImdsError::BodyTooLarge {
-            path: path.into(),
-            limit: MAX_BODY_BYTES,
-        };
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Zeroizing::new(Vec::new());
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let answer = result.map_err(|error| self.transport_error(error, path))?;
+        self.note_date(answer.headers.get(DATE));
         tracing::debug!(
             path,
-            status = status.as_u16(),
-            bytes = body.len(),
+            status = answer.status.as_u16(),
+            bytes = answer.body.len(),
             "IMDS answered"
         );
-        Ok(Answer {
-            status,
-            ttl_header,
-            body,
-        })
+        Ok(answer)
     }
 
     /// Measures the clock skew from an answer's `Date` header; says so in the log when it
     /// crosses the threshold either way.
-    fn note_date(&self, date: Option<&reqwest::header::HeaderValue>) {
+    fn note_date(&self, date: Option<&HeaderValue>) {
         let Some(imds_date) = date
             .and_then(|value| value.to_str().ok())
             .and_then(clock_skew::parse_date)
@@ -354,18 +330,22 @@ impl ImdsClient {
         }
     }
 
-    fn transport_error(&self, error: reqwest::Error, path: &str) -> ImdsError {
-        if error.is_timeout() {
-            ImdsError::Timeout { path: path.into() }
-        } else if error.is_connect() {
-            ImdsError::Connect {
+    fn transport_error(&self, error: HttpError, path: &str) -> ImdsError {
+        match error {
+            HttpError::Timeout => ImdsError::Timeout { path: path.into() },
+            HttpError::TooLarge { limit } => ImdsError::BodyTooLarge {
+                path: path.into(),
+                limit,
+            },
+            HttpError::Connect(_) => ImdsError::Connect {
                 endpoint: self.settings.endpoint.clone(),
                 source: error,
-            }
-        } else {
-            ImdsError::Transport {
-                path: path.into(),
-                source: error,
+            },
+            HttpError::Request(_) | HttpError::Send(_) | HttpError::Read(_) => {
+                ImdsError::Transport {
+                    path: path.into(),
+                    source: error,
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! request (path, status), never a token or a credential.
 
 use crate::credentials::CredentialsError;
+use crate::http_client::HttpError;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -14,8 +15,6 @@ pub enum ImdsError {
     BadEndpoint { endpoint: String, reason: String },
     #[error("IMDS endpoint mode {0:?} is neither IPv4 nor IPv6 (AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE)")]
     BadEndpointMode(String),
-    #[error("cannot build the HTTP client")]
-    Client(#[source] reqwest::Error),
     #[error(
         "IMDS token request timed out; from inside a container this usually means the \
          instance's metadata hop limit is 1 (aws ec2 modify-instance-metadata-options \
@@ -32,13 +31,13 @@ pub enum ImdsError {
     Connect {
         endpoint: String,
         #[source]
-        source: reqwest::Error,
+        source: HttpError,
     },
     #[error("IMDS request {path} failed")]
     Transport {
         path: String,
         #[source]
-        source: reqwest::Error,
+        source: HttpError,
     },
     #[error("IMDS rejected the session token for {path} (HTTP 401) even after a new token")]
     Unauthorized { path: String },
@@ -71,7 +70,6 @@ impl ImdsError {
             ImdsError::Disabled(_)
             | ImdsError::BadEndpoint { .. }
             | ImdsError::BadEndpointMode(_)
-            | ImdsError::Client(_)
             | ImdsError::TokenRefused(_)
             | ImdsError::TokenBadRequest
             | ImdsError::Unauthorized { .. }

@@ -64,9 +64,10 @@ pub fn pipe_sddl(allow_sids: &[String]) -> String {
 /// A security descriptor built from SDDL, freed on drop.
 struct SecurityDescriptor(PSECURITY_DESCRIPTOR);
 
-// The descriptor is immutable after creation and only read by the system calls that
-// create pipe instances.
+// SAFETY: the descriptor is immutable after creation and only read by the system calls
+// that create pipe instances, so moving it to another thread is sound.
 unsafe impl Send for SecurityDescriptor {}
+// SAFETY: as for `Send`: shared references only ever read it.
 unsafe impl Sync for SecurityDescriptor {}
 
 impl SecurityDescriptor {

@@ -15,6 +15,8 @@ pub mod require;
 /// An IMDS clock skewed against the daemon's.
 pub mod skewed_clock;
 pub mod sts;
+/// HTTP over TCP on the daemon's own client stack.
+pub mod tcp_http;
 /// The daemon as the systemd unit runs it, and other local users, through setpriv.
 pub mod unit_user;
 pub mod unix_http;
