@@ -23,6 +23,7 @@
 //! - [`demo`]: `imds-credd demo` and the simulated IMDS it runs against.
 //! - [`clock`], [`backoff`]: time, injected; retry delays.
 //! - [`error_chain`]: the one renderer of an error and its causes, for people.
+//! - `privileges` (Linux): not dumpable from the start; hooks' children without capabilities.
 //!
 //! Platforms: Linux and Windows; Linux-only code is gated `target_os = "linux"`.
 
@@ -42,6 +43,8 @@ pub mod error_chain;
 pub mod health;
 pub mod http_client;
 pub mod imds;
+#[cfg(target_os = "linux")]
+pub mod privileges;
 pub mod refresh;
 pub mod serve;
 pub mod sink;

@@ -13,21 +13,21 @@
 //! nothing to sign with: the task waits for them and withdraws its own set when that expires.
 
 use super::sts::{
-    default_session_name, is_region_name, parse_endpoint, regional_endpoint, AssumeRoleParams,
-    StsClient, StsError, StsTarget,
+    parse_endpoint, regional_endpoint, AssumeRoleParams, StsClient, StsError, StsTarget,
 };
 use crate::clock::SharedClock;
+use crate::config::sts_limits::{default_session_name, is_region_name};
 use crate::config::AssumeConfig;
 use crate::credentials::account::account_of_arn;
 use crate::credentials::{format_utc_timestamp, Credentials};
-use crate::daemon::supervisor::Supervisor;
 use crate::health::metrics::Metrics;
 use crate::imds::{ImdsClient, ImdsError};
 use crate::refresh::engine::{Counters, Engine, Event, Fetched, Source, Upstream};
 use crate::refresh::policy::RefreshPolicy;
 use crate::refresh::state::StateReceiver;
 use crate::refresh::{masked, state_channel};
-use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 use thiserror::Error;
@@ -50,15 +50,22 @@ pub struct ChainContext {
     pub policy: RefreshPolicy,
 }
 
-/// Starts one task per profile on `tasks` and returns each profile's state channel, by
-/// profile name. Builds the STS client only when there is a profile.
+/// A profile ready to run: its name, the state channel its loop publishes on, and the loop
+/// itself, for the caller to run under its supervision.
+pub struct Profile {
+    pub name: String,
+    pub state: StateReceiver,
+    pub task: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+/// Builds one refresh loop per profile, each stopping on `shutdown`. Builds the STS client
+/// only when there is a profile.
 pub fn start_profiles(
     configs: &[AssumeConfig],
     context: &ChainContext,
     shutdown: &CancellationToken,
-    tasks: &mut Supervisor,
-) -> Result<BTreeMap<String, StateReceiver>, StsError> {
-    let mut profiles = BTreeMap::new();
+) -> Result<Vec<Profile>, StsError> {
+    let mut profiles = Vec::new();
     if configs.is_empty() {
         return Ok(profiles);
     }
@@ -80,9 +87,11 @@ pub fn start_profiles(
             state,
             context.metrics.clone(),
         );
-        let name = format!("assume-role profile {}", config.profile);
-        tasks.spawn(name, shutdown, engine.run(shutdown.clone()));
-        profiles.insert(config.profile.clone(), receiver);
+        profiles.push(Profile {
+            name: config.profile.clone(),
+            state: receiver,
+            task: Box::pin(engine.run(shutdown.clone())),
+        });
     }
     Ok(profiles)
 }

@@ -119,7 +119,7 @@ pub fn main() -> ExitCode {
     // First of all, before any secret is in memory: no core file, no ptrace by the same uid.
     // Clients hold credentials too (`credential-process` prints them), so every command.
     #[cfg(target_os = "linux")]
-    if let Err(e) = crate::daemon::privileges::forbid_core_dumps() {
+    if let Err(e) = crate::privileges::forbid_core_dumps() {
         eprintln!(
             "imds-credd: cannot turn off core dumps (PR_SET_DUMPABLE): {}",
             error_chain::render(&e)

@@ -20,6 +20,8 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 /// Shared handle to a clock.
 pub type SharedClock = Arc<dyn Clock>;
 
+pub mod skew;
+
 #[cfg(feature = "test-util")]
 mod manual;
 #[cfg(feature = "test-util")]

@@ -49,7 +49,7 @@ pub struct ConfigOverrides {
     pub socket_group: Option<String>,
     /// Requests per second per uid, e.g. `100/s`; `0` turns it off (`[socket] rate_limit`).
     #[arg(long, value_name = "RATE")]
-    pub socket_rate_limit: Option<crate::serve::rate_limit::RateLimit>,
+    pub socket_rate_limit: Option<super::RateLimit>,
     /// Allow this peer uid on the socket; repeatable (`[socket] allow_uids`).
     #[arg(long = "allow-uid", value_name = "UID")]
     pub allow_uids: Vec<u32>,

@@ -4,7 +4,7 @@
 //! A bad file is refused with the file, the line and the key in the message.
 //!
 //! Here: reading and parsing the file. The tables themselves are in `model`, the rules
-//! across keys in `validate` (and `exposure`, and `socket_folder` on Linux), where an
+//! across keys in `validate` (and `exposure`, `sts_limits`, and `socket_folder` on Linux), where an
 //! error points in `spot`, the value types in `values`, the flags in `flags`.
 
 mod exposure;
@@ -13,6 +13,7 @@ mod model;
 #[cfg(target_os = "linux")]
 mod socket_folder;
 mod spot;
+pub mod sts_limits;
 mod validate;
 mod values;
 
@@ -25,7 +26,7 @@ pub use model::{
 pub use socket_folder::check_config_socket_folder;
 pub use values::{
     parse_positive_duration, parse_profile_name, EndpointMode, EnvFormat, FileMode, LogFormat,
-    LogLevel,
+    LogLevel, RateLimit,
 };
 
 use spot::{key_at, line_at, Spot};

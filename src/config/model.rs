@@ -88,7 +88,7 @@ pub struct SocketConfig {
     pub allow_sids: Vec<String>,
     /// Requests per second per uid on the socket and the container endpoint (`"100/s"`,
     /// burst twice that; `"0"` off; root exempt).
-    pub rate_limit: crate::serve::rate_limit::RateLimit,
+    pub rate_limit: super::RateLimit,
 }
 
 impl Default for SocketConfig {

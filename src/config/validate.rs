@@ -30,7 +30,7 @@ impl Config {
                     ),
                 ));
             }
-            if let Err((key, message)) = crate::assume::sts::check_assume_config(assume) {
+            if let Err((key, message)) = super::sts_limits::check_assume_config(assume) {
                 return Err((
                     Spot::Entry("assume", i),
                     format!("key `assume.{key}`: {message}"),

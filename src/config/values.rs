@@ -2,9 +2,45 @@
 //! and the small enums. Each parser's error names what it expected, and the caller adds the
 //! file, line and key.
 
+use crate::credentials::render::EnvSyntax;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::time::Duration;
+
+/// `[socket] rate_limit`: requests per second per uid; 0 turns the limit off. Written `"100/s"` or `"0"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit { per_second: 100 }
+    }
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let refuse = || format!("{text:?} is not a rate such as \"100/s\" (or \"0\" for no limit)");
+        if text.trim() == "0" {
+            return Ok(RateLimit { per_second: 0 });
+        }
+        let count = text.trim().strip_suffix("/s").ok_or_else(refuse)?;
+        match count.parse::<u32>() {
+            Ok(per_second) if per_second > 0 => Ok(RateLimit { per_second }),
+            _ => Err(refuse()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RateLimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 /// A Unix permission mode, written as an octal string: `"0600"`. A TOML integer is refused:
 /// `mode = 600` or `mode = 438` reads as decimal and would be a surprise mode.
@@ -63,6 +99,19 @@ pub enum EnvFormat {
     Powershell,
     /// `set NAME=value` lines, for `call C:\path\creds.cmd` in cmd.
     Cmd,
+}
+
+/// The syntax an `[[env]]` file is written in (config depends on credentials, never the
+/// other way round).
+impl From<EnvFormat> for EnvSyntax {
+    fn from(format: EnvFormat) -> Self {
+        match format {
+            EnvFormat::Sh => EnvSyntax::Sh,
+            EnvFormat::Systemd => EnvSyntax::Systemd,
+            EnvFormat::Powershell => EnvSyntax::Powershell,
+            EnvFormat::Cmd => EnvSyntax::Cmd,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -176,4 +225,19 @@ pub fn default_signal() -> String {
 
 pub fn one_hour() -> Duration {
     Duration::from_secs(3600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rates_and_refuses_other_text_by_example() {
+        assert_eq!("100/s".parse::<RateLimit>().unwrap().per_second, 100);
+        assert_eq!("0".parse::<RateLimit>().unwrap().per_second, 0);
+        for bad in ["100", "0/s", "-1/s", "1/m", "fast", ""] {
+            let err = bad.parse::<RateLimit>().unwrap_err();
+            assert!(err.contains("\"100/s\""), "{bad}: {err}");
+        }
+    }
 }

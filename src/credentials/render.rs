@@ -30,17 +30,6 @@ pub enum EnvSyntax {
     Process,
 }
 
-impl From<crate::config::EnvFormat> for EnvSyntax {
-    fn from(format: crate::config::EnvFormat) -> Self {
-        match format {
-            crate::config::EnvFormat::Sh => EnvSyntax::Sh,
-            crate::config::EnvFormat::Systemd => EnvSyntax::Systemd,
-            crate::config::EnvFormat::Powershell => EnvSyntax::Powershell,
-            crate::config::EnvFormat::Cmd => EnvSyntax::Cmd,
-        }
-    }
-}
-
 /// The variables the SDKs and the AWS CLI read, in the order we print them:
 /// `AWS_CREDENTIAL_EXPIRATION` uses the `+00:00` spelling of `aws configure
 /// export-credentials`, and `AWS_ACCOUNT_ID` comes last, only when the account is known.

@@ -5,8 +5,6 @@
 pub mod logging;
 #[cfg(target_os = "linux")]
 pub mod notify;
-#[cfg(target_os = "linux")]
-pub mod privileges;
 #[cfg(windows)]
 pub mod service;
 pub mod supervisor;
@@ -288,12 +286,11 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         metrics: daemon.metrics.clone(),
         policy: RefreshPolicy::from(&config.refresh),
     };
-    daemon.profiles = start_profiles(
-        &config.assumes,
-        &chains,
-        &daemon.shutdown,
-        &mut daemon.tasks,
-    )?;
+    for profile in start_profiles(&config.assumes, &chains, &daemon.shutdown)? {
+        let name = format!("assume-role profile {}", profile.name);
+        daemon.tasks.spawn(name, &daemon.shutdown, profile.task);
+        daemon.profiles.insert(profile.name, profile.state);
+    }
     {
         let api = Arc::new(
             crate::serve::Api::new(

@@ -1,7 +1,7 @@
 //! Counters that `status` and `/metrics` report. Plain atomics: incremented on the hot path
 //! without locks, read when someone asks.
 
-use crate::imds::clock_skew::ClockSkewGauge;
+use crate::clock::skew::ClockSkewGauge;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Process-wide counters, shared as `Arc<Metrics>`.

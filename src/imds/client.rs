@@ -4,10 +4,10 @@
 //! through [`crate::http_client`]).
 
 use super::account::{account_of_info, AccountSource};
-use super::clock_skew::{self, ClockSkew};
 use super::token::{granted_ttl, Session};
 use super::ImdsError;
 use crate::backoff::{retry, RetryPolicy};
+use crate::clock::skew::{parse_date, ClockSkew};
 use crate::clock::SharedClock;
 use crate::credentials::secret::Secret;
 use crate::credentials::Credentials;
@@ -308,7 +308,7 @@ impl ImdsClient {
     fn note_date(&self, date: Option<&HeaderValue>) {
         let Some(imds_date) = date
             .and_then(|value| value.to_str().ok())
-            .and_then(clock_skew::parse_date)
+            .and_then(parse_date)
         else {
             return;
         };

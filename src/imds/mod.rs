@@ -2,13 +2,11 @@
 //! - [`endpoint`]: which address, from config and the SDKs' environment variables.
 //! - [`token`]: the session token and when to replace it.
 //! - [`client`]: requests, retries, the body cap.
-//! - [`clock_skew`]: how far the instance clock is from IMDS's (`Date` header).
 //! - [`account`]: the extended credentials path or `iam/info`, for the account id.
 //! - [`error`]: what went wrong, and whether to retry.
 
 pub mod account;
 pub mod client;
-pub mod clock_skew;
 pub mod endpoint;
 pub mod error;
 pub mod token;

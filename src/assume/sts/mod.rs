@@ -3,18 +3,15 @@
 //! provider, system trust roots, no proxy), and the answer parsed into [`Credentials`] or a
 //! typed refusal.
 //! - [`endpoint`]: the regional endpoint and the checks on a configured one.
-//! - [`limits`]: what STS accepts as parameters, checked when the config is loaded.
 //! - [`xml`]: the `AssumeRoleResponse` and `ErrorResponse` documents.
 //!
 //! Nothing here logs a request body or header: the signed headers carry the instance
 //! session token. Errors name the STS error code and status, never a credential.
 
 pub mod endpoint;
-pub mod limits;
 pub mod xml;
 
 pub use endpoint::{parse_endpoint, regional_endpoint};
-pub use limits::{check_assume_config, default_session_name, is_region_name};
 pub use xml::{parse_assume_role_response, parse_error_response};
 
 use crate::backoff::{retry, RetryPolicy};

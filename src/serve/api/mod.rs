@@ -25,11 +25,12 @@ mod metrics;
 mod status;
 
 use crate::clock::SharedClock;
+use crate::config::RateLimit;
 use crate::health::metrics::{Metrics, RequestCounters};
 use crate::health::SinkHealth;
 use crate::refresh::state::{CredentialState, StateReceiver};
 use crate::serve::consumers::{Consumer, Consumers, Outcome};
-use crate::serve::rate_limit::{retry_after_seconds, RateLimit, RateLimiter};
+use crate::serve::rate_limit::{retry_after_seconds, RateLimiter};
 use bytes::Bytes;
 use credentials::Channel;
 use http_body_util::Full;

@@ -3,9 +3,9 @@
 //! `/v1/consumers`. Built from fields that hold no secret.
 
 use super::{reply, Api, ApiError, Body, Status, JSON, TEXT};
+use crate::clock::skew::ClockSkew;
 use crate::credentials::format_utc_timestamp;
 use crate::health::metrics::{Metrics, RequestCounters};
-use crate::imds::clock_skew::ClockSkew;
 use crate::refresh::state::CredentialState;
 use hyper::Response;
 use serde_json::{json, Map, Value};

@@ -3,7 +3,7 @@
 //! - `on_rotate = ["cmd", "arg"]`: run directly (no shell), stdin from `/dev/null`, in its
 //!   own process group, which is killed after a timeout; its exit status is logged at info (success) or warn, its output at
 //!   debug, cut short. On Linux the child drops every capability before it execs
-//!   ([`crate::daemon::privileges::drop_capabilities`]): a hook has the daemon's uid, not its
+//!   ([`crate::privileges::drop_capabilities`]): a hook has the daemon's uid, not its
 //!   `CAP_DAC_OVERRIDE` or `CAP_KILL`.
 //! - `signal = { pid_file, signal = "HUP" }`: the signal sent to the process whose pid the
 //!   file holds, only when the file and the process pass the checks of [`crate::sink::pid_file`];

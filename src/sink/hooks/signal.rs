@@ -83,7 +83,7 @@ pub(super) fn isolate(command: &mut Command) {
     command.process_group(0);
     // SAFETY: the closure runs between fork and exec and makes system calls only.
     unsafe {
-        command.pre_exec(crate::daemon::privileges::drop_capabilities);
+        command.pre_exec(crate::privileges::drop_capabilities);
     }
 }
 

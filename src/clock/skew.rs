@@ -1,4 +1,5 @@
-//! How far the instance clock is from IMDS's, read from the `Date` header of IMDS answers.
+//! How far the instance clock is from AWS's, as the `Date` header of IMDS answers tells it
+//! (the IMDS client measures it; the refresher, `status` and `/metrics` use it).
 //! Credentials expire on AWS's clock; an instance clock that is off by more than
 //! [`SKEW_THRESHOLD`] would otherwise serve an expired set as valid (clock slow) or judge a
 //! fresh set as about to expire and refresh in a loop (clock fast). Past the threshold the

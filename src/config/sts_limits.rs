@@ -1,9 +1,10 @@
 //! The limits STS itself enforces on `AssumeRole` parameters (`DurationSeconds`,
-//! `RoleSessionName`, `ExternalId`, the region name), checked when the config is loaded so
-//! `check-config` refuses what STS would refuse at every refresh.
+//! `RoleSessionName`, `ExternalId`, the region name, the endpoint), checked when the config
+//! is loaded so `check-config` refuses what STS would refuse at every refresh. They live in
+//! `config` so that validation needs nothing from `assume`, which uses them in turn.
 
-use super::endpoint::parse_endpoint;
-use crate::config::AssumeConfig;
+use super::{is_loopback, AssumeConfig};
+use http::Uri;
 
 /// The `DurationSeconds` range STS accepts (the role's own maximum may be lower).
 const MIN_DURATION_SECS: u64 = 900;
@@ -78,9 +79,53 @@ pub fn check_assume_config(config: &AssumeConfig) -> Result<(), (&'static str, S
         ));
     }
     if !config.sts_endpoint.is_empty() {
-        parse_endpoint(&config.sts_endpoint).map_err(|e| ("sts_endpoint", e.to_string()))?;
+        parse_sts_endpoint(&config.sts_endpoint).map_err(|reason| {
+            let endpoint = &config.sts_endpoint;
+            (
+                "sts_endpoint",
+                format!("invalid STS endpoint {endpoint:?}: {reason}"),
+            )
+        })?;
     }
     Ok(())
+}
+
+/// Parses an endpoint URL for POSTing to: `http`/`https` with a host; the path defaults to
+/// `/`. Plain `http` is for loopback tests only; a real deployment uses `https`. The error is
+/// the reason, for the caller to put beside the endpoint.
+pub fn parse_sts_endpoint(endpoint: &str) -> Result<Uri, &'static str> {
+    let uri: Uri = endpoint
+        .trim()
+        .parse()
+        .map_err(|_| "not a URL such as https://sts.us-east-1.amazonaws.com")?;
+    let host = match uri.host() {
+        Some(host) if !host.is_empty() => host,
+        _ => return Err("no host"),
+    };
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if is_loopback_host(host) => {}
+        Some("http") => {
+            return Err(
+                "plain http would send signed requests and receive credentials in the clear; use https (http is allowed to loopback only)",
+            )
+        }
+        _ => return Err("the scheme must be https"),
+    }
+    if uri.query().is_some() {
+        return Err("a query string is not allowed");
+    }
+    let mut parts = uri.into_parts();
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    Uri::from_parts(parts).map_err(|_| "not a URL")
+}
+
+/// `localhost` or a loopback address (`127.0.0.0/8`, `[::1]`): where a test STS listens.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || bare.parse().is_ok_and(is_loopback)
 }
 
 #[cfg(test)]
@@ -145,5 +190,31 @@ mod tests {
             key(|c| c.sts_endpoint = "sts.amazonaws.com".into()),
             "sts_endpoint"
         );
+    }
+
+    #[test]
+    fn endpoints_get_a_root_path_and_bad_ones_are_refused() {
+        let uri = parse_sts_endpoint("https://sts.us-east-1.amazonaws.com").unwrap();
+        assert_eq!(uri.to_string(), "https://sts.us-east-1.amazonaws.com/");
+        let uri = parse_sts_endpoint("http://127.0.0.1:8080").unwrap();
+        assert_eq!(uri.path(), "/");
+        for loopback in [
+            "http://[::1]:8080",
+            "http://localhost:1",
+            "http://127.1.2.3",
+        ] {
+            assert!(parse_sts_endpoint(loopback).is_ok(), "{loopback}");
+        }
+        for bad in [
+            "sts.amazonaws.com",
+            "ftp://sts.amazonaws.com",
+            "http://sts.us-east-1.amazonaws.com",
+            "http://10.0.0.5",
+            "http://127.0.0.1.example.com",
+            "https://",
+            "https://h/?a=b",
+        ] {
+            assert!(parse_sts_endpoint(bad).is_err(), "{bad}");
+        }
     }
 }
