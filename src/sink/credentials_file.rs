@@ -15,7 +15,7 @@
 //! sections of our name are collapsed into one (botocore refuses a file with duplicates).
 
 use super::atomic::ManagedFile;
-use super::{check_values, Change, Publish, SinkError};
+use super::{Change, Publish, SinkError};
 use crate::config::FileSinkConfig;
 use crate::credentials::Credentials;
 use std::path::Path;
@@ -165,16 +165,13 @@ impl CredentialsFileSink {
 }
 
 impl Publish for CredentialsFileSink {
-    fn kind(&self) -> &'static str {
-        "file"
-    }
+    const KIND: &'static str = "file";
 
     fn target(&self) -> &Path {
         self.file.path()
     }
 
-    fn publish(&self, creds: &Credentials) -> Result<Change, SinkError> {
-        check_values(creds)?;
+    fn publish_checked(&self, creds: &Credentials) -> Result<Change, SinkError> {
         let current = self.current()?;
         let text = current.as_ref().map_or("", |(_, text)| text.as_str());
         let merged = Zeroizing::new(merge_profile(text, &self.profile, Some(creds)));
