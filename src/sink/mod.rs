@@ -104,7 +104,7 @@ pub trait Publish: Send + Sync + 'static {
         check_values(creds)?;
         self.publish_checked(creds)
     }
-    /// Makes the output hold `creds`, whose values [`check_values`] accepted.
+    /// Makes the output hold `creds`, whose values `check_values` accepted.
     fn publish_checked(&self, creds: &Credentials) -> Result<Change, SinkError>;
     /// Makes the output hold no credentials.
     fn withdraw(&self) -> Result<Change, SinkError>;
