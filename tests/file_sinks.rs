@@ -516,11 +516,11 @@ impl Harness {
         }
     }
 
-    fn spawn(&mut self, sink: impl Publish) {
+    fn spawn<P: Publish>(&mut self, sink: P) {
         let clock: SharedClock = Arc::new(self.clock.clone());
         let reporter = self
             .health
-            .register(sink.kind(), sink.target().display().to_string());
+            .register(P::KIND, sink.target().display().to_string());
         let hooks = RotationHooks::new("test sink", None, None).unwrap();
         // The capture is this thread's; the task carries it to whichever worker polls it.
         let task = tokio::spawn(

@@ -170,11 +170,15 @@ mod tests {
     use crate::client::test_support::{runtime, serve_once};
     use tokio::net::UnixListener;
 
+    /// Runs `test` on the client runtime with a socket path in a fresh folder.
+    fn in_socket_folder<F: std::future::Future>(test: impl FnOnce(PathBuf) -> F) -> F::Output {
+        let dir = tempfile::tempdir().unwrap();
+        runtime().block_on(test(dir.path().join("daemon.sock")))
+    }
+
     #[test]
     fn gets_status_and_body_over_the_socket() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sock");
-        runtime().block_on(async {
+        in_socket_folder(|path| async move {
             let listener = UnixListener::bind(&path).unwrap();
             let server = tokio::spawn(serve_once(
                 listener,
@@ -197,25 +201,27 @@ mod tests {
 
     #[test]
     fn a_missing_socket_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("absent.sock");
-        let err = runtime()
-            .block_on(SocketClient::new(&path).get("/v1/status"))
-            .unwrap_err();
-        assert!(matches!(err, SocketError::Missing { .. }), "{err:?}");
-        assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+        in_socket_folder(|path| async move {
+            let err = SocketClient::new(&path)
+                .get("/v1/status")
+                .await
+                .unwrap_err();
+            assert!(matches!(err, SocketError::Missing { .. }), "{err:?}");
+            assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+        });
     }
 
     #[test]
     fn a_stale_socket_file_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("stale.sock");
-        // A socket file whose listener is gone: what a crashed daemon leaves behind.
-        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        let err = runtime()
-            .block_on(SocketClient::new(&path).get("/v1/status"))
-            .unwrap_err();
-        assert!(matches!(err, SocketError::Refused { .. }), "{err:?}");
+        in_socket_folder(|path| async move {
+            // A socket file whose listener is gone: what a crashed daemon leaves behind.
+            drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+            let err = SocketClient::new(&path)
+                .get("/v1/status")
+                .await
+                .unwrap_err();
+            assert!(matches!(err, SocketError::Refused { .. }), "{err:?}");
+        });
     }
 
     #[test]
@@ -234,13 +240,11 @@ mod tests {
 
     #[test]
     fn a_silent_daemon_times_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("silent.sock");
-        runtime().block_on(async {
+        in_socket_folder(|path| async move {
             // Accepts and never answers.
             let _listener = UnixListener::bind(&path).unwrap();
             let client = SocketClient {
-                path: path.clone(),
+                path,
                 timeout: Duration::from_millis(200),
             };
             let err = client.get("/v1/status").await.unwrap_err();
@@ -250,9 +254,7 @@ mod tests {
 
     #[test]
     fn an_oversized_answer_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("big.sock");
-        runtime().block_on(async {
+        in_socket_folder(|path| async move {
             let listener = UnixListener::bind(&path).unwrap();
             let size = MAX_BODY_BYTES + 1;
             let mut answer =

@@ -116,6 +116,14 @@ mod tests {
         Config::parse(text, Path::new("/etc/imds-credd/config.toml"))
     }
 
+    /// Asserts that `text` is refused with a message holding every one of `fragments`.
+    pub(super) fn assert_refused(text: &str, fragments: &[&str]) {
+        let err = parse(text).unwrap_err().to_string();
+        for fragment in fragments {
+            assert!(err.contains(fragment), "{fragment:?} not in {err}");
+        }
+    }
+
     #[test]
     fn empty_file_gives_the_documented_defaults() {
         let config = parse("").unwrap();
@@ -128,13 +136,12 @@ mod tests {
 
     #[test]
     fn a_bad_rate_limit_names_the_file_line_and_key() {
-        let err = parse("[socket]\nmode = \"0660\"\nrate_limit = \"fast\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("/etc/imds-credd/config.toml:3: key `socket.rate_limit`")
-                && err.contains("\"100/s\""),
-            "{err}"
+        assert_refused(
+            "[socket]\nmode = \"0660\"\nrate_limit = \"fast\"\n",
+            &[
+                "/etc/imds-credd/config.toml:3: key `socket.rate_limit`",
+                "\"100/s\"",
+            ],
         );
         let config = parse("[socket]\nrate_limit = \"0\"\n").unwrap();
         assert_eq!(config.socket.rate_limit.per_second, 0);
@@ -199,35 +206,31 @@ token_file = "/run/imds-credd/container-token"
 
     #[test]
     fn a_bad_duration_names_file_line_and_key() {
-        let err = parse("[imds]\ntimeout = \"2s\"\n\n[refresh]\nbefore_expiry = \"15 parsecs\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("/etc/imds-credd/config.toml:5:"), "{err}");
-        assert!(err.contains("refresh.before_expiry"), "{err}");
+        assert_refused(
+            "[imds]\ntimeout = \"2s\"\n\n[refresh]\nbefore_expiry = \"15 parsecs\"\n",
+            &["/etc/imds-credd/config.toml:5:", "refresh.before_expiry"],
+        );
     }
 
     #[test]
     fn an_unknown_key_is_refused_with_its_line() {
-        let err = parse("[imds]\ntimeout = \"2s\"\ntoken_tll = \"6h\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(":3:") && err.contains("token_tll"), "{err}");
+        assert_refused(
+            "[imds]\ntimeout = \"2s\"\ntoken_tll = \"6h\"\n",
+            &[":3:", "token_tll"],
+        );
     }
 
     #[test]
     fn token_ttl_outside_imds_limits_is_refused() {
-        let err = parse("[imds]\ntoken_ttl = \"7h\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(":2:") && err.contains("21600"), "{err}");
+        assert_refused("[imds]\ntoken_ttl = \"7h\"\n", &[":2:", "21600"]);
     }
 
     #[test]
     fn a_profile_name_that_would_break_the_ini_file_is_refused() {
-        let err = parse("[[file]]\npath = \"/a/c\"\nprofile = \"x]\\n[default\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(":3:") && err.contains("file.profile"), "{err}");
+        assert_refused(
+            "[[file]]\npath = \"/a/c\"\nprofile = \"x]\\n[default\"\n",
+            &[":3:", "file.profile"],
+        );
     }
 
     #[test]
@@ -255,11 +258,7 @@ token_file = "/run/imds-credd/container-token"
             "[[file]]\npath = \"/a/x\"\nprofile = \"p\"\nmode = 438\n",
             "[socket]\nmode = 0o660\n",
         ] {
-            let err = parse(text).unwrap_err().to_string();
-            assert!(
-                err.contains("mode") && err.contains("write the mode as a string, e.g. \"0600\""),
-                "{err}"
-            );
+            assert_refused(text, &["mode", "write the mode as a string, e.g. \"0600\""]);
         }
     }
 }

@@ -237,44 +237,44 @@ mod tests {
     }
 
     #[test]
-    fn sh_lines_are_exported_and_single_quoted() {
-        let out = render_env(&creds("a'b$c"), EnvSyntax::Sh).to_string();
+    fn each_syntax_quotes_a_value_as_its_readers_expect() {
+        let cases = [
+            // sh: exported and single-quoted.
+            (
+                EnvSyntax::Sh,
+                "a'b$c",
+                "export AWS_SECRET_ACCESS_KEY='a'\\''b$c'\n",
+            ),
+            // systemd: quoted only when needed.
+            (
+                EnvSyntax::Systemd,
+                "plain/Key+1=",
+                "AWS_SECRET_ACCESS_KEY=plain/Key+1=\n",
+            ),
+            (
+                EnvSyntax::Systemd,
+                "with \"quote\"",
+                r#"AWS_SECRET_ACCESS_KEY="with \"quote\"""#,
+            ),
+            // PowerShell and cmd: the AWS CLI v2 shapes.
+            (
+                EnvSyntax::Powershell,
+                "k$y",
+                "$Env:AWS_SECRET_ACCESS_KEY=\"k`$y\"\n",
+            ),
+            (EnvSyntax::Cmd, "plain", "set AWS_SECRET_ACCESS_KEY=plain\n"),
+            (EnvSyntax::Cmd, "a&b", "set \"AWS_SECRET_ACCESS_KEY=a&b\"\n"),
+        ];
+        for (syntax, secret, line) in cases {
+            let out = render_env(&creds(secret), syntax).to_string();
+            assert!(out.contains(line), "{syntax:?}: {out}");
+        }
+        let sh = render_env(&creds("s"), EnvSyntax::Sh).to_string();
         assert!(
-            out.contains("export AWS_SECRET_ACCESS_KEY='a'\\''b$c'\n"),
-            "{out}"
+            sh.contains("export AWS_CREDENTIAL_EXPIRATION='2026-11-18T"),
+            "{sh}"
         );
-        assert!(
-            out.contains("export AWS_CREDENTIAL_EXPIRATION='2026-11-18T"),
-            "{out}"
-        );
-        assert!(out.trim_end().ends_with("+00:00'"), "{out}");
-    }
-
-    #[test]
-    fn systemd_lines_quote_only_when_needed() {
-        let out = render_env(&creds("plain/Key+1="), EnvSyntax::Systemd).to_string();
-        assert!(
-            out.contains("AWS_SECRET_ACCESS_KEY=plain/Key+1=\n"),
-            "{out}"
-        );
-        let out = render_env(&creds("with \"quote\""), EnvSyntax::Systemd).to_string();
-        assert!(
-            out.contains(r#"AWS_SECRET_ACCESS_KEY="with \"quote\"""#),
-            "{out}"
-        );
-    }
-
-    #[test]
-    fn powershell_and_cmd_match_the_cli_v2_shapes() {
-        let out = render_env(&creds("k$y"), EnvSyntax::Powershell).to_string();
-        assert!(
-            out.contains("$Env:AWS_SECRET_ACCESS_KEY=\"k`$y\"\n"),
-            "{out}"
-        );
-        let out = render_env(&creds("plain"), EnvSyntax::Cmd).to_string();
-        assert!(out.contains("set AWS_SECRET_ACCESS_KEY=plain\n"), "{out}");
-        let out = render_env(&creds("a&b"), EnvSyntax::Cmd).to_string();
-        assert!(out.contains("set \"AWS_SECRET_ACCESS_KEY=a&b\"\n"), "{out}");
+        assert!(sh.trim_end().ends_with("+00:00'"), "{sh}");
     }
 
     fn with_account(secret: &str) -> Credentials {

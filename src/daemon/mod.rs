@@ -229,8 +229,8 @@ impl DaemonHandle {
             stop: CancellationToken,
         ) {
             let target = sink.target().display().to_string();
-            let name = format!("sink {} {target}", sink.kind());
-            let reporter = daemon.health.register(sink.kind(), target);
+            let name = format!("sink {} {target}", P::KIND);
+            let reporter = daemon.health.register(P::KIND, target);
             let clock = daemon.clock.clone();
             let task = run_sink(sink, source, clock, reporter, hooks, stop.clone());
             daemon.tasks.spawn(name, &stop, task);

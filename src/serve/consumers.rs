@@ -378,16 +378,18 @@ mod tests {
     #[test]
     fn the_table_is_bounded_and_one_uid_cannot_evict_the_others() {
         let table = Consumers::default();
-        table.record(
-            "socket",
-            &consumer(1000, "/usr/bin/aws"),
-            None,
-            Outcome::Answered,
-            t(0),
-        );
+        let answered = |uid, exe: &str, at| {
+            table.record(
+                "socket",
+                &consumer(uid, exe),
+                None,
+                Outcome::Answered,
+                t(at),
+            );
+        };
+        answered(1000, "/usr/bin/aws", 0);
         for i in 0..200 {
-            let flood = consumer(2000, &format!("/tmp/fake-{i}"));
-            table.record("socket", &flood, None, Outcome::Answered, t(1 + i));
+            answered(2000, &format!("/tmp/fake-{i}"), 1 + i);
         }
         let rows = table.to_json();
         let rows = rows.as_array().unwrap();
@@ -398,25 +400,13 @@ mod tests {
         assert_eq!(table.evicted(), 0);
 
         for uid in 0..MAX_ROWS as u32 {
-            table.record(
-                "socket",
-                &consumer(10_000 + uid, "/bin/x"),
-                None,
-                Outcome::Answered,
-                t(1000 + u64::from(uid)),
-            );
+            answered(10_000 + uid, "/bin/x", 1000 + u64::from(uid));
         }
         assert_eq!(table.to_json().as_array().unwrap().len(), MAX_ROWS);
         assert_eq!(table.evicted(), 1 + MAX_ROWS_PER_UID as u64 + 1);
 
         for uid in 0..MAX_UIDS as u32 {
-            table.record(
-                "socket",
-                &consumer(100_000 + uid, "/bin/y"),
-                None,
-                Outcome::Answered,
-                t(5000),
-            );
+            answered(100_000 + uid, "/bin/y", 5000);
         }
         let counts = table.per_uid();
         assert_eq!(counts.len(), MAX_UIDS + 1, "the capped uids and `unknown`");

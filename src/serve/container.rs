@@ -483,11 +483,8 @@ impl Frontend for ContainerService {
         }
     }
 
-    fn first_outcome(
-        &self,
-        request: &Request<Incoming>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.api.first_outcome(request.uri())
+    fn api(&self) -> &Api {
+        &self.api
     }
 
     fn respond(

@@ -191,11 +191,8 @@ impl Frontend for PipeFrontend {
         Some(())
     }
 
-    fn first_outcome(
-        &self,
-        request: &Request<Incoming>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.api.first_outcome(request.uri())
+    fn api(&self) -> &Api {
+        &self.api
     }
 
     fn respond(&self, _: &(), request: &Request<Incoming>) -> Response<Body> {

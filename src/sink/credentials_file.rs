@@ -15,7 +15,7 @@
 //! sections of our name are collapsed into one (botocore refuses a file with duplicates).
 
 use super::atomic::ManagedFile;
-use super::{check_values, Change, Publish, SinkError};
+use super::{Change, Publish, SinkError};
 use crate::config::FileSinkConfig;
 use crate::credentials::Credentials;
 use std::path::Path;
@@ -165,16 +165,13 @@ impl CredentialsFileSink {
 }
 
 impl Publish for CredentialsFileSink {
-    fn kind(&self) -> &'static str {
-        "file"
-    }
+    const KIND: &'static str = "file";
 
     fn target(&self) -> &Path {
         self.file.path()
     }
 
-    fn publish(&self, creds: &Credentials) -> Result<Change, SinkError> {
-        check_values(creds)?;
+    fn publish_checked(&self, creds: &Credentials) -> Result<Change, SinkError> {
         let current = self.current()?;
         let text = current.as_ref().map_or("", |(_, text)| text.as_str());
         let merged = Zeroizing::new(merge_profile(text, &self.profile, Some(creds)));
@@ -213,6 +210,16 @@ mod tests {
         }
     }
 
+    /// `text` with our `instance` section holding `creds(1)`.
+    fn publish(text: &str) -> String {
+        merge_profile(text, "instance", Some(&creds(1)))
+    }
+
+    /// `text` without our `instance` section.
+    fn withdraw(text: &str) -> String {
+        merge_profile(text, "instance", None)
+    }
+
     const OURS: &str = "[instance]\n\
         # expires 2026-11-18T11:06:40Z (written by imds-credd)\n\
         aws_access_key_id = ASIAEXAMPLE00001\n\
@@ -227,31 +234,31 @@ mod tests {
         };
         let merged = merge_profile("", "instance", Some(&with_account));
         assert_eq!(merged, format!("{OURS}aws_account_id = 123456789012\n"));
-        let replaced = merge_profile(&merged, "instance", Some(&creds(1)));
+        let replaced = publish(&merged);
         assert_eq!(replaced, OURS, "a set without an account drops the key");
     }
 
     #[test]
     fn empty_file_gets_just_our_section() {
-        assert_eq!(merge_profile("", "instance", Some(&creds(1))), OURS);
-        assert_eq!(merge_profile("", "instance", None), "");
+        assert_eq!(publish(""), OURS);
+        assert_eq!(withdraw(""), "");
     }
 
     #[test]
     fn appends_after_a_blank_line_and_keeps_everything_else() {
         let existing = "# my file\n[default]\naws_access_key_id = MINE\nregion=eu-west-1\n";
-        let merged = merge_profile(existing, "instance", Some(&creds(1)));
+        let merged = publish(existing);
         assert_eq!(merged, format!("{existing}\n{OURS}"));
-        let removed = merge_profile(&merged, "instance", None);
+        let removed = withdraw(&merged);
         assert_eq!(removed, format!("{existing}\n"));
         // A second cycle does not grow the file.
-        let again = merge_profile(&removed, "instance", Some(&creds(1)));
+        let again = publish(&removed);
         assert_eq!(again, merged);
     }
 
     #[test]
     fn adds_the_missing_final_newline_before_appending() {
-        let merged = merge_profile("[default]\nx = 1", "instance", Some(&creds(1)));
+        let merged = publish("[default]\nx = 1");
         assert_eq!(merged, format!("[default]\nx = 1\n\n{OURS}"));
     }
 
@@ -260,14 +267,14 @@ mod tests {
         let existing = "[a]\nk = 1\n\n[instance]\naws_access_key_id = OLD\n\
             aws_security_token = STALE\n; note inside\naws_session_token = OLD\n\n\
             # the b account\n[b]\nk = 2";
-        let merged = merge_profile(existing, "instance", Some(&creds(1)));
+        let merged = publish(existing);
         assert_eq!(
             merged,
             format!("[a]\nk = 1\n\n{OURS}\n# the b account\n[b]\nk = 2")
         );
         assert!(!merged.contains("aws_security_token"));
         assert_eq!(
-            merge_profile(existing, "instance", None),
+            withdraw(existing),
             "[a]\nk = 1\n\n\n# the b account\n[b]\nk = 2"
         );
     }
@@ -276,7 +283,7 @@ mod tests {
     fn crlf_files_stay_crlf() {
         let existing =
             "[a]\r\nk = 1\r\n\r\n[instance]\r\naws_access_key_id = OLD\r\n\r\n[b]\r\nk = 2\r\n";
-        let merged = merge_profile(existing, "instance", Some(&creds(1)));
+        let merged = publish(existing);
         let ours_crlf = OURS.replace('\n', "\r\n");
         assert_eq!(
             merged,
@@ -287,26 +294,25 @@ mod tests {
 
     #[test]
     fn a_last_line_ending_in_a_bare_cr_is_completed_as_crlf_and_stays_stable() {
-        let merged = merge_profile("[a]\nk = 1\r", "instance", Some(&creds(1)));
+        let merged = publish("[a]\nk = 1\r");
         let ours_crlf = OURS.replace('\n', "\r\n");
         assert_eq!(merged, format!("[a]\nk = 1\r\n\r\n{ours_crlf}"));
-        assert_eq!(merge_profile(&merged, "instance", Some(&creds(1))), merged);
+        assert_eq!(publish(&merged), merged);
     }
 
     #[test]
     fn spaced_and_duplicate_headers_collapse_into_one_section() {
         let existing =
             "[ instance ]\naws_access_key_id = A\n[x]\nk = 1\n[instance]\naws_access_key_id = B\n";
-        let merged = merge_profile(existing, "instance", Some(&creds(1)));
-        assert_eq!(merged, format!("{OURS}[x]\nk = 1\n"));
-        assert_eq!(merge_profile(existing, "instance", None), "[x]\nk = 1\n");
+        assert_eq!(publish(existing), format!("{OURS}[x]\nk = 1\n"));
+        assert_eq!(withdraw(existing), "[x]\nk = 1\n");
     }
 
     #[test]
     fn a_leftover_expiry_comment_is_ours_and_does_not_pile_up() {
         let existing =
             "[instance]\n# expires 2020-01-01T00:00:00Z (written by imds-credd)\n\n[x]\nk = 1\n";
-        let merged = merge_profile(existing, "instance", Some(&creds(1)));
+        let merged = publish(existing);
         assert_eq!(merged, format!("{OURS}\n[x]\nk = 1\n"));
         assert_eq!(merged.matches(MARKER).count(), 1);
     }
@@ -314,8 +320,7 @@ mod tests {
     #[test]
     fn other_profiles_with_similar_names_are_not_ours() {
         let existing = "[instance2]\nk = 1\n[profile instance]\nk = 2\n";
-        let merged = merge_profile(existing, "instance", None);
-        assert_eq!(merged, existing);
+        assert_eq!(withdraw(existing), existing);
     }
 
     /// One generated file: its text, and the text with our sections removed, built
@@ -394,7 +399,7 @@ mod tests {
         let c = creds(7);
         for round in 0..5000 {
             let g = generate(&mut rng);
-            let removed = merge_profile(&g.text, "instance", None);
+            let removed = withdraw(&g.text);
             assert_eq!(removed, g.without_ours, "round {round}: {:?}", g.text);
 
             let merged = merge_profile(&g.text, "instance", Some(&c));
@@ -416,11 +421,7 @@ mod tests {
             assert_eq!(headers.count(), 1, "round {round}: {merged:?}");
             if g.has_ours {
                 // Replaced in place: removing it again gives what removal gave.
-                assert_eq!(
-                    merge_profile(&merged, "instance", None),
-                    removed,
-                    "round {round}"
-                );
+                assert_eq!(withdraw(&merged), removed, "round {round}");
             } else {
                 let mut expected = g.text.clone();
                 if !expected.is_empty() {

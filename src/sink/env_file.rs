@@ -10,7 +10,7 @@
 //! fail later with a confusing `ExpiredToken`.
 
 use super::atomic::ManagedFile;
-use super::{check_values, Change, Publish, SinkError};
+use super::{Change, Publish, SinkError};
 use crate::config::EnvSinkConfig;
 use crate::credentials::render::{render_env, EnvSyntax};
 use crate::credentials::Credentials;
@@ -59,16 +59,13 @@ impl EnvFileSink {
 }
 
 impl Publish for EnvFileSink {
-    fn kind(&self) -> &'static str {
-        "env"
-    }
+    const KIND: &'static str = "env";
 
     fn target(&self) -> &Path {
         self.file.path()
     }
 
-    fn publish(&self, creds: &Credentials) -> Result<Change, SinkError> {
-        check_values(creds)?;
+    fn publish_checked(&self, creds: &Credentials) -> Result<Change, SinkError> {
         let contents = render_env_file(creds, self.syntax);
         let existing = self.file.read()?;
         Ok(Change::from_written(self.file.replace_if_changed(

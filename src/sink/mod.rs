@@ -96,17 +96,23 @@ impl Change {
 /// runs them off the async threads.
 pub trait Publish: Send + Sync + 'static {
     /// `file` or `env`, the sink kind in the status table.
-    fn kind(&self) -> &'static str;
+    const KIND: &'static str;
     fn target(&self) -> &Path;
-    /// Makes the output hold `creds`.
-    fn publish(&self, creds: &Credentials) -> Result<Change, SinkError>;
+    /// Makes the output hold `creds`, refusing values that would break a line first: every
+    /// sink writes a line-based file.
+    fn publish(&self, creds: &Credentials) -> Result<Change, SinkError> {
+        check_values(creds)?;
+        self.publish_checked(creds)
+    }
+    /// Makes the output hold `creds`, whose values `check_values` accepted.
+    fn publish_checked(&self, creds: &Credentials) -> Result<Change, SinkError>;
     /// Makes the output hold no credentials.
     fn withdraw(&self) -> Result<Change, SinkError>;
 }
 
 /// Values go into line-based files: a line break or control character would corrupt them
 /// (or smuggle extra lines in), and edge spaces would be trimmed by readers.
-pub(crate) fn check_values(creds: &Credentials) -> Result<(), SinkError> {
+fn check_values(creds: &Credentials) -> Result<(), SinkError> {
     let fields = [
         ("aws_access_key_id", creds.access_key_id.as_str()),
         ("aws_secret_access_key", creds.secret_access_key.expose()),
@@ -192,7 +198,7 @@ pub async fn run_sink<P: Publish>(
                         let delay = retry_delay(failures);
                         let error = crate::error_chain::render(&error);
                         tracing::warn!(
-                            sink = sink.kind(),
+                            sink = P::KIND,
                             path = %sink.target().display(),
                             %error,
                             retry_in = ?delay,
@@ -240,7 +246,7 @@ async fn apply<P: Publish>(
                 path: sink.target().to_path_buf(),
                 after: stuck_after,
             };
-            tracing::warn!(sink = sink.kind(), error = %stuck, "credentials sink is stuck");
+            tracing::warn!(sink = P::KIND, error = %stuck, "credentials sink is stuck");
             reporter.failed(stuck.to_string());
             task.await
         }
@@ -262,19 +268,19 @@ fn sleep_until(clock: &SharedClock, at: Option<SystemTime>) -> Sleep {
 fn log_success<P: Publish>(sink: &P, wanted: &Wanted, change: Change, failures: u32) {
     let path = sink.target().display();
     if failures > 0 {
-        tracing::info!(sink = sink.kind(), %path, failures, "credentials sink recovered");
+        tracing::info!(sink = P::KIND, %path, failures, "credentials sink recovered");
     }
     match (wanted, change) {
         (Wanted::Publish(creds), Change::Written) => tracing::info!(
-            sink = sink.kind(),
+            sink = P::KIND,
             %path,
             expires = %creds.expiration_rfc3339(),
             "published credentials"
         ),
         (Wanted::Withdraw, Change::Written) => {
-            tracing::info!(sink = sink.kind(), %path, "withdrew credentials")
+            tracing::info!(sink = P::KIND, %path, "withdrew credentials")
         }
-        (_, _) => tracing::debug!(sink = sink.kind(), %path, "sink already up to date"),
+        (_, _) => tracing::debug!(sink = P::KIND, %path, "sink already up to date"),
     }
 }
 
@@ -315,13 +321,11 @@ mod tests {
     struct Blocked(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
 
     impl Publish for Blocked {
-        fn kind(&self) -> &'static str {
-            "file"
-        }
+        const KIND: &'static str = "file";
         fn target(&self) -> &Path {
             Path::new("/mnt/hung/credentials")
         }
-        fn publish(&self, _: &Credentials) -> Result<Change, SinkError> {
+        fn publish_checked(&self, _: &Credentials) -> Result<Change, SinkError> {
             self.0.lock().unwrap().recv().unwrap();
             Ok(Change::Written)
         }

@@ -38,7 +38,7 @@
 #[cfg(target_os = "linux")]
 mod fd_limit;
 
-use super::api::Body;
+use super::api::{Api, Body};
 #[cfg(target_os = "linux")]
 use fd_limit::fit_fd_limit;
 use hyper::body::Incoming;
@@ -126,12 +126,10 @@ pub trait Frontend: Send + Sync + 'static {
     /// Decides on a new connection, logging why when it refuses (`None`): every request on
     /// a refused connection gets [`Frontend::refuse`], and it is not kept alive.
     fn admit(&self, stream: &Self::Stream) -> Option<Self::Peer>;
-    /// Resolves once `request` can be answered: at start, a credentials request waits
-    /// (boundedly) for the first refresh outcome instead of getting `503` at once.
-    fn first_outcome(
-        &self,
-        request: &Request<Incoming>,
-    ) -> impl Future<Output = ()> + Send + 'static;
+    /// The API behind the server. Before a request is answered the loop waits on its
+    /// [`Api::first_outcome`]: at start, a credentials request waits (boundedly) for the
+    /// first refresh outcome instead of getting `503` at once.
+    fn api(&self) -> &Api;
     fn respond(&self, peer: &Self::Peer, request: &Request<Incoming>) -> Response<Body>;
     fn refuse(&self) -> Response<Body>;
     /// Who a peer counts as for [`ServerLimits::unauthenticated`]'s per-peer cap.
@@ -255,7 +253,7 @@ pub async fn serve<L, F>(
             async move {
                 let mut response = match peer.as_ref() {
                     Some(peer) => {
-                        frontend.first_outcome(&request).await;
+                        frontend.api().first_outcome(request.uri()).await;
                         frontend.respond(peer, &request)
                     }
                     None => frontend.refuse(),

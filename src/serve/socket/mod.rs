@@ -157,11 +157,8 @@ impl server::Frontend for SocketFrontend {
         }
     }
 
-    fn first_outcome(
-        &self,
-        request: &Request<Incoming>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.api.first_outcome(request.uri())
+    fn api(&self) -> &Api {
+        &self.api
     }
 
     fn respond(

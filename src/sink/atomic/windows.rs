@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
 
-use super::{MAX_FILE_SIZE, TEMP_SUFFIX};
+use super::{leftover_temps, temp_name, MAX_FILE_SIZE};
 
 /// Why a file could not be read, replaced or removed. Messages name the path, never content.
 #[derive(Debug, Error)]
@@ -77,9 +77,6 @@ impl ManagedFile {
         owner: Option<String>,
         group: Option<String>,
     ) -> Result<ManagedFile, FileError> {
-        let bad = || FileError::BadPath {
-            path: path.to_path_buf(),
-        };
         for (key, value) in [("owner", &owner), ("group", &group)] {
             if value.is_some() {
                 return Err(FileError::Unsupported {
@@ -88,7 +85,7 @@ impl ManagedFile {
                 });
             }
         }
-        let (folder, name) = super::split_target(path).ok_or_else(bad)?;
+        let (folder, name) = super::split_target(path)?;
         Ok(ManagedFile {
             path: path.to_path_buf(),
             folder,
@@ -199,7 +196,7 @@ impl ManagedFile {
     fn create_temp(&self) -> Result<(PathBuf, std::fs::File), FileError> {
         let mut last = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
         for _ in 0..16 {
-            let temp_path = self.folder.join(self.temp_name(fastrand::u64(..)));
+            let temp_path = self.folder.join(temp_name(&self.name, fastrand::u64(..)));
             match std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -213,36 +210,15 @@ impl ManagedFile {
         Err(self.io("creating temp file for", last))
     }
 
-    /// `.NAME.`: what every temp file of this target starts with.
-    fn temp_prefix(&self) -> String {
-        format!(".{}.", self.name.to_string_lossy())
-    }
-
-    fn temp_name(&self, random: u64) -> String {
-        format!("{}{random:016x}{TEMP_SUFFIX}", self.temp_prefix())
-    }
-
     /// Removes, on this file's first write or removal, the temp files a crashed run left
     /// behind. Best effort: a leftover that cannot be removed does not stop the write.
     fn sweep_once(&self) {
         if self.swept.swap(true, Ordering::Relaxed) {
             return;
         }
-        let Ok(entries) = std::fs::read_dir(&self.folder) else {
-            return;
-        };
-        let prefix = self.temp_prefix();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let ours = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(&prefix))
-                .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX))
-                .is_some_and(|random| {
-                    random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit())
-                });
+        for entry in leftover_temps(&self.folder, &self.name) {
             let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-            if ours && is_file && std::fs::remove_file(entry.path()).is_ok() {
+            if is_file && std::fs::remove_file(entry.path()).is_ok() {
                 tracing::info!(
                     path = %entry.path().display(),
                     "removed a temp file left by an interrupted write"

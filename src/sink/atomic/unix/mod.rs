@@ -22,7 +22,7 @@ mod walk;
 pub use owner::FileOwner;
 pub use walk::{folder_mode_for, MAX_LINKS};
 
-use super::{MAX_FILE_SIZE, TEMP_SUFFIX};
+use super::{leftover_temps, temp_name, MAX_FILE_SIZE};
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, OFlag};
 use nix::sys::stat::{fchmod, fstat, fstatat, FileStat, Mode, SFlag};
@@ -30,7 +30,6 @@ use nix::unistd::{fchown, fsync, geteuid, unlinkat, UnlinkatFlags};
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
@@ -132,10 +131,7 @@ impl ManagedFile {
         owner: Option<String>,
         group: Option<String>,
     ) -> Result<ManagedFile, FileError> {
-        let bad = || FileError::BadPath {
-            path: path.to_path_buf(),
-        };
-        let (folder, name) = super::split_target(path).ok_or_else(bad)?;
+        let (folder, name) = super::split_target(path)?;
         Ok(ManagedFile {
             path: path.to_path_buf(),
             folder,
@@ -309,7 +305,7 @@ impl ManagedFile {
     fn create_temp(&self, folder: &OwnedFd) -> Result<(OsString, OwnedFd), FileError> {
         let mut last = Errno::EEXIST;
         for _ in 0..16 {
-            let temp_name = self.temp_name(fastrand::u64(..));
+            let temp_name = temp_name(&self.name, fastrand::u64(..));
             match openat(
                 folder,
                 temp_name.as_os_str(),
@@ -344,41 +340,16 @@ impl ManagedFile {
             .map_err(|e| self.io("syncing temp file for", errno_of(&e)))
     }
 
-    /// `.NAME.`: what every temp file of this target starts with.
-    fn temp_prefix(&self) -> OsString {
-        let mut prefix = OsString::from(".");
-        prefix.push(&self.name);
-        prefix.push(".");
-        prefix
-    }
-
-    fn temp_name(&self, random: u64) -> OsString {
-        let mut name = self.temp_prefix();
-        name.push(format!("{random:016x}{TEMP_SUFFIX}"));
-        name
-    }
-
     /// Removes, on this file's first write or removal, the temp files a crashed run left
     /// behind. Best effort: a leftover that cannot be removed does not stop the write.
     fn sweep_once(&self, folder: &OwnedFd) {
         if self.swept.swap(true, Ordering::Relaxed) {
             return;
         }
-        let Ok(entries) = std::fs::read_dir(&self.folder) else {
-            return;
-        };
-        let prefix = self.temp_prefix();
-        for entry in entries.flatten() {
+        for entry in leftover_temps(&self.folder, &self.name) {
             let name = entry.file_name();
-            let ours = name
-                .as_bytes()
-                .strip_prefix(prefix.as_bytes())
-                .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX.as_bytes()))
-                .is_some_and(|random| {
-                    random.len() == 16 && random.iter().all(u8::is_ascii_hexdigit)
-                });
             // Through the checked folder fd: the listing is only a hint of names.
-            if ours && unlinkat(folder, name.as_os_str(), UnlinkatFlags::NoRemoveDir).is_ok() {
+            if unlinkat(folder, name.as_os_str(), UnlinkatFlags::NoRemoveDir).is_ok() {
                 tracing::info!(
                     path = %self.folder.join(&name).display(),
                     "removed a temp file left by an interrupted write"
