@@ -21,6 +21,7 @@ use crate::config::AssumeConfig;
 use crate::credentials::account::account_of_arn;
 use crate::credentials::{format_utc_timestamp, Credentials};
 use crate::health::metrics::Metrics;
+use crate::imds::paths::{INSTANCE_ID_PATH, REGION_PATH};
 use crate::imds::{ImdsClient, ImdsError};
 use crate::refresh::engine::{Counters, Engine, Event, Fetched, Source, Upstream};
 use crate::refresh::policy::RefreshPolicy;
@@ -32,9 +33,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
-
-const INSTANCE_ID_PATH: &str = "/latest/meta-data/instance-id";
-const REGION_PATH: &str = "/latest/meta-data/placement/region";
 
 /// What every profile task shares with the daemon.
 #[derive(Clone)]

@@ -18,6 +18,7 @@ use crate::client::imds_fallback::FallbackError;
 use crate::config::ConfigError;
 use crate::daemon::{DaemonError, RunError};
 use crate::demo::DemoError;
+use crate::imds::error::FailureKind;
 use crate::imds::ImdsError;
 use crate::sink::atomic::FileError;
 use crate::sink::SinkError;
@@ -228,23 +229,7 @@ fn is_operators_setup(error: &DaemonError) -> bool {
 
 /// IMDS that cannot be used as configured: disabled, or a bad endpoint.
 fn is_operators_imds_setup(error: &ImdsError) -> bool {
-    match error {
-        ImdsError::Disabled(_) | ImdsError::BadEndpoint { .. } | ImdsError::BadEndpointMode(_) => {
-            true
-        }
-        ImdsError::TokenTimeout
-        | ImdsError::TokenRefused(_)
-        | ImdsError::TokenBadRequest
-        | ImdsError::Timeout { .. }
-        | ImdsError::Connect { .. }
-        | ImdsError::Transport { .. }
-        | ImdsError::Unauthorized { .. }
-        | ImdsError::Forbidden { .. }
-        | ImdsError::Status { .. }
-        | ImdsError::BodyTooLarge { .. }
-        | ImdsError::NotText { .. }
-        | ImdsError::Credentials { .. } => false,
-    }
+    error.kind() == FailureKind::Setup
 }
 
 /// A sink file the config names wrongly: not an absolute path, an owner or group that does

@@ -4,6 +4,9 @@
 //! through [`crate::http_client`]).
 
 use super::account::{account_of_info, AccountSource};
+use super::paths::{
+    EXTENDED_PATH, INFO_PATH, ROLE_LIST_PATH, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER,
+};
 use super::token::{granted_ttl, Session};
 use super::ImdsError;
 use crate::backoff::{retry, RetryPolicy};
@@ -23,13 +26,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
-
-const TOKEN_PATH: &str = "/latest/api/token";
-const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
-const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
-const ROLE_LIST_PATH: &str = "/latest/meta-data/iam/security-credentials/";
-const EXTENDED_PATH: &str = "/latest/meta-data/iam/security-credentials-extended/";
-const INFO_PATH: &str = "/latest/meta-data/iam/info";
 
 /// Largest IMDS answer we read; a credentials document is about 1.5 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

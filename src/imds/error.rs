@@ -57,26 +57,47 @@ pub enum ImdsError {
     },
 }
 
-impl ImdsError {
+/// What kind of failure an [`ImdsError`] is, decided once per variant (no `_` arm: a new
+/// variant does not compile until someone decides): the retry loop asks whether to try again,
+/// the command line whether the operator's setup is at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// IMDS cannot be used as configured: disabled, or a bad endpoint.
+    Setup,
     /// Worth another try after a backoff: timeouts, refused connections, resets, throttling
-    /// (429) and server errors. A 403 or 404 is an answer, not a glitch.
-    pub fn is_retryable(&self) -> bool {
+    /// (429) and server errors.
+    Transient,
+    /// An answer, not a glitch (a 403, a 404, a bad document): asking again at once changes
+    /// nothing.
+    Answer,
+}
+
+impl ImdsError {
+    pub fn kind(&self) -> FailureKind {
         match self {
+            ImdsError::Disabled(_)
+            | ImdsError::BadEndpoint { .. }
+            | ImdsError::BadEndpointMode(_) => FailureKind::Setup,
             ImdsError::TokenTimeout
             | ImdsError::Timeout { .. }
             | ImdsError::Connect { .. }
-            | ImdsError::Transport { .. } => true,
-            ImdsError::Status { status, .. } => *status == 429 || *status >= 500,
-            ImdsError::Disabled(_)
-            | ImdsError::BadEndpoint { .. }
-            | ImdsError::BadEndpointMode(_)
+            | ImdsError::Transport { .. } => FailureKind::Transient,
+            ImdsError::Status { status, .. } if *status == 429 || *status >= 500 => {
+                FailureKind::Transient
+            }
+            ImdsError::Status { .. }
             | ImdsError::TokenRefused(_)
             | ImdsError::TokenBadRequest
             | ImdsError::Unauthorized { .. }
             | ImdsError::Forbidden { .. }
             | ImdsError::BodyTooLarge { .. }
             | ImdsError::NotText { .. }
-            | ImdsError::Credentials { .. } => false,
+            | ImdsError::Credentials { .. } => FailureKind::Answer,
         }
+    }
+
+    /// See [`FailureKind::Transient`].
+    pub fn is_retryable(&self) -> bool {
+        self.kind() == FailureKind::Transient
     }
 }

@@ -4,11 +4,13 @@
 //! - [`client`]: requests, retries, the body cap.
 //! - [`account`]: the extended credentials path or `iam/info`, for the account id.
 //! - [`error`]: what went wrong, and whether to retry.
+//! - [`paths`]: the paths and headers, named once (the simulator answers the same).
 
 pub mod account;
 pub mod client;
 pub mod endpoint;
 pub mod error;
+pub mod paths;
 pub mod token;
 
 pub use crate::backoff::RetryPolicy;

@@ -6,8 +6,9 @@
 //! only (see `docs/ARCHITECTURE.md`).
 
 use super::documents::{credential_json, imds_json, status_response, text_response};
-use super::{ImdsSimulator, State, CREDENTIALS_PREFIX, EXTENDED_PREFIX, TOKEN_PATH};
+use super::{ImdsSimulator, State};
 use crate::credentials::format_utc_timestamp;
+use crate::imds::paths::{EXTENDED_PATH, ROLE_LIST_PATH, TOKEN_PATH};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -147,11 +148,9 @@ impl RequestKind {
         let is_get = method == Method::GET || method == Method::HEAD;
         if method == Method::PUT && path == TOKEN_PATH {
             RequestKind::TokenPut
-        } else if is_get && path == CREDENTIALS_PREFIX {
+        } else if is_get && path == ROLE_LIST_PATH {
             RequestKind::RoleList
-        } else if is_get
-            && (path.starts_with(CREDENTIALS_PREFIX) || path.starts_with(EXTENDED_PREFIX))
-        {
+        } else if is_get && (path.starts_with(ROLE_LIST_PATH) || path.starts_with(EXTENDED_PATH)) {
             RequestKind::CredentialGet
         } else if is_get {
             RequestKind::OtherGet

@@ -26,6 +26,10 @@ pub use faults::{Fault, Target};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::credentials::Credentials;
+use crate::imds::paths::{
+    EXTENDED_PATH, INFO_PATH, INSTANCE_ID_PATH, REGION_PATH, ROLE_LIST_PATH, TOKEN_HEADER,
+    TOKEN_PATH, TOKEN_TTL_HEADER,
+};
 use bytes::Bytes;
 use documents::{
     credential_json, extended_credential_json, info_json, status_response, text_response,
@@ -40,14 +44,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-const TOKEN_PATH: &str = "/latest/api/token";
-const CREDENTIALS_PREFIX: &str = "/latest/meta-data/iam/security-credentials/";
-const EXTENDED_PREFIX: &str = "/latest/meta-data/iam/security-credentials-extended/";
-const INFO_PATH: &str = "/latest/meta-data/iam/info";
-const INSTANCE_ID_PATH: &str = "/latest/meta-data/instance-id";
-const REGION_PATH: &str = "/latest/meta-data/placement/region";
-const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
-const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 /// The largest token TTL IMDS accepts: 6 hours.
 const MAX_TOKEN_TTL_SECS: u64 = 21_600;
 
@@ -240,7 +236,7 @@ impl State {
                 return status_response(StatusCode::FORBIDDEN);
             }
             let Some(ttl) = headers
-                .get(TTL_HEADER)
+                .get(TOKEN_TTL_HEADER)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.parse::<u64>().ok())
                 .filter(|ttl| (1..=MAX_TOKEN_TTL_SECS).contains(ttl))
@@ -258,7 +254,7 @@ impl State {
             let mut response = text_response(StatusCode::OK, token);
             response
                 .headers_mut()
-                .insert(TTL_HEADER, HeaderValue::from(ttl));
+                .insert(TOKEN_TTL_HEADER, HeaderValue::from(ttl));
             return response;
         }
         if method != Method::GET && method != Method::HEAD {
@@ -278,7 +274,7 @@ impl State {
         }
         let not_found = || status_response(StatusCode::NOT_FOUND);
         match path {
-            CREDENTIALS_PREFIX => match &inner.role {
+            ROLE_LIST_PATH => match &inner.role {
                 Some(role) => text_response(StatusCode::OK, format!("{role}\n")),
                 None => not_found(),
             },
@@ -289,10 +285,10 @@ impl State {
             INSTANCE_ID_PATH => text_response(StatusCode::OK, INSTANCE_ID.to_string()),
             REGION_PATH => text_response(StatusCode::OK, REGION.to_string()),
             _ => {
-                let (name, extended) = match path.strip_prefix(EXTENDED_PREFIX) {
+                let (name, extended) = match path.strip_prefix(EXTENDED_PATH) {
                     Some(name) if self.extended_credentials => (Some(name), true),
                     Some(_) => (None, true),
-                    None => (path.strip_prefix(CREDENTIALS_PREFIX), false),
+                    None => (path.strip_prefix(ROLE_LIST_PATH), false),
                 };
                 match name {
                     Some(name) if inner.role.as_deref() == Some(name) => {
