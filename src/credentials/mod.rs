@@ -1,5 +1,5 @@
-//! Role credentials: parsing the IMDS answer, expiry arithmetic, and the one JSON shape
-//! (`credential_process` Version 1) that several outputs share.
+//! Role credentials: parsing the IMDS answer and the `credential_process` document, and
+//! expiry arithmetic. Every text form of a set is written by `render`.
 
 pub mod account;
 pub mod render;
@@ -111,21 +111,10 @@ impl Credentials {
         format_utc_timestamp(self.expiration)
     }
 
-    /// The `credential_process` Version 1 document (also `GET /v1/credentials`).
-    /// `Version` is the number 1 and `Expiration` is always present: without it the AWS
-    /// CLI would never refresh. `AccountId` when known (botocore reads it).
+    /// The `credential_process` Version 1 document ([`render::process_json`]) as a plain
+    /// `String`, for `credential-process`, which prints it once and exits.
     pub fn to_process_json(&self) -> String {
-        let mut doc = serde_json::json!({
-            "Version": 1,
-            "AccessKeyId": self.access_key_id,
-            "SecretAccessKey": self.secret_access_key.expose(),
-            "SessionToken": self.session_token.expose(),
-            "Expiration": self.expiration_rfc3339(),
-        });
-        if let Some(account) = &self.account_id {
-            doc["AccountId"] = account.as_str().into();
-        }
-        doc.to_string()
+        render::process_json(self).to_string()
     }
 }
 
