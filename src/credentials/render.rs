@@ -192,17 +192,18 @@ enum Json<'a> {
 }
 
 impl Json<'_> {
-    /// The value as JSON text, zeroized when dropped (it may be a secret, quoted).
-    fn serialized(&self) -> Zeroizing<String> {
-        let quote = |text: &str| serde_json::to_string(text).expect("a str serializes");
-        Zeroizing::new(match self {
-            Json::Text(text) => quote(text),
-            Json::Owned(text) => quote(text),
-            Json::Number(number) => number.to_string(),
-        })
+    /// Appends the value as JSON, escaped straight from the borrowed text into `out`.
+    fn write_to(&self, out: &mut Vec<u8>) {
+        let written = match self {
+            Json::Text(text) => serde_json::to_writer(&mut *out, text),
+            Json::Owned(text) => serde_json::to_writer(&mut *out, text),
+            Json::Number(number) => serde_json::to_writer(&mut *out, number),
+        };
+        written.expect("writing JSON into memory cannot fail");
     }
 
-    /// Bytes the value may take once quoted, for sizing the buffer up front.
+    /// Bytes the value takes once quoted, for sizing the buffer up front: a secret is
+    /// printable ASCII (`rules`), so escaping at most doubles it.
     fn room(&self) -> usize {
         match self {
             Json::Text(text) => 2 * text.len() + 2,
@@ -220,37 +221,37 @@ enum Layout {
     Indented,
 }
 
-/// Writes a flat JSON object straight into a zeroized buffer, each string serialized from
-/// the borrowed text: no intermediate copy of a secret is left in freed memory.
+/// Writes a flat JSON object into one zeroized buffer sized up front, each value escaped
+/// from the borrowed text: no other copy of a secret is made, nor left in freed memory.
 fn json_object(fields: &[(&str, Json<'_>)], layout: Layout) -> Zeroizing<String> {
     let room: usize = fields
         .iter()
         .map(|(key, value)| key.len() + value.room() + 8)
         .sum();
-    let mut out = Zeroizing::new(String::with_capacity(room + 8));
-    out.push('{');
+    let mut out = Zeroizing::new(Vec::with_capacity(room + 8));
+    out.push(b'{');
     for (index, (key, value)) in fields.iter().enumerate() {
         if index > 0 {
-            out.push(',');
+            out.push(b',');
         }
         if layout == Layout::Indented {
-            out.push_str("\n  ");
+            out.extend_from_slice(b"\n  ");
         }
-        out.push('"');
-        out.push_str(key);
-        out.push_str(if layout == Layout::Indented {
-            "\": "
-        } else {
-            "\":"
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(match layout {
+            Layout::Indented => b"\": ",
+            Layout::Compact => b"\":",
         });
-        out.push_str(&value.serialized());
+        value.write_to(&mut out);
     }
-    out.push_str(if layout == Layout::Indented {
-        "\n}\n"
+    if layout == Layout::Indented {
+        out.extend_from_slice(b"\n}\n");
     } else {
-        "}"
-    });
-    out
+        out.push(b'}');
+    }
+    let text = String::from_utf8(std::mem::take(&mut *out)).expect("JSON is UTF-8");
+    Zeroizing::new(text)
 }
 
 /// The CLI's `env` shapes print values bare, which is safe for the key and token alphabets;
