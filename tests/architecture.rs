@@ -2,7 +2,9 @@
 //! groups expanded) and every `super::` that climbs out of a top-level module is checked
 //! against the "may use" table in `docs/ARCHITECTURE.md`. The table is this test's input, so
 //! the map cannot drift from the code: a use the table does not allow fails, and so does a
-//! permission the code no longer needs, a module without a row and a cycle.
+//! permission the code no longer needs, a module without a row and a cycle. It also checks
+//! the map's platform rule: a one-platform module is gated on its `mod` line, not from
+//! inside its file (`#![cfg]`) nor item by item.
 //!
 //! Unit tests (`#[cfg(test)]` modules and files) may reach further, as the map says; the
 //! crate root (`lib.rs`, `main.rs`) only declares modules and is not checked.
@@ -675,6 +677,97 @@ fn every_module_uses_only_what_the_map_allows() {
         "the code and its map disagree:\n{}",
         problems.join("\n")
     );
+}
+
+/// The map's platform rule: a module that exists on one platform only is gated on its
+/// `mod` line, so the parent shows every platform split; never from inside its own file
+/// (`#![cfg]`), and nothing inside it is gated by platform again.
+#[test]
+fn platform_only_modules_are_gated_on_their_mod_line() {
+    let root = root();
+    let files = source_files(&root);
+    let stripped: Vec<(String, String)> = files
+        .iter()
+        .map(|file| {
+            let source = std::fs::read_to_string(root.join(file)).expect("read a source file");
+            (file.clone(), strip(&source))
+        })
+        .collect();
+    let gated: Vec<PathBuf> = stripped
+        .iter()
+        .flat_map(|(file, text)| platform_gated_children(file, text))
+        .collect();
+    assert!(
+        gated.len() >= 5,
+        "found only {} platform-gated modules",
+        gated.len()
+    );
+    let mut problems = Vec::new();
+    for (file, text) in &stripped {
+        let inside_gated = gated.iter().any(|module| {
+            Path::new(file).starts_with(module) || Path::new(file) == module.with_extension("rs")
+        });
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.starts_with("#![cfg") {
+                problems.push(format!(
+                    "{file}:{}: {line} (gate it on its `mod` line)",
+                    index + 1
+                ));
+            } else if inside_gated && is_platform_cfg(line) {
+                problems.push(format!(
+                    "{file}:{}: {line} (the module is gated on its `mod` line already)",
+                    index + 1
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the platform rule ({MAP}, \"Platforms\") is broken:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// `#[cfg(…)]` naming a platform (`target_os`, `windows`, `unix`, `target_family`).
+fn is_platform_cfg(line: &str) -> bool {
+    line.starts_with("#[cfg(")
+        && ["target_os", "windows", "unix", "target_family"]
+            .iter()
+            .any(|word| line.contains(word))
+}
+
+/// The child modules `file` declares under a platform `#[cfg]` (`mod name;`), as the folder
+/// path of each (`src/serve/socket`; its file is that path with `.rs`, or a folder).
+fn platform_gated_children(file: &str, stripped: &str) -> Vec<PathBuf> {
+    let dir = Path::new(file).parent().expect("a folder").to_path_buf();
+    let own_dir = if file.ends_with("/mod.rs") || file == "src/lib.rs" {
+        dir
+    } else {
+        dir.join(Path::new(file).file_stem().expect("a name"))
+    };
+    let lines: Vec<&str> = stripped.lines().map(str::trim).collect();
+    let mut children = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        if !is_platform_cfg(line) {
+            continue;
+        }
+        let item = lines[index + 1..]
+            .iter()
+            .find(|next| !next.starts_with("#["));
+        let name = item.and_then(|item| {
+            let declaration = match item.strip_prefix("pub") {
+                Some(rest) if rest.starts_with('(') => rest.split_once(") ")?.1,
+                Some(rest) => rest.trim_start(),
+                None => item,
+            };
+            declaration.strip_prefix("mod ")?.strip_suffix(';')
+        });
+        if let Some(name) = name {
+            children.push(own_dir.join(name));
+        }
+    }
+    children
 }
 
 /// `refresh::state` names `src/refresh/state.rs` or `src/refresh/state/mod.rs`;
