@@ -8,39 +8,57 @@ use super::{Config, SocketConfig};
 use std::path::Path;
 
 impl Config {
-    /// Checks that hold across keys. Returns where to point and what is wrong.
+    /// Checks that hold across keys, one section after another (the first error wins).
+    /// Returns where to point and what is wrong.
     pub(super) fn validate(&self) -> Result<(), (Spot, String)> {
-        let known_profiles: Vec<&str> = self.assumes.iter().map(|a| a.profile.as_str()).collect();
-        for (i, assume) in self.assumes.iter().enumerate() {
-            if known_profiles[..i].contains(&assume.profile.as_str()) {
-                return Err((
-                    Spot::Entry("assume", i),
-                    format!(
-                        "key `assume.profile`: profile {:?} is defined twice",
-                        assume.profile
-                    ),
-                ));
-            }
-            if !assume.role_arn.starts_with("arn:") {
-                return Err((
-                    Spot::Entry("assume", i),
-                    format!(
-                        "key `assume.role_arn`: {:?} is not a role ARN",
-                        assume.role_arn
-                    ),
-                ));
-            }
-            if let Err((key, message)) = super::sts_limits::check_assume_config(assume) {
-                return Err((
-                    Spot::Entry("assume", i),
-                    format!("key `assume.{key}`: {message}"),
-                ));
-            }
-        }
+        self.check_assumes()?;
         #[cfg(windows)]
         self.check_windows_support()?;
         self.socket.check_platform()?;
         self.check_exposure()?;
+        let sink_paths = self.check_sinks()?;
+        self.check_container(&sink_paths)?;
+        Ok(())
+    }
+
+    /// The profile names `[[assume]]` defines, in file order.
+    fn assume_profiles(&self) -> Vec<&str> {
+        self.assumes.iter().map(|a| a.profile.as_str()).collect()
+    }
+
+    /// `[[assume]]`: each profile named once, a role ARN, and what STS would refuse.
+    fn check_assumes(&self) -> Result<(), (Spot, String)> {
+        let known_profiles = self.assume_profiles();
+        for (i, assume) in self.assumes.iter().enumerate() {
+            let refuse = |key: &str, message: String| {
+                Err((
+                    Spot::Entry("assume", i),
+                    format!("key `assume.{key}`: {message}"),
+                ))
+            };
+            if known_profiles[..i].contains(&assume.profile.as_str()) {
+                return refuse(
+                    "profile",
+                    format!("profile {:?} is defined twice", assume.profile),
+                );
+            }
+            if !assume.role_arn.starts_with("arn:") {
+                return refuse(
+                    "role_arn",
+                    format!("{:?} is not a role ARN", assume.role_arn),
+                );
+            }
+            if let Err((key, message)) = super::sts_limits::check_assume_config(assume) {
+                return refuse(key, message);
+            }
+        }
+        Ok(())
+    }
+
+    /// `[[file]]` and `[[env]]`: absolute paths, no two sinks on one path, and a `source`
+    /// that an `[[assume]]` defines. Returns the sinks' paths, which other files must avoid.
+    fn check_sinks(&self) -> Result<Vec<&Path>, (Spot, String)> {
+        let known_profiles = self.assume_profiles();
         let mut seen_paths: Vec<&Path> = Vec::new();
         let sinks = self
             .files
@@ -54,50 +72,53 @@ impl Config {
                     .enumerate(),
             );
         for (index, (table, path, source)) in sinks {
-            if !path.is_absolute() {
-                return Err((
+            let refuse = |key: &str, message: String| {
+                Err((
                     Spot::Entry(table, index),
-                    format!(
-                        "key `{table}.path`: {} is not an absolute path",
-                        path.display()
-                    ),
-                ));
+                    format!("key `{table}.{key}`: {message}"),
+                ))
+            };
+            if !path.is_absolute() {
+                return refuse(
+                    "path",
+                    format!("{} is not an absolute path", path.display()),
+                );
             }
             if seen_paths.contains(&path.as_path()) {
-                return Err((
-                    Spot::Entry(table, index),
-                    format!(
-                        "key `{table}.path`: {} is used by two sinks",
-                        path.display()
-                    ),
-                ));
+                return refuse("path", format!("{} is used by two sinks", path.display()));
             }
             seen_paths.push(path);
             if let Some(source) = source {
                 if !known_profiles.contains(&source.as_str()) {
-                    return Err((
-                        Spot::Entry(table, index),
-                        format!("key `{table}.source`: no [[assume]] defines profile {source:?}"),
-                    ));
+                    return refuse(
+                        "source",
+                        format!("no [[assume]] defines profile {source:?}"),
+                    );
                 }
             }
         }
-        if let Some(container) = &self.container {
-            container.check().map_err(|(key, message)| {
-                (
-                    Spot::Key("container", key),
-                    format!("key `container.{key}`: {message}"),
-                )
-            })?;
-            if seen_paths.contains(&container.token_file.as_path()) {
-                return Err((
-                    Spot::Key("container", "token_file"),
-                    format!(
-                        "key `container.token_file`: {} is also a sink's path",
-                        container.token_file.display()
-                    ),
-                ));
-            }
+        Ok(seen_paths)
+    }
+
+    /// `[container]`: a loopback address, and a token file that is no sink's path.
+    fn check_container(&self, sink_paths: &[&Path]) -> Result<(), (Spot, String)> {
+        let Some(container) = &self.container else {
+            return Ok(());
+        };
+        container.check().map_err(|(key, message)| {
+            (
+                Spot::Key("container", key),
+                format!("key `container.{key}`: {message}"),
+            )
+        })?;
+        if sink_paths.contains(&container.token_file.as_path()) {
+            return Err((
+                Spot::Key("container", "token_file"),
+                format!(
+                    "key `container.token_file`: {} is also a sink's path",
+                    container.token_file.display()
+                ),
+            ));
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
-//! Role credentials: parsing the IMDS answer, expiry arithmetic, and the one JSON shape
-//! (`credential_process` Version 1) that several outputs share.
+//! Role credentials: parsing the IMDS answer and the `credential_process` document, and
+//! expiry arithmetic. Every text form of a set is written by `render`.
+#![warn(missing_docs)]
 
 pub mod account;
 pub mod render;
@@ -17,9 +18,13 @@ use thiserror::Error;
 /// appears in CloudTrail and in every signed request) and the expiry, never the secrets.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// `ASIA…`: names the set in CloudTrail; not a secret.
     pub access_key_id: String,
+    /// The key requests are signed with.
     pub secret_access_key: Secret,
+    /// The session token every request carries with the temporary key.
     pub session_token: Secret,
+    /// When AWS stops accepting the set; nothing serves it after that instant.
     pub expiration: SystemTime,
     /// The AWS account the credentials belong to (12 digits), when known: IMDS's extended
     /// credentials path or `iam/info` for the instance role, the assumed role's ARN for an
@@ -30,23 +35,43 @@ pub struct Credentials {
 /// Why an IMDS credentials document was refused. Messages name fields, never values.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CredentialsError {
+    /// Not JSON at all; where the parser stopped (never the text there).
     #[error("credentials document is not valid JSON (line {line}, column {column})")]
-    Malformed { line: usize, column: usize },
+    Malformed {
+        /// The line the parser stopped on.
+        line: usize,
+        /// The column the parser stopped on.
+        column: usize,
+    },
+    /// JSON, but not an object.
     #[error("credentials document is not a JSON object")]
     NotAnObject,
+    /// IMDS answered with a `Code` other than `Success`.
     #[error("IMDS refused to issue credentials: Code {code:?}, Message {message:?}")]
-    NotSuccess { code: String, message: String },
+    NotSuccess {
+        /// IMDS's `Code`, cut to 64 characters.
+        code: String,
+        /// IMDS's `Message`, cut to 200 characters.
+        message: String,
+    },
+    /// A required field is absent.
     #[error("credentials document has no `{0}`")]
     MissingField(&'static str),
+    /// A field is present but not a non-empty string.
     #[error("credentials document field `{0}` is not a non-empty string")]
     InvalidField(&'static str),
+    /// `Expiration` does not parse as an RFC 3339 UTC time.
     #[error("credentials document `Expiration` is not an RFC 3339 UTC time")]
     BadExpiration,
+    /// A `credential_process` document whose `Version` is not the number 1.
     #[error("credentials document `Version` is not the number 1")]
     UnsupportedVersion,
+    /// A field breaks one of the [`rules`] a set must follow.
     #[error("credentials document field `{field}` is {rule}")]
     BadField {
+        /// The field's name in the document.
         field: &'static str,
+        /// The rule it breaks, as a phrase ("not 16-128 characters of A-Z and 0-9").
         rule: &'static str,
     },
 }
@@ -111,21 +136,10 @@ impl Credentials {
         format_utc_timestamp(self.expiration)
     }
 
-    /// The `credential_process` Version 1 document (also `GET /v1/credentials`).
-    /// `Version` is the number 1 and `Expiration` is always present: without it the AWS
-    /// CLI would never refresh. `AccountId` when known (botocore reads it).
+    /// The `credential_process` Version 1 document ([`render::process_json`]) as a plain
+    /// `String`, for `credential-process`, which prints it once and exits.
     pub fn to_process_json(&self) -> String {
-        let mut doc = serde_json::json!({
-            "Version": 1,
-            "AccessKeyId": self.access_key_id,
-            "SecretAccessKey": self.secret_access_key.expose(),
-            "SessionToken": self.session_token.expose(),
-            "Expiration": self.expiration_rfc3339(),
-        });
-        if let Some(account) = &self.account_id {
-            doc["AccountId"] = account.as_str().into();
-        }
-        doc.to_string()
+        render::process_json(self).to_string()
     }
 }
 

@@ -1,7 +1,8 @@
-//! Credentials written as environment assignments, in every syntax we print: `sh` (the env
-//! file, `?format=env`, `imds-credd env`), systemd's `EnvironmentFile=`, PowerShell, cmd,
-//! JSON, and the five shapes of the AWS CLI v2's `aws configure export-credentials`. One
-//! place, so the quoting rules are written (and tested) once.
+//! Every text form of a credentials set we print: environment assignments in every syntax
+//! (`sh` for the env file, `?format=env` and `imds-credd env`; systemd's `EnvironmentFile=`,
+//! PowerShell, cmd, JSON, and the five shapes of the AWS CLI v2's `aws configure
+//! export-credentials`), the `credential_process` document and the container shape. One
+//! place, so the quoting rules are written (and tested) once, each into a zeroized buffer.
 
 use crate::credentials::Credentials;
 use std::time::SystemTime;
@@ -70,13 +71,7 @@ fn expiration_with_offset(time: SystemTime) -> String {
 /// straight into it (sized up front), so no other copy is left behind in freed memory.
 pub fn render_env(creds: &Credentials, syntax: EnvSyntax) -> Zeroizing<String> {
     match syntax {
-        EnvSyntax::Json => {
-            let value: serde_json::Value =
-                serde_json::from_str(&creds.to_process_json()).expect("our own JSON parses");
-            let mut out = serde_json::to_string_pretty(&value).expect("JSON value serializes");
-            out.push('\n');
-            return Zeroizing::new(out);
-        }
+        EnvSyntax::Json => return json_object(&process_fields(creds), Layout::Indented),
         EnvSyntax::Process => return cli_process_json(creds),
         _ => {}
     }
@@ -126,27 +121,137 @@ pub fn render_env(creds: &Credentials, syntax: EnvSyntax) -> Zeroizing<String> {
 fn cli_process_json(creds: &Credentials) -> Zeroizing<String> {
     let expiration = expiration_with_offset(creds.expiration);
     let mut fields = vec![
-        ("AccessKeyId", creds.access_key_id.as_str()),
-        ("SecretAccessKey", creds.secret_access_key.expose()),
-        ("SessionToken", creds.session_token.expose()),
-        ("Expiration", expiration.as_str()),
+        ("Version", Json::Number(1)),
+        ("AccessKeyId", Json::Text(&creds.access_key_id)),
+        (
+            "SecretAccessKey",
+            Json::Text(creds.secret_access_key.expose()),
+        ),
+        ("SessionToken", Json::Text(creds.session_token.expose())),
+        ("Expiration", Json::Text(&expiration)),
     ];
     if let Some(account) = &creds.account_id {
-        fields.push(("AccountId", account));
+        fields.push(("AccountId", Json::Text(account)));
     }
-    let room: usize = fields.iter().map(|(k, v)| k.len() + 2 * v.len() + 16).sum();
-    let mut out = Zeroizing::new(String::with_capacity(room + 32));
-    out.push_str("{\n  \"Version\": 1");
-    for (key, value) in fields {
-        // Serialized straight from the borrowed text: no intermediate copy of a secret.
-        let quoted = Zeroizing::new(serde_json::to_string(value).expect("a str serializes"));
-        out.push_str(",\n  \"");
-        out.push_str(key);
-        out.push_str("\": ");
-        out.push_str(&quoted);
+    json_object(&fields, Layout::Indented)
+}
+
+/// The `credential_process` Version 1 document, compact (`GET /v1/credentials`,
+/// `credential-process`). `Version` is the number 1 and `Expiration` is always present:
+/// without it the AWS CLI would never refresh. `AccountId` when known (botocore reads it).
+pub fn process_json(creds: &Credentials) -> Zeroizing<String> {
+    json_object(&process_fields(creds), Layout::Compact)
+}
+
+/// The container-credentials shape the SDKs read (`Token`, not `SessionToken`), with
+/// `AccountId` when known and `RoleArn` when given: an assumed-role profile's ARN (IMDS names
+/// the instance role, not its ARN).
+pub fn container_json(creds: &Credentials, role_arn: Option<&str>) -> Zeroizing<String> {
+    let expiration = creds.expiration_rfc3339();
+    let mut fields = vec![("AccessKeyId", Json::Text(&creds.access_key_id))];
+    if let Some(account) = &creds.account_id {
+        fields.push(("AccountId", Json::Text(account)));
     }
-    out.push_str("\n}\n");
-    out
+    fields.push(("Expiration", Json::Text(&expiration)));
+    if let Some(arn) = role_arn {
+        fields.push(("RoleArn", Json::Text(arn)));
+    }
+    fields.push((
+        "SecretAccessKey",
+        Json::Text(creds.secret_access_key.expose()),
+    ));
+    fields.push(("Token", Json::Text(creds.session_token.expose())));
+    json_object(&fields, Layout::Compact)
+}
+
+/// The fields of the `credential_process` document in the order we have always printed
+/// them (sorted by key, as `serde_json` sorts an object).
+fn process_fields(creds: &Credentials) -> Vec<(&'static str, Json<'_>)> {
+    let mut fields = vec![("AccessKeyId", Json::Text(&creds.access_key_id))];
+    if let Some(account) = &creds.account_id {
+        fields.push(("AccountId", Json::Text(account)));
+    }
+    fields.extend([
+        ("Expiration", Json::Owned(creds.expiration_rfc3339())),
+        (
+            "SecretAccessKey",
+            Json::Text(creds.secret_access_key.expose()),
+        ),
+        ("SessionToken", Json::Text(creds.session_token.expose())),
+        ("Version", Json::Number(1)),
+    ]);
+    fields
+}
+
+/// A value of one of our JSON documents.
+enum Json<'a> {
+    Text(&'a str),
+    /// Text that is not a secret, built for the document (an expiry).
+    Owned(String),
+    Number(u8),
+}
+
+impl Json<'_> {
+    /// Appends the value as JSON, escaped straight from the borrowed text into `out`.
+    fn write_to(&self, out: &mut Vec<u8>) {
+        let written = match self {
+            Json::Text(text) => serde_json::to_writer(&mut *out, text),
+            Json::Owned(text) => serde_json::to_writer(&mut *out, text),
+            Json::Number(number) => serde_json::to_writer(&mut *out, number),
+        };
+        written.expect("writing JSON into memory cannot fail");
+    }
+
+    /// Bytes the value takes once quoted, for sizing the buffer up front: a secret is
+    /// printable ASCII (`rules`), so escaping at most doubles it.
+    fn room(&self) -> usize {
+        match self {
+            Json::Text(text) => 2 * text.len() + 2,
+            Json::Owned(text) => 2 * text.len() + 2,
+            Json::Number(_) => 3,
+        }
+    }
+}
+
+/// How a document is laid out: as `serde_json::to_string` or as `to_string_pretty` plus a
+/// final newline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Compact,
+    Indented,
+}
+
+/// Writes a flat JSON object into one zeroized buffer sized up front, each value escaped
+/// from the borrowed text: no other copy of a secret is made, nor left in freed memory.
+fn json_object(fields: &[(&str, Json<'_>)], layout: Layout) -> Zeroizing<String> {
+    let room: usize = fields
+        .iter()
+        .map(|(key, value)| key.len() + value.room() + 8)
+        .sum();
+    let mut out = Zeroizing::new(Vec::with_capacity(room + 8));
+    out.push(b'{');
+    for (index, (key, value)) in fields.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        if layout == Layout::Indented {
+            out.extend_from_slice(b"\n  ");
+        }
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(match layout {
+            Layout::Indented => b"\": ",
+            Layout::Compact => b"\":",
+        });
+        value.write_to(&mut out);
+    }
+    if layout == Layout::Indented {
+        out.extend_from_slice(b"\n}\n");
+    } else {
+        out.push(b'}');
+    }
+    let text = String::from_utf8(std::mem::take(&mut *out)).expect("JSON is UTF-8");
+    Zeroizing::new(text)
 }
 
 /// The CLI's `env` shapes print values bare, which is safe for the key and token alphabets;
@@ -233,6 +338,45 @@ mod tests {
             session_token: Secret::new("tok/en+=".into()),
             expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
             account_id: None,
+        }
+    }
+
+    /// The JSON documents are written by hand into a zeroized buffer; they stay byte for
+    /// byte what `serde_json` writes for the same object (sorted keys, its escaping), with
+    /// and without the optional fields, for a value that needs escaping.
+    #[test]
+    fn the_json_documents_are_what_serde_json_writes() {
+        for account in [None, Some("123456789012".to_string())] {
+            let mut set = creds("se\"cr/et\u{1}é");
+            set.account_id = account.clone();
+            let mut process = serde_json::json!({
+                "Version": 1,
+                "AccessKeyId": "ASIAEXAMPLE",
+                "SecretAccessKey": "se\"cr/et\u{1}é",
+                "SessionToken": "tok/en+=",
+                "Expiration": set.expiration_rfc3339(),
+            });
+            if let Some(account) = &account {
+                process["AccountId"] = account.as_str().into();
+            }
+            assert_eq!(*process_json(&set), process.to_string());
+            let pretty = serde_json::to_string_pretty(&process).unwrap() + "\n";
+            assert_eq!(*render_env(&set, EnvSyntax::Json), pretty);
+            for role_arn in [None, Some("arn:aws:iam::123456789012:role/app")] {
+                let mut container = serde_json::json!({
+                    "AccessKeyId": "ASIAEXAMPLE",
+                    "SecretAccessKey": "se\"cr/et\u{1}é",
+                    "Token": "tok/en+=",
+                    "Expiration": set.expiration_rfc3339(),
+                });
+                if let Some(arn) = role_arn {
+                    container["RoleArn"] = arn.into();
+                }
+                if let Some(account) = &account {
+                    container["AccountId"] = account.as_str().into();
+                }
+                assert_eq!(*container_json(&set, role_arn), container.to_string());
+            }
         }
     }
 

@@ -10,6 +10,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 pub struct Secret(String);
 
 impl Secret {
+    /// Takes ownership of the value, which is zeroized when the `Secret` is dropped.
     pub fn new(value: String) -> Self {
         Secret(value)
     }
@@ -20,6 +21,7 @@ impl Secret {
         &self.0
     }
 
+    /// Whether the value is empty (a refused document), without exposing it.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

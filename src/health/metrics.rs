@@ -54,10 +54,12 @@ pub struct RequestCounters {
 }
 
 impl Metrics {
+    /// Counts one more. Relaxed: a counter orders nothing else.
     pub fn incr(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The counter's value now.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }

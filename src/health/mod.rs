@@ -1,6 +1,7 @@
 //! Each sink's last outcome, for `status` and `/v1/status`: a failing sink (disk full, folder
 //! gone) is visible without reading the logs, and never stops the others. A sink's row lives
 //! as long as its [`SinkReporter`]: a sink removed by a reload leaves the table.
+#![warn(missing_docs)]
 
 pub mod heartbeat;
 pub mod metrics;
@@ -16,6 +17,7 @@ pub struct SinkReport {
     pub kind: &'static str,
     /// Path or address the sink writes to or serves on.
     pub target: String,
+    /// When the sink last did its job (a write, a served answer), if ever.
     pub last_success: Option<SystemTime>,
     /// The last failure, cleared by the next success. Never holds a secret.
     pub last_error: Option<String>,
@@ -76,6 +78,7 @@ impl SinkHealth {
 }
 
 impl SinkReporter {
+    /// The sink did its job at `at`: clears its error.
     pub fn succeeded(&self, at: SystemTime) {
         self.update(|r| {
             r.last_success = Some(at);
@@ -83,6 +86,7 @@ impl SinkReporter {
         });
     }
 
+    /// The sink failed: `error` (rendered, never holding a secret) shows until it succeeds.
     pub fn failed(&self, error: String) {
         self.update(|r| r.last_error = Some(error));
     }

@@ -47,10 +47,12 @@ impl AccountSource {
         self.learnt().legacy_until = Some(now + LEGACY_PERIOD);
     }
 
+    /// The account read from `iam/info`, once it has been.
     pub fn profile_account(&self) -> Option<String> {
         self.learnt().profile_account.clone()
     }
 
+    /// Keeps the account `iam/info` named, so it is read only once.
     pub fn set_profile_account(&self, account: String) {
         self.learnt().profile_account = Some(account);
     }

@@ -37,10 +37,13 @@ const V1_FALLBACK_PERIOD: Duration = Duration::from_secs(300);
 pub struct ImdsSettings {
     /// Base URL without trailing `/`.
     pub endpoint: String,
+    /// How long a session token is asked to live (`[imds] token_ttl`).
     pub token_ttl: Duration,
     /// Per-request timeout (connect included).
     pub timeout: Duration,
+    /// Whether to fall back to IMDSv1 when the token `PUT` is refused.
     pub allow_imdsv1: bool,
+    /// Attempts and backoff for one logical request.
     pub retry: RetryPolicy,
 }
 
@@ -56,6 +59,7 @@ pub struct ImdsClient {
 }
 
 impl ImdsClient {
+    /// A client for `settings.endpoint`; no request is sent until the first call.
     pub fn new(
         settings: ImdsSettings,
         clock: SharedClock,
@@ -83,6 +87,7 @@ impl ImdsClient {
         })
     }
 
+    /// The base URL requests go to.
     pub fn endpoint(&self) -> &str {
         &self.settings.endpoint
     }

@@ -5,7 +5,9 @@
 use super::ImdsError;
 use crate::config::{EndpointMode, ImdsConfig};
 
+/// IMDS's IPv4 address, the default.
 pub const IPV4_ENDPOINT: &str = "http://169.254.169.254";
+/// IMDS's IPv6 address (`endpoint_mode = "IPv6"`).
 pub const IPV6_ENDPOINT: &str = "http://[fd00:ec2::254]";
 
 /// Resolves the endpoint base URL (no trailing `/`). `env` reads an environment variable;

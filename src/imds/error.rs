@@ -5,53 +5,102 @@ use crate::credentials::CredentialsError;
 use crate::http_client::HttpError;
 use thiserror::Error;
 
+/// Why a request to IMDS failed. [`ImdsError::kind`] says whether it is worth retrying.
 #[derive(Debug, Error)]
 pub enum ImdsError {
+    /// `AWS_EC2_METADATA_DISABLED` is set to true; the value as given.
     #[error(
         "IMDS is disabled by AWS_EC2_METADATA_DISABLED={0}; unset it to let imds-credd use IMDS"
     )]
     Disabled(String),
+    /// The configured or environment endpoint is not a usable `http://` URL.
     #[error("invalid IMDS endpoint {endpoint:?}: {reason}")]
-    BadEndpoint { endpoint: String, reason: String },
+    BadEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE` is neither `IPv4` nor `IPv6`.
     #[error("IMDS endpoint mode {0:?} is neither IPv4 nor IPv6 (AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE)")]
     BadEndpointMode(String),
+    /// The session token `PUT` got no answer in time (the hop limit, from a container).
     #[error(
         "IMDS token request timed out; from inside a container this usually means the \
          instance's metadata hop limit is 1 (aws ec2 modify-instance-metadata-options \
          --http-put-response-hop-limit 2)"
     )]
     TokenTimeout,
+    /// IMDS refused the token `PUT` with this status, and IMDSv1 is not allowed.
     #[error("IMDS refused the session token request with HTTP {0}; IMDSv2 is required (allow_imdsv1 = false)")]
     TokenRefused(u16),
+    /// IMDS refused the token's TTL (HTTP 400).
     #[error("IMDS answered the token request with HTTP 400: token TTL rejected")]
     TokenBadRequest,
+    /// A request got no whole answer in time.
     #[error("IMDS request {path} timed out")]
-    Timeout { path: String },
+    Timeout {
+        /// The request path.
+        path: String,
+    },
+    /// No connection to IMDS (refused, unreachable).
     #[error("cannot connect to IMDS at {endpoint}")]
     Connect {
+        /// The endpoint we tried.
         endpoint: String,
+        /// Why the connection failed.
         #[source]
         source: HttpError,
     },
+    /// The connection failed during a request (a reset, a broken answer).
     #[error("IMDS request {path} failed")]
     Transport {
+        /// The request path.
         path: String,
+        /// Why the request failed.
         #[source]
         source: HttpError,
     },
+    /// A 401 even with a freshly made token.
     #[error("IMDS rejected the session token for {path} (HTTP 401) even after a new token")]
-    Unauthorized { path: String },
+    Unauthorized {
+        /// The request path.
+        path: String,
+    },
+    /// A 403: instance metadata is turned off, or a firewall forbids it.
     #[error("IMDS answered {path} with HTTP 403: access to instance metadata is turned off or forbidden")]
-    Forbidden { path: String },
+    Forbidden {
+        /// The request path.
+        path: String,
+    },
+    /// Any other unexpected status.
     #[error("IMDS answered {path} with HTTP {status}")]
-    Status { path: String, status: u16 },
+    Status {
+        /// The request path.
+        path: String,
+        /// The HTTP status IMDS answered.
+        status: u16,
+    },
+    /// An answer over the body cap.
     #[error("IMDS answer for {path} exceeds {limit} bytes")]
-    BodyTooLarge { path: String, limit: usize },
+    BodyTooLarge {
+        /// The request path.
+        path: String,
+        /// The body cap, in bytes.
+        limit: usize,
+    },
+    /// An answer that is not UTF-8.
     #[error("IMDS answer for {path} is not UTF-8 text")]
-    NotText { path: String },
+    NotText {
+        /// The request path.
+        path: String,
+    },
+    /// The credentials document for the role was refused.
     #[error("IMDS credentials for role {role} are unusable")]
     Credentials {
+        /// The instance role's name.
         role: String,
+        /// The rule the document broke.
         #[source]
         source: CredentialsError,
     },
@@ -73,6 +122,7 @@ pub enum FailureKind {
 }
 
 impl ImdsError {
+    /// The kind of failure this is; every variant decides here.
     pub fn kind(&self) -> FailureKind {
         match self {
             ImdsError::Disabled(_)

@@ -5,6 +5,7 @@
 //! - [`account`]: the extended credentials path or `iam/info`, for the account id.
 //! - [`error`]: what went wrong, and whether to retry.
 //! - [`paths`]: the paths and headers, named once (the simulator answers the same).
+#![warn(missing_docs)]
 
 pub mod account;
 pub mod client;

@@ -13,11 +13,16 @@ pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(120);
 pub enum Session {
     /// IMDSv2: send this token on every GET until `replace_at`.
     Token {
+        /// The session token; never leaves `imds`.
         token: Secret,
+        /// When to ask for a new one: shortly before the token ends.
         replace_at: SystemTime,
     },
     /// IMDSv1 fallback (only when allowed): no token; try v2 again at `retry_v2_at`.
-    V1 { retry_v2_at: SystemTime },
+    V1 {
+        /// When to try the token `PUT` again.
+        retry_v2_at: SystemTime,
+    },
 }
 
 impl Session {

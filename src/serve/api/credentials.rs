@@ -5,12 +5,11 @@
 //! The only part of the API that handles secrets.
 
 use super::{echo, reply, Api, ApiError, Body, Endpoint, Status, JSON, TEXT};
-use crate::credentials::render::{render_env, EnvSyntax};
+use crate::credentials::render::{container_json, process_json, render_env, EnvSyntax};
 use crate::credentials::Credentials;
 use crate::refresh::state::StateReceiver;
 use bytes::Bytes;
 use hyper::Response;
-use serde_json::json;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
@@ -111,8 +110,8 @@ impl Format {
 
     fn render(self, creds: &Credentials, role_arn: Option<&str>) -> Zeroizing<String> {
         match self {
-            Format::Process => Zeroizing::new(creds.to_process_json()),
-            Format::Container => Zeroizing::new(container_json(creds, role_arn)),
+            Format::Process => process_json(creds),
+            Format::Container => container_json(creds, role_arn),
             Format::Env => render_env(creds, EnvSyntax::Sh),
         }
     }
@@ -192,22 +191,4 @@ impl Api {
         }
         Err(ApiError::NoCredentials(message))
     }
-}
-
-/// The shape the SDKs' container-credentials provider reads, with `AccountId` when known.
-/// `RoleArn` only for an assumed-role profile: IMDS names the instance role, not its ARN.
-fn container_json(creds: &Credentials, role_arn: Option<&str>) -> String {
-    let mut doc = json!({
-        "AccessKeyId": creds.access_key_id,
-        "SecretAccessKey": creds.secret_access_key.expose(),
-        "Token": creds.session_token.expose(),
-        "Expiration": creds.expiration_rfc3339(),
-    });
-    if let Some(arn) = role_arn {
-        doc["RoleArn"] = arn.into();
-    }
-    if let Some(account) = &creds.account_id {
-        doc["AccountId"] = account.as_str().into();
-    }
-    doc.to_string()
 }
