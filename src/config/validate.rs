@@ -37,6 +37,7 @@ impl Config {
                 ));
             }
         }
+        self.check_units(&known_profiles)?;
         #[cfg(windows)]
         self.check_windows_support()?;
         self.socket.check_platform()?;
