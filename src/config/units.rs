@@ -155,7 +155,8 @@ pub fn resolve_user(user: &str) -> Result<u32, String> {
     }
 }
 
-#[cfg(test)]
+/// Linux only, as `[[unit]]` is.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use crate::config::tests::{assert_refused, parse};
