@@ -385,3 +385,101 @@ async fn botocore_reads_the_shared_credentials_file_a_unit_received() {
     );
     h.finish().await;
 }
+
+/// A cgroup made for the test under the unified hierarchy, beneath this process's own,
+/// ending in `unit` (as systemd's `…/system.slice/UNIT`); removed on drop. `None` when
+/// this machine has no writable cgroup2 hierarchy.
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn make(unit: &str) -> Option<TestCgroup> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mount = mountinfo.lines().find_map(|line| {
+            let (fields, fstype) = line.split_once(" - ")?;
+            fstype
+                .starts_with("cgroup2 ")
+                .then(|| fields.split(' ').nth(4).map(PathBuf::from))?
+        })?;
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let ours = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+        let dir = mount
+            .join(ours.trim_start_matches('/'))
+            .join(format!("imds-credd-test-{}", std::process::id()))
+            .join(unit);
+        std::fs::create_dir_all(&dir).ok()?;
+        Some(TestCgroup(dir))
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+        let _ = std::fs::remove_dir(self.0.parent().unwrap());
+    }
+}
+
+/// The forged-peer program run as root from inside `cgroup`, naming `unit`.
+async fn peer_in_cgroup(cgroup: &TestCgroup, socket: &Path, unit: &str) -> String {
+    let procs = cgroup.0.join("cgroup.procs");
+    let name = format!("e6bcf1fad9213c61/unit/{unit}/aws");
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("echo $$ > \"$1\" && exec /usr/bin/python3 -c \"$2\" \"$3\" \"$4\"")
+        .args(["sh".as_ref(), procs.as_os_str()])
+        .args([FORGED_PEER.as_ref(), socket.as_os_str(), name.as_ref()]);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text(&output.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn a_root_peer_whose_cgroup_is_another_unit_gets_nothing() {
+    let system_python = Path::new("/usr/bin/python3").exists()
+        || common::require::unavailable("needs /usr/bin/python3 (apt-get install python3)");
+    if !common::require::root("make cgroups") || !system_python {
+        return;
+    }
+    let (Some(wrong), Some(right)) = (
+        TestCgroup::make("wrong.service"),
+        TestCgroup::make("job.service"),
+    ) else {
+        let _ = common::require::unavailable("needs a writable cgroup2 hierarchy");
+        return;
+    };
+    let h = start(vec![entry("job.service", "", None)], true, |_| {}).await;
+    let socket = unit_socket(&h);
+    let served = peer_in_cgroup(&right, &socket, "job.service").await;
+    assert!(
+        served.ends_with("bytes default") && !served.starts_with("0 "),
+        "{served}"
+    );
+    assert_eq!(
+        peer_in_cgroup(&wrong, &socket, "job.service").await,
+        "0 bytes"
+    );
+    let logs = h.logs.text();
+    assert!(
+        logs.contains("runs in wrong.service, not in the unit it names"),
+        "{logs}"
+    );
+    let consumers = common::unix_http::get(&h.daemon_socket, "/v1/consumers")
+        .await
+        .json();
+    let verified = consumers
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|row| row["exe"] == "unit job.service" && row["exe_verified"] == true);
+    assert!(
+        verified,
+        "a unit its cgroup confirms is shown verified: {consumers}"
+    );
+    h.finish().await;
+}
