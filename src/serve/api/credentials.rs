@@ -1,8 +1,9 @@
 //! The credentials answers of `/v1/credentials` (`docs/DESIGN.md`, "Socket API"): the
 //! query (`?format=`, `?profile=`), the channel it reads, the three formats (the
 //! `credential_process` JSON, the container shape with `AccountId` and, for a profile,
-//! `RoleArn`, and `export` lines; for systemd units also a shared-credentials file), and the cache of rendered bodies per credentials set.
-//! The only part of the API that handles secrets.
+//! `RoleArn`, and `export` lines; for systemd units also a shared-credentials file), and
+//! the cache of rendered bodies per credentials set. The only part of the API that handles
+//! secrets.
 
 use super::{echo, reply, Api, ApiError, Body, Endpoint, Status, JSON, TEXT};
 use crate::credentials::render::{render_env, EnvSyntax};

@@ -24,6 +24,7 @@
 mod credentials;
 mod metrics;
 mod status;
+#[cfg(target_os = "linux")]
 mod unit;
 
 use crate::clock::SharedClock;
