@@ -483,3 +483,104 @@ async fn a_root_peer_whose_cgroup_is_another_unit_gets_nothing() {
     );
     h.finish().await;
 }
+
+/// `imds-credd run --config CONFIG` handed `passed` as systemd hands `imds-credd.socket`'s
+/// sockets: fds 3, 4… in that order, one name for all (`LISTEN_FDNAMES`), `LISTEN_PID` its
+/// own pid.
+fn activated_daemon(
+    sandbox: &common::daemon_process::Sandbox,
+    config: &Path,
+    passed: &[&std::os::unix::net::UnixListener],
+) -> std::process::Child {
+    use std::os::fd::BorrowedFd;
+    use std::os::unix::process::CommandExt;
+    let fds: Vec<i32> = passed.iter().map(|l| l.as_raw_fd()).collect();
+    let names = vec!["credentials"; fds.len()].join(":");
+    let log = std::fs::File::create(sandbox.path("daemon.log")).unwrap();
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            r#"LISTEN_PID=$$ LISTEN_FDS={} LISTEN_FDNAMES={names} exec "$0" "$@""#,
+            fds.len()
+        ))
+        .arg(common::daemon_process::BIN)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--imds-endpoint")
+        .arg(sandbox.sim.endpoint())
+        .arg("--socket")
+        .arg(&sandbox.socket)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    common::daemon_process::clear_aws_variables(&mut command);
+    // SAFETY: dup2 and fcntl are async-signal-safe; in the child only, each listener goes
+    // to a high fd first (so none is overwritten), then to 3, 4…, without close-on-exec.
+    unsafe {
+        command.pre_exec(move || {
+            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+            for (i, fd) in fds.iter().enumerate() {
+                let high = nix::unistd::dup2_raw(BorrowedFd::borrow_raw(*fd), 100 + i as i32)?;
+                fcntl(&high, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+                std::mem::forget(high);
+            }
+            for i in 0..fds.len() as i32 {
+                let passed = nix::unistd::dup2_raw(BorrowedFd::borrow_raw(100 + i), 3 + i)?;
+                std::mem::forget(passed);
+            }
+            Ok(())
+        });
+    }
+    command.spawn().unwrap()
+}
+
+/// The unit-credentials socket passed before the API's, under the same name (as
+/// `imds-credd.socket` passes them): each is told by its path; without a `[[unit]]` entry
+/// the unit socket is still answered (closed without a byte, so no unit start hangs), and
+/// with one it serves; either way it is narrowed to mode 0600.
+#[test]
+fn sockets_passed_by_systemd_are_told_apart_by_path() {
+    let Some(unit) = our_unit() else { return };
+    let sandbox = common::daemon_process::Sandbox::simulator(Default::default());
+    let unit_path = sandbox.socket.with_file_name("unit-credentials.sock");
+    let unit_socket = std::os::unix::net::UnixListener::bind(&unit_path).unwrap();
+    let api_socket = std::os::unix::net::UnixListener::bind(&sandbox.socket).unwrap();
+    let with_unit = sandbox.path("with-unit.toml");
+    std::fs::write(&with_unit, format!("[[unit]]\nname = \"{unit}\"\n")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (config, expect_served) in [(Path::new("/dev/null"), false), (with_unit.as_path(), true)] {
+        std::fs::set_permissions(&unit_path, std::fs::Permissions::from_mode(0o660)).unwrap();
+        let mut daemon = activated_daemon(&sandbox, config, &[&unit_socket, &api_socket]);
+        let process = sandbox.client("credential-process", &[]).output().unwrap();
+        assert!(
+            process.status.success(),
+            "the API socket answers: {}",
+            sandbox.daemon_log()
+        );
+        let received = runtime.block_on(load_credential(unit_path.clone(), &unit, "aws"));
+        assert_eq!(
+            !received.is_empty(),
+            expect_served,
+            "{}",
+            sandbox.daemon_log()
+        );
+        if expect_served {
+            assert_shared_credentials(&text(&received), &sandbox.current());
+        }
+        let mode = std::fs::metadata(&unit_path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        assert!(daemon.wait().unwrap().success());
+        common::assert_no_secrets(&sandbox.daemon_log(), &sandbox.sim, "daemon log");
+    }
+    assert!(unit_path.exists(), "a socket systemd owns is left in place");
+}
