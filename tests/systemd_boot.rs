@@ -4,7 +4,9 @@
 //! `tests/support/systemd-probe.sh` run inside as a unit after `multi-user.target`. The
 //! IMDS simulator runs here, on the loopback the container shares. The probe writes one
 //! line per check; this test prints the table and fails on any failed check, and scans the
-//! booted system's journal for every secret the simulator issued.
+//! booted system's journal for every secret the simulator issued. The unit checks start
+//! oneshot units with `DynamicUser=yes` and `LoadCredential=` from the unit-credentials
+//! socket, and a forged peer of another uid.
 //!
 //! Needs root, `debootstrap` and `systemd-nspawn` (`.ci/run` installs them) and, the first
 //! time, network to deb.debian.org (about a minute). Without them it says why in one line
@@ -70,7 +72,8 @@ fn run(command: &mut Command) {
 fn debian_root() -> PathBuf {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("systemd-boot");
     fs::create_dir_all(&cache).unwrap();
-    let root = cache.join("bookworm");
+    // The name says what the root holds: a cached root of another package list is not reused.
+    let root = cache.join("bookworm-python3");
     let lock = fs::File::create(cache.join("lock")).unwrap();
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
@@ -78,14 +81,16 @@ fn debian_root() -> PathBuf {
     if root.join(COMPLETE).exists() {
         return root;
     }
-    let partial = cache.join("bookworm.partial");
+    let partial = cache.join("bookworm-python3.partial");
     let _ = fs::remove_dir_all(&partial);
     let _ = fs::remove_dir_all(&root);
     let started = Instant::now();
     run(Command::new("debootstrap")
         .args([
             "--variant=minbase",
-            "--include=systemd,systemd-sysv,dbus,curl,passwd",
+            // python3-minimal: the probe's forged LoadCredential= peer binds an abstract
+            // socket name, which nothing else in a minimal Debian can.
+            "--include=systemd,systemd-sysv,dbus,curl,passwd,python3-minimal",
             "bookworm",
         ])
         .arg(&partial)
@@ -140,8 +145,12 @@ fn prepare_machine(dir: &Path, shared: &Path, port: u16) -> PathBuf {
     machine
 }
 
-/// Arms the faults the probe asks for while the machine runs.
+/// Arms the faults (and rotations) the probe asks for while the machine runs.
 fn serve_probe_requests(sim: &ImdsSimulator, shared: &Path) {
+    if shared.join("request-rotate").exists() && !shared.join("request-rotate.done").exists() {
+        sim.rotate_now();
+        fs::write(shared.join("request-rotate.done"), "").unwrap();
+    }
     let request = shared.join("request-malformed");
     if request.exists() && !shared.join("request-malformed.done").exists() {
         let field = Fault::Field {
@@ -224,7 +233,7 @@ fn the_package_under_a_booted_systemd_passes_the_probe() {
         "the probe did not finish; console:\n{tail}"
     );
     let failed: Vec<&str> = results.lines().filter(|l| !l.contains("\tok\t")).collect();
-    assert_eq!(results.lines().count(), 12, "{results}");
+    assert_eq!(results.lines().count(), 16, "{results}");
     assert!(failed.is_empty(), "failed checks:\n{}", failed.join("\n"));
 
     let journal = fs::read_to_string(shared.join("journal.txt")).unwrap();

@@ -4,7 +4,7 @@
 //! A bad file is refused with the file, the line and the key in the message.
 //!
 //! Here: reading and parsing the file. The tables themselves are in `model`, the rules
-//! across keys in `validate` (and `exposure`, `sts_limits`, and `socket_folder` on Linux), where an
+//! across keys in `validate` (and `exposure`, `sts_limits`, `units`, and `socket_folder` on Linux), where an
 //! error points in `spot`, the value types in `values`, the flags in `flags`.
 
 mod exposure;
@@ -14,6 +14,7 @@ mod model;
 mod socket_folder;
 mod spot;
 pub mod sts_limits;
+pub mod units;
 mod validate;
 mod values;
 
@@ -24,6 +25,7 @@ pub use model::{
 };
 #[cfg(target_os = "linux")]
 pub use socket_folder::check_config_socket_folder;
+pub use units::UnitConfig;
 pub use values::{
     parse_positive_duration, parse_profile_name, EndpointMode, EnvFormat, FileMode, LogFormat,
     LogLevel, RateLimit,

@@ -24,6 +24,9 @@ pub struct Config {
     #[serde(rename = "assume")]
     pub assumes: Vec<AssumeConfig>,
     pub container: Option<ContainerConfig>,
+    /// systemd units served on the unit-credentials socket (`super::units`).
+    #[serde(rename = "unit")]
+    pub units: Vec<super::units::UnitConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -12,6 +12,7 @@ impl Config {
     /// Returns where to point and what is wrong.
     pub(super) fn validate(&self) -> Result<(), (Spot, String)> {
         self.check_assumes()?;
+        self.check_units(&self.assume_profiles())?;
         #[cfg(windows)]
         self.check_windows_support()?;
         self.socket.check_platform()?;

@@ -152,6 +152,7 @@ impl DaemonHandle {
             ("[log]", old.log != new.log),
             ("[[assume]]", old.assumes != new.assumes),
             ("[container]", old.container != new.container),
+            ("[[unit]]", old.units != new.units),
         ];
         for (section, changed) in restart_only {
             if changed {
@@ -314,7 +315,16 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         }
         #[cfg(target_os = "linux")]
         {
+            // Before the API socket: systemd passes both under one name.
+            let units = crate::serve::unit_credentials::UnitCredentialsServer::open(config)?;
             let server = crate::serve::SocketServer::open(&config.socket)?;
+            if let Some(units) = units {
+                daemon.tasks.spawn(
+                    "unit-credentials socket",
+                    &stop,
+                    units.serve(api.clone(), stop.clone()),
+                );
+            }
             daemon.tasks.spawn(
                 "socket server",
                 &stop,

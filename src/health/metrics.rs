@@ -23,6 +23,8 @@ pub struct Metrics {
     pub socket_requests: RequestCounters,
     /// Answers on the container-credentials endpoint, by status.
     pub container_requests: RequestCounters,
+    /// Connections on the unit-credentials socket, by how they ended.
+    pub unit_credentials: UnitCounters,
     /// `AssumeRole` calls that published chained credentials (all profiles).
     pub assume_successes: AtomicU64,
     /// `AssumeRole` attempts that ended without credentials (all profiles).
@@ -50,6 +52,17 @@ pub struct RequestCounters {
     /// 429: a uid over `[socket] rate_limit`.
     pub too_many_requests: AtomicU64,
     /// 503: no valid credentials to give.
+    pub unavailable: AtomicU64,
+}
+
+/// The unit-credentials socket's connections (one per `LoadCredential=` line), by outcome.
+#[derive(Debug, Default)]
+pub struct UnitCounters {
+    /// A unit got its credentials.
+    pub served: AtomicU64,
+    /// Refused: a peer or unit no `[[unit]]` entry allows, or a name that is no request.
+    pub refused: AtomicU64,
+    /// Allowed, but no valid credentials to give (or the unit did not read them in time).
     pub unavailable: AtomicU64,
 }
 

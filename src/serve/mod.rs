@@ -1,6 +1,7 @@
 //! Everything that answers clients: the HTTP routes ([`api`]) and the servers that carry
-//! them — the unix socket on Linux ([`socket`]), the named pipe on Windows (`pipe`), and
-//! the optional loopback container endpoint ([`container`]).
+//! them — the unix socket on Linux ([`socket`]), the named pipe on Windows (`pipe`), the
+//! optional loopback container endpoint ([`container`]) and, for systemd units, the
+//! unit-credentials socket ([`unit_credentials`]).
 //!
 //! - [`api`]: the routes and their answers, read from the refresher's state channels.
 //! - [`server`]: the accept loop, its limits and graceful shutdown, for every listener.
@@ -8,6 +9,7 @@
 //! - [`rate_limit`]: the per-uid request budget (`[socket] rate_limit`).
 //! - [`refusals`]: refusal log lines, rate-limited.
 //! - [`activation`]: the sockets systemd passed, picked by name.
+//! - [`unit_credentials`]: the socket systemd's `LoadCredential=` reads a unit's set from.
 
 pub mod api;
 pub mod consumers;
@@ -23,6 +25,8 @@ pub mod container;
 pub mod pipe;
 #[cfg(target_os = "linux")]
 pub mod socket;
+#[cfg(target_os = "linux")]
+pub mod unit_credentials;
 
 pub use api::{Api, Endpoint};
 pub use server::ServerLimits;

@@ -236,9 +236,17 @@ fn names_a_module(root: &Path, entry: &[String]) -> bool {
         || entry.split_last().is_some_and(|(item, parent)| {
             module_file(root, parent).is_some_and(|file| {
                 let source = std::fs::read_to_string(file).expect("read a source file");
-                ["const", "static", "fn", "struct", "enum", "type", "trait"]
+                let declared = ["const", "static", "fn", "struct", "enum", "type", "trait"]
                     .iter()
-                    .any(|kind| source.contains(&format!("pub {kind} {item}")))
+                    .any(|kind| source.contains(&format!("pub {kind} {item}")));
+                // A re-export (`pub use child::{item, …};`) is a public item of the parent too.
+                let re_exported = source.lines().any(|line| {
+                    line.trim_start().starts_with("pub use ")
+                        && line
+                            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                            .any(|word| word == item)
+                });
+                declared || re_exported
             })
         })
 }

@@ -4,7 +4,8 @@
 # daemon does under a real systemd. One line per check goes to /shared/results:
 #   check<TAB>ok|FAIL<TAB>detail
 # The IMDS simulator runs in the test on the host's loopback (shared with the container);
-# its port is in /shared/imds-port. Needs only what a minimal Debian has (bash, curl).
+# its port is in /shared/imds-port. Needs what a minimal Debian has (bash, curl) and
+# python3-minimal (the forged LoadCredential= peer).
 set -u
 R=/shared/results
 : > "$R"
@@ -177,6 +178,96 @@ restart_under_load() {
     [ "$total" = 600 ] && [ "$failed" = 0 ]
 }
 
+UNIT_SOCK=/run/imds-credd/unit-credentials.sock
+JOB_OUT=/run/job.out
+
+# A oneshot unit as the recipe in docs/systemd-units.md writes it, printing what it got
+# (never a secret: the access key id, sizes, modes, a digest of the JSON) to $JOB_OUT.
+write_job_unit() {
+    cat > "/etc/systemd/system/$1" <<EOF
+[Service]
+Type=oneshot
+DynamicUser=yes
+LoadCredential=aws:$UNIT_SOCK
+LoadCredential=aws.json:$UNIT_SOCK
+Environment=AWS_SHARED_CREDENTIALS_FILE=%d/aws
+StandardOutput=truncate:$JOB_OUT
+ExecStart=/bin/sh -c 'echo uid \$(id -u); echo mode \$(stat -c %%a "\$AWS_SHARED_CREDENTIALS_FILE"); echo bytes \$(wc -c < "\$AWS_SHARED_CREDENTIALS_FILE"); echo key \$(sed -n "s/^aws_access_key_id = //p" "\$AWS_SHARED_CREDENTIALS_FILE"); echo json \$(sha256sum < "\$CREDENTIALS_DIRECTORY/aws.json" | cut -c1-64)'
+EOF
+}
+job_field() { sed -n "s/^$1 //p" "$JOB_OUT"; }
+served_body() { curl -s --max-time 10 --unix-socket "$SOCK" http://localhost/v1/credentials; }
+served_key() { served_body | sed -n 's/.*"AccessKeyId":"\([^"]*\)".*/\1/p'; }
+served_json_sha() { served_body | sha256sum | cut -c1-64; }
+key_changed_from() { [ "$(served_key)" != "$1" ]; }
+
+unit_gets_credentials() {
+    write_config '[refresh]
+max_interval = "3s"
+
+[[unit]]
+name = "job.service"'
+    write_job_unit job.service
+    write_job_unit other.service
+    systemctl daemon-reload
+    systemctl restart imds-credd || return 1
+    wait_for 10 serves || return 1
+    [ "$(stat -c %a "$UNIT_SOCK")" = 600 ] || { echo "socket mode $(stat -c %a "$UNIT_SOCK")"; return 1; }
+    systemctl start job.service || { echo "job failed"; return 1; }
+    local key json uid
+    key=$(job_field key); json=$(job_field json); uid=$(job_field uid)
+    echo "uid $uid, file mode $(job_field mode), $(job_field bytes) bytes, key $key"
+    [ "$uid" != 0 ] && [ -n "$key" ] && [ "$key" = "$(served_key)" ] || { echo "not the served set"; return 1; }
+    [ "$json" = "$(served_json_sha)" ] || { echo "aws.json is not the socket's answer"; return 1; }
+    journalctl -u imds-credd --no-pager | grep -q 'credentials given to a unit' || { echo "not logged"; return 1; }
+}
+
+unit_gets_the_rotated_set() {
+    local before after
+    before=$(served_key)
+    touch /shared/request-rotate
+    wait_for 10 test -e /shared/request-rotate.done || { echo "the host did not rotate"; return 1; }
+    wait_for 15 key_changed_from "$before" || { echo "the daemon did not pick up the rotation"; return 1; }
+    systemctl start job.service || { echo "job failed"; return 1; }
+    after=$(job_field key)
+    echo "$before -> $after"
+    [ "$after" != "$before" ] && [ "$after" = "$(served_key)" ]
+}
+
+unlisted_unit_gets_nothing() {
+    systemctl start other.service || { echo "other.service failed"; return 1; }
+    echo "other.service got $(job_field bytes) bytes"
+    [ "$(job_field bytes)" = 0 ] && journalctl -u imds-credd --no-pager | grep 'other.service' | grep -q 'no \[\[unit\]\] entry names this unit'
+}
+
+# Another uid binds the name systemd would for job.service and connects: refused by the
+# socket's mode, and with the mode opened (as an operator might for a user manager), by
+# the peer check.
+forged_peer_gets_nothing() {
+    local forge='import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(b"\0e6bcf1fad9213c61/unit/job.service/aws")
+try:
+    s.connect(sys.argv[1])
+except PermissionError:
+    print("EACCES")
+    sys.exit(0)
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(len(data))'
+    local closed opened
+    closed=$(setpriv --reuid=65534 --regid=65534 --clear-groups python3 -c "$forge" "$UNIT_SOCK" 2>&1)
+    chmod 0666 "$UNIT_SOCK"
+    opened=$(setpriv --reuid=65534 --regid=65534 --clear-groups python3 -c "$forge" "$UNIT_SOCK" 2>&1)
+    chmod 0600 "$UNIT_SOCK"
+    echo "mode 0600: $closed; mode 0666: $opened bytes"
+    [ "$closed" = EACCES ] && [ "$opened" = 0 ] && journalctl -u imds-credd --no-pager | grep -q 'uid 65534, not 0'
+}
+
 security_inside() {
     systemd-analyze security --no-pager --threshold=20 imds-credd | tail -1
     [ "${PIPESTATUS[0]}" = 0 ]
@@ -206,6 +297,10 @@ check crash_restart crash_restart
 check malformed_answer_recovered malformed_answer_recovered
 check socket_activated_first_request socket_activated_first_request
 check restart_under_load restart_under_load
+check unit_gets_credentials unit_gets_credentials
+check unit_gets_the_rotated_set unit_gets_the_rotated_set
+check unlisted_unit_gets_nothing unlisted_unit_gets_nothing
+check forged_peer_gets_nothing forged_peer_gets_nothing
 check security_inside security_inside
 journalctl -b --no-pager -o cat > /shared/journal.txt 2>&1
 check purge_removes_everything purge_removes_everything

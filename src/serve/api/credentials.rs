@@ -1,13 +1,15 @@
 //! The credentials answers of `/v1/credentials` (`docs/DESIGN.md`, "Socket API"): the
 //! query (`?format=`, `?profile=`), the channel it reads, the three formats (the
 //! `credential_process` JSON, the container shape with `AccountId` and, for a profile,
-//! `RoleArn`, and `export` lines), and the cache of rendered bodies per credentials set.
-//! The only part of the API that handles secrets.
+//! `RoleArn`, and `export` lines; for systemd units also a shared-credentials file), and
+//! the cache of rendered bodies per credentials set. The only part of the API that handles
+//! secrets.
 
 use super::{echo, reply, Api, ApiError, Body, Endpoint, Status, JSON, TEXT};
 use crate::credentials::render::{container_json, process_json, render_env, EnvSyntax};
 use crate::credentials::Credentials;
 use crate::refresh::state::StateReceiver;
+use crate::sink::merge_profile;
 use bytes::Bytes;
 use hyper::Response;
 use std::fmt::Write as _;
@@ -79,32 +81,36 @@ impl Channel {
     }
 }
 
-/// `?format=` of a credentials request.
+/// A credentials format: one of `?format=`, or the shared-credentials file a unit loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub enum Format {
     /// `credential_process` Version 1 JSON (also `json` and the default).
     Process,
     /// The container-credentials shape (`Token`, not `SessionToken`).
     Container,
     /// `export NAME='value'` lines.
     Env,
+    /// A shared-credentials file with one `[default]` profile, written by the `[[file]]`
+    /// sink's INI writer (only the unit-credentials socket serves it).
+    SharedCredentials,
 }
 
 impl Format {
-    const COUNT: usize = 3;
+    const COUNT: usize = 4;
 
     fn slot(self) -> usize {
         match self {
             Format::Process => 0,
             Format::Container => 1,
             Format::Env => 2,
+            Format::SharedCredentials => 3,
         }
     }
 
     fn content_type(self) -> &'static str {
         match self {
             Format::Process | Format::Container => JSON,
-            Format::Env => TEXT,
+            Format::Env | Format::SharedCredentials => TEXT,
         }
     }
 
@@ -113,9 +119,16 @@ impl Format {
             Format::Process => process_json(creds),
             Format::Container => container_json(creds, role_arn),
             Format::Env => render_env(creds, EnvSyntax::Sh),
+            Format::SharedCredentials => {
+                Zeroizing::new(merge_profile("", SHARED_CREDENTIALS_PROFILE, Some(creds)))
+            }
         }
     }
 }
+
+/// The one profile of [`Format::SharedCredentials`]: what an SDK reads without
+/// `AWS_PROFILE`.
+const SHARED_CREDENTIALS_PROFILE: &str = "default";
 
 impl Api {
     pub(super) fn credentials(
@@ -147,16 +160,31 @@ impl Api {
                 }
             }
         }
-        let channel = match &profile {
-            None => &self.instance,
+        let body = self.credentials_body(profile.as_deref(), format)?;
+        Ok(reply(Status::Ok, format.content_type(), body))
+    }
+
+    /// The body of `format` for `profile` (`None`: the instance role), if its credentials
+    /// are valid now.
+    pub(super) fn credentials_body(
+        &self,
+        profile: Option<&str>,
+        format: Format,
+    ) -> Result<Bytes, ApiError> {
+        let channel = self.channel(profile)?;
+        let creds = self.valid(channel, profile)?;
+        Ok(channel.body(&creds, format))
+    }
+
+    /// The channel of `profile` (`None`: the instance role).
+    pub(super) fn channel(&self, profile: Option<&str>) -> Result<&Channel, ApiError> {
+        match profile {
+            None => Ok(&self.instance),
             Some(name) => self
                 .profiles
                 .get(name)
-                .ok_or_else(|| ApiError::UnknownProfile(echo(name)))?,
-        };
-        let creds = self.valid(channel, profile.as_deref())?;
-        let body = channel.body(&creds, format);
-        Ok(reply(Status::Ok, format.content_type(), body))
+                .ok_or_else(|| ApiError::UnknownProfile(echo(name))),
+        }
     }
 
     /// The credentials of a channel if they are valid now, else why not.

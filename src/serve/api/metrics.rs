@@ -128,6 +128,21 @@ impl Api {
             "Requests answered on the container-credentials endpoint, by HTTP status.",
             &by_status(&m.container_requests),
         );
+        let units = &m.unit_credentials;
+        family(
+            &mut out,
+            "imds_credd_unit_credentials_total",
+            "counter",
+            "Connections on the unit-credentials socket (LoadCredential=), by result.",
+            &[
+                ("result=\"served\"".into(), Metrics::get(&units.served)),
+                ("result=\"refused\"".into(), Metrics::get(&units.refused)),
+                (
+                    "result=\"unavailable\"".into(),
+                    Metrics::get(&units.unavailable),
+                ),
+            ],
+        );
         let by_uid: Vec<(String, u64)> = self
             .consumers
             .per_uid()
@@ -146,7 +161,7 @@ impl Api {
             &mut out,
             "imds_credd_consumer_requests_total",
             "counter",
-            "Credentials requests and refusals on the socket and the container endpoint, by peer uid and result.",
+            "Credentials requests and refusals on the socket, the container endpoint and the unit-credentials socket, by peer uid and result.",
             &by_uid,
         );
         family(

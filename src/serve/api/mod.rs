@@ -18,11 +18,14 @@
 //!
 //! Here: routing, the statuses and [`ApiError`]'s mapping to them, the shared response
 //! shape. The answers themselves: `credentials` (the three credentials formats),
-//! `status` (`/v1/status`, `/healthz`, `/v1/consumers`), `metrics` (Prometheus text).
+//! `status` (`/v1/status`, `/healthz`, `/v1/consumers`), `metrics` (Prometheus text),
+//! `unit` (what the unit-credentials socket asks for: a body without HTTP around it).
 
 mod credentials;
 mod metrics;
 mod status;
+#[cfg(target_os = "linux")]
+mod unit;
 
 use crate::clock::SharedClock;
 use crate::config::RateLimit;
@@ -33,6 +36,7 @@ use crate::serve::consumers::{Consumer, Consumers, Outcome};
 use crate::serve::rate_limit::{retry_after_seconds, RateLimiter};
 use bytes::Bytes;
 use credentials::Channel;
+pub use credentials::Format;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Response, StatusCode, Uri};
@@ -364,13 +368,24 @@ impl Api {
         uri: &Uri,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let channel = if Route::from_path(uri.path()) == Some(Route::Credentials) {
-            match requested_profile(uri) {
-                None => Some(&self.instance),
-                Some(name) => self.profiles.get(&name),
-            }
+            self.channel(requested_profile(uri).as_deref()).ok()
         } else {
             None
         };
+        Self::first_outcome_of(channel)
+    }
+
+    /// [`Self::first_outcome`] of `profile`'s channel (`None`: the instance role's).
+    pub fn first_outcome_for(
+        &self,
+        profile: Option<&str>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        Self::first_outcome_of(self.channel(profile).ok())
+    }
+
+    fn first_outcome_of(
+        channel: Option<&Channel>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut receiver = channel.map(|c| c.receiver.clone());
         async move {
             if let Some(receiver) = &mut receiver {

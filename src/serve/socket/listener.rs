@@ -63,9 +63,28 @@ impl Drop for SocketGuard {
 }
 
 /// Takes the socket systemd passed if we were socket-activated (see [`crate::serve::activation`]),
-/// else binds `config.path`.
+/// else binds `config.path`. The passed socket bound at `config.path` first, else the
+/// first passed one not taken yet (the unit-credentials socket, which systemd passes under
+/// the same name, is taken before).
 pub fn open(config: &SocketConfig) -> Result<OpenedSocket, SocketError> {
-    match crate::serve::activation::take(crate::serve::activation::API_SOCKET_NAMES) {
+    use crate::serve::activation::{take, take_at, API_SOCKET_NAMES};
+    let passed = take_at(API_SOCKET_NAMES, &config.path).or_else(|| take(API_SOCKET_NAMES));
+    open_passed_or_bind(passed, config)
+}
+
+/// The socket systemd passed bound at `config.path` (no other), if it passed one: the
+/// unit-credentials socket, which `imds-credd.socket` carries beside the API's.
+pub fn passed_at(config: &SocketConfig) -> Result<Option<OpenedSocket>, SocketError> {
+    crate::serve::activation::take_at(crate::serve::activation::API_SOCKET_NAMES, &config.path)
+        .map(|fd| open_passed_or_bind(Some(fd), config))
+        .transpose()
+}
+
+fn open_passed_or_bind(
+    passed: Option<RawFd>,
+    config: &SocketConfig,
+) -> Result<OpenedSocket, SocketError> {
+    match passed {
         Some(fd) => Ok(OpenedSocket {
             listener: take_activated(fd, &config.path)?,
             guard: None,
