@@ -22,6 +22,7 @@
 
 use super::api::DaemonApi;
 use super::{block_on, error_line, CommandError, ProfileArgs, SocketArgs};
+use crate::clock::Clock;
 use crate::credentials::render::env_variables;
 use crate::credentials::Credentials;
 use nix::sys::signal::{kill, Signal};
@@ -275,12 +276,10 @@ pub fn next_check_delay(now: SystemTime, daemon_next_refresh: Option<SystemTime>
     }
 }
 
-/// Completes at `deadline` on the wall clock (at once if it has passed).
-async fn sleep_until(deadline: SystemTime) {
-    let wait = deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    tokio::time::sleep(wait).await;
+/// Completes at `deadline` on the wall clock (at once if it has passed), however the clock
+/// gets there: a resume from suspend counts.
+fn sleep_until(deadline: SystemTime) -> crate::clock::Sleep {
+    crate::clock::SystemClock.sleep_until(deadline)
 }
 
 /// Puts the credentials in `cmd`'s environment and removes the competing variables,

@@ -1,5 +1,5 @@
 //! The answers that describe the daemon (`docs/DESIGN.md`, "Socket API"): `/v1/status`
-//! (each channel's summary, the sinks, the clock skew, the counters), `/healthz` and
+//! (each channel's summary, the sinks, the clock skew and the last clock jump, the counters), `/healthz` and
 //! `/v1/consumers`. Built from fields that hold no secret.
 
 use super::{reply, Api, ApiError, Body, Status, JSON, TEXT};
@@ -52,6 +52,18 @@ impl Api {
             skew.filter(|s| s.is_significant())
                 .map(ClockSkew::describe)
                 .into(),
+        );
+        let jump = self.clock.last_jump();
+        status.insert(
+            "clock_jump".into(),
+            jump.map(|jump| {
+                json!({
+                    "noticed_at": format_utc_timestamp(jump.noticed_at),
+                    "forward_seconds": jump.forward_secs,
+                    "description": jump.describe(),
+                })
+            })
+            .into(),
         );
         let m = &*self.metrics;
         // Only the statuses answered so far: `status` prints every counter on one line, and
