@@ -545,6 +545,7 @@ impl Harness {
             last_error: credentials.is_none().then(|| "role removed".to_string()),
             credentials: credentials.cloned().map(Arc::new),
             next_refresh: None,
+            clock_skew: None,
         });
     }
 

@@ -145,6 +145,7 @@ impl World {
             last_refresh: Some(now),
             next_refresh: Some(now + CRED_TTL - Duration::from_secs(3600)),
             last_error: None,
+            clock_skew: None,
         });
         self.audit.send_replace(CredentialState {
             role: Some("arn:aws:iam::222222222222:role/audit".into()),
@@ -157,6 +158,7 @@ impl World {
             last_refresh: Some(now),
             next_refresh: Some(now + Duration::from_secs(2700)),
             last_error: None,
+            clock_skew: None,
         });
     }
 }
@@ -321,6 +323,7 @@ async fn without_credentials_every_credentials_request_is_503_json_with_the_last
         last_refresh: None,
         next_refresh: None,
         last_error: Some("IMDS unreachable: connection refused".into()),
+        clock_skew: None,
     });
     let (_dir, path) = temp_socket();
     let served = Served::start(&w.api, &socket_config(&path), ServerLimits::default());

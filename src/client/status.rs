@@ -101,6 +101,9 @@ pub fn render_status(doc: &Value, now: SystemTime) -> String {
             if let Some(error) = profile["last_error"].as_str() {
                 let _ = write!(line, "; last error: {error}");
             }
+            if let Some(skew) = profile["clock_skew"].as_str() {
+                let _ = write!(line, "; clock skew: {skew}");
+            }
             let _ = writeln!(out, "{line}");
         }
     }

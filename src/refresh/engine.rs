@@ -8,6 +8,7 @@
 //! another (a profile on the instance role) also wakes when that upstream state brings
 //! credentials it has not signed with yet.
 
+use crate::clock::skew::{self, AnswerTimes, SkewVerdict};
 use crate::clock::SharedClock;
 use crate::credentials::Credentials;
 use crate::error_chain;
@@ -28,6 +29,9 @@ pub struct Fetched<D> {
     pub credentials: Credentials,
     /// What only the source's own log needs (the assumed-role ARN STS answered).
     pub detail: D,
+    /// The answer's `Date` and the set's issue time, when the answer gave them: what the
+    /// clock-skew correction judges the set by.
+    pub times: Option<AnswerTimes>,
 }
 
 /// What the engine tells a source to report; each source words its own log lines.
@@ -59,6 +63,9 @@ pub enum Event<'a, D, E> {
     WaitingForUpstream,
     /// The upstream state brought credentials this source has not signed with.
     UpstreamRotated,
+    /// The clock-skew verdict on the sets changed kind (corrected, refused, back within the
+    /// threshold): reported once per change, not per set.
+    ClockSkew(SkewVerdict),
 }
 
 /// Where credential sets come from: IMDS for the instance role, STS for a profile.
@@ -172,6 +179,15 @@ impl Upstream {
     }
 }
 
+/// Judges the set by its answer's `Date` ([`skew::judge`]) and moves its expiry onto the
+/// local clock when the verdict says so.
+fn judge_skew<D>(fetched: &mut Fetched<D>, now: SystemTime) -> Option<SkewVerdict> {
+    let expiration = fetched.credentials.expiration;
+    let verdict = skew::judge(fetched.times?, expiration, now);
+    fetched.credentials.expiration = verdict.local_expiration(expiration);
+    Some(verdict)
+}
+
 /// What ended a sleep.
 enum Woke {
     Deadline,
@@ -248,12 +264,36 @@ impl<S: Source> Engine<S> {
         failures: &mut u32,
     ) -> SystemTime {
         let now = self.clock.now();
-        let admitted =
-            outcome.and_then(|mut fetched| self.source.admit(&mut fetched, now).map(|()| fetched));
+        let admitted = outcome.and_then(|mut fetched| {
+            let verdict = judge_skew(&mut fetched, now);
+            self.source
+                .admit(&mut fetched, now)
+                .map(|()| (fetched, verdict))
+        });
         match admitted {
-            Ok(fetched) => self.accept(fetched, now, failures),
+            Ok((fetched, verdict)) => {
+                self.note_skew(verdict);
+                self.accept(fetched, now, failures)
+            }
             Err(error) => self.reject(error, failures),
         }
+    }
+
+    /// Records the skew verdict on the set about to be published, reporting a change of
+    /// kind (a first verdict within the threshold is no news).
+    fn note_skew(&self, verdict: Option<SkewVerdict>) {
+        let Some(verdict) = verdict else {
+            return;
+        };
+        let previous = self.state.borrow().clock_skew;
+        let news = match previous {
+            Some(previous) => !previous.same_kind(verdict),
+            None => !matches!(verdict, SkewVerdict::Tolerated(_)),
+        };
+        if news {
+            self.source.report(Event::ClockSkew(verdict));
+        }
+        self.state.send_modify(|s| s.clock_skew = Some(verdict));
     }
 
     /// Publishes the set and decides when to ask again.
@@ -437,6 +477,7 @@ mod tests {
                 role: "r".into(),
                 credentials,
                 detail: (),
+                times: None,
             })
         }
 
