@@ -193,7 +193,14 @@ enum Woke {
     Deadline,
     Upstream,
     Stop,
+    /// Time to check in with the heartbeat again (see [`CHECK_IN_EVERY`]).
+    CheckIn,
 }
+
+/// A sleeping engine checks in with its heartbeat at least this often (monotonic time), with
+/// how far its wake-up is then: a step back of the wall clock moves the wake-up later, and
+/// must not make the refresher look hung to the watchdog.
+const CHECK_IN_EVERY: Duration = crate::clock::wall::RECHECK;
 
 /// Keeps one source's set fresh on its state channel.
 pub struct Engine<S: Source> {
@@ -389,14 +396,22 @@ impl<S: Source> Engine<S> {
                     }
                 };
                 let upstream = self.source.upstream_rotated(wake_at.is_none());
+                let check_in = async {
+                    match self.heartbeat {
+                        Some(_) => tokio::time::sleep(CHECK_IN_EVERY).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => Woke::Stop,
                     _ = deadline => Woke::Deadline,
                     _ = upstream => Woke::Upstream,
+                    _ = check_in => Woke::CheckIn,
                 }
             };
             match (woke, next) {
                 (Woke::Stop, _) => return false,
+                (Woke::CheckIn, _) => {}
                 (Woke::Upstream, _) => {
                     self.source.report(Event::UpstreamRotated);
                     return true;
@@ -523,6 +538,15 @@ mod tests {
             answers: Vec<Result<Credentials, Refused>>,
             upstream: Option<StateReceiver>,
         ) -> Self {
+            Self::start_with_heartbeat(clock, answers, upstream, None)
+        }
+
+        fn start_with_heartbeat(
+            clock: ManualClock,
+            answers: Vec<Result<Credentials, Refused>>,
+            upstream: Option<StateReceiver>,
+            heartbeat: Option<Heartbeat>,
+        ) -> Self {
             let shared: SharedClock = Arc::new(clock.clone());
             let signed = Arc::new(Mutex::new(Vec::new()));
             let source = Scripted {
@@ -533,7 +557,8 @@ mod tests {
             let (sender, state) = state_channel();
             let metrics = Arc::new(Metrics::default());
             let policy = RefreshPolicy::from(&crate::config::RefreshConfig::default());
-            let engine = Engine::new(source, shared, policy, sender, metrics.clone());
+            let mut engine = Engine::new(source, shared, policy, sender, metrics.clone());
+            engine.heartbeat = heartbeat;
             let stop = CancellationToken::new();
             tokio::spawn(engine.run(stop.clone()));
             Running {
@@ -643,5 +668,26 @@ mod tests {
         })
         .await;
         assert_eq!(*run.signed.lock().unwrap(), ["KEY1", "KEY2"]);
+    }
+
+    /// A step back of the wall clock makes the sleep until the next refresh two hours
+    /// longer than the engine said when it checked in; it keeps checking in while it
+    /// sleeps, so the watchdog does not take it for hung.
+    #[tokio::test(start_paused = true)]
+    async fn a_step_back_does_not_make_the_sleeping_engine_look_hung() {
+        let clock = ManualClock::starting_now();
+        let t0 = clock.now();
+        let heartbeat = Heartbeat::new(MIN);
+        let answers = vec![Ok(credentials("KEY1", t0 + 6 * HOUR))];
+        let mut run = Running::start_with_heartbeat(clock, answers, None, Some(heartbeat.clone()));
+        run.until("the first set", |s| s.credentials.is_some())
+            .await;
+        run.clock.jump_back(2 * HOUR);
+        // Past the hour the engine promised before the step, plus the allowance.
+        for _ in 0..8 {
+            tokio::time::sleep(10 * MIN).await;
+            assert!(!heartbeat.is_overdue(), "overdue while sleeping");
+        }
+        assert_eq!(run.key().as_deref(), Some("KEY1"));
     }
 }
