@@ -16,7 +16,7 @@
 //! Each test asserts what clients see within 60 s of the jump: the socket's answer, the
 //! `[[file]]` and `[[env]]` files, `imds-credd status`; and prints the time from the jump to
 //! the new set in each sink (`cargo test --test clock_jumps -- --nocapture`).
-
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
 mod common;

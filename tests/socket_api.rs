@@ -2,6 +2,8 @@
 //! checks, the socket file's life (mode, group, stale, refusals, removal), systemd
 //! activation in a child process, and the limits that keep hostile clients from starving
 //! good ones. Every test ends by scanning the captured logs for the secrets.
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]

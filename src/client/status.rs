@@ -3,6 +3,7 @@
 //! check reads from the exit code: whether the daemon holds valid credentials.
 
 use super::{block_on, print_stdout, CommandError, SocketArgs};
+use crate::clock::{Clock, SystemClock};
 use crate::credentials::parse_utc_timestamp;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -30,7 +31,7 @@ pub struct StatusArgs {
 pub fn run(args: &StatusArgs) -> Result<Verdict, CommandError> {
     block_on(async {
         let (doc, text) = args.socket.api().status().await?;
-        let now = SystemTime::now();
+        let now = SystemClock.now();
         let shown = if args.json {
             format!("{}\n", text.trim_end())
         } else {

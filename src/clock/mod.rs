@@ -6,6 +6,9 @@
 //! jump (a resume from suspend, an NTP step): see [`wall`] for how the real clock notices,
 //! [`jump`] for how a jump is measured, `docs/clocks.md` for what operators see.
 
+// The one place that reads the system clocks and sleeps on tokio's timer (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

@@ -398,6 +398,8 @@ impl<S: Source> Engine<S> {
                 let upstream = self.source.upstream_rotated(wake_at.is_none());
                 let check_in = async {
                     match self.heartbeat {
+                        // Monotonic: the heartbeat counts monotonic time.
+                        #[allow(clippy::disallowed_methods)]
                         Some(_) => tokio::time::sleep(CHECK_IN_EVERY).await,
                         None => std::future::pending().await,
                     }
