@@ -4,6 +4,7 @@
 //! simulator in the same run. `cargo bench --bench credential_process` (release build).
 //!
 //! Environment: `BENCH_CALLS` (default 200) and `BENCH_PYTHON_CALLS` (default 20).
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 
 #[cfg(target_os = "linux")]
 #[path = "credential_process/linux.rs"]

@@ -13,6 +13,7 @@
 //! `cargo bench --bench daemon_process` (`DAEMON_BENCH_STARTS`: spawns timed, default 11;
 //! `DAEMON_BENCH_SECONDS`: length of one load run, default 1; `DAEMON_BENCH_ROUNDS`: runs per
 //! server and concurrency, default 3).
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 
 #[cfg(target_os = "linux")]
 #[path = "daemon_process/linux.rs"]

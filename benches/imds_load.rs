@@ -5,6 +5,7 @@
 //! simulator, which sees every request.
 //!
 //! `cargo bench --bench imds_load` (`IMDS_BENCH_CLIENTS`, default 1000).
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 
 #[cfg(target_os = "linux")]
 #[path = "imds_load/linux.rs"]

@@ -6,6 +6,7 @@
 //! rotation or per request).
 //!
 //! `cargo bench --bench rotation_soak` (`ROTATION_SOAK_SECONDS`, default 120).
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 
 #[cfg(target_os = "linux")]
 #[path = "rotation_soak/linux.rs"]

@@ -8,6 +8,7 @@
 //!
 //! `cargo bench --bench socket_load` (`SOCKET_BENCH_SECONDS`: length of one run, default 1;
 //! `SOCKET_BENCH_ROUNDS`: runs per server and concurrency, default 5).
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 
 #[cfg(target_os = "linux")]
 #[path = "socket_load/linux.rs"]

@@ -53,6 +53,8 @@ where
                 let delay =
                     ceiling(policy.base_delay, policy.max_delay, number).mul_f64(fastrand::f64());
                 tracing::debug!(what, attempt = number, ?delay, %error, "failed; retrying");
+                // Monotonic: a retry delay is a length of time, not a deadline.
+                #[allow(clippy::disallowed_methods)]
                 tokio::time::sleep(delay).await;
                 number += 1;
             }

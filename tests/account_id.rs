@@ -2,6 +2,8 @@
 //! path and against one that answers it 404 as older IMDS does (then `iam/info` names the
 //! account), for the instance role and for an `[[assume]]` profile, and boto3 and the AWS
 //! CLI from `target/pyenv` read it. The daemon and the client commands are child processes.
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]

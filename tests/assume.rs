@@ -2,6 +2,8 @@
 //! loopback STS that verifies every SigV4 signature with the instance credentials the
 //! simulator issued, all on one manual clock. Every test ends with a scan of the trace
 //! logs for the instance secrets and the STS-issued secrets.
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]

@@ -6,6 +6,8 @@
 //! moto checks no signature (the loopback STS in `tests/assume.rs` does); this test proves
 //! the TLS path, the request format and the XML parsing against an independent
 //! implementation.
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]

@@ -2,6 +2,8 @@
 //! credentials through the client commands of a running daemon, and sign a request to a
 //! loopback STS stand-in with exactly the set the IMDS simulator issued: the access key id
 //! and session token from the headers, the secret key by checking the SigV4 signature.
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]

@@ -1,6 +1,8 @@
 //! The client commands (`credential-process`, `env`, `status`, `exec`) as real child
 //! processes against the real daemon (`imds-credd run`, a child too) serving its socket,
 //! with the IMDS simulator in this process issuing the credentials.
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]

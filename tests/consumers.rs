@@ -4,6 +4,8 @@
 //! real processes of other uids (`setpriv --reuid`), as on a shared host. The daemon runs
 //! as root in the first test (so it may read every `/proc` entry) and as its unit runs it
 //! in the others (an unprivileged uid with the unit's capabilities, [`common::as_unit`]).
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(target_os = "linux")]

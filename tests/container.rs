@@ -2,6 +2,7 @@
 //! (and a loopback STS for a profile), requests over real TCP on 127.0.0.1, the token file
 //! on disk, and boto3 as the real SDK client signing for a recorder that checks SigV4. Every
 //! test ends by scanning the trace logs for the issued secrets and the container token.
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
 mod common;

@@ -4,6 +4,7 @@
 //! holder nor fills the log, and a port taken first never stops the daemon. These need
 //! root and setpriv: skipped with one line elsewhere, a failure in CI. Also the defence
 //! against a taken port, systemd holding it: passed sockets are taken by name.
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
 mod common;

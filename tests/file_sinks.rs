@@ -2,6 +2,8 @@
 //! under concurrent readers, modes and owners, refusal of links and foreign files, the sink
 //! task end to end (publish, rotate, withdraw, expire, fail and recover), and the AWS CLI,
 //! boto3 and a shell signing requests with exactly the credentials we wrote.
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]
@@ -545,6 +547,7 @@ impl Harness {
             last_error: credentials.is_none().then(|| "role removed".to_string()),
             credentials: credentials.cloned().map(Arc::new),
             next_refresh: None,
+            clock_skew: None,
         });
     }
 

@@ -3,6 +3,8 @@
 //! delivered to the process a pid file names, and bad pid files refused (what they hold,
 //! who owns them, who may write them, what they are). The same attacks against the daemon
 //! binary run as the unit runs it are in `local_attacker.rs`.
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]

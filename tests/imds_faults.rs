@@ -3,6 +3,8 @@
 //! and env files on disk, `imds-credd status`), and that it recovers. Every test runs the
 //! real HTTP client against the simulator on loopback and ends with a scan of everything
 //! logged (at trace level) for secrets.
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]

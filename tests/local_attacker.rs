@@ -4,6 +4,7 @@
 //! that would inherit capabilities or read the daemon's memory, hard links and links in a
 //! sink's folder path. Each test asserts what the attacker got (nothing) and what the other
 //! clients still see: credentials served and written, refusals named in `status`.
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
 mod common;

@@ -1,6 +1,7 @@
 //! `Type=notify` seen from systemd's side of `NOTIFY_SOCKET`, with the real daemon: READY=1
 //! with a STATUS= line after the first refresh, WATCHDOG=1 at half of `WATCHDOG_USEC` while
 //! the refresher checks in, STOPPING=1 on SIGTERM.
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
 mod common;

@@ -7,6 +7,8 @@
 //!
 //! Every check runs the real tools. A test whose tool is missing on this machine prints
 //! one `SKIPPED` line and returns, except in CI, where it fails (`common::require`).
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]

@@ -1,6 +1,7 @@
 //! Readiness with a socket held across starts (as `imds-credd.socket` holds it): the request
 //! that starts the daemon waits for the first refresh instead of getting `503`, and a
 //! restart while a client loops on the socket loses no request.
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
 mod common;

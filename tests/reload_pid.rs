@@ -1,6 +1,7 @@
 //! `check-config --reload-pid PID` (the unit's `ExecReload=`): a valid configuration makes
 //! the binary send SIGHUP to the daemon itself, so `systemctl reload` needs no `kill`
 //! binary; an invalid one is refused and the daemon is not signalled.
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
 mod common;

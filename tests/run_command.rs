@@ -1,5 +1,7 @@
 //! `imds-credd run` and `check-config` as real child processes: start-up against the
 //! simulator, a clean stop on SIGTERM, and the exit codes and messages for bad input.
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]

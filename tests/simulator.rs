@@ -1,6 +1,8 @@
 //! The IMDS simulator, driven over real HTTP (the daemon's own client stack): it must
 //! behave like IMDSv2 where a client can tell, and each injected fault must have exactly
 //! its described effect.
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]

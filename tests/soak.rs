@@ -6,6 +6,7 @@
 //! issued, and not older than the refresh policy allows. One run has random faults on 20%
 //! of requests; a fault-free run counts IMDS requests per refresh. Both end with a scan of
 //! every trace-level log line for secrets.
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(unix)]
 
 mod common;

@@ -7,6 +7,7 @@
 //!
 //! Latencies are printed, not asserted (the machine is shared); the only time bound is
 //! that every good request is answered within [`ANSWER_BOUND`].
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
 mod common;

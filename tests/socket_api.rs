@@ -2,6 +2,8 @@
 //! checks, the socket file's life (mode, group, stale, refusals, removal), systemd
 //! activation in a child process, and the limits that keep hostile clients from starving
 //! good ones. Every test ends by scanning the captured logs for the secrets.
+#![allow(clippy::disallowed_methods)]
+// Tests and benches time real processes and servers.
 // These tests drive the Linux build (unix socket, signals, file modes); the Windows
 // build is checked by `windows_wine.rs`.
 #![cfg(unix)]
@@ -145,6 +147,7 @@ impl World {
             last_refresh: Some(now),
             next_refresh: Some(now + CRED_TTL - Duration::from_secs(3600)),
             last_error: None,
+            clock_skew: None,
         });
         self.audit.send_replace(CredentialState {
             role: Some("arn:aws:iam::222222222222:role/audit".into()),
@@ -157,6 +160,7 @@ impl World {
             last_refresh: Some(now),
             next_refresh: Some(now + Duration::from_secs(2700)),
             last_error: None,
+            clock_skew: None,
         });
     }
 }
@@ -321,6 +325,7 @@ async fn without_credentials_every_credentials_request_is_503_json_with_the_last
         last_refresh: None,
         next_refresh: None,
         last_error: Some("IMDS unreachable: connection refused".into()),
+        clock_skew: None,
     });
     let (_dir, path) = temp_socket();
     let served = Served::start(&w.api, &socket_config(&path), ServerLimits::default());

@@ -1,6 +1,7 @@
 //! Never silently dead: a daemon task that ends or panics takes the process down with a
 //! non-zero exit at once (so `Restart=on-failure` acts), naming the task and never quoting
 //! the panic message; and the answer that used to panic the refresher no longer does.
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
 mod common;

@@ -11,6 +11,7 @@
 //! Needs root, `debootstrap` and `systemd-nspawn` (`.ci/run` installs them) and, the first
 //! time, network to deb.debian.org (about a minute). Without them it says why in one line
 //! and passes, except in CI (`CI` set), where that is a failure.
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
 mod common;

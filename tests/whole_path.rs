@@ -3,6 +3,7 @@
 //! INI and shell syntax, wrong JSON types, odd timestamps, truncation) — through validation
 //! and every renderer, without a panic and without a secret in non-secret output. The same
 //! file drives the cargo-fuzz target `whole_path`.
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
 #[path = "support/whole_path.rs"]

@@ -9,6 +9,7 @@
 //!
 //! wine 8 lacks `bcryptprimitives.dll`, which Rust's std imports on Windows; the test builds
 //! the test-only shim `support/bcryptprimitives-shim.c` next to the .exe.
+#![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
 mod common;

@@ -103,6 +103,7 @@ fn api_with_credentials() -> Api {
         last_refresh: Some(now),
         next_refresh: Some(now + Duration::from_secs(5 * 3600)),
         last_error: None,
+        clock_skew: None,
     });
     // The receiver keeps the last value after the sender is gone.
     drop(sender);

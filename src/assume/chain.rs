@@ -15,6 +15,7 @@
 use super::sts::{
     parse_endpoint, regional_endpoint, AssumeRoleParams, StsClient, StsError, StsTarget,
 };
+use crate::clock::skew::AnswerTimes;
 use crate::clock::SharedClock;
 use crate::config::sts_limits::{default_session_name, is_region_name};
 use crate::config::AssumeConfig;
@@ -157,8 +158,15 @@ impl Source for AssumedProfile {
             profile: self.config.profile.clone(),
             cause,
         })?;
+        // STS gives no issue time; a session starts `duration` before its `Expiration` (or
+        // later, when the role caps it shorter).
+        let issued = assumed
+            .credentials
+            .expiration
+            .checked_sub(self.config.duration);
         Ok(Fetched {
             role: self.config.role_arn.clone(),
+            times: assumed.date.map(|date| AnswerTimes { date, issued }),
             credentials: assumed.credentials,
             detail: assumed.assumed_role_arn,
         })
@@ -228,6 +236,13 @@ impl Source for AssumedProfile {
                 profile,
                 "instance-role credentials rotated; assuming the role again"
             ),
+            Event::ClockSkew(verdict) => match verdict.describe("STS") {
+                Some(said) => tracing::warn!(profile, "clock skew: {said}"),
+                None => tracing::info!(
+                    profile,
+                    "clock skew against STS is back within the threshold"
+                ),
+            },
             // The role is the configured ARN; a short session is the operator's choice.
             Event::RoleChanged { .. } | Event::TooShort(_) => {}
         }

@@ -98,6 +98,8 @@ impl DaemonApi {
             "imds-credd: the daemon is rate-limiting this user (429, socket.rate_limit); retrying once in {}",
             humantime::format_duration(wait)
         );
+        // Monotonic: the daemon's Retry-After is a length of time.
+        #[allow(clippy::disallowed_methods)]
         tokio::time::sleep(wait).await;
         Ok(self.socket.get(path).await?)
     }

@@ -7,7 +7,7 @@ use super::api::ClientError;
 use super::imds_fallback::instance_role_credentials;
 use super::socket_client::SocketError;
 use super::{block_on, print_stdout, CommandError, ProfileArgs, SocketArgs};
-use std::time::SystemTime;
+use crate::clock::{Clock, SystemClock};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CredentialProcessArgs {
@@ -25,7 +25,7 @@ pub struct CredentialProcessArgs {
 /// Runs the command: the document on stdout, or why there is none.
 pub fn run(args: &CredentialProcessArgs) -> Result<(), CommandError> {
     block_on(async {
-        let now = SystemTime::now();
+        let now = SystemClock.now();
         let api = args.socket.api();
         let creds = match api.credentials(args.profile.profile.as_deref(), now).await {
             Ok(creds) => creds,

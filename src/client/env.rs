@@ -2,8 +2,8 @@
 //! shell that reads them (`eval "$(imds-credd env)"`), quoted by [`crate::credentials::render`].
 
 use super::{block_on, print_stdout, CommandError, ProfileArgs, SocketArgs};
+use crate::clock::{Clock, SystemClock};
 use crate::credentials::render::{render_env, EnvSyntax};
-use std::time::SystemTime;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EnvArgs {
@@ -24,7 +24,7 @@ pub fn run(args: &EnvArgs) -> Result<(), CommandError> {
         let creds = args
             .socket
             .api()
-            .credentials(args.profile.profile.as_deref(), SystemTime::now())
+            .credentials(args.profile.profile.as_deref(), SystemClock.now())
             .await?;
         print_stdout(&render_env(&creds, args.format))
     })

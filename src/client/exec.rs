@@ -22,6 +22,7 @@
 
 use super::api::DaemonApi;
 use super::{block_on, error_line, CommandError, ProfileArgs, SocketArgs};
+use crate::clock::{Clock, SystemClock};
 use crate::credentials::render::env_variables;
 use crate::credentials::Credentials;
 use nix::sys::signal::{kill, Signal};
@@ -176,13 +177,13 @@ pub fn run(args: &ExecArgs) -> Result<ExitStatus, CommandError> {
 async fn supervise(args: &ExecArgs) -> Result<ExitStatus, CommandError> {
     let api = args.socket.api();
     let profile = args.profile.profile.as_deref();
-    let mut creds = api.credentials(profile, SystemTime::now()).await?;
+    let mut creds = api.credentials(profile, SystemClock.now()).await?;
     // Handlers go in before CMD starts, so no signal between the two is lost.
     let mut signals = ForwardedSignals::install().map_err(ExecError::Signals)?;
     let mut child = start(&args.command, &creds)?;
     let polling = args.on_rotation != OnRotation::None;
     // The first check at once: it learns when the daemon will next refresh.
-    let mut next_check = SystemTime::now();
+    let mut next_check = SystemClock.now();
     let mut expiry_warned = false;
     let mut poll_problem: Option<String> = None;
     loop {
@@ -191,7 +192,7 @@ async fn supervise(args: &ExecArgs) -> Result<ExitStatus, CommandError> {
             status = child.wait() => return Ok(status.map_err(ExecError::Wait)?),
             sig = signals.recv() => forward(&child, sig),
             () = sleep_until(next_check), if polling => {
-                let now = SystemTime::now();
+                let now = SystemClock.now();
                 match check(&api, profile, now).await {
                     Ok((fresh, next_refresh)) => {
                         poll_problem = None;
@@ -275,12 +276,10 @@ pub fn next_check_delay(now: SystemTime, daemon_next_refresh: Option<SystemTime>
     }
 }
 
-/// Completes at `deadline` on the wall clock (at once if it has passed).
-async fn sleep_until(deadline: SystemTime) {
-    let wait = deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    tokio::time::sleep(wait).await;
+/// Completes at `deadline` on the wall clock (at once if it has passed), however the clock
+/// gets there: a resume from suspend counts.
+fn sleep_until(deadline: SystemTime) -> crate::clock::Sleep {
+    SystemClock.sleep_until(deadline)
 }
 
 /// Puts the credentials in `cmd`'s environment and removes the competing variables,
@@ -310,6 +309,8 @@ async fn stop(
     grace: Duration,
 ) -> Option<ExitStatus> {
     forward(child, Signal::SIGTERM);
+    // Monotonic: the restart grace is a length of time.
+    #[allow(clippy::disallowed_methods)]
     let kill_at = tokio::time::sleep(grace);
     tokio::pin!(kill_at);
     let mut killed = false;

@@ -156,6 +156,8 @@ async fn connect(path: &Path) -> io::Result<tokio::net::windows::named_pipe::Nam
     loop {
         match ClientOptions::new().open(path) {
             Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) => {
+                // Monotonic: a short pause before trying the busy pipe again.
+                #[allow(clippy::disallowed_methods)]
                 tokio::time::sleep(Duration::from_millis(20)).await
             }
             opened => return opened,

@@ -3,6 +3,7 @@
 //! check reads from the exit code: whether the daemon holds valid credentials.
 
 use super::{block_on, print_stdout, CommandError, SocketArgs};
+use crate::clock::{Clock, SystemClock};
 use crate::credentials::parse_utc_timestamp;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -30,7 +31,7 @@ pub struct StatusArgs {
 pub fn run(args: &StatusArgs) -> Result<Verdict, CommandError> {
     block_on(async {
         let (doc, text) = args.socket.api().status().await?;
-        let now = SystemTime::now();
+        let now = SystemClock.now();
         let shown = if args.json {
             format!("{}\n", text.trim_end())
         } else {
@@ -80,6 +81,13 @@ pub fn render_status(doc: &Value, now: SystemTime) -> String {
     if let Some(warning) = doc["clock_skew_warning"].as_str() {
         let _ = writeln!(out, "clock skew:    WARNING {warning}");
     }
+    if let Some(jump) = doc["clock_jump"]["description"].as_str() {
+        let _ = writeln!(
+            out,
+            "clock jump:    {jump}, noticed {}",
+            when(&doc["clock_jump"], "noticed_at", now)
+        );
+    }
     if let Some(profiles) = doc["profiles"].as_object().filter(|p| !p.is_empty()) {
         let _ = writeln!(out, "profiles:");
         for (name, profile) in profiles {
@@ -93,6 +101,9 @@ pub fn render_status(doc: &Value, now: SystemTime) -> String {
             }
             if let Some(error) = profile["last_error"].as_str() {
                 let _ = write!(line, "; last error: {error}");
+            }
+            if let Some(skew) = profile["clock_skew"].as_str() {
+                let _ = write!(line, "; clock skew: {skew}");
             }
             let _ = writeln!(out, "{line}");
         }
@@ -114,20 +125,28 @@ pub fn render_status(doc: &Value, now: SystemTime) -> String {
     out
 }
 
-/// `valid, expire in 4h 12m (…)`, `EXPIRED 8m ago (…)` or `NONE`.
+/// `valid, expire in 4h 12m (…)`, `EXPIRED 8m ago (…)` or `NONE`, on the daemon's clock
+/// (`expires_in_seconds`, `credentials_valid`) where it says: this process's clock may
+/// disagree with the daemon's (a client outside the daemon's time namespace, or run in
+/// the moment after a jump).
 fn credentials_state(doc: &Value, now: SystemTime) -> String {
-    match timestamp(doc, "expiration") {
-        Some(at) if at > now => format!(
-            "valid, expire {} ({})",
-            relative(at, now),
-            text(doc, "expiration")
-        ),
-        Some(at) => format!(
-            "EXPIRED {} ({})",
-            relative(at, now),
-            text(doc, "expiration")
-        ),
-        None => "NONE".to_string(),
+    let Some(at) = timestamp(doc, "expiration") else {
+        return "NONE".to_string();
+    };
+    let left_secs =
+        doc["expires_in_seconds"]
+            .as_i64()
+            .unwrap_or_else(|| match at.duration_since(now) {
+                Ok(left) => left.as_secs() as i64,
+                Err(past) => -(past.duration().as_secs() as i64),
+            });
+    let words = in_words(Duration::from_secs(left_secs.unsigned_abs()));
+    let expiration = text(doc, "expiration");
+    let valid = doc["credentials_valid"].as_bool().unwrap_or(left_secs > 0);
+    match (valid, left_secs > 0) {
+        (true, true) => format!("valid, expire in {words} ({expiration})"),
+        (_, false) => format!("EXPIRED {words} ago ({expiration})"),
+        (false, true) => format!("EXPIRED ({expiration})"),
     }
 }
 
@@ -298,9 +317,34 @@ counters:      imds_get_requests=12 imds_token_requests=3 socket_requests.200=40
     fn expired_credentials_are_not_healthy() {
         let mut doc = healthy_doc();
         doc["expiration"] = Value::from("2026-11-23T04:40:00Z");
+        doc["expires_in_seconds"] = Value::from(-480);
         assert!(!holds_valid_credentials(&doc, now()));
         let shown = render_status(&doc, now());
         assert!(shown.contains("credentials:   EXPIRED 8m ago"), "{shown}");
+    }
+
+    /// The daemon's wall clock jumped 3 h (a resume) and this process's did not: the set
+    /// is expired on the daemon's clock, and `status` says so rather than "valid, expire in
+    /// 4h 12m" from its own clock. The jump is shown too.
+    #[test]
+    fn validity_is_judged_on_the_daemons_clock_and_a_jump_is_shown() {
+        let mut doc = healthy_doc();
+        doc["credentials_valid"] = Value::Bool(false);
+        doc["expires_in_seconds"] = Value::from(-3 * 3600 - 120);
+        doc["clock_jump"] = serde_json::json!({
+            "noticed_at": "2026-11-23T04:45:00Z",
+            "forward_seconds": 10800,
+            "description": "the wall clock jumped 3h forward (a resume from suspend or hibernation, or a clock step)",
+        });
+        let shown = render_status(&doc, now());
+        assert!(
+            shown.contains("credentials:   EXPIRED 3h 2m ago (2026-11-23T09:00:30Z)\n"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("clock jump:    the wall clock jumped 3h forward (a resume from suspend or hibernation, or a clock step), noticed 3m ago\n"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! [`ManualClock`]: time that moves only when a test says so. Test machinery, built with the
+//! [`ManualClock`]: time that moves only when a test says so, running (wall and monotonic
+//! time together) or jumping (wall time alone, as across a suspend or a clock step). Test machinery, built with the
 //! `test-util` feature only (see `docs/ARCHITECTURE.md`): the daemon itself always runs on
 //! [`super::SystemClock`].
 
+use super::jump::ClockJump;
 use super::{Clock, Sleep};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -13,6 +15,7 @@ use tokio::sync::watch;
 pub struct ManualClock {
     now: Arc<Mutex<SystemTime>>,
     ticks: watch::Sender<SystemTime>,
+    last_jump: Arc<Mutex<Option<ClockJump>>>,
 }
 
 impl ManualClock {
@@ -22,6 +25,7 @@ impl ManualClock {
         ManualClock {
             now: Arc::new(Mutex::new(start)),
             ticks,
+            last_jump: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -40,6 +44,31 @@ impl ManualClock {
         *now += by;
         self.ticks.send_replace(*now);
     }
+
+    /// Jumps wall time forward by `by` while no monotonic time passes (a resume from
+    /// hibernation): wakes the sleepers it gets past their deadline and records the jump as
+    /// the real clock's watcher would.
+    pub fn jump_forward(&self, by: Duration) {
+        self.advance(by);
+        self.record_jump(by.as_secs() as i64);
+    }
+
+    /// Steps wall time back by `by` (an NTP step): no sleeper wakes, since none is nearer
+    /// its deadline; the jump is recorded.
+    pub fn jump_back(&self, by: Duration) {
+        let mut now = self.now.lock().expect("clock lock");
+        *now -= by;
+        self.ticks.send_replace(*now);
+        drop(now);
+        self.record_jump(-(by.as_secs() as i64));
+    }
+
+    fn record_jump(&self, forward_secs: i64) {
+        *self.last_jump.lock().expect("clock lock") = Some(ClockJump {
+            noticed_at: self.now(),
+            forward_secs,
+        });
+    }
 }
 
 impl Clock for ManualClock {
@@ -53,6 +82,10 @@ impl Clock for ManualClock {
             // The sender lives as long as the clock; if it is gone, nothing can wake us.
             let _ = ticks.wait_for(|now| *now >= deadline).await;
         })
+    }
+
+    fn last_jump(&self) -> Option<ClockJump> {
+        *self.last_jump.lock().expect("clock lock")
     }
 }
 
@@ -73,5 +106,26 @@ mod tests {
             .await
             .expect("sleeper woke")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_jump_back_wakes_no_sleeper_and_both_jumps_are_recorded() {
+        let clock = ManualClock::starting_now();
+        let t0 = clock.now();
+        let sleeper = tokio::spawn(clock.sleep_until(t0 + Duration::from_secs(60)));
+        clock.jump_back(Duration::from_secs(3600));
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished());
+        assert_eq!(clock.last_jump().unwrap().forward_secs, -3600);
+        clock.jump_forward(Duration::from_secs(3 * 3600));
+        tokio::time::timeout(Duration::from_secs(5), sleeper)
+            .await
+            .expect("sleeper woke")
+            .unwrap();
+        let jump = clock.last_jump().unwrap();
+        assert_eq!(
+            (jump.forward_secs, jump.noticed_at),
+            (10_800, t0 + Duration::from_secs(7200))
+        );
     }
 }

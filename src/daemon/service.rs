@@ -116,6 +116,8 @@ pub fn uninstall() -> Result<(), ServiceError> {
     let status = service.query_status().map_err(manager_error("query"))?;
     if status.current_state != ServiceState::Stopped {
         service.stop().map_err(manager_error("stop"))?;
+        // Monotonic: how long the service may take to stop, whatever the wall clock does.
+        #[allow(clippy::disallowed_methods)]
         let deadline = std::time::Instant::now() + STOP_WAIT;
         while service
             .query_status()
@@ -123,6 +125,7 @@ pub fn uninstall() -> Result<(), ServiceError> {
             .current_state
             != ServiceState::Stopped
         {
+            #[allow(clippy::disallowed_methods)] // Monotonic, as `deadline`.
             if std::time::Instant::now() > deadline {
                 return Err(ServiceError::StopTimeout);
             }

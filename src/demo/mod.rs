@@ -90,6 +90,8 @@ async fn run_demo(folder: &Path, run_for: Option<Duration>) -> Result<(), DemoEr
     };
     let stop = async {
         match run_for {
+            // Monotonic: `--run-for` is a length of time.
+            #[allow(clippy::disallowed_methods)]
             Some(d) => tokio::time::sleep(d).await,
             None => crate::daemon::wait_for_stop_signal().await,
         }

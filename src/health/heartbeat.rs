@@ -4,8 +4,9 @@
 //!
 //! On every turn of its loop the refresher says how long it will be away: the fetch
 //! allowance while it asks IMDS, its sleep until the next wake-up otherwise. Past that plus
-//! the allowance it is overdue. Monotonic time: a wall-clock step (NTP) changes when the
-//! refresher's deadline is, not how long its sleep lasts, and must not look like a hang.
+//! the allowance it is overdue. Monotonic time: a wall-clock step (NTP) moves the
+//! refresher's wall-clock wake-up, and must not look like a hang, so a sleeping refresher
+//! checks in again at least every 30 s with how far its wake-up is then.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -10,20 +10,19 @@ use super::paths::{
 use super::token::{granted_ttl, Session};
 use super::ImdsError;
 use crate::backoff::{retry, RetryPolicy};
-use crate::clock::skew::{parse_date, ClockSkew};
+use crate::clock::skew::{date_header, AnswerTimes, ClockSkew};
 use crate::clock::SharedClock;
 use crate::credentials::secret::Secret;
-use crate::credentials::Credentials;
+use crate::credentials::{parse_utc_timestamp, Credentials};
 use crate::error_chain;
 use crate::health::metrics::Metrics;
 use crate::http_client::{Answer, HttpClient, HttpError, Limits};
 use bytes::Bytes;
-use http::header::{HeaderValue, DATE};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
@@ -31,6 +30,21 @@ use zeroize::Zeroizing;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// After falling back to IMDSv1, try IMDSv2 again this much later.
 const V1_FALLBACK_PERIOD: Duration = Duration::from_secs(300);
+
+/// An answer's body and the time its `Date` header gives.
+type DatedBody = (Zeroizing<Vec<u8>>, Option<SystemTime>);
+
+/// A credentials document's `LastUpdated`, when it has a readable one. Only that field is
+/// read: the secrets in the document are skipped, not copied.
+fn last_updated(body: &[u8]) -> Option<SystemTime> {
+    #[derive(serde::Deserialize)]
+    struct Issued {
+        #[serde(rename = "LastUpdated")]
+        last_updated: Option<String>,
+    }
+    let issued: Issued = serde_json::from_slice(body).ok()?;
+    parse_utc_timestamp(&issued.last_updated?)
+}
 
 /// Everything the client needs to know, resolved from config and environment.
 #[derive(Debug, Clone)]
@@ -111,26 +125,39 @@ impl ImdsClient {
     /// role (404). The extended path first, the legacy one after a 404 there (see
     /// [`super::account`]).
     pub async fn role_credentials(&self, role: &str) -> Result<Option<Credentials>, ImdsError> {
+        Ok(self
+            .dated_role_credentials(role)
+            .await?
+            .map(|(credentials, _)| credentials))
+    }
+
+    /// [`ImdsClient::role_credentials`], with the answer's `Date` and the set's
+    /// `LastUpdated`, which the refresher judges the clock skew by
+    /// ([`crate::clock::skew::judge`]).
+    pub async fn dated_role_credentials(
+        &self,
+        role: &str,
+    ) -> Result<Option<(Credentials, Option<AnswerTimes>)>, ImdsError> {
         let legacy = format!("{ROLE_LIST_PATH}{role}");
-        let body = if self.account.try_extended(self.clock.now()) {
-            match self.get(&format!("{EXTENDED_PATH}{role}")).await? {
-                Some(body) => Some(body),
+        let answer = if self.account.try_extended(self.clock.now()) {
+            match self.get_dated(&format!("{EXTENDED_PATH}{role}")).await? {
+                Some(answer) => Some(answer),
                 None => {
-                    let body = self.get(&legacy).await?;
-                    if body.is_some() {
+                    let answer = self.get_dated(&legacy).await?;
+                    if answer.is_some() {
                         tracing::info!(
                             "IMDS has no security-credentials-extended path (an older IMDS); \
                              using the legacy path and iam/info for the account id for a day"
                         );
                         self.account.extended_missing(self.clock.now());
                     }
-                    body
+                    answer
                 }
             }
         } else {
-            self.get(&legacy).await?
+            self.get_dated(&legacy).await?
         };
-        let Some(body) = body else {
+        let Some((body, date)) = answer else {
             return Ok(None);
         };
         let mut credentials =
@@ -138,10 +165,14 @@ impl ImdsClient {
                 role: role.to_string(),
                 source,
             })?;
+        let times = date.map(|date| AnswerTimes {
+            date,
+            issued: last_updated(&body),
+        });
         if credentials.account_id.is_none() {
             credentials.account_id = self.profile_account().await;
         }
-        Ok(Some(credentials))
+        Ok(Some((credentials, times)))
     }
 
     /// The account of the instance profile (`iam/info`), read once. The credentials do not
@@ -172,12 +203,17 @@ impl ImdsClient {
 
     /// GETs `path` with retries; `Ok(None)` for 404.
     pub async fn get(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ImdsError> {
+        Ok(self.get_dated(path).await?.map(|(body, _)| body))
+    }
+
+    /// [`ImdsClient::get`], with the time the answer's `Date` header gives.
+    async fn get_dated(&self, path: &str) -> Result<Option<DatedBody>, ImdsError> {
         let retryable = ImdsError::is_retryable;
         retry(self.settings.retry, path, retryable, || self.get_once(path)).await
     }
 
     /// One GET, with one new token and a second try if IMDS says the token is bad.
-    async fn get_once(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ImdsError> {
+    async fn get_once(&self, path: &str) -> Result<Option<DatedBody>, ImdsError> {
         let session = self.session().await?;
         let mut answer = self.send_get(path, session.header_value()).await?;
         if answer.status == StatusCode::UNAUTHORIZED {
@@ -187,7 +223,10 @@ impl ImdsClient {
             answer = self.send_get(path, session.header_value()).await?;
         }
         match answer.status.as_u16() {
-            200 => Ok(Some(answer.body)),
+            200 => {
+                let date = date_header(&answer.headers);
+                Ok(Some((answer.body, date)))
+            }
             404 => Ok(None),
             401 => Err(ImdsError::Unauthorized { path: path.into() }),
             403 => Err(ImdsError::Forbidden { path: path.into() }),
@@ -294,7 +333,7 @@ impl ImdsClient {
             Metrics::incr(&self.metrics.imds_errors);
         }
         let answer = result.map_err(|error| self.transport_error(error, path))?;
-        self.note_date(answer.headers.get(DATE));
+        self.note_date(date_header(&answer.headers));
         tracing::debug!(
             path,
             status = answer.status.as_u16(),
@@ -306,11 +345,8 @@ impl ImdsClient {
 
     /// Measures the clock skew from an answer's `Date` header; says so in the log when it
     /// crosses the threshold either way.
-    fn note_date(&self, date: Option<&HeaderValue>) {
-        let Some(imds_date) = date
-            .and_then(|value| value.to_str().ok())
-            .and_then(parse_date)
-        else {
+    fn note_date(&self, date: Option<SystemTime>) {
+        let Some(imds_date) = date else {
             return;
         };
         let skew = ClockSkew::measure(imds_date, self.clock.now());
@@ -321,7 +357,7 @@ impl ImdsClient {
             tracing::warn!(
                 imds_ahead_secs = skew.imds_ahead_secs,
                 "clock skew: {}; fix the instance's time sync (chrony, the Amazon Time Sync Service)",
-                skew.describe()
+                skew.against("IMDS")
             );
         } else if !skew.is_significant() && was_significant {
             tracing::info!(

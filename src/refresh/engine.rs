@@ -8,6 +8,7 @@
 //! another (a profile on the instance role) also wakes when that upstream state brings
 //! credentials it has not signed with yet.
 
+use crate::clock::skew::{self, AnswerTimes, SkewVerdict};
 use crate::clock::SharedClock;
 use crate::credentials::Credentials;
 use crate::error_chain;
@@ -28,6 +29,9 @@ pub struct Fetched<D> {
     pub credentials: Credentials,
     /// What only the source's own log needs (the assumed-role ARN STS answered).
     pub detail: D,
+    /// The answer's `Date` and the set's issue time, when the answer gave them: what the
+    /// clock-skew correction judges the set by.
+    pub times: Option<AnswerTimes>,
 }
 
 /// What the engine tells a source to report; each source words its own log lines.
@@ -59,6 +63,9 @@ pub enum Event<'a, D, E> {
     WaitingForUpstream,
     /// The upstream state brought credentials this source has not signed with.
     UpstreamRotated,
+    /// The clock-skew verdict on the sets changed kind (corrected, refused, back within the
+    /// threshold): reported once per change, not per set.
+    ClockSkew(SkewVerdict),
 }
 
 /// Where credential sets come from: IMDS for the instance role, STS for a profile.
@@ -172,12 +179,28 @@ impl Upstream {
     }
 }
 
+/// Judges the set by its answer's `Date` ([`skew::judge`]) and moves its expiry onto the
+/// local clock when the verdict says so.
+fn judge_skew<D>(fetched: &mut Fetched<D>, now: SystemTime) -> Option<SkewVerdict> {
+    let expiration = fetched.credentials.expiration;
+    let verdict = skew::judge(fetched.times?, expiration, now);
+    fetched.credentials.expiration = verdict.local_expiration(expiration);
+    Some(verdict)
+}
+
 /// What ended a sleep.
 enum Woke {
     Deadline,
     Upstream,
     Stop,
+    /// Time to check in with the heartbeat again (see [`CHECK_IN_EVERY`]).
+    CheckIn,
 }
+
+/// A sleeping engine checks in with its heartbeat at least this often (monotonic time), with
+/// how far its wake-up is then: a step back of the wall clock moves the wake-up later, and
+/// must not make the refresher look hung to the watchdog.
+const CHECK_IN_EVERY: Duration = crate::clock::wall::RECHECK;
 
 /// Keeps one source's set fresh on its state channel.
 pub struct Engine<S: Source> {
@@ -248,12 +271,36 @@ impl<S: Source> Engine<S> {
         failures: &mut u32,
     ) -> SystemTime {
         let now = self.clock.now();
-        let admitted =
-            outcome.and_then(|mut fetched| self.source.admit(&mut fetched, now).map(|()| fetched));
+        let admitted = outcome.and_then(|mut fetched| {
+            let verdict = judge_skew(&mut fetched, now);
+            self.source
+                .admit(&mut fetched, now)
+                .map(|()| (fetched, verdict))
+        });
         match admitted {
-            Ok(fetched) => self.accept(fetched, now, failures),
+            Ok((fetched, verdict)) => {
+                self.note_skew(verdict);
+                self.accept(fetched, now, failures)
+            }
             Err(error) => self.reject(error, failures),
         }
+    }
+
+    /// Records the skew verdict on the set about to be published, reporting a change of
+    /// kind (a first verdict within the threshold is no news).
+    fn note_skew(&self, verdict: Option<SkewVerdict>) {
+        let Some(verdict) = verdict else {
+            return;
+        };
+        let previous = self.state.borrow().clock_skew;
+        let news = match previous {
+            Some(previous) => !previous.same_kind(verdict),
+            None => !matches!(verdict, SkewVerdict::Tolerated(_)),
+        };
+        if news {
+            self.source.report(Event::ClockSkew(verdict));
+        }
+        self.state.send_modify(|s| s.clock_skew = Some(verdict));
     }
 
     /// Publishes the set and decides when to ask again.
@@ -349,14 +396,24 @@ impl<S: Source> Engine<S> {
                     }
                 };
                 let upstream = self.source.upstream_rotated(wake_at.is_none());
+                let check_in = async {
+                    match self.heartbeat {
+                        // Monotonic: the heartbeat counts monotonic time.
+                        #[allow(clippy::disallowed_methods)]
+                        Some(_) => tokio::time::sleep(CHECK_IN_EVERY).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => Woke::Stop,
                     _ = deadline => Woke::Deadline,
                     _ = upstream => Woke::Upstream,
+                    _ = check_in => Woke::CheckIn,
                 }
             };
             match (woke, next) {
                 (Woke::Stop, _) => return false,
+                (Woke::CheckIn, _) => {}
                 (Woke::Upstream, _) => {
                     self.source.report(Event::UpstreamRotated);
                     return true;
@@ -437,6 +494,7 @@ mod tests {
                 role: "r".into(),
                 credentials,
                 detail: (),
+                times: None,
             })
         }
 
@@ -482,6 +540,15 @@ mod tests {
             answers: Vec<Result<Credentials, Refused>>,
             upstream: Option<StateReceiver>,
         ) -> Self {
+            Self::start_with_heartbeat(clock, answers, upstream, None)
+        }
+
+        fn start_with_heartbeat(
+            clock: ManualClock,
+            answers: Vec<Result<Credentials, Refused>>,
+            upstream: Option<StateReceiver>,
+            heartbeat: Option<Heartbeat>,
+        ) -> Self {
             let shared: SharedClock = Arc::new(clock.clone());
             let signed = Arc::new(Mutex::new(Vec::new()));
             let source = Scripted {
@@ -492,7 +559,8 @@ mod tests {
             let (sender, state) = state_channel();
             let metrics = Arc::new(Metrics::default());
             let policy = RefreshPolicy::from(&crate::config::RefreshConfig::default());
-            let engine = Engine::new(source, shared, policy, sender, metrics.clone());
+            let mut engine = Engine::new(source, shared, policy, sender, metrics.clone());
+            engine.heartbeat = heartbeat;
             let stop = CancellationToken::new();
             tokio::spawn(engine.run(stop.clone()));
             Running {
@@ -602,5 +670,26 @@ mod tests {
         })
         .await;
         assert_eq!(*run.signed.lock().unwrap(), ["KEY1", "KEY2"]);
+    }
+
+    /// A step back of the wall clock makes the sleep until the next refresh two hours
+    /// longer than the engine said when it checked in; it keeps checking in while it
+    /// sleeps, so the watchdog does not take it for hung.
+    #[tokio::test(start_paused = true)]
+    async fn a_step_back_does_not_make_the_sleeping_engine_look_hung() {
+        let clock = ManualClock::starting_now();
+        let t0 = clock.now();
+        let heartbeat = Heartbeat::new(MIN);
+        let answers = vec![Ok(credentials("KEY1", t0 + 6 * HOUR))];
+        let mut run = Running::start_with_heartbeat(clock, answers, None, Some(heartbeat.clone()));
+        run.until("the first set", |s| s.credentials.is_some())
+            .await;
+        run.clock.jump_back(2 * HOUR);
+        // Past the hour the engine promised before the step, plus the allowance.
+        for _ in 0..8 {
+            tokio::time::sleep(10 * MIN).await;
+            assert!(!heartbeat.is_overdue(), "overdue while sleeping");
+        }
+        assert_eq!(run.key().as_deref(), Some("KEY1"));
     }
 }

@@ -2,6 +2,7 @@
 //! moved onto the local clock when the instance clock is off, and the log lines operators
 //! grep for. The loop around it is [`super::engine`]; see `docs/ARCHITECTURE.md`.
 
+use crate::clock::skew::SkewVerdict;
 use crate::clock::SharedClock;
 use crate::credentials::format_utc_timestamp;
 use crate::health::heartbeat::Heartbeat;
@@ -43,7 +44,6 @@ pub fn refresher(
     let source = InstanceRole {
         imds,
         configured_role,
-        metrics: metrics.clone(),
     };
     Engine::new(source, clock, policy, state, metrics).with_heartbeat(heartbeat)
 }
@@ -53,8 +53,6 @@ pub struct InstanceRole {
     imds: Arc<ImdsClient>,
     /// The configured role; `None` to discover the attached one on every refresh.
     configured_role: Option<String>,
-    /// For the clock skew IMDS's answers measured.
-    metrics: Arc<Metrics>,
 }
 
 impl Source for InstanceRole {
@@ -81,27 +79,22 @@ impl Source for InstanceRole {
                 RefreshError::ListedRoleWithoutCredentials,
             ),
         };
-        let credentials = self
+        let (credentials, times) = self
             .imds
-            .role_credentials(&role)
+            .dated_role_credentials(&role)
             .await?
             .ok_or_else(|| missing(role.clone()))?;
         Ok(Fetched {
             role,
             credentials,
             detail: (),
+            times,
         })
     }
 
-    /// Moves `Expiration` onto the local clock when the instance clock is off by more than
-    /// the threshold, so every expiry decision here, and every client on this instance
-    /// (which reads the same clock), judges it on IMDS time; then refuses a set that has
-    /// already expired.
+    /// Refuses a set that has already expired, on the local clock (where the engine moved
+    /// `Expiration` when the clock-skew correction applies).
     fn admit(&self, fetched: &mut Fetched<()>, now: SystemTime) -> Result<(), RefreshError> {
-        let skew = self.metrics.clock_skew.get().filter(|s| s.is_significant());
-        if let Some(skew) = skew {
-            fetched.credentials.expiration = skew.to_local(fetched.credentials.expiration);
-        }
         fetched.credentials.check_expiration(now).map_err(|source| {
             let role = fetched.role.clone();
             RefreshError::Imds(ImdsError::Credentials { role, source })
@@ -151,8 +144,13 @@ impl Source for InstanceRole {
                 last_error,
                 "credentials expired without a successful refresh; withdrawn from every sink"
             ),
+            // The IMDS client logs the skew it measures; a refusal to correct it is news.
+            Event::ClockSkew(verdict @ SkewVerdict::Refused(..)) => tracing::warn!(
+                "clock skew: {}",
+                verdict.describe("IMDS").unwrap_or_default()
+            ),
             // The instance role signs with nothing upstream.
-            Event::WaitingForUpstream | Event::UpstreamRotated => {}
+            Event::WaitingForUpstream | Event::UpstreamRotated | Event::ClockSkew(_) => {}
         }
     }
 

@@ -1,6 +1,7 @@
 //! What the refresher publishes and every sink reads: the current credentials (if any) and
 //! the facts `status` reports. Data flows one way: refresher → watch channel → sinks.
 
+use crate::clock::skew::SkewVerdict;
 use crate::credentials::Credentials;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -22,6 +23,9 @@ pub struct CredentialState {
     pub next_refresh: Option<SystemTime>,
     /// The most recent failure, cleared by the next success. Never holds a secret.
     pub last_error: Option<String>,
+    /// What the `Date` of the published set's answer did to its expiry; `None` until an
+    /// answer with a `Date` was published.
+    pub clock_skew: Option<SkewVerdict>,
 }
 
 impl CredentialState {

@@ -83,9 +83,15 @@ impl Sandbox {
     /// Starts `imds-credd run` on the socket and waits until it answers with the outcome
     /// of its first refresh (credentials or an error).
     pub fn start_daemon(&mut self, daemon_args: &[&str]) {
+        self.start_daemon_with_env(daemon_args, &[]);
+    }
+
+    /// [`Sandbox::start_daemon`] with `env` added to the daemon's environment.
+    pub fn start_daemon_with_env(&mut self, daemon_args: &[&str], env: &[(String, String)]) {
         let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
         let mut command = Command::new(BIN);
         command
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .args(["run", "--config", "/dev/null", "--imds-endpoint"])
             .arg(self.sim.endpoint())
             .arg("--socket")

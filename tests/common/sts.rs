@@ -69,6 +69,8 @@ struct State {
     faults: VecDeque<StsFault>,
     issued: Vec<Credentials>,
     requests: Vec<StsRequest>,
+    /// How far the `Date` header runs ahead of (negative: behind) the server's clock.
+    date_ahead_secs: i64,
 }
 
 /// The running server; stops when dropped.
@@ -97,6 +99,7 @@ impl StsServer {
             faults: VecDeque::new(),
             issued: Vec::new(),
             requests: Vec::new(),
+            date_ahead_secs: 0,
         }));
         let stop = CancellationToken::new();
         tokio::spawn(serve(listener, state.clone(), stop.clone()));
@@ -122,6 +125,12 @@ impl StsServer {
     pub fn inject(&self, fault: StsFault, times: usize) {
         let mut state = self.state.lock().unwrap();
         state.faults.extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// Dates every answer `ahead_secs` off the server's clock (negative: behind), as a
+    /// server whose `Date` disagrees with the sets it issues.
+    pub fn date_answers_off_by(&self, ahead_secs: i64) {
+        self.state.lock().unwrap().date_ahead_secs = ahead_secs;
     }
 
     pub fn clear_faults(&self) {
@@ -186,16 +195,31 @@ async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, stop: Cancellati
     }
 }
 
+/// Every answer is dated from the server's clock, as STS's are: the daemon judges the
+/// chained sets' clock skew by it.
 async fn answer(request: Request<Incoming>, state: &Mutex<State>) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    match respond(&parts, &body, state) {
+    let mut response = match respond(&parts, &body, state) {
         Some(response) => response,
         None => {
             tokio::time::sleep(Duration::from_secs(60)).await;
             error(500, "InternalFailure", "An internal error occurred")
         }
-    }
+    };
+    let (now, ahead_secs) = {
+        let state = state.lock().unwrap();
+        (state.clock.now(), state.date_ahead_secs)
+    };
+    let off = Duration::from_secs(ahead_secs.unsigned_abs());
+    let dated = if ahead_secs >= 0 {
+        now + off
+    } else {
+        now - off
+    };
+    let date = httpdate::fmt_http_date(dated).parse().unwrap();
+    response.headers_mut().insert(hyper::header::DATE, date);
+    response
 }
 
 /// The answer to a request, or `None` to hang (a queued [`StsFault::Hang`]).

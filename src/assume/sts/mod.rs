@@ -75,6 +75,8 @@ pub struct AssumedRole {
     pub credentials: Credentials,
     /// `AssumedRoleUser/Arn`: `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
     pub assumed_role_arn: String,
+    /// The answer's `Date` header, which the clock-skew correction judges the set by.
+    pub date: Option<SystemTime>,
 }
 
 /// Why `AssumeRole` produced no credentials.
@@ -213,7 +215,8 @@ impl StsClient {
         if status != 200 {
             return Err(parse_error_response(status, &answer.body));
         }
-        let assumed = parse_assume_role_response(&answer.body)?;
+        let mut assumed = parse_assume_role_response(&answer.body)?;
+        assumed.date = crate::clock::skew::date_header(&answer.headers);
         rules::expiration(assumed.credentials.expiration, now)
             .map_err(|rule| StsError::BadResponse(format!("Credentials/Expiration is {rule}")))?;
         Ok(assumed)

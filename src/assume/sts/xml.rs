@@ -122,6 +122,7 @@ pub fn parse_assume_role_response(xml: &[u8]) -> Result<AssumedRole, StsError> {
             account_id: arn.as_deref().and_then(account_of_arn),
         },
         assumed_role_arn: arn.unwrap_or_default(),
+        date: None,
     })
 }
 

@@ -291,6 +291,8 @@ pub(super) async fn serve_connection(stream: TcpStream, state: Arc<State>) {
                     return Err(ConnectionReset);
                 }
                 Some(Fault::Delay(delay)) => {
+                    // Monotonic: an injected delay is real time.
+                    #[allow(clippy::disallowed_methods)]
                     tokio::time::sleep(delay).await;
                     state.respond(&method, &path, request.headers())
                 }
@@ -328,6 +330,8 @@ async fn trickled(response: Response<Full<Bytes>>, every: Duration) -> Response<
     let body = TrickleBody {
         rest: bytes,
         every,
+        // Monotonic: a trickle waits real time between bytes.
+        #[allow(clippy::disallowed_methods)]
         wait: Box::pin(tokio::time::sleep(every)),
     };
     Response::from_parts(parts, body.boxed())

@@ -319,6 +319,8 @@ async fn serve(listener: TcpListener, state: Arc<State>, stop: CancellationToken
                 Err(error) => {
                     // Out of file descriptors and the like: pause rather than spin.
                     tracing::warn!(error = %crate::error_chain::render(&error), "simulated IMDS could not accept a connection");
+                    // Monotonic: a pause after a failed accept.
+                    #[allow(clippy::disallowed_methods)]
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -290,7 +290,10 @@ impl Api {
         method: &Method,
         uri: &Uri,
     ) -> Response<Body> {
-        if let Err(wait) = self.limiter.check(consumer.uid, Instant::now()) {
+        // Monotonic: the rate limit's budget refills with elapsed time, whatever the wall clock does.
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        if let Err(wait) = self.limiter.check(consumer.uid, now) {
             self.record(endpoint, consumer, uri, Outcome::RateLimited);
             let error = ApiError::RateLimited {
                 per_second: self.limiter.limit().per_second,

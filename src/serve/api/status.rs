@@ -1,9 +1,9 @@
 //! The answers that describe the daemon (`docs/DESIGN.md`, "Socket API"): `/v1/status`
-//! (each channel's summary, the sinks, the clock skew, the counters), `/healthz` and
+//! (each channel's summary, the sinks, the clock skew and the last clock jump, the counters), `/healthz` and
 //! `/v1/consumers`. Built from fields that hold no secret.
 
 use super::{reply, Api, ApiError, Body, Status, JSON, TEXT};
-use crate::clock::skew::ClockSkew;
+use crate::clock::skew::{ClockSkew, SkewVerdict};
 use crate::credentials::format_utc_timestamp;
 use crate::health::metrics::{Metrics, RequestCounters};
 use crate::refresh::state::CredentialState;
@@ -16,14 +16,15 @@ impl Api {
     /// profiles, the sinks and the counters.
     pub(super) fn status(&self) -> Response<Body> {
         let now = self.clock.now();
-        let mut status = summary(&self.instance.receiver.borrow(), now);
+        let instance = self.instance.receiver.borrow().clone();
+        let mut status = summary(&instance, now, "IMDS");
         status.insert("version".into(), env!("CARGO_PKG_VERSION").into());
         let profiles: Map<String, Value> = self
             .profiles
             .iter()
             .map(|(name, channel)| {
                 let state = channel.receiver.borrow();
-                (name.clone(), Value::Object(summary(&state, now)))
+                (name.clone(), Value::Object(summary(&state, now, "STS")))
             })
             .collect();
         status.insert("profiles".into(), Value::Object(profiles));
@@ -47,11 +48,23 @@ impl Api {
             "clock_skew_seconds".into(),
             skew.map(|s| s.imds_ahead_secs).into(),
         );
+        // A refusal to correct is what the operator must read; else the latest measure.
+        let warning = match instance.clock_skew {
+            Some(refused @ SkewVerdict::Refused(..)) => refused.describe("IMDS"),
+            _ => skew.filter(|s| s.is_significant()).map(ClockSkew::describe),
+        };
+        status.insert("clock_skew_warning".into(), warning.into());
+        let jump = self.clock.last_jump();
         status.insert(
-            "clock_skew_warning".into(),
-            skew.filter(|s| s.is_significant())
-                .map(ClockSkew::describe)
-                .into(),
+            "clock_jump".into(),
+            jump.map(|jump| {
+                json!({
+                    "noticed_at": format_utc_timestamp(jump.noticed_at),
+                    "forward_seconds": jump.forward_secs,
+                    "description": jump.describe(),
+                })
+            })
+            .into(),
         );
         let m = &*self.metrics;
         // Only the statuses answered so far: `status` prints every counter on one line, and
@@ -98,8 +111,9 @@ impl Api {
     }
 }
 
-/// A channel's state for `/v1/status`; no secret field is read.
-fn summary(state: &CredentialState, now: SystemTime) -> Map<String, Value> {
+/// A channel's state for `/v1/status`, its sets coming from `service`; no secret field is
+/// read.
+fn summary(state: &CredentialState, now: SystemTime, service: &str) -> Map<String, Value> {
     let expiration = state.credentials.as_ref().map(|c| c.expiration);
     let expires_in = expiration.map(|at| match at.duration_since(now) {
         Ok(left) => left.as_secs() as i64,
@@ -130,5 +144,12 @@ fn summary(state: &CredentialState, now: SystemTime) -> Map<String, Value> {
         state.next_refresh.map(format_utc_timestamp).into(),
     );
     map.insert("last_error".into(), state.last_error.clone().into());
+    map.insert(
+        "clock_skew".into(),
+        state
+            .clock_skew
+            .and_then(|verdict| verdict.describe(service))
+            .into(),
+    );
     map
 }

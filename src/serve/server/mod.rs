@@ -224,6 +224,8 @@ pub async fn serve<L, F>(
             Ok(stream) => stream,
             Err(error) => {
                 tracing::warn!(server = F::NAME, error = %crate::error_chain::render(&error), "cannot accept a connection");
+                // Monotonic: a pause after a failed accept.
+                #[allow(clippy::disallowed_methods)]
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
