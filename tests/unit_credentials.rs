@@ -3,6 +3,8 @@
 //! EOF. The daemon runs in-process against the simulator; the peers are this process (root,
 //! as the system manager is), other uids through `setpriv` with a name they forged, and
 //! botocore reading what a unit received. Every test scans the daemon's logs for secrets.
+#![allow(clippy::disallowed_methods)]
+// Tests time real processes and servers.
 #![cfg(target_os = "linux")]
 
 mod common;

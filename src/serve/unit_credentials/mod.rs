@@ -124,6 +124,8 @@ impl UnitCredentialsServer {
                 }
                 Err(error) => {
                     tracing::warn!(error = %crate::error_chain::render(&error), "unit-credentials socket: accept failed");
+                    // A pause, not a deadline: monotonic time is what is meant.
+                    #[allow(clippy::disallowed_methods)]
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }
