@@ -168,7 +168,7 @@ fn platform_only_modules_are_gated_on_their_mod_line() {
         });
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
-            if line.starts_with("#![cfg") {
+            if line.starts_with("#![cfg(") {
                 problems.push(format!(
                     "{file}:{}: {line} (gate it on its `mod` line)",
                     index + 1
