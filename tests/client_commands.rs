@@ -710,3 +710,119 @@ fn clients_reading_while_the_daemon_restarts_get_a_set_or_one_clear_error() {
     );
     assert_no_secrets(&setup.daemon_log(), &setup.sim, "the daemon's log");
 }
+
+/// A unix listener with a backlog of one that never accepts, filled with connections that
+/// never send anything: the next `connect()` fails at once with `EAGAIN`, as it does on the
+/// daemon's socket when one user keeps its backlog full. Returns the listener and the
+/// fillers (their connections hold the backlog while they live).
+fn full_listener(path: &Path) -> (socket2::Socket, Vec<socket2::Socket>) {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let addr = SockAddr::unix(path).unwrap();
+    let listener = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    listener.bind(&addr).unwrap();
+    listener.listen(1).unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        let filler = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        filler.set_nonblocking(true).unwrap();
+        match filler.connect(&addr) {
+            Ok(()) => fillers.push(filler),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (listener, fillers),
+            Err(e) => panic!("filling the backlog: {e}"),
+        }
+    }
+    panic!("a backlog of one took 16 connections without EAGAIN");
+}
+
+/// A `credential-process` child against `socket`, timed from its spawn.
+fn credential_process_on(socket: &Path) -> (Child, std::time::Instant) {
+    let mut command = Command::new(BIN);
+    command
+        .arg("credential-process")
+        .arg("--socket")
+        .arg(socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    clear_aws_variables(&mut command);
+    (command.spawn().unwrap(), std::time::Instant::now())
+}
+
+#[test]
+fn credential_process_waits_for_a_slot_while_the_backlog_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("busy.sock");
+    let (listener, fillers) = full_listener(&socket);
+    let (mut child, started) = credential_process_on(&socket);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "credential-process gave up on a full backlog instead of waiting for a slot"
+    );
+    // The listener starts accepting: the fillers' connections are closed and empty; the
+    // client's is the one that sends a request.
+    drop(fillers);
+    let expiration = imds_credd::credentials::format_utc_timestamp(
+        std::time::SystemTime::now() + Duration::from_secs(3600),
+    );
+    let body = format!(
+        r#"{{"Version":1,"AccessKeyId":"ASIABUSYWAIT0TEST1","SecretAccessKey":"busy-secret","SessionToken":"busy-token","Expiration":"{expiration}"}}"#
+    );
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for _ in 0..8 {
+        let (stream, _) = listener.accept().unwrap();
+        let mut stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(stream));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match std::io::Read::read(&mut stream, &mut buf).unwrap() {
+                0 => break,
+                n => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        if head.is_empty() {
+            continue; // a filler
+        }
+        assert!(
+            head.starts_with(b"GET /v1/credentials HTTP/1.1\r\n"),
+            "{}",
+            text(&head)
+        );
+        stream.write_all(answer.as_bytes()).unwrap();
+        break;
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    let creds = Credentials::from_process_json(&output.stdout).unwrap();
+    assert_eq!(creds.access_key_id, "ASIABUSYWAIT0TEST1");
+}
+
+#[test]
+fn credential_process_gives_up_on_a_full_backlog_after_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("busy.sock");
+    let (_listener, _fillers) = full_listener(&socket);
+    let (child, started) = credential_process_on(&socket);
+    let output = child.wait_with_output().unwrap();
+    let waited = started.elapsed();
+    let line = assert_failure(
+        &output,
+        2,
+        &format!(
+            "imds-credd credential-process: daemon socket {} had no free connection slot within 2s: ",
+            socket.display()
+        ),
+    );
+    assert!(line.contains("os error 11"), "{line}");
+    assert!(
+        (Duration::from_secs(2)..Duration::from_secs(4)).contains(&waited),
+        "waited {waited:?}"
+    );
+}

@@ -55,15 +55,13 @@ async fn bench() {
         .expect("simulator starts");
     let dir = tempfile::tempdir().expect("temp folder");
     let size = std::fs::metadata(BIN).expect("binary").len();
-    println!(
-        "binary {BIN}: {size} bytes ({:.2} MiB), {}",
+    let command = "`cargo bench --bench daemon_process`";
+    // The figures, as markdown rows of one table, printed before the load table.
+    let mut rows = vec![format!(
+        "| Size of the binary the benches run (`test-util` on, as for every bench) | {:.2} MiB ({size} bytes, {}) | | {command} |",
         size as f64 / 1048576.0,
         stripped(BIN)
-    );
-    println!(
-        "{} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
+    )];
 
     // Start to first publish: spawn, read stderr until the refresher says it published.
     let starts = setting("DAEMON_BENCH_STARTS", 11) as usize;
@@ -75,12 +73,12 @@ async fn bench() {
         daemon.stop();
     }
     times.sort_unstable();
-    println!(
-        "start to first publish (spawn → `published new credentials`), {starts} runs: median {:.1} ms, min {:.1} ms, max {:.1} ms",
+    rows.push(format!(
+        "| Start to first publish (spawn → `published new credentials`), {starts} starts | median {:.1} ms (min {:.1}, max {:.1}) | | {command} |",
         ms(times[starts / 2]),
         ms(times[0]),
         ms(times[starts - 1])
-    );
+    ));
 
     let (daemon, _) = Daemon::spawn(&dir.path().join("load"), &sim.endpoint());
     let body = get_once(&daemon.socket).await;
@@ -98,21 +96,25 @@ async fn bench() {
     assert_eq!(reference.len(), body.len());
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    println!(
-        "idle RSS: imds-credd {:.2} MiB, bare hyper {:.2} MiB",
-        mib(rss_kib(daemon.pid(), "VmRSS")),
-        mib(rss_kib(bare_pid, "VmRSS"))
-    );
+    rows.push(rss_row(
+        "RSS idle, after the first publish",
+        &[rss_kib(daemon.pid(), "VmRSS")],
+        rss_kib(bare_pid, "VmRSS"),
+        command,
+    ));
 
     let length = Duration::from_secs(setting("DAEMON_BENCH_SECONDS", 1));
     let rounds = setting("DAEMON_BENCH_ROUNDS", 3) as usize;
-    println!(
-        "GET /v1/credentials, {} byte body, median of {rounds} alternating runs of {} s",
-        body.len(),
-        length.as_secs()
-    );
-    println!("| connections | server | req/s | p50 µs | p99 µs | vs bare req/s | vs bare p99 | peak RSS MiB |");
-    println!("|---|---|---|---|---|---|---|---|");
+    let mut table = vec![
+        format!(
+            "`GET /v1/credentials`, {} byte body, median of {rounds} alternating runs of {} s per server ({command}):",
+            body.len(),
+            length.as_secs()
+        ),
+        String::new(),
+        "| connections | server | req/s | p50 µs | p99 µs | vs bare req/s | vs bare p99 | peak RSS MiB |".into(),
+        "|---|---|---|---|---|---|---|---|".into(),
+    ];
     for connections in CONCURRENCY {
         let (mut bare_runs, mut our_runs) = (Vec::new(), Vec::new());
         let (mut bare_peak, mut our_peak) = (0, 0);
@@ -130,7 +132,7 @@ async fn bench() {
             ("bare hyper", &bare_run, bare_peak),
             ("imds-credd", &ours, our_peak),
         ] {
-            println!(
+            table.push(format!(
                 "| {connections} | {name} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} |",
                 run.rate(),
                 run.p50.as_micros(),
@@ -138,28 +140,47 @@ async fn bench() {
                 run.rate() / bare_run.rate(),
                 run.p99.as_secs_f64() / bare_run.p99.as_secs_f64(),
                 mib(peak),
-            );
+            ));
+        }
+        if connections == 256 {
+            rows.push(rss_row(
+                "RSS peak under 256 connections",
+                &[our_peak],
+                bare_peak,
+                command,
+            ));
         }
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    println!(
-        "after the load, idle RSS: imds-credd {:.2} MiB (peak VmHWM {:.2} MiB), bare hyper {:.2} MiB",
-        mib(rss_kib(daemon.pid(), "VmRSS")),
-        mib(rss_kib(daemon.pid(), "VmHWM")),
-        mib(rss_kib(bare_pid, "VmRSS"))
-    );
+    // The allocator gives freed memory back within a few seconds of a load's end.
+    tokio::time::sleep(SETTLE).await;
+    rows.push(rss_row(
+        &format!("RSS {} s after the load table", SETTLE.as_secs()),
+        &[rss_kib(daemon.pid(), "VmRSS")],
+        rss_kib(bare_pid, "VmRSS"),
+        command,
+    ));
     // Memory the allocator kept after the peak is not a leak if more of the same load does
     // not add to it.
     let mut after = Vec::new();
     for _ in 0..MORE_RUNS {
         load(&daemon.socket, 256, length).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        after.push(format!("{:.2}", mib(rss_kib(daemon.pid(), "VmRSS"))));
+        tokio::time::sleep(SETTLE).await;
+        after.push(rss_kib(daemon.pid(), "VmRSS"));
     }
-    println!(
-        "imds-credd RSS after each of {MORE_RUNS} more 256-connection runs: {} MiB",
-        after.join(", ")
-    );
+    rows.push(rss_row(
+        &format!(
+            "RSS {} s after each of {MORE_RUNS} more 256-connection runs (a leak would climb)",
+            SETTLE.as_secs()
+        ),
+        &after,
+        rss_kib(bare_pid, "VmRSS"),
+        command,
+    ));
+    println!("| What | imds-credd | bare hyper, same run | Command |");
+    println!("|---|---|---|---|");
+    for row in rows.iter().chain([&String::new()]).chain(&table) {
+        println!("{row}");
+    }
     let _ = kill(Pid::from_raw(bare_pid as i32), Signal::SIGKILL);
     let mut bare = bare;
     let _ = bare.wait();
@@ -259,6 +280,19 @@ fn stripped(path: &str) -> &'static str {
         Ok(out) if String::from_utf8_lossy(&out.stdout).contains("stripped") => "stripped",
         _ => "stripped or not: `file` unavailable",
     }
+}
+
+/// How long after a load RSS is read: the daemon trims its heap every second.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// A markdown row: `what`, our RSS figures (MiB), the bare server's beside them.
+fn rss_row(what: &str, ours: &[u64], bare: u64, command: &str) -> String {
+    let ours: Vec<String> = ours.iter().map(|&kib| format!("{:.2}", mib(kib))).collect();
+    format!(
+        "| {what} | {} MiB | {:.2} MiB | {command} |",
+        ours.join(", "),
+        mib(bare)
+    )
 }
 
 fn mib(kib: u64) -> f64 {

@@ -4,6 +4,7 @@
 
 mod assets;
 pub mod exit;
+mod fast_path;
 
 use crate::config::{Config, ConfigError, ConfigOverrides};
 use crate::error_chain;
@@ -125,16 +126,9 @@ pub fn main() -> ExitCode {
             error_chain::render(&e)
         );
     }
-    // `generate-assets` is parsed here but is no part of `Cli`, so that the man pages and
-    // completions rendered from `Cli` do not offer it (see `cli/assets.rs`).
-    let matches = assets::add_command(Cli::command()).get_matches();
-    let (shown_as, outcome) = match matches.subcommand() {
-        Some((assets::COMMAND_NAME, args)) => ("imds-credd", ok(assets::run(args))),
-        _ => run_command(
-            Cli::from_arg_matches(&matches)
-                .unwrap_or_else(|e| e.exit())
-                .command,
-        ),
+    let (shown_as, outcome) = match fast_path::parse_process_args() {
+        Some(command) => run_command(command),
+        None => parse_and_run(),
     };
     match outcome {
         Ok(exit) => exit.into(),
@@ -142,6 +136,21 @@ pub fn main() -> ExitCode {
             report(shown_as, &error);
             Exit::for_error(&error).into()
         }
+    }
+}
+
+/// Parses the command line with clap (exiting on a usage error or after help), and runs it.
+fn parse_and_run() -> (&'static str, Result<Exit, CommandError>) {
+    // `generate-assets` is parsed here but is no part of `Cli`, so that the man pages and
+    // completions rendered from `Cli` do not offer it (see `cli/assets.rs`).
+    let matches = assets::add_command(Cli::command()).get_matches();
+    match matches.subcommand() {
+        Some((assets::COMMAND_NAME, args)) => ("imds-credd", ok(assets::run(args))),
+        _ => run_command(
+            Cli::from_arg_matches(&matches)
+                .unwrap_or_else(|e| e.exit())
+                .command,
+        ),
     }
 }
 

@@ -17,6 +17,12 @@ use thiserror::Error;
 /// would rather see an error than hang.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a client waits for a free slot while the daemon's listen backlog is full (a
+/// unix socket's `connect()` then fails at once with `EAGAIN`): a burst of clients or one
+/// user holding many connections should delay a cron job, not fail it.
+#[cfg(target_os = "linux")]
+pub const BUSY_WAIT: Duration = Duration::from_secs(2);
+
 /// Larger answers are refused: a credentials document or a status document is a few KiB.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -46,6 +52,13 @@ pub enum SocketError {
     #[cfg_attr(not(windows), error("permission denied on daemon socket {} (is this user in the socket's group?)", path.display()))]
     #[cfg_attr(windows, error("permission denied on daemon pipe {} (is this account an Administrator or in [socket] allow_sids?)", path.display()))]
     PermissionDenied { path: PathBuf },
+    #[cfg(target_os = "linux")]
+    #[error("daemon socket {} had no free connection slot within {}", path.display(), humantime::format_duration(BUSY_WAIT))]
+    Busy {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot connect to daemon socket {}", path.display())]
     Connect {
         path: PathBuf,
@@ -135,15 +148,34 @@ impl SocketClient {
             io::ErrorKind::NotFound => SocketError::Missing { path },
             io::ErrorKind::ConnectionRefused => SocketError::Refused { path },
             io::ErrorKind::PermissionDenied => SocketError::PermissionDenied { path },
+            #[cfg(target_os = "linux")]
+            io::ErrorKind::WouldBlock => SocketError::Busy { path, source },
             _ => SocketError::Connect { path, source },
         }
     }
 }
 
-/// Opens the daemon's unix socket.
+/// Opens the daemon's unix socket. While its listen backlog is full, `connect()` fails at
+/// once with `EAGAIN`: try again after short jittered pauses (so that waiting clients do not
+/// retry in step) until [`BUSY_WAIT`] has passed, then give up with that error.
 #[cfg(target_os = "linux")]
 async fn connect(path: &Path) -> io::Result<tokio::net::UnixStream> {
-    tokio::net::UnixStream::connect(path).await
+    let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+    loop {
+        match tokio::net::UnixStream::connect(path).await {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Err(e);
+                }
+                let pause = Duration::from_millis(fastrand::u64(5..=25));
+                // A short monotonic wait within a bound, not a wall-clock deadline.
+                #[allow(clippy::disallowed_methods)]
+                tokio::time::sleep(pause.min(deadline - now)).await;
+            }
+            connected => return connected,
+        }
+    }
 }
 
 /// Opens the daemon's named pipe. While every instance of the pipe is taken by other

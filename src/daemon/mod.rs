@@ -3,6 +3,8 @@
 //! without dropping the credentials), and stops everything on SIGTERM/SIGINT.
 
 pub mod logging;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod memory;
 #[cfg(target_os = "linux")]
 pub mod notify;
 #[cfg(windows)]
@@ -401,6 +403,8 @@ pub fn run_until(
     reread: impl Fn() -> Result<Config, ConfigError>,
     stop: CancellationToken,
 ) -> Result<(), RunError> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -410,6 +414,8 @@ pub fn run_until(
             RunError::Runtime(e)
         })?;
     runtime.block_on(async {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        let _trimmer = tokio::spawn(memory::trim_periodically());
         let mut daemon = start(&config, Arc::new(SystemClock)).await.map_err(|e| {
             tracing::error!(error = %error_chain::render(&e), "cannot start");
             RunError::Start(e)
