@@ -63,8 +63,9 @@ impl Setup {
         edit(&mut options);
         let earlier = std::mem::replace(&mut options.configure, Box::new(|_| {}));
         let container = ContainerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
             token_file: token_file.to_path_buf(),
+            clients: Vec::new(),
         };
         options.configure = Box::new(move |config| {
             earlier(config);
@@ -549,8 +550,9 @@ async fn a_busy_port_never_stops_the_daemon_and_is_taken_once_free() {
     let clock = ManualClock::starting_now();
     let mut options = HarnessOptions::new(&clock);
     let container = ContainerConfig {
-        listen: addr,
+        listen: vec![addr],
         token_file: token_file.clone(),
+        clients: Vec::new(),
     };
     options.configure = Box::new(move |config| config.container = Some(container));
     let h = Harness::start_with(clock, options).await;

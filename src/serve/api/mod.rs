@@ -177,6 +177,10 @@ pub enum ApiError {
     Forwarded,
     #[error("only loopback peers may use the container endpoint")]
     NotLoopback,
+    #[error("this token is not accepted from this address (container.client.allow_from)")]
+    NotAllowedFrom,
+    #[error("this token grants {0} only")]
+    ProfileNotGranted(String),
     #[error("no such path {0:?}")]
     NotFound(String),
     #[error("no [[assume]] profile named {0:?}")]
@@ -199,7 +203,9 @@ impl ApiError {
             ApiError::Forbidden
             | ApiError::WrongToken
             | ApiError::Forwarded
-            | ApiError::NotLoopback => Status::Forbidden,
+            | ApiError::NotLoopback
+            | ApiError::NotAllowedFrom
+            | ApiError::ProfileNotGranted(_) => Status::Forbidden,
             ApiError::NotFound(_) | ApiError::UnknownProfile(_) => Status::NotFound,
             ApiError::MethodNotAllowed(_) => Status::MethodNotAllowed,
             ApiError::RateLimited { .. } => Status::TooManyRequests,
@@ -216,6 +222,8 @@ impl ApiError {
             ApiError::WrongToken => "WrongToken",
             ApiError::Forwarded => "Forwarded",
             ApiError::NotLoopback => "NotLoopback",
+            ApiError::NotAllowedFrom => "NotAllowedFrom",
+            ApiError::ProfileNotGranted(_) => "ProfileNotGranted",
             ApiError::NotFound(_) => "NotFound",
             ApiError::UnknownProfile(_) => "UnknownProfile",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
@@ -458,6 +466,8 @@ mod tests {
             (ApiError::WrongToken, 403),
             (ApiError::Forwarded, 403),
             (ApiError::NotLoopback, 403),
+            (ApiError::NotAllowedFrom, 403),
+            (ApiError::ProfileNotGranted("the instance role".into()), 403),
             (ApiError::NotFound("/x".into()), 404),
             (ApiError::UnknownProfile("p".into()), 404),
             (ApiError::MethodNotAllowed(Method::POST), 405),
