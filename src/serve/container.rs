@@ -286,7 +286,7 @@ impl ContainerEndpoint {
             addresses.push(Address { front, listener });
         }
         if addresses.iter().all(|a| a.listener.is_some()) {
-            service.write_token_files().await?;
+            service.write_token_files(&bound_addresses(&addresses)).await?;
         } else {
             service.remove_stale_token_files();
         }
@@ -407,7 +407,7 @@ async fn bind_with_backoff(
             }
         }
         if addresses.iter().all(|a| a.listener.is_some()) {
-            return match service.write_token_files().await {
+            return match service.write_token_files(&bound_addresses(addresses)).await {
                 Ok(()) => true,
                 Err(error) => {
                     let message = crate::error_chain::render(&error);
@@ -561,8 +561,11 @@ impl ContainerService {
     }
 
     /// Writes every client's token file (on the blocking pool: file I/O never runs on the
-    /// async workers) and reports the endpoint ready.
-    async fn write_token_files(self: &Arc<Self>) -> Result<(), ContainerError> {
+    /// async workers) and reports the endpoint ready on each of `listening`.
+    async fn write_token_files(
+        self: &Arc<Self>,
+        listening: &[SocketAddr],
+    ) -> Result<(), ContainerError> {
         let service = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             service
@@ -579,8 +582,11 @@ impl ContainerService {
             tracing::info!(
                 client = %client.name,
                 token_file = %client.token_file.path().display(),
-                "container-credentials endpoint ready for this client"
+                "container token file written"
             );
+        }
+        for addr in listening {
+            tracing::info!(listen = %addr, "container-credentials endpoint ready");
         }
         Ok(())
     }
@@ -702,6 +708,14 @@ impl AddressFront {
     fn takes_remote_peers(&self) -> bool {
         !is_loopback(self.listen.ip())
     }
+}
+
+/// Where `addresses` listen, once bound.
+fn bound_addresses(addresses: &[Address]) -> Vec<SocketAddr> {
+    addresses
+        .iter()
+        .filter_map(|a| a.front.bound.get().copied())
+        .collect()
 }
 
 /// `uri` with its query replaced by `query`.
