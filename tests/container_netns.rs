@@ -404,6 +404,13 @@ fn bridged_containers_get_their_own_clients_set_through_169_254_170_23() {
     };
     assert!(answered("web", "169.254.201.2"), "{consumers}");
     assert!(answered("audit", "169.254.202.2"), "{consumers}");
+    // Audit's token from container 1 was refused, and counted under audit and that address.
+    let refused_audit = rows.iter().any(|r| {
+        r["client"] == "audit"
+            && r["address"] == "169.254.201.2"
+            && r["refused"].as_u64() >= Some(1)
+    });
+    assert!(refused_audit, "{consumers}");
     let metrics = run
         .sandbox
         .runtime()

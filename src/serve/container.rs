@@ -186,6 +186,11 @@ struct Client {
     allow_from: Vec<Cidr>,
 }
 
+/// A request let through: its client, and the query to answer it with.
+type Granted<'a> = (&'a Client, Option<String>);
+/// A request refused: why, and its client when its token was right.
+type Refused<'a> = (Option<&'a Client>, ApiError);
+
 /// The credentials a token opens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Grant {
@@ -286,7 +291,9 @@ impl ContainerEndpoint {
             addresses.push(Address { front, listener });
         }
         if addresses.iter().all(|a| a.listener.is_some()) {
-            service.write_token_files(&bound_addresses(&addresses)).await?;
+            service
+                .write_token_files(&bound_addresses(&addresses))
+                .await?;
         } else {
             service.remove_stale_token_files();
         }
@@ -626,33 +633,39 @@ impl ContainerService {
     }
 
     /// The client a request is from and the query to answer it with; else the refusal,
-    /// already logged.
+    /// already logged, with the client when its token was right.
     fn check(
         &self,
         peer: SocketAddr,
         request: &Request<Incoming>,
-    ) -> Result<(&Client, Option<String>), ApiError> {
+    ) -> Result<Granted<'_>, Refused<'_>> {
         let headers = request.headers();
         let mut authorization = headers.get_all(AUTHORIZATION).iter();
         let verdict = if headers.contains_key(X_FORWARDED_FOR) || headers.contains_key(FORWARDED) {
-            Err(ApiError::Forwarded)
+            Err((None, ApiError::Forwarded))
         } else {
             match (authorization.next(), authorization.next()) {
-                (None, _) => Err(ApiError::MissingToken),
-                (Some(value), None) => self.client_of(value.as_bytes()).ok_or(ApiError::WrongToken),
-                _ => Err(ApiError::WrongToken),
+                (None, _) => Err((None, ApiError::MissingToken)),
+                (Some(value), None) => self
+                    .client_of(value.as_bytes())
+                    .ok_or((None, ApiError::WrongToken)),
+                _ => Err((None, ApiError::WrongToken)),
             }
         };
         let verdict = verdict.and_then(|client| {
             if !client.allows(peer.ip()) {
-                return Err(ApiError::NotAllowedFrom);
+                return Err((Some(client), ApiError::NotAllowedFrom));
             }
-            Ok((client, client.granted_query(request.uri().query())?))
+            let query = client
+                .granted_query(request.uri().query())
+                .map_err(|refusal| (Some(client), refusal))?;
+            Ok((client, query))
         });
-        if let Err(reason) = &verdict {
+        if let Err((client, reason)) = &verdict {
             let peer = peer.ip();
+            let client = client.map(|c| c.name.as_ref());
             if let Some(unlogged) = self.refusals.admit_line(format!("{peer} {reason}")) {
-                tracing::warn!(%peer, %reason, refused_since_last_line = unlogged, "refusing a container endpoint request");
+                tracing::warn!(%peer, client, %reason, refused_since_last_line = unlogged, "refusing a container endpoint request");
             }
         }
         verdict
@@ -769,20 +782,15 @@ impl Frontend for AddressFront {
         let api = &self.service.api;
         let (client, query) = match self.service.check(*addr, request) {
             Ok(granted) => granted,
-            Err(refusal @ (ApiError::NotAllowedFrom | ApiError::ProfileNotGranted(_))) => {
-                // A token holder: counted under its client, without a `/proc` lookup.
-                let mut refused = Consumer::unknown();
-                refused.address = Some(addr.ip().to_canonical());
+            Err((client, refusal)) => {
+                // Not looked up in `/proc`: a refused request is counted under its client
+                // (when its token was right) and address only.
+                let refused = Consumer {
+                    client: client.map(|c| Arc::clone(&c.name)),
+                    address: client.map(|_| addr.ip().to_canonical()),
+                    ..Consumer::unknown()
+                };
                 return api.refuse_consumer(Endpoint::Container, &refused, request.uri(), refusal);
-            }
-            Err(refusal) => {
-                // Not looked up: whoever did not show a token is counted as unknown.
-                return api.refuse_consumer(
-                    Endpoint::Container,
-                    &Consumer::unknown(),
-                    request.uri(),
-                    refusal,
-                );
             }
         };
         let consumer = consumer.get_or_init(|| self.consumer(*addr, client));
