@@ -411,6 +411,16 @@ fn bridged_containers_get_their_own_clients_set_through_169_254_170_23() {
             && r["refused"].as_u64() >= Some(1)
     });
     assert!(refused_audit, "{consumers}");
+    let table = assert_success(
+        &run.sandbox.client("consumers", &[]).output().unwrap(),
+        "consumers",
+    );
+    for shown in [
+        "container/web@169.254.201.2",
+        "container/audit@169.254.202.2",
+    ] {
+        assert!(table.contains(shown), "{shown} not in\n{table}");
+    }
     let metrics = run
         .sandbox
         .runtime()
