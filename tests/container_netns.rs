@@ -158,6 +158,18 @@ frozen = creds.get_frozen_credentials()
 print(json.dumps({"method": creds.method, "key": frozen.access_key, "secret": frozen.secret_key, "token": frozen.token}))
 "#;
 
+/// `sys.argv[3]` GETs in a row from inside a container, printing each status.
+const FLOOD: &str = r#"
+import sys, urllib.request, urllib.error
+token = open(sys.argv[2]).read()
+for _ in range(int(sys.argv[3])):
+    request = urllib.request.Request(sys.argv[1], headers={"Authorization": token})
+    try:
+        print(urllib.request.urlopen(request, timeout=5).status)
+    except urllib.error.HTTPError as error:
+        print(error.code)
+"#;
+
 /// One GET from inside a container, printing the status and the body.
 const GET: &str = r#"
 import sys, urllib.request, urllib.error
@@ -244,6 +256,7 @@ endpoint = "{imds}"
 
 [socket]
 path = "{socket}"
+rate_limit = "2/s"
 
 [[assume]]
 profile = "audit"
@@ -385,6 +398,21 @@ fn bridged_containers_get_their_own_clients_set_through_169_254_170_23() {
     // The default client's token still works from a container (nothing restricts it).
     let (status, body) = run.get(1, "", Some("default"));
     assert_eq!(status, 200, "{body}");
+
+    // Containers have no uid here: each address has a budget of its own ([socket]
+    // rate_limit is 2/s, burst 4), so container 1 flooding leaves container 2 served.
+    let uri = format!("http://169.254.170.23:{PORT}/v1/credentials");
+    let flood = run
+        .python(0)
+        .args(["-c", FLOOD, &uri])
+        .arg(run.token_file("web"))
+        .arg("20")
+        .output()
+        .unwrap();
+    let statuses = assert_success(&flood, "the flood from container 1");
+    assert!(statuses.lines().any(|s| s == "429"), "{statuses}");
+    let (status, body) = run.get(1, "", Some("audit"));
+    assert_eq!(status, 200, "container 2 after container 1's flood: {body}");
 
     // consumers names each client and its container's address.
     let consumers = assert_success(

@@ -30,7 +30,7 @@ use crate::health::metrics::{Metrics, RequestCounters};
 use crate::health::SinkHealth;
 use crate::refresh::state::{CredentialState, StateReceiver};
 use crate::serve::consumers::{Consumer, Consumers, Outcome};
-use crate::serve::rate_limit::{retry_after_seconds, RateLimiter};
+use crate::serve::rate_limit::{retry_after_seconds, Budget, RateLimiter};
 use bytes::Bytes;
 use credentials::Channel;
 use http_body_util::Full;
@@ -187,7 +187,7 @@ pub enum ApiError {
     UnknownProfile(String),
     #[error("method {0} not allowed: only GET")]
     MethodNotAllowed(Method),
-    #[error("too many requests from this uid (socket.rate_limit is {per_second}/s); retry after {retry_after} s")]
+    #[error("too many requests from this uid (a container: this address; socket.rate_limit is {per_second}/s); retry after {retry_after} s")]
     RateLimited { per_second: u32, retry_after: u64 },
     #[error("{0}")]
     NoCredentials(String),
@@ -294,7 +294,11 @@ impl Api {
         method: &Method,
         uri: &Uri,
     ) -> Response<Body> {
-        if let Err(wait) = self.limiter.check(consumer.uid, Instant::now()) {
+        let budget = match (consumer.uid, consumer.address) {
+            (None, Some(address)) => Budget::Address(address),
+            (uid, _) => Budget::Uid(uid),
+        };
+        if let Err(wait) = self.limiter.check(budget, Instant::now()) {
             self.record(endpoint, consumer, uri, Outcome::RateLimited);
             let error = ApiError::RateLimited {
                 per_second: self.limiter.limit().per_second,
