@@ -68,6 +68,21 @@ pub enum ContainerKey {
     Client(usize, &'static str),
 }
 
+impl std::fmt::Display for ContainerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContainerKey::Table(key) => write!(f, "container.{key}"),
+            ContainerKey::Client(index, key) => {
+                write!(
+                    f,
+                    "container.client.{key} ([[container.client]] #{})",
+                    index + 1
+                )
+            }
+        }
+    }
+}
+
 impl ContainerConfig {
     /// The rules of a `[container]` section that need nothing else of the config, as
     /// (where, message). The `[[assume]]` profiles a client names are checked with the

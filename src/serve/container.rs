@@ -87,7 +87,8 @@
 
 use crate::clock::SharedClock;
 use crate::config::{
-    is_container_listen_address, is_loopback, Cidr, ContainerConfig, DEFAULT_CLIENT_NAME,
+    is_container_listen_address, is_loopback, Cidr, ContainerConfig, ContainerKey,
+    DEFAULT_CLIENT_NAME,
 };
 use crate::credentials::secret::Secret;
 use crate::health::{SinkHealth, SinkReporter};
@@ -143,8 +144,8 @@ const BIND_RETRY_MAX: Duration = Duration::from_secs(60);
 /// port that cannot be bound is not one of these: see the module doc.)
 #[derive(Debug, Error)]
 pub enum ContainerError {
-    #[error("[container]: {0}")]
-    Config(String),
+    #[error("key `{key}`: {message}")]
+    Config { key: ContainerKey, message: String },
     #[error("cannot read the operating system's random source for the container token")]
     Random(#[source] getrandom::Error),
     #[error("cannot write the container token file")]
@@ -226,7 +227,7 @@ impl ContainerEndpoint {
     ) -> Result<Self, ContainerError> {
         config
             .check()
-            .map_err(|(_, message)| ContainerError::Config(message))?;
+            .map_err(|(key, message)| ContainerError::Config { key, message })?;
         let mut clients = vec![Client::new(
             DEFAULT_CLIENT_NAME,
             &config.token_file,
