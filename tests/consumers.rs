@@ -249,7 +249,7 @@ fn consumers_names_the_uids_and_programs_that_fetched_including_a_container_clie
     );
     let other_line = lines.iter().find(|l| l.starts_with("64250 ")).unwrap();
     assert!(
-        other_line.contains(" container ") && other_line.ends_with(exe),
+        other_line.contains(" container/default@127.0.0.1 ") && other_line.ends_with(exe),
         "{table}"
     );
 

@@ -64,8 +64,9 @@ impl Setup {
         edit(&mut options);
         let earlier = std::mem::replace(&mut options.configure, Box::new(|_| {}));
         let container = ContainerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
             token_file: token_file.to_path_buf(),
+            clients: Vec::new(),
         };
         options.configure = Box::new(move |config| {
             earlier(config);
@@ -550,8 +551,9 @@ async fn a_busy_port_never_stops_the_daemon_and_is_taken_once_free() {
     let clock = ManualClock::starting_now();
     let mut options = HarnessOptions::new(&clock);
     let container = ContainerConfig {
-        listen: addr,
+        listen: vec![addr],
         token_file: token_file.clone(),
+        clients: Vec::new(),
     };
     options.configure = Box::new(move |config| config.container = Some(container));
     let h = Harness::start_with(clock, options).await;
@@ -602,7 +604,7 @@ async fn a_busy_port_never_stops_the_daemon_and_is_taken_once_free() {
 }
 
 #[test]
-fn check_config_refuses_a_listen_address_off_loopback() {
+fn check_config_refuses_a_listen_address_off_loopback_and_bad_clients() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     let check = |text: &str| {
@@ -614,15 +616,54 @@ fn check_config_refuses_a_listen_address_off_loopback() {
             .output()
             .unwrap()
     };
-    let refused = check("[container]\nlisten = \"0.0.0.0:28679\"\n");
-    assert_eq!(refused.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains("config.toml:2:")
-            && stderr.contains("container.listen")
-            && stderr.contains("loopback"),
-        "{stderr}"
+    let refused = |text: &str, fragments: &[&str]| {
+        let output = check(text);
+        assert_eq!(output.status.code(), Some(2), "{text}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for fragment in fragments {
+            assert!(stderr.contains(fragment), "{fragment:?} not in {stderr}");
+        }
+    };
+    refused(
+        "[container]\nlisten = \"0.0.0.0:28679\"\n",
+        &[
+            "config.toml:2:",
+            "container.listen",
+            "loopback",
+            "169.254.170.23",
+        ],
+    );
+    refused(
+        "[container]\nlisten = [\"127.0.0.1:28679\", \"169.254.170.2:80\"]\n",
+        &["config.toml:2:", "container.listen", "169.254.170.2:80"],
+    );
+    let clients = "[container]\nlisten = [\"127.0.0.1:28679\", \"169.254.170.23:80\"]\n\
+                   [[container.client]]\nname = \"web\"\ntoken_file = \"/run/c/web/token\"\n\
+                   [[container.client]]\nname = \"api\"\n";
+    refused(
+        &format!("{clients}token_file = \"/run/c/web/t2\"\n"),
+        &[
+            "config.toml:8:",
+            "container.client.token_file",
+            "folder of its own",
+        ],
+    );
+    refused(
+        &format!("{clients}token_file = \"/run/c/api/token\"\nprofile = \"audit\"\n"),
+        &[
+            "config.toml:9:",
+            "container.client.profile",
+            "no [[assume]]",
+        ],
+    );
+    refused(
+        &format!("{clients}token_file = \"/run/c/api/token\"\nallow_from = [\"172.17.0.0/33\"]\n"),
+        &["config.toml:9:", "container.client.allow_from"],
     );
     let accepted = check("[container]\nlisten = \"127.0.0.1:28679\"\n");
+    assert_eq!(accepted.status.code(), Some(0), "{accepted:?}");
+    let accepted = check(&format!(
+        "{clients}token_file = \"/run/c/api/token\"\nallow_from = [\"172.17.0.0/16\", \"fd00::/8\"]\n"
+    ));
     assert_eq!(accepted.status.code(), Some(0), "{accepted:?}");
 }

@@ -82,6 +82,10 @@ impl Exit {
             CommandError::Reload(_) => Exit::Usage,
             #[cfg(windows)]
             CommandError::Service(_) => Exit::Usage,
+            // Not the operator's text but the machine (privileges, the kernel): exit 1, so
+            // the unit's `ExecStartPre=` failing fails the start visibly.
+            #[cfg(target_os = "linux")]
+            CommandError::ContainerAddress(_) => Exit::NoCredentials,
             CommandError::Run(RunError::Start(daemon))
             | CommandError::Demo(DemoError::Daemon(daemon)) => {
                 if is_operators_setup(daemon) {
@@ -169,6 +173,10 @@ pub enum CommandError {
     /// `generate-assets`.
     #[error(transparent)]
     Assets(#[from] AssetsError),
+    /// `container-address up|down`.
+    #[cfg(target_os = "linux")]
+    #[error(transparent)]
+    ContainerAddress(#[from] crate::serve::container_address::AddressError),
 }
 
 /// A start failure the operator fixes in what they wrote (config, flags, environment), as

@@ -51,6 +51,22 @@ pub enum Command {
     /// Install, uninstall or run the Windows service.
     #[cfg(windows)]
     Service(ServiceArgs),
+    /// Put the container endpoint's link-local address (169.254.170.23, fd00:ec2::23) on
+    /// the host's lo, or take it off; as root (the unit's ExecStartPre=+ / ExecStopPost=+).
+    #[cfg(target_os = "linux")]
+    ContainerAddress(ContainerAddressArgs),
+}
+
+/// `imds-credd container-address up|down`.
+#[cfg(target_os = "linux")]
+#[derive(Debug, clap::Args)]
+pub struct ContainerAddressArgs {
+    /// `up`: the addresses `[container] listen` names (none: nothing to do); `down`: both,
+    /// whatever the config says now.
+    #[arg(value_enum)]
+    pub action: crate::serve::container_address::Action,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// `imds-credd service …`.
@@ -185,6 +201,10 @@ fn run_command(command: Command) -> (&'static str, Result<Exit, CommandError>) {
         Command::Consumers(args) => ("imds-credd consumers", ok(client::consumers::run(&args))),
         #[cfg(windows)]
         Command::Service(args) => ("imds-credd service", service(args)),
+        #[cfg(target_os = "linux")]
+        Command::ContainerAddress(args) => {
+            ("imds-credd container-address", container_address(&args))
+        }
     }
 }
 
@@ -235,6 +255,29 @@ fn service(args: ServiceArgs) -> Result<Exit, CommandError> {
                 exit.code()
             }))?;
         }
+    }
+    Ok(Exit::Ok)
+}
+
+/// `container-address up|down`: reads the config only for `up` (a config changed since
+/// `up` must not keep `down` from taking the address off).
+#[cfg(target_os = "linux")]
+fn container_address(args: &ContainerAddressArgs) -> Result<Exit, CommandError> {
+    use crate::serve::container_address::{apply, Action};
+    let config = match args.action {
+        Action::Up => resolve_config(args.config.config.as_deref(), &args.config.overrides)?,
+        Action::Down => Config::default(),
+    };
+    let changed = apply(args.action, &config)?;
+    let verb = match args.action {
+        Action::Up => "on",
+        Action::Down => "off",
+    };
+    if changed.is_empty() {
+        println!("[container] does not listen on a container address: nothing to do");
+    }
+    for address in changed {
+        println!("{address} is {verb} lo");
     }
     Ok(Exit::Ok)
 }

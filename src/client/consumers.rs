@@ -46,6 +46,12 @@ pub fn render_table(rows: &[Value]) -> String {
             Value::Null => "-".to_string(),
             other => other.to_string(),
         };
+        // A container endpoint row names its client and the peer's address (a container
+        // has no uid here): `container/web@172.17.0.2`.
+        let mut endpoint = field("endpoint");
+        if let Value::String(client) = &row["client"] {
+            endpoint = format!("{endpoint}/{}@{}", terminal_safe(client), field("address"));
+        }
         let mut program = field("exe");
         if row["exe_verified"] == false {
             program.push_str(" (argv[0])");
@@ -55,7 +61,7 @@ pub fn render_table(rows: &[Value]) -> String {
             "{:<7} {:<12} {:<10} {:<9} {:>8} {:>7} {:<20} {:<20} {program}",
             field("uid"),
             field("user"),
-            field("endpoint"),
+            endpoint,
             field("profile"),
             field("requests"),
             field("refused"),
@@ -85,12 +91,15 @@ mod tests {
                  "exe":"/usr/bin/python3.11","exe_verified":true},
                 {"uid":1001,"user":"web","endpoint":"container","profile":"audit","requests":3,
                  "refused":0,"first_seen":"2026-11-23T04:10:00Z","last_seen":"2026-11-23T04:11:00Z",
-                 "exe":"evil\nuid 0","exe_verified":false}]"#,
+                 "exe":"evil\nuid 0","exe_verified":false},
+                {"uid":null,"user":"(unknown)","endpoint":"container","profile":null,"requests":1,
+                 "refused":0,"first_seen":"2026-11-23T04:10:00Z","last_seen":"2026-11-23T04:11:00Z",
+                 "exe":"(unknown)","exe_verified":false,"client":"web","address":"172.17.0.2"}]"#,
         )
         .unwrap();
         let shown = render_table(&rows);
         let lines: Vec<&str> = shown.lines().collect();
-        assert_eq!(lines.len(), 3, "{shown}");
+        assert_eq!(lines.len(), 4, "{shown}");
         assert!(lines[0].starts_with("UID     USER         ENDPOINT   PROFILE   REQUESTS"));
         assert!(
             lines[1].starts_with(
@@ -100,5 +109,9 @@ mod tests {
         );
         assert!(lines[1].ends_with(" /usr/bin/python3.11"), "{shown}");
         assert!(lines[2].ends_with(" evil?uid 0 (argv[0])"), "{shown}");
+        assert!(
+            lines[3].starts_with("-       (unknown)    container/web@172.17.0.2 -"),
+            "{shown}"
+        );
     }
 }

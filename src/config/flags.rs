@@ -65,9 +65,10 @@ pub struct ConfigOverrides {
     /// Add an assumed-role profile, e.g. `profile=audit,role_arn=arn:aws:iam::…`.
     #[arg(long = "assume", value_name = "KEY=VALUE,...")]
     pub assumes: Vec<String>,
-    /// Serve the container-credentials endpoint here (`[container] listen`).
+    /// Serve the container-credentials endpoint here; repeatable, replaces the file's list
+    /// (`[container] listen`).
     #[arg(long, value_name = "ADDR")]
-    pub container_listen: Option<SocketAddr>,
+    pub container_listen: Vec<SocketAddr>,
     /// Container endpoint token file (`[container] token_file`).
     #[arg(long, value_name = "PATH")]
     pub container_token_file: Option<PathBuf>,
@@ -118,11 +119,13 @@ impl ConfigOverrides {
                 .assumes
                 .push(parse_table::<AssumeConfig>("--assume", spec)?);
         }
-        if self.container_listen.is_some() || self.container_token_file.is_some() {
+        if !self.container_listen.is_empty() || self.container_token_file.is_some() {
             let container = config
                 .container
                 .get_or_insert_with(ContainerConfig::default);
-            set(&mut container.listen, &self.container_listen);
+            if !self.container_listen.is_empty() {
+                container.listen.clone_from(&self.container_listen);
+            }
             set(&mut container.token_file, &self.container_token_file);
         }
         set(&mut config.log.level, &self.log_level);
@@ -211,6 +214,15 @@ mod tests {
             err.contains("container.listen") && err.contains("loopback"),
             "{err}"
         );
+        let config = apply(&[
+            "--container-listen",
+            "127.0.0.1:28679",
+            "--container-listen",
+            "169.254.170.23:80",
+        ])
+        .unwrap();
+        let listen = config.container.unwrap().listen;
+        assert_eq!(listen.len(), 2, "the flag repeats: {listen:?}");
     }
 
     #[test]

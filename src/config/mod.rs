@@ -4,9 +4,11 @@
 //! A bad file is refused with the file, the line and the key in the message.
 //!
 //! Here: reading and parsing the file. The tables themselves are in `model`, the rules
-//! across keys in `validate` (and `exposure`, `sts_limits`, `units`, and `socket_folder` on Linux), where an
+//! across keys in `validate` (and `exposure`, `sts_limits`, `units`, and `socket_folder` on
+//! Linux), the `[container]` table and its rules in `container`, where an
 //! error points in `spot`, the value types in `values`, the flags in `flags`.
 
+mod container;
 mod exposure;
 mod flags;
 mod model;
@@ -18,17 +20,22 @@ pub mod units;
 mod validate;
 mod values;
 
+pub use container::{
+    is_container_address, is_container_listen_address, is_loopback, ContainerClientConfig,
+    ContainerConfig, ContainerKey, CONTAINER_ADDRESS_V4, CONTAINER_ADDRESS_V6, DEFAULT_CLIENT_NAME,
+    DEFAULT_CONTAINER_PORT,
+};
 pub use flags::ConfigOverrides;
 pub use model::{
-    is_loopback, AssumeConfig, Config, ContainerConfig, EnvSinkConfig, FileSinkConfig, ImdsConfig,
-    LogConfig, RefreshConfig, SignalConfig, SocketConfig, DEFAULT_CONTAINER_PORT,
+    AssumeConfig, Config, EnvSinkConfig, FileSinkConfig, ImdsConfig, LogConfig, RefreshConfig,
+    SignalConfig, SocketConfig,
 };
 #[cfg(target_os = "linux")]
 pub use socket_folder::check_config_socket_folder;
 pub use units::UnitConfig;
 pub use values::{
-    parse_positive_duration, parse_profile_name, EndpointMode, EnvFormat, FileMode, LogFormat,
-    LogLevel, RateLimit,
+    parse_positive_duration, parse_profile_name, Cidr, EndpointMode, EnvFormat, FileMode,
+    LogFormat, LogLevel, RateLimit,
 };
 
 use spot::{key_at, line_at, Spot};
@@ -203,7 +210,7 @@ token_file = "/run/imds-credd/container-token"
         assert_eq!(config.envs[0].format, EnvFormat::Sh);
         assert_eq!(config.envs[0].signal.as_ref().unwrap().signal, "HUP");
         assert_eq!(config.assumes[0].duration, Duration::from_secs(3600));
-        assert_eq!(config.container.unwrap().listen.port(), 28679);
+        assert_eq!(config.container.unwrap().listen[0].port(), 28679);
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use super::values::{self, EndpointMode, EnvFormat, FileMode, LogFormat, LogLevel};
 use super::DEFAULT_SOCKET_PATH;
 use serde::Deserialize;
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(rename = "assume")]
     pub assumes: Vec<AssumeConfig>,
-    pub container: Option<ContainerConfig>,
+    pub container: Option<super::ContainerConfig>,
     /// systemd units served on the unit-credentials socket (`super::units`).
     #[serde(rename = "unit")]
     pub units: Vec<super::units::UnitConfig>,
@@ -174,59 +173,4 @@ pub struct AssumeConfig {
     pub region: String,
     #[serde(default)]
     pub sts_endpoint: String,
-}
-
-/// `[container]`: the loopback endpoint for `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ContainerConfig {
-    pub listen: SocketAddr,
-    pub token_file: PathBuf,
-}
-
-/// The `[container]` port: one no AWS agent uses (the ECS agent has 51678-51680, the EKS
-/// Pod Identity agent 80 and 2703/2705, the CloudWatch agent 25888, 4317/4318 and 2000),
-/// and below Linux's ephemeral range (32768-60999), so an outgoing connection of any
-/// program never holds it as its source port.
-pub const DEFAULT_CONTAINER_PORT: u16 = 28679;
-
-impl Default for ContainerConfig {
-    fn default() -> Self {
-        ContainerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_CONTAINER_PORT)),
-            token_file: PathBuf::from("/run/imds-credd/container-token"),
-        }
-    }
-}
-
-impl ContainerConfig {
-    /// The rules of a `[container]` section, as (key, message). The endpoint answers with
-    /// credentials over plain HTTP (the SDKs allow `http://` only to loopback), so it
-    /// listens on a loopback address or not at all.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
-        if !is_loopback(self.listen.ip()) {
-            return Err((
-                "listen",
-                format!(
-                    "{} is not a loopback address: the container endpoint serves credentials over plain HTTP, on 127.0.0.1 or [::1] only",
-                    self.listen
-                ),
-            ));
-        }
-        if !self.token_file.is_absolute() || self.token_file.file_name().is_none() {
-            return Err((
-                "token_file",
-                format!(
-                    "{} is not an absolute path to a file",
-                    self.token_file.display()
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// A loopback address (`127.0.0.0/8`, `::1`), also when an IPv4 one is written IPv4-mapped.
-pub fn is_loopback(ip: IpAddr) -> bool {
-    ip.to_canonical().is_loopback()
 }

@@ -14,6 +14,9 @@ pub(super) enum Spot {
     /// A key of an entry of an array table: `mode` of `[[file]]` number `index`.
     EntryKey(&'static str, usize, &'static str),
     Key(&'static str, &'static str),
+    /// A key of an entry of an array table inside a table: `name` of `[[container.client]]`
+    /// number `index` is `SubEntryKey("container", "client", index, "name")`.
+    SubEntryKey(&'static str, &'static str, usize, &'static str),
 }
 
 impl Spot {
@@ -32,6 +35,11 @@ impl Spot {
                 let table = value_of(root, table)?;
                 key_in(table, key).unwrap_or(table.span()).start
             }
+            Spot::SubEntryKey(table, sub, index, key) => {
+                let table = value_of(root, table)?.get_ref().as_table()?;
+                let entry = entry(table, sub, index)?;
+                key_in(entry, key).unwrap_or(entry.span()).start
+            }
         };
         Some(line_at(text, offset))
     }
@@ -43,6 +51,7 @@ impl Spot {
                 format!("[[{table}]] #{}", index + 1)
             }
             Spot::Key(table, _) => format!("[{table}]"),
+            Spot::SubEntryKey(table, sub, index, _) => format!("[[{table}.{sub}]] #{}", index + 1),
         }
     }
 }
@@ -129,6 +138,19 @@ mod tests {
         assert_eq!(Spot::Key("socket", "path").line(TEXT), Some(11));
         assert_eq!(Spot::Key("container", "listen").line(TEXT), None);
         assert_eq!(Spot::Entry("file", 2).line(TEXT), None);
+        let clients = "[container]\nlisten = \"127.0.0.1:1\"\n[[container.client]]\nname = \"a\"\n[[container.client]]\nname = \"b\"\nprofile = \"p\"\n";
+        assert_eq!(
+            Spot::SubEntryKey("container", "client", 1, "profile").line(clients),
+            Some(7)
+        );
+        assert_eq!(
+            Spot::SubEntryKey("container", "client", 0, "profile").line(clients),
+            Some(3)
+        );
+        assert_eq!(
+            Spot::SubEntryKey("container", "client", 2, "name").line(clients),
+            None
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! says where it points ([`Spot`]) so the message can name the line.
 
 use super::spot::Spot;
-use super::{Config, SocketConfig};
+use super::{Config, ContainerKey, SocketConfig};
 use std::path::Path;
 
 impl Config {
@@ -101,25 +101,43 @@ impl Config {
         Ok(seen_paths)
     }
 
-    /// `[container]`: a loopback address, and a token file that is no sink's path.
+    /// `[container]` with its clients: its own rules, the profiles its clients name, and
+    /// token files that are no sink's path.
     fn check_container(&self, sink_paths: &[&Path]) -> Result<(), (Spot, String)> {
         let Some(container) = &self.container else {
             return Ok(());
         };
-        container.check().map_err(|(key, message)| {
-            (
-                Spot::Key("container", key),
-                format!("key `container.{key}`: {message}"),
-            )
-        })?;
-        if sink_paths.contains(&container.token_file.as_path()) {
-            return Err((
-                Spot::Key("container", "token_file"),
-                format!(
-                    "key `container.token_file`: {} is also a sink's path",
-                    container.token_file.display()
-                ),
-            ));
+        let known_profiles = self.assume_profiles();
+        let spot = |key| match key {
+            ContainerKey::Table(key) => (Spot::Key("container", key), format!("container.{key}")),
+            ContainerKey::Client(index, key) => (
+                Spot::SubEntryKey("container", "client", index, key),
+                format!("container.client.{key}"),
+            ),
+        };
+        let refuse = |key, message: String| {
+            let (spot, name) = spot(key);
+            Err((spot, format!("key `{name}`: {message}")))
+        };
+        if let Err((key, message)) = container.check() {
+            return refuse(key, message);
+        }
+        for (i, client) in container.clients.iter().enumerate() {
+            if let Some(profile) = &client.profile {
+                if !known_profiles.contains(&profile.as_str()) {
+                    return refuse(
+                        ContainerKey::Client(i, "profile"),
+                        format!("no [[assume]] defines profile {profile:?}"),
+                    );
+                }
+            }
+        }
+        let keys = std::iter::once(ContainerKey::Table("token_file"))
+            .chain((0..container.clients.len()).map(|i| ContainerKey::Client(i, "token_file")));
+        for (key, path) in keys.zip(container.token_files()) {
+            if sink_paths.contains(&path) {
+                return refuse(key, format!("{} is also a sink's path", path.display()));
+            }
         }
         Ok(())
     }
@@ -245,21 +263,103 @@ mod tests {
             "[::]:28679",
             "10.0.0.5:28679",
             "169.254.170.2:80",
+            "169.254.170.24:80",
+            "[fd00:ec2::2]:80",
         ] {
             let text = format!(
                 "[log]\nlevel = \"info\"\n\n[container]\ntoken_file = \"/run/t\"\nlisten = \"{listen}\"\n"
             );
-            assert_refused(&text, &[":6:", "container.listen", "loopback"]);
+            assert_refused(
+                &text,
+                &[":6:", "container.listen", "loopback", "169.254.170.23"],
+            );
+            let list = format!("[container]\nlisten = [\"127.0.0.1:1\", \"{listen}\"]\n");
+            assert_refused(&list, &[":2:", "container.listen", listen]);
         }
-        let loopback = [
+        let allowed = [
             "127.0.0.1:28679",
             "127.0.0.2:0",
             "[::1]:28679",
             "[::ffff:127.0.0.1]:1",
+            "169.254.170.23:80",
+            "[fd00:ec2::23]:8080",
         ];
         let accepted =
-            loopback.map(|listen| parse(&format!("[container]\nlisten = \"{listen}\"\n")).is_ok());
-        assert_eq!(accepted, [true; 4], "{loopback:?}");
+            allowed.map(|listen| parse(&format!("[container]\nlisten = \"{listen}\"\n")).is_ok());
+        assert_eq!(accepted, [true; 6], "{allowed:?}");
+        let list = parse("[container]\nlisten = [\"127.0.0.1:28679\", \"169.254.170.23:80\", \"[fd00:ec2::23]:80\"]\n").unwrap();
+        assert_eq!(list.container.unwrap().listen.len(), 3);
+        assert_refused(
+            "[container]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n",
+            &[":2:", "container.listen", "twice"],
+        );
+        assert_refused(
+            "[container]\nlisten = []\n",
+            &[":2:", "container.listen", "at least one"],
+        );
+        assert_refused(
+            "[container]\nlisten = \"169.254.170.23\"\n",
+            &[":2:", "container.listen", "with a port"],
+        );
+    }
+
+    #[test]
+    fn container_clients_are_refused_with_their_line_and_key() {
+        let assume = "[[assume]]\nprofile = \"audit\"\nrole_arn = \"arn:aws:iam::1:role/r\"\n";
+        let head = format!("[[env]]\npath = \"/srv/x\"\n{assume}[container]\nlisten = \"169.254.170.23:80\"\ntoken_file = \"/run/c/token\"\n");
+        let client = |body: &str| {
+            format!("{head}[[container.client]]\nname = \"web\"\ntoken_file = \"/run/c/web/token\"\n[[container.client]]\n{body}")
+        };
+        // The second client's header is line 12; its keys follow in the order written.
+        let cases: [(&str, &[&str]); 9] = [
+            (
+                "name = \"web\"\ntoken_file = \"/run/c/b/token\"\n",
+                &[":13:", "container.client.name", "already taken"],
+            ),
+            (
+                "name = \"default\"\ntoken_file = \"/run/c/b/token\"\n",
+                &[":13:", "container.client.name", "already taken"],
+            ),
+            (
+                "name = \"a b\"\ntoken_file = \"/run/c/b/token\"\n",
+                &[":13:", "container.client.name", "not a client name"],
+            ),
+            (
+                "name = \"b\"\ntoken_file = \"/run/c/web/other\"\n",
+                &[":14:", "container.client.token_file", "\"web\"'s token"],
+            ),
+            (
+                "name = \"b\"\ntoken_file = \"/run/c/token2\"\n",
+                &[":14:", "container.client.token_file", "\"default\"'s token"],
+            ),
+            (
+                "name = \"b\"\ntoken_file = \"b/token\"\n",
+                &[":14:", "container.client.token_file", "absolute"],
+            ),
+            (
+                "name = \"b\"\ntoken_file = \"/run/c/b/token\"\nprofile = \"nope\"\n",
+                &[":15:", "container.client.profile", "no [[assume]]"],
+            ),
+            (
+                "name = \"b\"\ntoken_file = \"/run/c/b/token\"\nallow_from = [\"172.17.0.2/16\"]\n",
+                &[":15:", "allow_from", "past its /16 prefix"],
+            ),
+            (
+                "name = \"b\"\ntoken_file = \"/srv/x\"\n",
+                &[":14:", "container.client.token_file", "sink's path"],
+            ),
+        ];
+        for (body, fragments) in cases {
+            assert_refused(&client(body), fragments);
+        }
+        let good = parse(&client(
+            "name = \"b\"\ntoken_file = \"/run/c/b/token\"\nprofile = \"audit\"\nallow_from = [\"172.18.0.0/16\", \"fd00:1::/64\"]\n",
+        ))
+        .unwrap();
+        let container = good.container.unwrap();
+        assert_eq!(container.clients.len(), 2);
+        assert_eq!(container.clients[1].profile.as_deref(), Some("audit"));
+        assert!(container.clients[1].allow_from[0].contains("172.18.3.4".parse().unwrap()));
     }
 
     #[test]

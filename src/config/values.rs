@@ -5,6 +5,7 @@
 use crate::credentials::render::EnvSyntax;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// `[socket] rate_limit`: requests per second per uid; 0 turns the limit off. Written `"100/s"` or `"0"`.
@@ -35,6 +36,84 @@ impl std::str::FromStr for RateLimit {
 }
 
 impl<'de> Deserialize<'de> for RateLimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A source range of `[[container.client]] allow_from`: `"172.17.0.0/16"`, `"fd00::/8"`, or
+/// one address (`"172.17.0.2"`, a /32 or /128). Bits past the prefix must be zero, so that
+/// `"172.17.0.2/16"` (meant as one address?) is refused rather than read as the /16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                mask(u128::from(ip.to_bits()), self.prefix, 32) == u128::from(net.to_bits())
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                mask(ip.to_bits(), self.prefix, 128) == net.to_bits()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `bits` (an address of `width` bits) with everything past `prefix` cleared.
+fn mask(bits: u128, prefix: u8, width: u8) -> u128 {
+    let host_bits = u32::from(width - prefix);
+    bits.checked_shr(host_bits)
+        .map_or(0, |b| b.checked_shl(host_bits).unwrap_or(0))
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let refuse = || {
+            format!("{text:?} is not an address range such as \"172.17.0.0/16\" or \"fd00::/8\"")
+        };
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let network: IpAddr = address.parse().map_err(|_| refuse())?;
+        let network = network.to_canonical();
+        let width: u8 = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => width,
+            Some(digits) => match digits.parse::<u8>() {
+                Ok(p) if p <= width && digits.bytes().all(|b| b.is_ascii_digit()) => p,
+                _ => return Err(refuse()),
+            },
+        };
+        let bits = match network {
+            IpAddr::V4(v4) => u128::from(v4.to_bits()),
+            IpAddr::V6(v6) => v6.to_bits(),
+        };
+        if mask(bits, prefix, width) != bits {
+            return Err(format!(
+                "{text:?} has bits set past its /{prefix} prefix: write the range's first address, or the single address without a prefix"
+            ));
+        }
+        Ok(Cidr { network, prefix })
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d)?
             .parse()
@@ -239,5 +318,33 @@ mod tests {
             let err = bad.parse::<RateLimit>().unwrap_err();
             assert!(err.contains("\"100/s\""), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn cidrs_hold_their_range_and_refuse_host_bits_by_example() {
+        let cidr = |text: &str| text.parse::<Cidr>().unwrap();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert!(cidr("172.17.0.0/16").contains(ip("172.17.255.3")));
+        assert!(!cidr("172.17.0.0/16").contains(ip("172.18.0.1")));
+        assert!(cidr("172.17.0.2").contains(ip("::ffff:172.17.0.2")));
+        assert!(!cidr("172.17.0.2").contains(ip("172.17.0.3")));
+        assert!(cidr("0.0.0.0/0").contains(ip("8.8.8.8")));
+        assert!(!cidr("0.0.0.0/0").contains(ip("::1")));
+        assert!(cidr("fd00::/8").contains(ip("fd12::1")));
+        assert!(!cidr("fd00::/8").contains(ip("fe80::1")));
+        assert!(cidr("::/0").contains(ip("fe80::1")));
+        assert_eq!(cidr("fd00:ec2::/32").to_string(), "fd00:ec2::/32");
+        for bad in [
+            "172.17.0.0/33",
+            "172.17.0.0/+8",
+            "172.17.0.0/",
+            "web",
+            "::/129",
+        ] {
+            let err = bad.parse::<Cidr>().unwrap_err();
+            assert!(err.contains("not an address range"), "{bad}: {err}");
+        }
+        let err = "172.17.0.2/16".parse::<Cidr>().unwrap_err();
+        assert!(err.contains("past its /16 prefix"), "{err}");
     }
 }

@@ -131,9 +131,12 @@ pub struct DaemonHandle {
     pub metrics: Arc<Metrics>,
     pub health: SinkHealth,
     pub endpoint: String,
-    /// Where the `[container]` endpoint listens (its port resolved), if configured and
-    /// bound at start (a busy port is retried in the background).
+    /// Where the `[container]` endpoint listens on its first `listen` address (its port
+    /// resolved), if configured and bound at start (a busy port is retried in the
+    /// background).
     pub container: Option<std::net::SocketAddr>,
+    /// The same for every `listen` address, in order.
+    pub container_addrs: Vec<Option<std::net::SocketAddr>>,
     config: Config,
     clock: SharedClock,
     sinks: Vec<RunningSink>,
@@ -276,6 +279,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
         health: SinkHealth::default(),
         endpoint,
         container: None,
+        container_addrs: Vec::new(),
         config: config.clone(),
         clock,
         sinks: Vec::new(),
@@ -342,7 +346,8 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
                     clock,
                 )
                 .await?;
-                daemon.container = endpoint.local_addr();
+                daemon.container_addrs = endpoint.local_addrs();
+                daemon.container = daemon.container_addrs.first().copied().flatten();
                 let stop = daemon.shutdown.clone();
                 daemon
                     .tasks

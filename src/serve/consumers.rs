@@ -12,7 +12,8 @@
 use crate::credentials::format_utc_timestamp;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// Rows kept at most.
@@ -77,6 +78,11 @@ pub struct Consumer {
     pub gid: Option<u32>,
     pub pid: Option<i32>,
     pub program: Program,
+    /// On the container endpoint: the client whose token it showed (`None` elsewhere, or
+    /// before a token was shown).
+    pub client: Option<Arc<str>>,
+    /// On the container endpoint: the peer's address (a container has no uid here).
+    pub address: Option<IpAddr>,
 }
 
 impl Consumer {
@@ -87,6 +93,8 @@ impl Consumer {
             gid: None,
             pid: None,
             program: Program::unknown(),
+            client: None,
+            address: None,
         }
     }
 }
@@ -115,6 +123,9 @@ struct Key {
     uid: Option<u32>,
     exe: String,
     profile: Option<String>,
+    /// The container endpoint's client and peer address: containers have no uid here.
+    client: Option<Arc<str>>,
+    address: Option<IpAddr>,
 }
 
 #[derive(Debug)]
@@ -136,6 +147,9 @@ struct Table {
     rows: HashMap<Key, Row>,
     evicted: u64,
     per_uid: BTreeMap<Option<u32>, UidCounts>,
+    /// Counts by container client and peer address, at most [`MAX_UIDS`] pairs (further
+    /// ones count as address `None`).
+    per_client: BTreeMap<(Arc<str>, Option<IpAddr>), UidCounts>,
 }
 
 /// The consumer table, shared by both listeners.
@@ -162,16 +176,20 @@ impl Consumers {
             } else {
                 None
             };
-        let counts = table.per_uid.entry(counted_uid).or_default();
-        match outcome {
-            Outcome::Answered => counts.answered += 1,
-            Outcome::Refused => counts.refused += 1,
-            Outcome::RateLimited => counts.rate_limited += 1,
+        table.per_uid.entry(counted_uid).or_default().add(outcome);
+        if let Some(client) = &consumer.client {
+            let mut pair = (Arc::clone(client), consumer.address);
+            if table.per_client.len() >= MAX_UIDS && !table.per_client.contains_key(&pair) {
+                pair.1 = None;
+            }
+            table.per_client.entry(pair).or_default().add(outcome);
         }
         let mut key = Key {
             uid: consumer.uid,
             exe: consumer.program.exe.clone(),
             profile: profile.map(str::to_string),
+            client: consumer.client.clone(),
+            address: consumer.address,
         };
         if !table.rows.contains_key(&key) {
             let of_uid = table.rows.keys().filter(|k| k.uid == key.uid).count();
@@ -192,6 +210,8 @@ impl Consumers {
                 exe = key.exe,
                 exe_verified = consumer.program.verified,
                 profile = key.profile.as_deref(),
+                client = key.client.as_deref(),
+                address = key.address.map(|a| a.to_string()),
                 "new credentials consumer"
             );
             table.rows.insert(
@@ -232,6 +252,16 @@ impl Consumers {
         table.per_uid.iter().map(|(uid, c)| (*uid, *c)).collect()
     }
 
+    /// Counts by container client and peer address.
+    pub fn per_client(&self) -> Vec<(Arc<str>, Option<IpAddr>, UidCounts)> {
+        let table = self.table.lock().expect("consumer table lock");
+        table
+            .per_client
+            .iter()
+            .map(|((client, address), c)| (Arc::clone(client), *address, *c))
+            .collect()
+    }
+
     /// The `/v1/consumers` document: rows, most recently seen first.
     pub fn to_json(&self) -> Value {
         let table = self.table.lock().expect("consumer table lock");
@@ -250,6 +280,8 @@ impl Consumers {
                     "cmdline": row.cmdline,
                     "profile": key.profile,
                     "endpoint": row.endpoint,
+                    "client": key.client.as_deref(),
+                    "address": key.address.map(|a| a.to_string()),
                     "requests": row.requests,
                     "refused": row.refused,
                     "first_seen": format_utc_timestamp(row.first_seen),
@@ -258,6 +290,16 @@ impl Consumers {
             })
             .collect();
         Value::Array(rows)
+    }
+}
+
+impl UidCounts {
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Answered => self.answered += 1,
+            Outcome::Refused => self.refused += 1,
+            Outcome::RateLimited => self.rate_limited += 1,
+        }
     }
 }
 
@@ -308,6 +350,8 @@ mod tests {
                 verified: true,
                 cmdline: format!("{exe} --flag"),
             },
+            client: None,
+            address: None,
         }
     }
 

@@ -1,5 +1,5 @@
-//! The container-credentials endpoint (`[container]`, optional): the daemon's credentials on
-//! loopback TCP in the shape the SDKs' container provider reads, so unmodified programs in
+//! The container-credentials endpoint (`[container]`, optional): the daemon's credentials
+//! over TCP in the shape the SDKs' container provider reads, so unmodified programs in
 //! containers or network namespaces (where the IMDS hop limit stops their token request)
 //! get credentials without IMDS. Give such a program exactly these two variables (SDKs
 //! disagree on precedence when more are set):
@@ -9,38 +9,54 @@
 //! AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=/run/imds-credd/container-token
 //! ```
 //!
+//! It listens on every `listen` address: loopback for programs on the host, and
+//! `169.254.170.23` / `fd00:ec2::23` (put on the host by `imds-credd container-address up`,
+//! [`crate::serve::container_address`]) for bridged containers, which reach it through their
+//! default route. One server per address, all sharing the clients, tokens and refusal log.
+//!
+//! # Clients
+//! Each client has a token of its own: the default client (`token_file`, named `default`)
+//! and each `[[container.client]]`. A token grants its client's credentials only: a named
+//! client's profile (or the instance role), whatever `?profile=` asks (naming another is
+//! `403`); the default client, as before clients existed, the instance role or any
+//! `?profile=`. A client with `allow_from` is answered only from those source ranges.
+//!
 //! # Answers
-//! `GET /v1/credentials` (the instance role) and `GET /v1/credentials?profile=NAME` (an
-//! `[[assume]]` profile) answer `{"AccessKeyId","SecretAccessKey","Token","Expiration"}`,
-//! plus `RoleArn` for a profile. The rendering, the expiry check at answer time (503, never
-//! an expired set) and the `{"code","message"}` errors are the socket API's
-//! ([`crate::serve::api`], [`Endpoint::Container`]); the connection limits and the graceful
-//! stop are its server's ([`crate::serve::server`]).
+//! `GET /v1/credentials` (the client's set) and `GET /v1/credentials?profile=NAME` answer
+//! `{"AccessKeyId","SecretAccessKey","Token","Expiration"}`, plus `RoleArn` for a profile.
+//! The rendering, the expiry check at answer time (503, never an expired set) and the
+//! `{"code","message"}` errors are the socket API's ([`crate::serve::api`],
+//! [`Endpoint::Container`]); the connection limits and the graceful stop are its server's
+//! ([`crate::serve::server`]).
 //!
 //! # Who is answered
 //! Checked in this order; each refusal is logged with the peer address and the reason, never
 //! with a header's value, at most once per peer and reason every
 //! [`crate::serve::refusals::INTERVAL`] (with the count since the previous line):
-//! - A peer that is not on loopback: 403 on every request. The listen address is loopback
-//!   already (the config refuses any other), so this is a second lock.
+//! - On a loopback address, a peer that is not on loopback: 403 on every request (a second
+//!   lock: nothing off the host routes to loopback). On a container address any peer may
+//!   connect; its token says who it is.
 //! - A request carrying `X-Forwarded-For` or `Forwarded`: 403. A proxy or a web application
 //!   on the host relayed it, perhaps on an attacker's behalf (IMDS refuses them too).
-//! - No `Authorization` header: 401. One that is not the token byte for byte (compared in
-//!   constant time): 403.
+//! - No `Authorization` header: 401. One that is no client's token byte for byte (compared
+//!   in constant time with every client's): 403.
+//! - A source outside the client's `allow_from`: 403. A `?profile=` the token does not
+//!   grant: 403.
 //! - A uid over `[socket] rate_limit`: 429 with `Retry-After`.
 //!
-//! The peer's uid (and, where the daemon may see it, its pid and program) comes from
-//! `/proc/net/tcp{,6}` by its port at accept time ([`crate::serve::socket::proc_peer`]), for the
-//! rate limit and the consumer table.
+//! A local peer's uid (and, where the daemon may see it, its pid and program) comes from
+//! `/proc/net/tcp{,6}` by its port at accept time ([`crate::serve::socket::proc_peer`]), for
+//! the rate limit and the consumer table. A peer in another network namespace (a container)
+//! has no uid here: the consumer table shows its client and address.
 //!
-//! # The token
+//! # The tokens
 //! 32 bytes from the operating system's random source, hex-encoded (64 characters, so no
-//! CR/LF, which botocore and aws-sdk-rust refuse), made at each start. It is written to
-//! `token_file` with mode 0600 and no trailing newline through [`crate::sink::atomic`]
-//! (missing folders made 0700, links and other users' files refused), after the port is
-//! bound and before any request is answered. Every
-//! [`crate::sink::RESYNC_INTERVAL`] the file is checked and rewritten if it was deleted or
-//! changed; a failure shows in the endpoint's health row.
+//! CR/LF, which botocore and aws-sdk-rust refuse), made for each client at each start. Each
+//! is written to its `token_file` with mode 0600 and no trailing newline through
+//! [`crate::sink::atomic`] (missing folders made 0700, links and other users' files
+//! refused), once every address is bound and before any request is answered. Every
+//! [`crate::sink::RESYNC_INTERVAL`] the files are checked and rewritten if deleted or
+//! changed; a failure shows in the endpoint's health rows.
 //!
 //! ## A new token at each start, and no token file after a clean stop
 //! - SDKs read the token file again at every credentials fetch, not once per process, so a
@@ -49,26 +65,31 @@
 //!   costs it nothing unless it lands in that window, and then one failed fetch that it
 //!   retries. Keeping the token across restarts would help only clients that copied its
 //!   value into `AWS_CONTAINER_AUTHORIZATION_TOKEN`, which must use the file variable instead.
-//! - At a clean stop the file is removed, if it still holds our token (a newer daemon's is
-//!   left alone). While the daemon is down its token opens nothing; without the file the
+//! - At a clean stop each file is removed, if it still holds our token (a newer daemon's is
+//!   left alone). While the daemon is down its tokens open nothing; without the files the
 //!   SDKs fail before sending anything, so they hand no token to, and take no credentials
-//!   from, whatever else might bind the port meanwhile. After a crash the file stays until
-//!   the next start replaces it.
+//!   from, whatever else might bind the port meanwhile. After a crash the files stay until
+//!   the next start replaces them.
 //! - Each write is a rename (a new inode): mount the token's folder into a container, not
 //!   the file itself, or the container keeps seeing the first token.
 //!
 //! # A port someone else holds
-//! Any local user can bind a free loopback port first. That never stops the daemon: the
-//! socket API and every file sink go on, the endpoint's health row (in `status`,
-//! `/v1/status`, `/metrics` and systemd's `STATUS=`) says why, and the bind is retried
-//! with backoff ([`BIND_RETRY_FIRST`] doubling to [`BIND_RETRY_MAX`]). Meanwhile no token
-//! file exists: one left from an earlier run is removed, because SDKs reading it would
-//! send the token to, and take credentials from, whoever holds the port. To hold the port
-//! from boot, enable `imds-credd-container.socket`: systemd binds it before any user
-//! runs and passes it to the daemon ([`crate::serve::activation`]).
+//! Any local user can bind a free unprivileged port first, on loopback or on the container
+//! address. That never stops the daemon: the socket API and every file sink go on, the
+//! address's health row (in `status`, `/v1/status`, `/metrics` and systemd's `STATUS=`)
+//! says why, and the bind is retried with backoff ([`BIND_RETRY_FIRST`] doubling to
+//! [`BIND_RETRY_MAX`]). Meanwhile no token file exists: one left from an earlier run is
+//! removed, because SDKs reading it would send the token to, and take credentials from,
+//! whoever holds the port (a client may use any of the addresses, so no token is written
+//! until all are ours). To hold the loopback port from boot, enable
+//! `imds-credd-container.socket`: systemd binds it before any user runs and passes it to
+//! the daemon ([`crate::serve::activation`]) for the first `listen` address.
 
 use crate::clock::SharedClock;
-use crate::config::{is_loopback, ContainerConfig};
+use crate::config::{
+    is_container_listen_address, is_loopback, Cidr, ContainerConfig, ContainerKey,
+    DEFAULT_CLIENT_NAME,
+};
 use crate::credentials::secret::Secret;
 use crate::health::{SinkHealth, SinkReporter};
 use crate::serve::api::{ApiError, Body};
@@ -81,12 +102,12 @@ use crate::sink::atomic::{FileError, ManagedFile};
 use crate::sink::RESYNC_INTERVAL;
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, FORWARDED};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode, Uri};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -96,16 +117,16 @@ use zeroize::Zeroizing;
 const TOKEN_BYTES: usize = 32;
 /// Only the daemon's user may read the token.
 const TOKEN_FILE_MODE: u32 = 0o600;
-/// Connections served at once. Each SDK client fetches about once an hour, so a few hundred
-/// cover a crowded host; the rest is headroom over [`UNAUTHENTICATED`]'s total, so that
-/// token holders always find a slot. Should this and the socket's cap together pass the
-/// open-files limit, `accept` fails with `EMFILE`, which the server logs and retries after
-/// a pause.
+/// Connections served at once on each address. Each SDK client fetches about once an hour,
+/// so a few hundred cover a crowded host; the rest is headroom over [`UNAUTHENTICATED`]'s
+/// total, so that token holders always find a slot. Should these and the socket's cap
+/// together pass the open-files limit, `accept` fails with `EMFILE`, which the server logs
+/// and retries after a pause.
 const MAX_CONNECTIONS: usize = 512;
 /// An SDK sends its request as soon as it connects and fetches once an hour, so a short
 /// head and idle timeout costs it nothing and frees a slot a silent client holds.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
-/// Connections that have not yet shown the token: each peer address may hold 64, all
+/// Connections that have not yet shown a token: each peer address may hold 64, all
 /// together 128; past that the oldest waiting one is closed for the newcomer.
 const UNAUTHENTICATED: UnauthenticatedLimits = UnauthenticatedLimits {
     per_peer: 64,
@@ -123,41 +144,81 @@ const BIND_RETRY_MAX: Duration = Duration::from_secs(60);
 /// port that cannot be bound is not one of these: see the module doc.)
 #[derive(Debug, Error)]
 pub enum ContainerError {
-    #[error("[container] {key}: {message}")]
-    Config { key: &'static str, message: String },
+    #[error("key `{key}`: {message}")]
+    Config { key: ContainerKey, message: String },
     #[error("cannot read the operating system's random source for the container token")]
     Random(#[source] getrandom::Error),
     #[error("cannot write the container token file")]
     TokenFile(#[source] FileError),
 }
 
-/// An endpoint with its token made, bound (and its token file written) if the port was
+/// An endpoint with its tokens made, bound (and its token files written) if every port was
 /// free, not yet served.
 pub struct ContainerEndpoint {
-    listener: Option<TcpListener>,
-    listen: SocketAddr,
+    addresses: Vec<Address>,
     service: Arc<ContainerService>,
 }
 
-/// What every connection shares: the API, the token and its file, the health row, the
-/// refusal log's memory.
+/// One `listen` address: its server's view, and its listener once bound.
+struct Address {
+    front: Arc<AddressFront>,
+    listener: Option<TcpListener>,
+}
+
+/// What every connection on every address shares: the API, the clients, the refusal log's
+/// memory.
 struct ContainerService {
     api: Arc<Api>,
-    token: Secret,
-    token_file: ManagedFile,
-    reporter: SinkReporter,
+    clients: Vec<Client>,
     clock: SharedClock,
     refusals: RefusalLog,
-    /// Our listening address once bound, to find a peer's line in `/proc/net/tcp`.
-    addr: OnceLock<SocketAddr>,
     owners: SocketOwners,
+    /// Each address's health row, for what concerns them all (the token files).
+    reporters: Vec<Arc<SinkReporter>>,
+}
+
+/// A client: its token and file, and what the token grants.
+struct Client {
+    name: Arc<str>,
+    token: Secret,
+    token_file: ManagedFile,
+    grant: Grant,
+    /// Source ranges the token is accepted from; empty: any.
+    allow_from: Vec<Cidr>,
+}
+
+/// A request let through: its client, and the query to answer it with.
+type Granted<'a> = (&'a Client, Option<String>);
+/// A request refused: why, and its client when its token was right.
+type Refused<'a> = (Option<&'a Client>, ApiError);
+
+/// The credentials a token opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Grant {
+    /// The default client: the instance role, or any `?profile=` (as before clients).
+    Any,
+    /// The instance role only.
+    Instance,
+    /// This `[[assume]]` profile only.
+    Profile(String),
+}
+
+/// The server of one address.
+struct AddressFront {
+    service: Arc<ContainerService>,
+    /// The configured address (port 0 until bound).
+    listen: SocketAddr,
+    /// Our listening address once bound, to find a local peer's line in `/proc/net/tcp`.
+    bound: OnceLock<SocketAddr>,
+    reporter: Arc<SinkReporter>,
 }
 
 impl ContainerEndpoint {
-    /// Takes the port from systemd ([`crate::serve::activation`]) or binds `config.listen` (port 0
-    /// picks a free port: see [`Self::local_addr`]), makes a token and writes it to
-    /// `config.token_file`, and adds the endpoint to `health`. A port that cannot be bound
-    /// is reported and retried by [`Self::serve`].
+    /// Takes the first address's port from systemd ([`crate::serve::activation`]) or binds
+    /// it, binds the others (port 0 picks a free port: see [`Self::local_addrs`]), makes a
+    /// token per client and writes them once every address is bound, and adds a health row
+    /// per address to `health`. An address that cannot be bound is reported and retried by
+    /// [`Self::serve`].
     pub async fn open(
         config: &ContainerConfig,
         api: Arc<Api>,
@@ -167,90 +228,150 @@ impl ContainerEndpoint {
         config
             .check()
             .map_err(|(key, message)| ContainerError::Config { key, message })?;
-        let token = new_token()?;
-        let token_file = ManagedFile::new(&config.token_file, TOKEN_FILE_MODE, None, None)
-            .map_err(ContainerError::TokenFile)?;
-        let bound = listen(config.listen);
-        let target = match &bound {
-            Ok(listener) => listener.local_addr().unwrap_or(config.listen),
-            Err(_) => config.listen,
-        };
-        let reporter = health.register("container", target.to_string());
+        let mut clients = vec![Client::new(
+            DEFAULT_CLIENT_NAME,
+            &config.token_file,
+            Grant::Any,
+            Vec::new(),
+        )?];
+        for client in &config.clients {
+            let grant = client
+                .profile
+                .clone()
+                .map_or(Grant::Instance, Grant::Profile);
+            clients.push(Client::new(
+                &client.name,
+                &client.token_file,
+                grant,
+                client.allow_from.clone(),
+            )?);
+        }
+        let bound: Vec<(SocketAddr, io::Result<TcpListener>)> = config
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| (*addr, listen(*addr, i == 0)))
+            .collect();
+        let reporters: Vec<Arc<SinkReporter>> = bound
+            .iter()
+            .map(|(addr, listener)| {
+                let target = listener
+                    .as_ref()
+                    .ok()
+                    .and_then(|l| l.local_addr().ok())
+                    .unwrap_or(*addr);
+                Arc::new(health.register("container", target.to_string()))
+            })
+            .collect();
         let service = Arc::new(ContainerService {
             api,
-            token,
-            token_file,
-            reporter,
+            clients,
             clock,
             refusals: RefusalLog::default(),
-            addr: OnceLock::new(),
             owners: SocketOwners::default(),
+            reporters: reporters.clone(),
         });
-        let listener = match bound {
-            Ok(listener) => {
-                service.ready(&listener).await?;
-                Some(listener)
-            }
-            Err(error) => {
-                service.cannot_listen(config.listen, &error, BIND_RETRY_FIRST);
-                None
-            }
-        };
-        Ok(ContainerEndpoint {
-            listener,
-            listen: config.listen,
-            service,
-        })
+        let mut addresses = Vec::new();
+        for ((addr, listener), reporter) in bound.into_iter().zip(reporters) {
+            let front = Arc::new(AddressFront {
+                service: Arc::clone(&service),
+                listen: addr,
+                bound: OnceLock::new(),
+                reporter,
+            });
+            let listener = match listener {
+                Ok(listener) => {
+                    front.bound_to(&listener);
+                    Some(listener)
+                }
+                Err(error) => {
+                    front.cannot_listen(&error, BIND_RETRY_FIRST);
+                    None
+                }
+            };
+            addresses.push(Address { front, listener });
+        }
+        if addresses.iter().all(|a| a.listener.is_some()) {
+            service
+                .write_token_files(&bound_addresses(&addresses))
+                .await?;
+        } else {
+            service.remove_stale_token_files();
+        }
+        Ok(ContainerEndpoint { addresses, service })
     }
 
-    /// The address bound, with the port resolved when the config said 0; `None` while the
-    /// port could not be bound.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    /// The addresses bound, in `listen` order, with the port resolved when the config said
+    /// 0; `None` for one that could not be bound.
+    pub fn local_addrs(&self) -> Vec<Option<SocketAddr>> {
+        self.addresses
+            .iter()
+            .map(|a| a.listener.as_ref().and_then(|l| l.local_addr().ok()))
+            .collect()
     }
 
-    /// Binds with backoff if [`Self::open`] could not, then serves until `shutdown` is
-    /// cancelled, keeping the token file in place meanwhile; then drains and removes the
-    /// token file (see the module doc).
-    pub async fn serve(self, shutdown: CancellationToken) {
+    /// Binds with backoff what [`Self::open`] could not (then writes the token files), then
+    /// serves every address until `shutdown` is cancelled, keeping the token files in place
+    /// meanwhile; then drains and removes the token files (see the module doc).
+    pub async fn serve(mut self, shutdown: CancellationToken) {
         let service = self.service;
-        let listener = match self.listener {
-            Some(listener) => listener,
-            None => match bind_with_backoff(&service, self.listen, &shutdown).await {
-                Some(listener) => listener,
-                None => return,
-            },
-        };
+        if self.addresses.iter().any(|a| a.listener.is_none())
+            && !bind_with_backoff(&service, &mut self.addresses, &shutdown).await
+        {
+            return;
+        }
         let limits = ServerLimits {
             max_connections: MAX_CONNECTIONS,
             header_read_timeout: HEADER_TIMEOUT,
             unauthenticated: Some(UNAUTHENTICATED),
             ..ServerLimits::default()
         };
-        let served = server::serve(listener, Arc::clone(&service), limits, shutdown.clone());
-        tokio::join!(served, keep_token_file(&service, &shutdown));
-        if tokio::task::spawn_blocking(move || service.remove_token_file())
+        let mut servers = tokio::task::JoinSet::new();
+        for address in self.addresses {
+            let Some(listener) = address.listener else {
+                continue;
+            };
+            servers.spawn(server::serve(
+                listener,
+                address.front,
+                limits,
+                shutdown.clone(),
+            ));
+        }
+        let served = async {
+            while let Some(ended) = servers.join_next().await {
+                if let Err(error) = ended {
+                    tracing::error!(%error, "a container endpoint server panicked");
+                    shutdown.cancel();
+                }
+            }
+        };
+        tokio::join!(served, keep_token_files(&service, &shutdown));
+        if tokio::task::spawn_blocking(move || service.remove_token_files())
             .await
             .is_err()
         {
-            tracing::warn!("removing the container token file panicked");
+            tracing::warn!("removing the container token files panicked");
         }
     }
 }
 
-/// The listener systemd passed for the endpoint, else a new one bound to `addr`.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let std_listener =
-        match crate::serve::activation::take(crate::serve::activation::CONTAINER_SOCKET_NAMES) {
-            Some(fd) => activated_listener(fd)?,
-            None => std::net::TcpListener::bind(addr)?,
-        };
+/// The listener systemd passed for the endpoint (`activated`: only for the first address),
+/// else a new one bound to `addr`.
+fn listen(addr: SocketAddr, activated: bool) -> io::Result<TcpListener> {
+    let passed = activated
+        .then(|| crate::serve::activation::take(crate::serve::activation::CONTAINER_SOCKET_NAMES))
+        .flatten();
+    let std_listener = match passed {
+        Some(fd) => activated_listener(fd)?,
+        None => std::net::TcpListener::bind(addr)?,
+    };
     std_listener.set_nonblocking(true)?;
     TcpListener::from_std(std_listener)
 }
 
-/// Wraps the fd systemd passed, refusing it unless it is a listening TCP socket on a
-/// loopback address (the endpoint answers over plain HTTP).
+/// Wraps the fd systemd passed, refusing it unless it is a listening TCP socket on an
+/// address the endpoint may listen on (it answers over plain HTTP).
 fn activated_listener(fd: std::os::fd::RawFd) -> io::Result<std::net::TcpListener> {
     use std::os::fd::{FromRawFd, OwnedFd};
     // SAFETY: systemd passed this fd to us (LISTEN_PID is our pid) and
@@ -260,52 +381,57 @@ fn activated_listener(fd: std::os::fd::RawFd) -> io::Result<std::net::TcpListene
         .map_err(io::Error::from)?;
     let listener = std::net::TcpListener::from(owned);
     let addr = listener.local_addr()?;
-    if !listening || !is_loopback(addr.ip()) {
+    if !listening || !is_container_listen_address(addr.ip()) {
         return Err(io::Error::other(format!(
-            "the socket systemd passed ({addr}) is not a listening loopback TCP socket"
+            "the socket systemd passed ({addr}) is not a listening TCP socket on loopback or a container address"
         )));
     }
     tracing::info!(listen = %addr, "using the container endpoint socket passed by systemd");
     Ok(listener)
 }
 
-/// Binds `addr` again and again with backoff until it works (then writes the token file)
-/// or `shutdown`; `None` when stopped first or the token file cannot be written.
+/// Binds the unbound addresses again and again with backoff until all are bound (then
+/// writes the token files) or `shutdown`; `false` when stopped first or the token files
+/// cannot be written.
 async fn bind_with_backoff(
     service: &Arc<ContainerService>,
-    addr: SocketAddr,
+    addresses: &mut [Address],
     shutdown: &CancellationToken,
-) -> Option<TcpListener> {
+) -> bool {
     for attempt in 1.. {
         let wait = crate::backoff::ceiling(BIND_RETRY_FIRST, BIND_RETRY_MAX, attempt);
         tokio::select! {
-            _ = shutdown.cancelled() => return None,
+            _ = shutdown.cancelled() => return false,
             _ = service.clock.sleep_until(service.clock.now() + wait) => {}
         }
-        match listen(addr) {
-            Ok(listener) => {
-                return match service.ready(&listener).await {
-                    Ok(()) => Some(listener),
-                    Err(error) => {
-                        let message = crate::error_chain::render(&error);
-                        tracing::error!(error = %message, "the container endpoint cannot start");
-                        service.reporter.failed(message);
-                        None
-                    }
-                };
-            }
-            Err(error) => {
-                let next = crate::backoff::ceiling(BIND_RETRY_FIRST, BIND_RETRY_MAX, attempt + 1);
-                service.cannot_listen(addr, &error, next);
+        let next = crate::backoff::ceiling(BIND_RETRY_FIRST, BIND_RETRY_MAX, attempt + 1);
+        for address in addresses.iter_mut().filter(|a| a.listener.is_none()) {
+            match listen(address.front.listen, false) {
+                Ok(listener) => {
+                    address.front.bound_to(&listener);
+                    address.listener = Some(listener);
+                }
+                Err(error) => address.front.cannot_listen(&error, next),
             }
         }
+        if addresses.iter().all(|a| a.listener.is_some()) {
+            return match service.write_token_files(&bound_addresses(addresses)).await {
+                Ok(()) => true,
+                Err(error) => {
+                    let message = crate::error_chain::render(&error);
+                    tracing::error!(error = %message, "the container endpoint cannot start");
+                    service.report(|r| r.failed(message.clone()));
+                    false
+                }
+            };
+        }
     }
-    None
+    false
 }
 
-/// Rewrites the token file every [`RESYNC_INTERVAL`] if it no longer holds the token with
+/// Rewrites each token file every [`RESYNC_INTERVAL`] if it no longer holds its token with
 /// its mode, until `shutdown`.
-async fn keep_token_file(service: &Arc<ContainerService>, shutdown: &CancellationToken) {
+async fn keep_token_files(service: &Arc<ContainerService>, shutdown: &CancellationToken) {
     loop {
         let next = service.clock.now() + RESYNC_INTERVAL;
         tokio::select! {
@@ -313,116 +439,94 @@ async fn keep_token_file(service: &Arc<ContainerService>, shutdown: &Cancellatio
             _ = service.clock.sleep_until(next) => {}
         }
         let task_service = Arc::clone(service);
-        let restored = tokio::task::spawn_blocking(move || task_service.restore_token_file())
-            .await
-            .unwrap_or_else(|_| Err("the token file check panicked".to_string()));
-        let path = service.token_file.path().display();
-        match restored {
-            Ok(false) => {}
-            Ok(true) => {
-                tracing::warn!(token_file = %path, "the container token file was deleted or changed; rewrote it");
-                service.reporter.succeeded(service.clock.now());
+        let restored = tokio::task::spawn_blocking(move || {
+            task_service
+                .clients
+                .iter()
+                .map(|c| {
+                    (
+                        c.token_file.path().display().to_string(),
+                        c.restore_token_file(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|_| vec![(String::new(), Err("the token file check panicked".into()))]);
+        let mut failed = None;
+        for (path, outcome) in restored {
+            match outcome {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::warn!(token_file = %path, "the container token file was deleted or changed; rewrote it")
+                }
+                Err(error) => {
+                    tracing::warn!(token_file = %path, %error, "cannot restore the container token file");
+                    failed = Some(error);
+                }
             }
-            Err(error) => {
-                tracing::warn!(token_file = %path, %error, "cannot restore the container token file");
-                service.reporter.failed(error);
-            }
+        }
+        let now = service.clock.now();
+        match failed {
+            Some(error) => service.report(|r| r.failed(error.clone())),
+            None => service.report(|r| r.succeeded(now)),
         }
     }
 }
 
-impl ContainerService {
-    /// Writes the token file for a bound `listener` (on the blocking pool: file I/O never
-    /// runs on the async workers) and reports the endpoint ready.
-    async fn ready(self: &Arc<Self>, listener: &TcpListener) -> Result<(), ContainerError> {
-        let service = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            service
-                .token_file
-                .replace(service.token.expose().as_bytes())
+impl Client {
+    fn new(
+        name: &str,
+        token_file: &std::path::Path,
+        grant: Grant,
+        allow_from: Vec<Cidr>,
+    ) -> Result<Client, ContainerError> {
+        Ok(Client {
+            name: Arc::from(name),
+            token: new_token()?,
+            token_file: ManagedFile::new(token_file, TOKEN_FILE_MODE, None, None)
+                .map_err(ContainerError::TokenFile)?,
+            grant,
+            allow_from,
         })
-        .await
-        .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()))
-        .map_err(ContainerError::TokenFile)?;
-        self.reporter.succeeded(self.clock.now());
-        if let Ok(bound) = listener.local_addr() {
-            let _ = self.addr.set(bound);
-        }
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        tracing::info!(
-            listen = %addr,
-            token_file = %self.token_file.path().display(),
-            "container-credentials endpoint ready"
-        );
-        Ok(())
     }
 
-    /// Reports a failed bind (health row and log) and removes a token file left from an
-    /// earlier run, which would point SDKs at whoever holds the port.
-    fn cannot_listen(&self, addr: SocketAddr, error: &io::Error, retry_in: Duration) {
-        let message = format!(
-            "cannot listen on {addr} ({error}); retrying in {}",
-            humantime::format_duration(retry_in)
-        );
-        tracing::warn!(error = %message, "the container endpoint is not serving; everything else is");
-        self.reporter.failed(message);
-        match self.token_file.remove() {
-            Ok(true) => tracing::warn!(
-                token_file = %self.token_file.path().display(),
-                "removed a container token file left from an earlier run: the port is not ours"
-            ),
-            Ok(false) => {}
-            Err(error) => {
-                tracing::warn!(error = %crate::error_chain::render(&error), "cannot remove the stale container token file")
-            }
-        }
+    /// Whether `peer` is in `allow_from` (or there is none).
+    fn allows(&self, peer: IpAddr) -> bool {
+        self.allow_from.is_empty() || self.allow_from.iter().any(|c| c.contains(peer))
     }
 
-    /// Who is on the other end of a loopback connection from `peer`.
-    fn consumer(&self, peer: SocketAddr) -> Consumer {
-        let Some((uid, inode)) = self
-            .addr
-            .get()
-            .and_then(|addr| loopback_socket(peer, *addr))
-        else {
-            return Consumer::unknown();
+    /// The query to answer `query` with for this client, or the refusal when it asks for
+    /// what the token does not grant. Other parameters pass through (the API refuses them).
+    fn granted_query(&self, query: Option<&str>) -> Result<Option<String>, ApiError> {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let asked: Vec<&str> = pairs
+            .iter()
+            .filter(|(k, _)| k == "profile")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let granted = match &self.grant {
+            Grant::Any => return Ok(query.map(str::to_string)),
+            Grant::Instance => None,
+            Grant::Profile(name) => Some(name.as_str()),
         };
-        let pid = self.owners.pid_of(uid, inode);
-        Consumer {
-            uid: Some(uid),
-            gid: None,
-            pid,
-            program: pid.map_or_else(Program::unknown, program_of),
+        if asked.iter().any(|a| Some(*a) != granted) {
+            return Err(ApiError::ProfileNotGranted(match granted {
+                Some(name) => format!("profile {name:?}"),
+                None => "the instance role".into(),
+            }));
         }
-    }
-
-    /// Whether the request may be answered; else the refusal, already logged.
-    fn check(&self, peer: SocketAddr, request: &Request<Incoming>) -> Result<(), ApiError> {
-        let headers = request.headers();
-        let mut authorization = headers.get_all(AUTHORIZATION).iter();
-        let verdict = if headers.contains_key(X_FORWARDED_FOR) || headers.contains_key(FORWARDED) {
-            Err(ApiError::Forwarded)
-        } else {
-            match (authorization.next(), authorization.next()) {
-                (None, _) => Err(ApiError::MissingToken),
-                (Some(value), None) if self.is_token(value.as_bytes()) => Ok(()),
-                _ => Err(ApiError::WrongToken),
-            }
-        };
-        if let Err(reason) = &verdict {
-            let peer = peer.ip();
-            if let Some(unlogged) = self.refusals.admit_line(format!("{peer} {reason}")) {
-                tracing::warn!(%peer, %reason, refused_since_last_line = unlogged, "refusing a container endpoint request");
-            }
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in pairs.iter().filter(|(k, _)| k != "profile") {
+            out.append_pair(key, value);
         }
-        verdict
-    }
-
-    fn is_token(&self, presented: &[u8]) -> bool {
-        presented.ct_eq(self.token.expose().as_bytes()).into()
+        if let Some(name) = granted {
+            out.append_pair("profile", name);
+        }
+        let out = out.finish();
+        Ok(Some(out).filter(|q| !q.is_empty()))
     }
 
     /// Rewrites the token file unless it already holds the token with its mode. Returns
@@ -458,19 +562,203 @@ impl ContainerService {
     }
 }
 
-impl Frontend for ContainerService {
+impl ContainerService {
+    /// Runs `what` on every address's health row.
+    fn report(&self, what: impl Fn(&SinkReporter)) {
+        self.reporters.iter().for_each(|r| what(r));
+    }
+
+    /// Writes every client's token file (on the blocking pool: file I/O never runs on the
+    /// async workers) and reports the endpoint ready on each of `listening`.
+    async fn write_token_files(
+        self: &Arc<Self>,
+        listening: &[SocketAddr],
+    ) -> Result<(), ContainerError> {
+        let service = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            service
+                .clients
+                .iter()
+                .try_for_each(|client| client.token_file.replace(client.token.expose().as_bytes()))
+        })
+        .await
+        .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()))
+        .map_err(ContainerError::TokenFile)?;
+        let now = self.clock.now();
+        self.report(|r| r.succeeded(now));
+        for client in &self.clients {
+            tracing::info!(
+                client = %client.name,
+                token_file = %client.token_file.path().display(),
+                "container token file written"
+            );
+        }
+        for addr in listening {
+            tracing::info!(listen = %addr, "container-credentials endpoint ready");
+        }
+        Ok(())
+    }
+
+    /// Removes token files left from an earlier run while an address is not ours: they
+    /// would point SDKs at whoever holds the port.
+    fn remove_stale_token_files(&self) {
+        for client in &self.clients {
+            match client.token_file.remove() {
+                Ok(true) => tracing::warn!(
+                    token_file = %client.token_file.path().display(),
+                    "removed a container token file left from an earlier run: a port is not ours"
+                ),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(error = %crate::error_chain::render(&error), "cannot remove the stale container token file")
+                }
+            }
+        }
+    }
+
+    fn remove_token_files(&self) {
+        self.clients.iter().for_each(Client::remove_token_file);
+    }
+
+    /// The client whose token `presented` is. Every client's token is compared, in
+    /// constant time, so the time taken tells nothing about which or how much matched.
+    fn client_of(&self, presented: &[u8]) -> Option<&Client> {
+        let mut found = None;
+        for client in &self.clients {
+            let matches: Choice = presented.ct_eq(client.token.expose().as_bytes());
+            if bool::from(matches) {
+                found = Some(client);
+            }
+        }
+        found
+    }
+
+    /// The client a request is from and the query to answer it with; else the refusal,
+    /// already logged, with the client when its token was right.
+    fn check(
+        &self,
+        peer: SocketAddr,
+        request: &Request<Incoming>,
+    ) -> Result<Granted<'_>, Refused<'_>> {
+        let headers = request.headers();
+        let mut authorization = headers.get_all(AUTHORIZATION).iter();
+        let verdict = if headers.contains_key(X_FORWARDED_FOR) || headers.contains_key(FORWARDED) {
+            Err((None, ApiError::Forwarded))
+        } else {
+            match (authorization.next(), authorization.next()) {
+                (None, _) => Err((None, ApiError::MissingToken)),
+                (Some(value), None) => self
+                    .client_of(value.as_bytes())
+                    .ok_or((None, ApiError::WrongToken)),
+                _ => Err((None, ApiError::WrongToken)),
+            }
+        };
+        let verdict = verdict.and_then(|client| {
+            if !client.allows(peer.ip()) {
+                return Err((Some(client), ApiError::NotAllowedFrom));
+            }
+            let query = client
+                .granted_query(request.uri().query())
+                .map_err(|refusal| (Some(client), refusal))?;
+            Ok((client, query))
+        });
+        if let Err((client, reason)) = &verdict {
+            let peer = peer.ip();
+            let client = client.map(|c| c.name.as_ref());
+            if let Some(unlogged) = self.refusals.admit_line(format!("{peer} {reason}")) {
+                tracing::warn!(%peer, client, %reason, refused_since_last_line = unlogged, "refusing a container endpoint request");
+            }
+        }
+        verdict
+    }
+}
+
+impl AddressFront {
+    fn bound_to(&self, listener: &TcpListener) {
+        if let Ok(bound) = listener.local_addr() {
+            let _ = self.bound.set(bound);
+            tracing::info!(listen = %bound, "container-credentials endpoint bound");
+        }
+    }
+
+    /// Reports a failed bind (health row and log).
+    fn cannot_listen(&self, error: &io::Error, retry_in: Duration) {
+        let message = format!(
+            "cannot listen on {} ({error}); retrying in {}",
+            self.listen,
+            humantime::format_duration(retry_in)
+        );
+        tracing::warn!(error = %message, "the container endpoint is not serving; everything else is");
+        self.reporter.failed(message);
+    }
+
+    /// Who is on the other end of a connection from `peer` to this address, as `client`:
+    /// a local peer's uid and program from `/proc`; a peer elsewhere (another network
+    /// namespace) is its address only.
+    fn consumer(&self, peer: SocketAddr, client: &Client) -> Consumer {
+        let found = self
+            .bound
+            .get()
+            .and_then(|addr| loopback_socket(peer, *addr));
+        let mut consumer = match found {
+            Some((uid, inode)) => {
+                let pid = self.service.owners.pid_of(uid, inode);
+                Consumer {
+                    uid: Some(uid),
+                    pid,
+                    program: pid.map_or_else(Program::unknown, program_of),
+                    ..Consumer::unknown()
+                }
+            }
+            None => Consumer::unknown(),
+        };
+        consumer.client = Some(Arc::clone(&client.name));
+        consumer.address = Some(peer.ip().to_canonical());
+        consumer
+    }
+
+    /// Whether this address takes peers that are not on loopback: only a container address
+    /// (loopback ones keep loopback peers only, a second lock).
+    fn takes_remote_peers(&self) -> bool {
+        !is_loopback(self.listen.ip())
+    }
+}
+
+/// Where `addresses` listen, once bound.
+fn bound_addresses(addresses: &[Address]) -> Vec<SocketAddr> {
+    addresses
+        .iter()
+        .filter_map(|a| a.front.bound.get().copied())
+        .collect()
+}
+
+/// `uri` with its query replaced by `query`.
+fn with_query(uri: &Uri, query: Option<&str>) -> Uri {
+    let path_and_query = match query {
+        Some(query) => format!("{}?{query}", uri.path()),
+        None => uri.path().to_string(),
+    };
+    path_and_query.parse().unwrap_or_else(|_| uri.clone())
+}
+
+impl Frontend for AddressFront {
     type Stream = TcpStream;
     /// The peer's address, and who it is: looked up in `/proc` only once the connection
-    /// has shown the token, so an unauthenticated flood costs no `/proc` scans.
+    /// has shown a token, so an unauthenticated flood costs no `/proc` scans.
     type Peer = (SocketAddr, OnceLock<Consumer>);
     const NAME: &'static str = "container endpoint";
 
     fn admit(&self, stream: &TcpStream) -> Option<Self::Peer> {
         match stream.peer_addr() {
-            Ok(peer) if is_loopback(peer.ip()) => Some((peer, OnceLock::new())),
+            Ok(peer) if is_loopback(peer.ip()) || self.takes_remote_peers() => {
+                Some((peer, OnceLock::new()))
+            }
             Ok(peer) => {
                 let reason = ApiError::NotLoopback;
-                if let Some(unlogged) = self.refusals.admit_line(format!("{} {reason}", peer.ip()))
+                if let Some(unlogged) = self
+                    .service
+                    .refusals
+                    .admit_line(format!("{} {reason}", peer.ip()))
                 {
                     tracing::warn!(peer = %peer.ip(), %reason, refused_since_last_line = unlogged, "refusing a container endpoint peer");
                 }
@@ -484,7 +772,7 @@ impl Frontend for ContainerService {
     }
 
     fn api(&self) -> &Api {
-        &self.api
+        &self.service.api
     }
 
     fn respond(
@@ -492,30 +780,33 @@ impl Frontend for ContainerService {
         (addr, consumer): &Self::Peer,
         request: &Request<Incoming>,
     ) -> Response<Body> {
-        if let Err(refusal) = self.check(*addr, request) {
-            // Not looked up: whoever did not show the token is counted as unknown.
-            return self.api.refuse_consumer(
-                Endpoint::Container,
-                &Consumer::unknown(),
-                request.uri(),
-                refusal,
-            );
-        }
-        let consumer = consumer.get_or_init(|| self.consumer(*addr));
-        let response = self.api.respond_to(
-            Endpoint::Container,
-            consumer,
-            request.method(),
-            request.uri(),
-        );
+        let api = &self.service.api;
+        let (client, query) = match self.service.check(*addr, request) {
+            Ok(granted) => granted,
+            Err((client, refusal)) => {
+                // Not looked up in `/proc`: a refused request is counted under its client
+                // (when its token was right) and address only.
+                let refused = Consumer {
+                    client: client.map(|c| Arc::clone(&c.name)),
+                    address: client.map(|_| addr.ip().to_canonical()),
+                    ..Consumer::unknown()
+                };
+                return api.refuse_consumer(Endpoint::Container, &refused, request.uri(), refusal);
+            }
+        };
+        let consumer = consumer.get_or_init(|| self.consumer(*addr, client));
+        let uri = with_query(request.uri(), query.as_deref());
+        let response = api.respond_to(Endpoint::Container, consumer, request.method(), &uri);
         if response.status() == StatusCode::OK {
-            self.reporter.succeeded(self.clock.now());
+            self.reporter.succeeded(self.service.clock.now());
         }
         response
     }
 
     fn refuse(&self) -> Response<Body> {
-        self.api.refuse(Endpoint::Container, ApiError::NotLoopback)
+        self.service
+            .api
+            .refuse(Endpoint::Container, ApiError::NotLoopback)
     }
 
     /// Peers are told apart by address: on loopback, which 127.x address they use.
@@ -542,5 +833,40 @@ mod tests {
         assert_eq!(a.expose().len(), 2 * TOKEN_BYTES);
         assert!(a.expose().bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a.expose(), b.expose());
+    }
+
+    fn client(grant: Grant) -> Client {
+        let dir = std::env::temp_dir().join("imds-credd-unit-never-written/token");
+        Client::new("web", &dir, grant, Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn a_token_grants_its_clients_profile_only() {
+        let audit = client(Grant::Profile("audit".into()));
+        assert_eq!(audit.granted_query(None), Ok(Some("profile=audit".into())));
+        assert_eq!(
+            audit.granted_query(Some("profile=audit")),
+            Ok(Some("profile=audit".into()))
+        );
+        assert!(matches!(
+            audit.granted_query(Some("profile=admin")),
+            Err(ApiError::ProfileNotGranted(_))
+        ));
+        assert!(audit
+            .granted_query(Some("profile=audit&profile=admin"))
+            .is_err());
+        // Other parameters pass through, for the API to refuse.
+        assert_eq!(
+            audit.granted_query(Some("x=1")),
+            Ok(Some("x=1&profile=audit".into()))
+        );
+        let instance = client(Grant::Instance);
+        assert_eq!(instance.granted_query(None), Ok(None));
+        assert!(instance.granted_query(Some("profile=audit")).is_err());
+        let default = client(Grant::Any);
+        assert_eq!(
+            default.granted_query(Some("profile=audit")),
+            Ok(Some("profile=audit".into()))
+        );
     }
 }

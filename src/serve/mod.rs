@@ -21,6 +21,8 @@ pub mod server;
 pub mod activation;
 #[cfg(target_os = "linux")]
 pub mod container;
+#[cfg(target_os = "linux")]
+pub mod container_address;
 #[cfg(windows)]
 pub mod pipe;
 #[cfg(target_os = "linux")]

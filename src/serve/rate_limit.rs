@@ -1,22 +1,40 @@
 //! The per-uid request budget of `[socket] rate_limit` (the socket and the container
 //! endpoint): a token bucket per uid that refills at the rate and holds twice that, so a
 //! program may burst for a moment but one uid cannot take the daemon from everyone else.
+//! A container endpoint peer in another network namespace has no uid here: it has a
+//! bucket per address instead.
 //! Root is exempt (it can read IMDS itself). A request over budget gets `429` with
 //! `Retry-After`.
 
 use crate::config::RateLimit;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Buckets kept at most; past it, full buckets (which behave like new ones) are dropped.
 const MAX_BUCKETS: usize = 4096;
 
-/// The buckets of every uid seen; `None` is a peer whose uid could not be found.
+/// Whose budget a request takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Budget {
+    /// A local peer's uid; `None` when it could not be found.
+    Uid(Option<u32>),
+    /// A peer without a uid here (a container): its address.
+    Address(IpAddr),
+}
+
+impl From<Option<u32>> for Budget {
+    fn from(uid: Option<u32>) -> Self {
+        Budget::Uid(uid)
+    }
+}
+
+/// The buckets of every uid (and uid-less address) seen.
 #[derive(Debug)]
 pub struct RateLimiter {
     limit: RateLimit,
-    buckets: Mutex<HashMap<Option<u32>, Bucket>>,
+    buckets: Mutex<HashMap<Budget, Bucket>>,
 }
 
 #[derive(Debug)]
@@ -37,18 +55,20 @@ impl RateLimiter {
         self.limit
     }
 
-    /// Takes one request from `uid`'s budget at `now`, or says how long until there is one.
-    pub fn check(&self, uid: Option<u32>, now: Instant) -> Result<(), Duration> {
-        if self.limit.per_second == 0 || uid == Some(0) {
+    /// Takes one request from `budget` (a uid, or an address) at `now`, or says how long
+    /// until there is one.
+    pub fn check(&self, budget: impl Into<Budget>, now: Instant) -> Result<(), Duration> {
+        let budget = budget.into();
+        if self.limit.per_second == 0 || budget == Budget::Uid(Some(0)) {
             return Ok(());
         }
         let rate = f64::from(self.limit.per_second);
         let burst = 2.0 * rate;
         let mut buckets = self.buckets.lock().expect("rate limiter lock");
-        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&uid) {
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&budget) {
             buckets.retain(|_, b| b.tokens + elapsed(b.updated, now) * rate < burst);
         }
-        let bucket = buckets.entry(uid).or_insert(Bucket {
+        let bucket = buckets.entry(budget).or_insert(Bucket {
             tokens: burst,
             updated: now,
         });
@@ -109,6 +129,18 @@ mod tests {
         for _ in 0..1000 {
             assert!(off.check(Some(1000), t0).is_ok());
         }
+    }
+
+    #[test]
+    fn uid_less_peers_have_a_budget_per_address() {
+        let l = limiter("1/s");
+        let t0 = Instant::now();
+        let a = Budget::Address("172.17.0.2".parse().unwrap());
+        let b = Budget::Address("172.17.0.3".parse().unwrap());
+        assert!(l.check(a, t0).is_ok() && l.check(a, t0).is_ok());
+        assert!(l.check(a, t0).is_err());
+        assert!(l.check(b, t0).is_ok());
+        assert!(l.check(None, t0).is_ok(), "not the unknown uid's budget");
     }
 
     #[test]

@@ -164,6 +164,34 @@ impl Api {
             "Credentials requests and refusals on the socket, the container endpoint and the unit-credentials socket, by peer uid and result.",
             &by_uid,
         );
+        let by_client: Vec<(String, u64)> = self
+            .consumers
+            .per_client()
+            .into_iter()
+            .flat_map(|(client, address, counts)| {
+                let peer = address.map_or_else(|| "other".to_string(), |a| a.to_string());
+                [
+                    ("answered", counts.answered),
+                    ("refused", counts.refused),
+                    ("rate_limited", counts.rate_limited),
+                ]
+                .map(|(result, count)| {
+                    let labels = format!(
+                        "client=\"{}\",peer=\"{}\",result=\"{result}\"",
+                        label_value(&client),
+                        label_value(&peer)
+                    );
+                    (labels, count)
+                })
+            })
+            .collect();
+        family(
+            &mut out,
+            "imds_credd_container_client_requests_total",
+            "counter",
+            "Credentials requests and refusals on the container endpoint, by client and peer address.",
+            &by_client,
+        );
         family(
             &mut out,
             "imds_credd_consumers_evicted_total",

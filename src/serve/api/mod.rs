@@ -33,7 +33,7 @@ use crate::health::metrics::{Metrics, RequestCounters};
 use crate::health::SinkHealth;
 use crate::refresh::state::{CredentialState, StateReceiver};
 use crate::serve::consumers::{Consumer, Consumers, Outcome};
-use crate::serve::rate_limit::{retry_after_seconds, RateLimiter};
+use crate::serve::rate_limit::{retry_after_seconds, Budget, RateLimiter};
 use bytes::Bytes;
 use credentials::Channel;
 pub use credentials::Format;
@@ -181,13 +181,17 @@ pub enum ApiError {
     Forwarded,
     #[error("only loopback peers may use the container endpoint")]
     NotLoopback,
+    #[error("this token is not accepted from this address (container.client.allow_from)")]
+    NotAllowedFrom,
+    #[error("this token grants {0} only")]
+    ProfileNotGranted(String),
     #[error("no such path {0:?}")]
     NotFound(String),
     #[error("no [[assume]] profile named {0:?}")]
     UnknownProfile(String),
     #[error("method {0} not allowed: only GET")]
     MethodNotAllowed(Method),
-    #[error("too many requests from this uid (socket.rate_limit is {per_second}/s); retry after {retry_after} s")]
+    #[error("too many requests from this uid (a container: this address; socket.rate_limit is {per_second}/s); retry after {retry_after} s")]
     RateLimited { per_second: u32, retry_after: u64 },
     #[error("{0}")]
     NoCredentials(String),
@@ -203,7 +207,9 @@ impl ApiError {
             ApiError::Forbidden
             | ApiError::WrongToken
             | ApiError::Forwarded
-            | ApiError::NotLoopback => Status::Forbidden,
+            | ApiError::NotLoopback
+            | ApiError::NotAllowedFrom
+            | ApiError::ProfileNotGranted(_) => Status::Forbidden,
             ApiError::NotFound(_) | ApiError::UnknownProfile(_) => Status::NotFound,
             ApiError::MethodNotAllowed(_) => Status::MethodNotAllowed,
             ApiError::RateLimited { .. } => Status::TooManyRequests,
@@ -220,6 +226,8 @@ impl ApiError {
             ApiError::WrongToken => "WrongToken",
             ApiError::Forwarded => "Forwarded",
             ApiError::NotLoopback => "NotLoopback",
+            ApiError::NotAllowedFrom => "NotAllowedFrom",
+            ApiError::ProfileNotGranted(_) => "ProfileNotGranted",
             ApiError::NotFound(_) => "NotFound",
             ApiError::UnknownProfile(_) => "UnknownProfile",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
@@ -290,10 +298,14 @@ impl Api {
         method: &Method,
         uri: &Uri,
     ) -> Response<Body> {
+        let budget = match (consumer.uid, consumer.address) {
+            (None, Some(address)) => Budget::Address(address),
+            (uid, _) => Budget::Uid(uid),
+        };
         // Monotonic: the rate limit's budget refills with elapsed time, whatever the wall clock does.
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
-        if let Err(wait) = self.limiter.check(consumer.uid, now) {
+        if let Err(wait) = self.limiter.check(budget, now) {
             self.record(endpoint, consumer, uri, Outcome::RateLimited);
             let error = ApiError::RateLimited {
                 per_second: self.limiter.limit().per_second,
@@ -476,6 +488,8 @@ mod tests {
             (ApiError::WrongToken, 403),
             (ApiError::Forwarded, 403),
             (ApiError::NotLoopback, 403),
+            (ApiError::NotAllowedFrom, 403),
+            (ApiError::ProfileNotGranted("the instance role".into()), 403),
             (ApiError::NotFound("/x".into()), 404),
             (ApiError::UnknownProfile("p".into()), 404),
             (ApiError::MethodNotAllowed(Method::POST), 405),

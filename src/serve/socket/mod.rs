@@ -130,6 +130,7 @@ impl server::Frontend for SocketFrontend {
                     gid: Some(peer.gid),
                     pid: Some(peer.pid),
                     program: proc_peer::program_of(peer.pid),
+                    ..consumers::Consumer::unknown()
                 };
                 if self.policy.allows(&peer) {
                     return Some(consumer);

@@ -264,5 +264,6 @@ fn consumer(peer: &Peer, request: Option<&UnitRequest>, verified: bool) -> Consu
             verified,
             cmdline,
         },
+        ..Consumer::unknown()
     }
 }
