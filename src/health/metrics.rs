@@ -23,6 +23,10 @@ pub struct Metrics {
     pub socket_requests: RequestCounters,
     /// Answers on the container-credentials endpoint, by status.
     pub container_requests: RequestCounters,
+    /// Connections the unix socket closed at accept or before their first byte.
+    pub socket_closed: ClosedCounters,
+    /// Connections the container endpoint closed at accept or before their first byte.
+    pub container_closed: ClosedCounters,
     /// `AssumeRole` calls that published chained credentials (all profiles).
     pub assume_successes: AtomicU64,
     /// `AssumeRole` attempts that ended without credentials (all profiles).
@@ -51,6 +55,19 @@ pub struct RequestCounters {
     pub too_many_requests: AtomicU64,
     /// 503: no valid credentials to give.
     pub unavailable: AtomicU64,
+}
+
+/// One listener's connections closed by admission (`serve::server`), by reason.
+#[derive(Debug, Default)]
+pub struct ClosedCounters {
+    /// Refused at accept (`allow_uids` / `allow_gids`, not on loopback), answered at once.
+    pub refused: AtomicU64,
+    /// Over its uid's share of the connection slots, answered `503` at once.
+    pub over_share: AtomicU64,
+    /// Sent nothing within the first-byte deadline.
+    pub silent: AtomicU64,
+    /// Gone before it could be identified (connect and reset).
+    pub vanished: AtomicU64,
 }
 
 impl Metrics {

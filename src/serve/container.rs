@@ -29,9 +29,13 @@
 //!   constant time): 403.
 //! - A uid over `[socket] rate_limit`: 429 with `Retry-After`.
 //!
-//! The peer's uid (and, where the daemon may see it, its pid and program) comes from
-//! `/proc/net/tcp{,6}` by its port at accept time ([`crate::serve::socket::proc_peer`]), for the
-//! rate limit and the consumer table.
+//! The peer's uid comes from one netlink lookup of its socket at accept time
+//! ([`crate::serve::socket::sock_diag`]), on the blocking pool: the server's per-uid
+//! connection cap, the waiting connections and the rate limit key on it (a subordinate uid
+//! on its owner, [`crate::serve::subuid`]), not on the loopback address every local user
+//! shares. A peer whose socket is already gone (connect and reset) is closed at once. Its
+//! pid and program (where the daemon may see them) are looked up on the blocking pool once
+//! it has shown the token ([`crate::serve::socket::proc_peer`]), for the consumer table.
 //!
 //! # The token
 //! 32 bytes from the operating system's random source, hex-encoded (64 characters, so no
@@ -74,8 +78,10 @@ use crate::health::{SinkHealth, SinkReporter};
 use crate::serve::api::{ApiError, Body};
 use crate::serve::consumers::{Consumer, Program};
 use crate::serve::refusals::RefusalLog;
-use crate::serve::server::{self, Frontend, ServerLimits, UnauthenticatedLimits};
-use crate::serve::socket::proc_peer::{loopback_socket, program_of, SocketOwners};
+use crate::serve::server::{self, Admission, Frontend, ServerLimits, Share, UnauthenticatedLimits};
+use crate::serve::socket::proc_peer::{program_of, SocketOwners};
+use crate::serve::socket::sock_diag::{peer_socket, PeerSocket};
+use crate::serve::subuid::SubordinateIds;
 use crate::serve::{Api, Endpoint};
 use crate::sink::atomic::{FileError, ManagedFile};
 use crate::sink::RESYNC_INTERVAL;
@@ -84,7 +90,7 @@ use hyper::header::{AUTHORIZATION, FORWARDED};
 use hyper::{Request, Response, StatusCode};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
@@ -105,8 +111,8 @@ const MAX_CONNECTIONS: usize = 512;
 /// An SDK sends its request as soon as it connects and fetches once an hour, so a short
 /// head and idle timeout costs it nothing and frees a slot a silent client holds.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
-/// Connections that have not yet shown the token: each peer address may hold 64, all
-/// together 128; past that the oldest waiting one is closed for the newcomer.
+/// Connections that have sent nothing yet: each uid may hold 64, all together 128; past
+/// that the oldest silent one is closed for the newcomer.
 const UNAUTHENTICATED: UnauthenticatedLimits = UnauthenticatedLimits {
     per_peer: 64,
     total: 128,
@@ -148,9 +154,8 @@ struct ContainerService {
     reporter: SinkReporter,
     clock: SharedClock,
     refusals: RefusalLog,
-    /// Our listening address once bound, to find a peer's line in `/proc/net/tcp`.
-    addr: OnceLock<SocketAddr>,
-    owners: SocketOwners,
+    owners: Arc<SocketOwners>,
+    subuids: SubordinateIds,
 }
 
 impl ContainerEndpoint {
@@ -183,8 +188,8 @@ impl ContainerEndpoint {
             reporter,
             clock,
             refusals: RefusalLog::default(),
-            addr: OnceLock::new(),
-            owners: SocketOwners::default(),
+            owners: Arc::default(),
+            subuids: SubordinateIds::system(),
         });
         let listener = match bound {
             Ok(listener) => {
@@ -345,9 +350,6 @@ impl ContainerService {
         .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()))
         .map_err(ContainerError::TokenFile)?;
         self.reporter.succeeded(self.clock.now());
-        if let Ok(bound) = listener.local_addr() {
-            let _ = self.addr.set(bound);
-        }
         let addr = listener
             .local_addr()
             .map(|a| a.to_string())
@@ -381,26 +383,30 @@ impl ContainerService {
         }
     }
 
-    /// Who is on the other end of a loopback connection from `peer`.
-    fn consumer(&self, peer: SocketAddr) -> Consumer {
-        let Some((uid, inode)) = self
-            .addr
-            .get()
-            .and_then(|addr| loopback_socket(peer, *addr))
-        else {
+    /// Who is on the other end of an admitted connection: its uid from admission, its pid
+    /// and program from `/proc` (on the blocking pool; bounded, see `proc_peer`).
+    async fn consumer(&self, peer: &Peer) -> Consumer {
+        let Some(socket) = peer.socket else {
             return Consumer::unknown();
         };
-        let pid = self.owners.pid_of(uid, inode);
+        let owners = Arc::clone(&self.owners);
+        let found = tokio::task::spawn_blocking(move || {
+            let pid = owners.pid_of(socket.uid, socket.inode);
+            (pid, pid.map_or_else(Program::unknown, program_of))
+        })
+        .await;
+        let (pid, program) = found.unwrap_or_else(|_| (None, Program::unknown()));
         Consumer {
-            uid: Some(uid),
+            uid: Some(peer.owner.unwrap_or(socket.uid)),
+            subordinate: peer.owner.map(|_| socket.uid),
             gid: None,
             pid,
-            program: pid.map_or_else(Program::unknown, program_of),
+            program,
         }
     }
 
     /// Whether the request may be answered; else the refusal, already logged.
-    fn check(&self, peer: SocketAddr, request: &Request<Incoming>) -> Result<(), ApiError> {
+    fn check(&self, peer: &Peer, request: &Request<Incoming>) -> Result<(), ApiError> {
         let headers = request.headers();
         let mut authorization = headers.get_all(AUTHORIZATION).iter();
         let verdict = if headers.contains_key(X_FORWARDED_FOR) || headers.contains_key(FORWARDED) {
@@ -413,9 +419,9 @@ impl ContainerService {
             }
         };
         if let Err(reason) = &verdict {
-            let peer = peer.ip();
-            if let Some(unlogged) = self.refusals.admit_line(format!("{peer} {reason}")) {
-                tracing::warn!(%peer, %reason, refused_since_last_line = unlogged, "refusing a container endpoint request");
+            let share = peer.share;
+            if let Some(unlogged) = self.refusals.admit_line(format!("{share} {reason}")) {
+                tracing::warn!(peer = %peer.addr.ip(), %share, %reason, refused_since_last_line = unlogged, "refusing a container endpoint request");
             }
         }
         verdict
@@ -458,28 +464,82 @@ impl ContainerService {
     }
 }
 
+/// An admitted container peer: its address, its socket as the kernel knows it (`None` when
+/// the lookup failed), the owner of its uid if that is a subordinate uid, and the share it
+/// counts in.
+pub struct Peer {
+    addr: SocketAddr,
+    socket: Option<PeerSocket>,
+    owner: Option<u32>,
+    share: Share,
+    /// Looked up once the connection has shown the token, so an unauthenticated flood
+    /// costs no `/proc` reads.
+    consumer: tokio::sync::OnceCell<Consumer>,
+}
+
 impl Frontend for ContainerService {
     type Stream = TcpStream;
-    /// The peer's address, and who it is: looked up in `/proc` only once the connection
-    /// has shown the token, so an unauthenticated flood costs no `/proc` scans.
-    type Peer = (SocketAddr, OnceLock<Consumer>);
+    type Peer = Peer;
     const NAME: &'static str = "container endpoint";
+    const ENDPOINT: Endpoint = Endpoint::Container;
 
-    fn admit(&self, stream: &TcpStream) -> Option<Self::Peer> {
-        match stream.peer_addr() {
-            Ok(peer) if is_loopback(peer.ip()) => Some((peer, OnceLock::new())),
-            Ok(peer) => {
-                let reason = ApiError::NotLoopback;
-                if let Some(unlogged) = self.refusals.admit_line(format!("{} {reason}", peer.ip()))
-                {
-                    tracing::warn!(peer = %peer.ip(), %reason, refused_since_last_line = unlogged, "refusing a container endpoint peer");
+    async fn admit(&self, stream: &TcpStream) -> Admission<Peer> {
+        let closed = self.api.closed_counters(Endpoint::Container);
+        let (addr, local) = match (stream.peer_addr(), stream.local_addr()) {
+            (Ok(addr), Ok(local)) => (addr, local),
+            (Err(error), _) | (_, Err(error)) => {
+                let key = "unknown address".to_string();
+                if let Some(unlogged) = server::note_closed(&closed.vanished, &self.refusals, key) {
+                    tracing::warn!(error = %crate::error_chain::render(&error), refused_since_last_line = unlogged, "cannot read a container endpoint peer's address; closing it");
+                }
+                return Admission::Drop;
+            }
+        };
+        if !is_loopback(addr.ip()) {
+            let reason = ApiError::NotLoopback;
+            let key = format!("{} {reason}", addr.ip());
+            if let Some(unlogged) = server::note_closed(&closed.refused, &self.refusals, key) {
+                tracing::warn!(peer = %addr.ip(), %reason, refused_since_last_line = unlogged, "refusing a container endpoint peer");
+            }
+            return Admission::Refuse(self.api.refuse(Endpoint::Container, reason));
+        }
+        let found = tokio::task::spawn_blocking(move || peer_socket(addr, local))
+            .await
+            .unwrap_or_else(|_| Err(io::Error::other("the lookup panicked")));
+        let socket = match found {
+            Ok(Some(socket)) => Some(socket),
+            Ok(None) => {
+                let key = "gone".to_string();
+                if let Some(unlogged) = server::note_closed(&closed.vanished, &self.refusals, key) {
+                    tracing::debug!(peer = %addr, refused_since_last_line = unlogged, "a container endpoint peer was gone at accept; closed it");
+                }
+                return Admission::Drop;
+            }
+            Err(error) => {
+                if let Some(unlogged) = self.refusals.admit_line("lookup failed".to_string()) {
+                    tracing::warn!(peer = %addr, error = %crate::error_chain::render(&error), refused_since_last_line = unlogged, "cannot find a container endpoint peer's uid; counting it with the unknown ones");
                 }
                 None
             }
-            Err(error) => {
-                tracing::warn!(error = %crate::error_chain::render(&error), "cannot read a container endpoint peer's address; refusing it");
-                None
-            }
+        };
+        let owner = match socket {
+            Some(socket) => self.subuids.owner_of(socket.uid).await,
+            None => None,
+        };
+        let share = match (socket, owner) {
+            (None, _) => Share::Unknown,
+            (Some(socket), None) if socket.uid == 0 => Share::Exempt,
+            (Some(socket), owner) => Share::Uid(owner.unwrap_or(socket.uid)),
+        };
+        Admission::Admit {
+            peer: Peer {
+                addr,
+                socket,
+                owner,
+                share,
+                consumer: tokio::sync::OnceCell::new(),
+            },
+            share,
         }
     }
 
@@ -487,12 +547,8 @@ impl Frontend for ContainerService {
         &self.api
     }
 
-    fn respond(
-        &self,
-        (addr, consumer): &Self::Peer,
-        request: &Request<Incoming>,
-    ) -> Response<Body> {
-        if let Err(refusal) = self.check(*addr, request) {
+    async fn respond(&self, peer: &Peer, request: &Request<Incoming>) -> Response<Body> {
+        if let Err(refusal) = self.check(peer, request) {
             // Not looked up: whoever did not show the token is counted as unknown.
             return self.api.refuse_consumer(
                 Endpoint::Container,
@@ -501,7 +557,7 @@ impl Frontend for ContainerService {
                 refusal,
             );
         }
-        let consumer = consumer.get_or_init(|| self.consumer(*addr));
+        let consumer = peer.consumer.get_or_init(|| self.consumer(peer)).await;
         let response = self.api.respond_to(
             Endpoint::Container,
             consumer,
@@ -514,13 +570,8 @@ impl Frontend for ContainerService {
         response
     }
 
-    fn refuse(&self) -> Response<Body> {
-        self.api.refuse(Endpoint::Container, ApiError::NotLoopback)
-    }
-
-    /// Peers are told apart by address: on loopback, which 127.x address they use.
-    fn peer_key(&self, (addr, _): &Self::Peer) -> String {
-        addr.ip().to_string()
+    fn refusals(&self) -> &RefusalLog {
+        &self.refusals
     }
 }
 

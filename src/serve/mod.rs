@@ -7,6 +7,7 @@
 //! - [`consumers`]: who fetched credentials, for `/v1/consumers` and `/metrics`.
 //! - [`rate_limit`]: the per-uid request budget (`[socket] rate_limit`).
 //! - [`refusals`]: refusal log lines, rate-limited.
+//! - [`subuid`]: subordinate uids (`/etc/subuid`), counted as their owner (Linux).
 //! - [`activation`]: the sockets systemd passed, picked by name.
 
 pub mod api;
@@ -23,6 +24,8 @@ pub mod container;
 pub mod pipe;
 #[cfg(target_os = "linux")]
 pub mod socket;
+#[cfg(target_os = "linux")]
+pub mod subuid;
 
 pub use api::{Api, Endpoint};
 pub use server::ServerLimits;

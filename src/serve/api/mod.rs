@@ -26,7 +26,7 @@ mod status;
 
 use crate::clock::SharedClock;
 use crate::config::RateLimit;
-use crate::health::metrics::{Metrics, RequestCounters};
+use crate::health::metrics::{ClosedCounters, Metrics, RequestCounters};
 use crate::health::SinkHealth;
 use crate::refresh::state::{CredentialState, StateReceiver};
 use crate::serve::consumers::{Consumer, Consumers, Outcome};
@@ -103,6 +103,13 @@ impl Endpoint {
         match self {
             Endpoint::Socket => &metrics.socket_requests,
             Endpoint::Container => &metrics.container_requests,
+        }
+    }
+
+    fn closed(self, metrics: &Metrics) -> &ClosedCounters {
+        match self {
+            Endpoint::Socket => &metrics.socket_closed,
+            Endpoint::Container => &metrics.container_closed,
         }
     }
 }
@@ -187,6 +194,8 @@ pub enum ApiError {
     RateLimited { per_second: u32, retry_after: u64 },
     #[error("{0}")]
     NoCredentials(String),
+    #[error("this uid holds all the connections it may ({cap}); close one, or retry after 1 s")]
+    TooManyConnections { cap: usize },
 }
 
 impl ApiError {
@@ -203,7 +212,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownProfile(_) => Status::NotFound,
             ApiError::MethodNotAllowed(_) => Status::MethodNotAllowed,
             ApiError::RateLimited { .. } => Status::TooManyRequests,
-            ApiError::NoCredentials(_) => Status::Unavailable,
+            ApiError::NoCredentials(_) | ApiError::TooManyConnections { .. } => Status::Unavailable,
         }
     }
 
@@ -221,6 +230,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::RateLimited { .. } => "RateLimited",
             ApiError::NoCredentials(_) => "NoCredentials",
+            ApiError::TooManyConnections { .. } => "TooManyConnections",
         }
     }
 
@@ -238,6 +248,11 @@ impl ApiError {
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            ApiError::TooManyConnections { .. } => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
@@ -286,7 +301,11 @@ impl Api {
         method: &Method,
         uri: &Uri,
     ) -> Response<Body> {
-        if let Err(wait) = self.limiter.check(consumer.uid, Instant::now()) {
+        let limited = match consumer.is_root() {
+            true => Ok(()),
+            false => self.limiter.check(consumer.uid, Instant::now()),
+        };
+        if let Err(wait) = limited {
             self.record(endpoint, consumer, uri, Outcome::RateLimited);
             let error = ApiError::RateLimited {
                 per_second: self.limiter.limit().per_second,
@@ -297,7 +316,7 @@ impl Api {
         if Route::from_path(uri.path()) == Some(Route::Credentials) {
             self.record(endpoint, consumer, uri, Outcome::Answered);
         }
-        self.respond(endpoint, method, uri)
+        self.respond(endpoint, consumer, method, uri)
     }
 
     /// [`Self::refuse`], recording the refusal against `consumer`.
@@ -343,9 +362,16 @@ impl Api {
     /// Answers one request that `endpoint` has let through (an allowed peer; on the
     /// container endpoint, the right token too). Only the method and URI matter: every route
     /// is a GET without a body.
-    pub fn respond(&self, endpoint: Endpoint, method: &Method, uri: &Uri) -> Response<Body> {
+    /// `viewer` is who asks: `/v1/consumers` shows a non-root viewer only its own rows.
+    pub fn respond(
+        &self,
+        endpoint: Endpoint,
+        viewer: &Consumer,
+        method: &Method,
+        uri: &Uri,
+    ) -> Response<Body> {
         let routed = match endpoint {
-            Endpoint::Socket => self.route(method, uri),
+            Endpoint::Socket => self.route(viewer, method, uri),
             Endpoint::Container => self.container_route(method, uri),
         };
         let (status, response) = match routed {
@@ -381,6 +407,16 @@ impl Api {
         }
     }
 
+    /// The counters of connections `endpoint` closed at admission.
+    pub fn closed_counters(&self, endpoint: Endpoint) -> &ClosedCounters {
+        endpoint.closed(&self.metrics)
+    }
+
+    /// The answer to a connection over its uid's share (see [`crate::serve::server`]).
+    pub fn over_share(&self, endpoint: Endpoint, cap: usize) -> Response<Body> {
+        self.refuse(endpoint, ApiError::TooManyConnections { cap })
+    }
+
     /// Counts a connection accepted on the socket.
     pub fn note_connection(&self) {
         Metrics::incr(&self.metrics.socket_connections);
@@ -394,7 +430,12 @@ impl Api {
         response
     }
 
-    fn route(&self, method: &Method, uri: &Uri) -> Result<Response<Body>, ApiError> {
+    fn route(
+        &self,
+        viewer: &Consumer,
+        method: &Method,
+        uri: &Uri,
+    ) -> Result<Response<Body>, ApiError> {
         let route =
             Route::from_path(uri.path()).ok_or_else(|| ApiError::NotFound(echo(uri.path())))?;
         if method != Method::GET {
@@ -405,7 +446,7 @@ impl Api {
             Route::Status => Ok(self.status()),
             Route::Health => self.health(),
             Route::Metrics => Ok(self.prometheus()),
-            Route::Consumers => Ok(self.consumer_table()),
+            Route::Consumers => Ok(self.consumer_table(viewer)),
         }
     }
 
