@@ -112,9 +112,10 @@ impl server::Listener for tokio::net::UnixListener {
     }
 }
 
-/// The socket's side of the server: peers checked by `SO_PEERCRED` (and their program read
-/// from `/proc` at accept time, on the blocking pool, for the consumer table), every route
-/// served.
+/// The socket's side of the server: peers checked by `SO_PEERCRED` at accept, every route
+/// served. A peer's program is read from `/proc` (on the blocking pool, for the consumer
+/// table) only at its first request: a connection refused, over its share or silent costs
+/// no `/proc` read, so the accept loop drains a flood as fast as it comes.
 struct SocketFrontend {
     api: Arc<Api>,
     policy: PeerPolicy,
@@ -122,13 +123,19 @@ struct SocketFrontend {
     subuids: SubordinateIds,
 }
 
+/// An admitted socket peer: who the kernel says it is, and its program once looked up.
+struct SocketPeer {
+    consumer: consumers::Consumer,
+    with_program: tokio::sync::OnceCell<consumers::Consumer>,
+}
+
 impl server::Frontend for SocketFrontend {
     type Stream = tokio::net::UnixStream;
-    type Peer = consumers::Consumer;
+    type Peer = SocketPeer;
     const NAME: &'static str = "socket";
     const ENDPOINT: Endpoint = Endpoint::Socket;
 
-    async fn admit(&self, stream: &Self::Stream) -> Admission<consumers::Consumer> {
+    async fn admit(&self, stream: &Self::Stream) -> Admission<SocketPeer> {
         self.api.note_connection();
         let closed = self.api.closed_counters(Endpoint::Socket);
         let peer = match peer::peer_of(stream) {
@@ -143,38 +150,39 @@ impl server::Frontend for SocketFrontend {
             }
         };
         let owner = self.subuids.owner_of(peer.uid).await;
-        let program = tokio::task::spawn_blocking(move || proc_peer::program_of(peer.pid))
-            .await
-            .unwrap_or_else(|_| consumers::Program::unknown());
         let consumer = consumers::Consumer {
             uid: Some(owner.unwrap_or(peer.uid)),
             subordinate: owner.map(|_| peer.uid),
             gid: Some(peer.gid),
             pid: Some(peer.pid),
-            program,
+            program: consumers::Program::unknown(),
         };
-        if self.policy.allows(&peer) {
+        if self.policy.allows(&peer, owner) {
             let share = match consumer.is_root() {
                 true => Share::Exempt,
                 false => Share::Uid(owner.unwrap_or(peer.uid)),
             };
-            return Admission::Admit {
-                peer: consumer,
-                share,
+            let peer = SocketPeer {
+                consumer,
+                with_program: tokio::sync::OnceCell::new(),
             };
+            return Admission::Admit { peer, share };
         }
         let key = format!("uid {}", owner.unwrap_or(peer.uid));
         if let Some(unlogged) = server::note_closed(&closed.refused, &self.refusals, key) {
+            let program = program_of(peer.pid).await;
             tracing::warn!(
                 uid = peer.uid,
                 owner_uid = owner,
                 gid = peer.gid,
                 pid = peer.pid,
-                exe = consumer.program.exe,
+                exe = program.exe,
                 refused_since_last_line = unlogged,
                 "refusing a socket peer not in socket.allow_uids / socket.allow_gids"
             );
         }
+        // Its row names no program: looking each one up would make a flood of refused
+        // connections cost a `/proc` read each.
         self.api.note_refused(Endpoint::Socket, &consumer);
         Admission::Refuse(self.api.refuse(Endpoint::Socket, ApiError::Forbidden))
     }
@@ -183,11 +191,17 @@ impl server::Frontend for SocketFrontend {
         &self.api
     }
 
-    async fn respond(
-        &self,
-        consumer: &consumers::Consumer,
-        request: &Request<Incoming>,
-    ) -> Response<Body> {
+    async fn respond(&self, peer: &SocketPeer, request: &Request<Incoming>) -> Response<Body> {
+        let consumer = peer
+            .with_program
+            .get_or_init(|| async {
+                let pid = peer.consumer.pid.unwrap_or(-1);
+                consumers::Consumer {
+                    program: program_of(pid).await,
+                    ..peer.consumer.clone()
+                }
+            })
+            .await;
         self.api
             .respond_to(Endpoint::Socket, consumer, request.method(), request.uri())
     }
@@ -195,6 +209,13 @@ impl server::Frontend for SocketFrontend {
     fn refusals(&self) -> &refusals::RefusalLog {
         &self.refusals
     }
+}
+
+/// [`proc_peer::program_of`] on the blocking pool.
+async fn program_of(pid: i32) -> consumers::Program {
+    tokio::task::spawn_blocking(move || proc_peer::program_of(pid))
+        .await
+        .unwrap_or_else(|_| consumers::Program::unknown())
 }
 
 /// Opens the socket, serves with the default limits until `shutdown`, removes the socket on
