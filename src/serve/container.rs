@@ -30,7 +30,7 @@
 //! - A uid over `[socket] rate_limit`: 429 with `Retry-After`.
 //!
 //! The peer's uid comes from one netlink lookup of its socket at accept time
-//! ([`crate::serve::socket::sock_diag`]), on the blocking pool: the server's per-uid
+//! ([`crate::serve::socket::sock_diag`], non-blocking): the server's per-uid
 //! connection cap, the waiting connections and the rate limit key on it (a subordinate uid
 //! on its owner, [`crate::serve::subuid`]), not on the loopback address every local user
 //! shares. A peer whose socket is already gone (connect and reset) is closed at once. Its
@@ -117,6 +117,10 @@ const UNAUTHENTICATED: UnauthenticatedLimits = UnauthenticatedLimits {
     per_peer: 64,
     total: 128,
 };
+/// Pending connections the kernel queues while the accept loop catches up: a connection
+/// flood that fills the queue makes the kernel drop new clients' SYNs, which they resend
+/// only after a second.
+const LISTEN_BACKLOG: i32 = 1024;
 /// `X-Forwarded-For` (hyper names only the standard `Forwarded`).
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -248,7 +252,14 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let std_listener =
         match crate::serve::activation::take(crate::serve::activation::CONTAINER_SOCKET_NAMES) {
             Some(fd) => activated_listener(fd)?,
-            None => std::net::TcpListener::bind(addr)?,
+            None => {
+                let listener = std::net::TcpListener::bind(addr)?;
+                // Again, with our backlog (std's is smaller): on Linux it replaces the first.
+                let backlog = nix::sys::socket::Backlog::new(LISTEN_BACKLOG)
+                    .expect("backlog within the kernel's range");
+                nix::sys::socket::listen(&listener, backlog).map_err(io::Error::from)?;
+                listener
+            }
         };
     std_listener.set_nonblocking(true)?;
     TcpListener::from_std(std_listener)
@@ -503,10 +514,7 @@ impl Frontend for ContainerService {
             }
             return Admission::Refuse(self.api.refuse(Endpoint::Container, reason));
         }
-        let found = tokio::task::spawn_blocking(move || peer_socket(addr, local))
-            .await
-            .unwrap_or_else(|_| Err(io::Error::other("the lookup panicked")));
-        let socket = match found {
+        let socket = match peer_socket(addr, local) {
             Ok(Some(socket)) => Some(socket),
             Ok(None) => {
                 let key = "gone".to_string();

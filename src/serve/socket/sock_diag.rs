@@ -2,20 +2,18 @@
 //! (`SOCK_DIAG_BY_FAMILY` with an `inet_diag_req_v2` naming the exact 4-tuple, no dump),
 //! which the kernel answers with that one socket's uid and inode. Its cost does not depend
 //! on how many sockets the host has (reading `/proc/net/tcp` does, and any user can fill the
-//! table with `TIME_WAIT` rows). The request is blocking with a short timeout: callers run
-//! it on the blocking pool. Any user may make it (the kernel allows exact lookups to all).
+//! table with `TIME_WAIT` rows). The kernel builds the answer while it takes the request
+//! (inside `sendto`), so the netlink socket is non-blocking and read once without waiting:
+//! four quick system calls, none of which sleeps, fit on an async worker. Any user may make
+//! the request (the kernel allows exact lookups to all).
 
 use nix::sys::socket::{
-    recv, sendto, setsockopt, socket, sockopt::ReceiveTimeout, AddressFamily, MsgFlags,
-    NetlinkAddr, SockFlag, SockProtocol, SockType,
+    recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
-use nix::sys::time::TimeVal;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 
-/// The kernel answers at once; this bounds a lookup if it ever does not.
-const REPLY_TIMEOUT_MS: i64 = 500;
 const NLMSG_HEADER: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
@@ -40,18 +38,14 @@ pub struct PeerSocket {
 
 /// The socket bound to `peer` and connected to `local` (the client's side of a connection
 /// we accepted on `local`). `Ok(None)`: there is none any more, or it is closed (its
-/// owner gone, or in `TIME_WAIT`, where the kernel reports no uid).
+/// owner gone, or in `TIME_WAIT`, where the kernel reports no uid). An error of kind
+/// `WouldBlock` if the kernel had not answered by the time it was read.
 pub fn peer_socket(peer: SocketAddr, local: SocketAddr) -> io::Result<Option<PeerSocket>> {
     let fd = socket(
         AddressFamily::Netlink,
         SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         SockProtocol::NetlinkSockDiag,
-    )?;
-    setsockopt(
-        &fd,
-        ReceiveTimeout,
-        &TimeVal::new(0, REPLY_TIMEOUT_MS * 1000),
     )?;
     let request = request(peer, local).ok_or_else(|| {
         io::Error::new(
@@ -66,7 +60,7 @@ pub fn peer_socket(peer: SocketAddr, local: SocketAddr) -> io::Result<Option<Pee
         MsgFlags::empty(),
     )?;
     let mut reply = [0u8; 1024];
-    let length = recv(fd.as_raw_fd(), &mut reply, MsgFlags::empty())?;
+    let length = recv(fd.as_raw_fd(), &mut reply, MsgFlags::MSG_DONTWAIT)?;
     parse_reply(&reply[..length])
 }
 
