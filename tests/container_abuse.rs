@@ -455,6 +455,8 @@ fn connection_churners_as_another_uid_never_cut_off_the_token_holder() {
     let (daemon, run_dir, log_path) = start_daemon(dir.path(), &sim.endpoint(), "127.0.0.1:0");
     let addr = ready_address(&log_path).expect("the endpoint is ready");
     let token = read(&run_dir.join("container-token"));
+    let (unattacked_median, unattacked_worst) = fetch_all(addr, &token, 100);
+    println!("token holder unattacked: 100 of 100, median {unattacked_median:?}, worst {unattacked_worst:?}");
     let (host, port) = (addr.ip().to_string(), addr.port().to_string());
     let churners: Vec<Child> = (0..3)
         .map(|_| local_flood(dir.path(), &["churn-tcp", &host, &port, "8"]))

@@ -542,8 +542,9 @@ const APP_FETCHES: usize = 20;
 /// Each of them must succeed within this.
 const APP_MAX_LATENCY: Duration = Duration::from_secs(1);
 
-/// Runs `tests/support/local_flood.py MODE ARGS…` as the attacker (a copy it can read).
-fn flood_as_attacker(unit: &UnitDaemon, args: &[&str]) -> Child {
+/// A copy of `tests/support/local_flood.py` that other users can read (the checkout may
+/// sit in a folder only its owner enters).
+fn flood_script(unit: &UnitDaemon) -> PathBuf {
     let script = unit.path("local_flood.py");
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/local_flood.py"),
@@ -551,6 +552,12 @@ fn flood_as_attacker(unit: &UnitDaemon, args: &[&str]) -> Child {
     )
     .unwrap();
     chmod(&script, 0o644);
+    script
+}
+
+/// Runs `local_flood.py MODE ARGS…` as the attacker.
+fn flood_as_attacker(unit: &UnitDaemon, args: &[&str]) -> Child {
+    let script = flood_script(unit);
     as_user(ATTACKER_UID)
         .arg("/usr/bin/python3")
         .arg(&script)
@@ -639,6 +646,9 @@ fn a_socket_user_holding_idle_connections_cannot_shut_out_another() {
         let mut unit = UnitDaemon::prepare();
         unit.start(config);
         let socket = unit.sandbox.socket.to_str().unwrap().to_string();
+        flood_script(&unit);
+        let mut unattacked = app_fetches(&unit);
+        unattacked.sort();
         let flood = flood_as_attacker(
             &unit,
             &[
@@ -657,7 +667,12 @@ fn a_socket_user_holding_idle_connections_cannot_shut_out_another() {
         latencies.sort();
         let worst = *latencies.last().unwrap();
         println!(
-            "{config:?}: app {APP_FETCHES} of {APP_FETCHES} answered, median {:?}, worst {worst:?}; attacker: {connects} connections, {answers} answered at once, {closed} counted",
+            "{config:?}: unattacked, app median {:?}, worst {:?}",
+            unattacked[APP_FETCHES / 2],
+            unattacked[APP_FETCHES - 1]
+        );
+        println!(
+            "{config:?}: attacked, app {APP_FETCHES} of {APP_FETCHES} answered, median {:?}, worst {worst:?}; attacker: {connects} connections, {answers} answered at once, {closed} counted",
             latencies[latencies.len() / 2]
         );
         assert!(
