@@ -60,16 +60,19 @@ impl std::fmt::Display for Share {
     }
 }
 
+/// How many connections each share holds.
+type Held = Arc<Mutex<HashMap<Share, usize>>>;
+
 /// The connections each share holds now.
 #[derive(Debug, Default)]
 pub struct Shares {
-    held: Arc<Mutex<HashMap<Share, usize>>>,
+    held: Held,
 }
 
 /// One connection's place in its share; given back on drop.
 #[derive(Debug)]
 pub struct ShareSlot {
-    held: Option<(Arc<Mutex<HashMap<Share, usize>>>, Share)>,
+    held: Option<(Held, Share)>,
 }
 
 impl Shares {
