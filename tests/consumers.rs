@@ -424,7 +424,7 @@ fn run_as_the_unit_runs_it_other_users_show_their_argv0_and_container_peers_thei
         nobody["pid"].is_u64(),
         "SO_PEERCRED gives the pid: {nobody}"
     );
-    // Nor its fd links: the container peer has its uid (from /proc/net/tcp), no pid.
+    // Nor its fd links: the container peer has its uid (from sock_diag), no pid.
     let other = rows.iter().find(|r| r["uid"] == OTHER_UID).unwrap();
     assert_eq!(other["endpoint"], "container", "{other}");
     assert!(other["pid"].is_null(), "{other}");

@@ -12,6 +12,9 @@ for SECONDS and prints what it got, as numbers on one line.
 
 (The TCP floods are paced: flat out, a few Python processes outrun the accept loop of a
 debug build on a 2-core machine and fill the listen queue, which tests CPU, not admission.)
+  timewait COUNT
+      Leaves COUNT loopback TCP sockets in TIME_WAIT (its own connections to its own
+      listeners, closed client first), filling the host's TCP table. Prints: sockets.
   fetch-unix PATH COUNT
       The legitimate client: COUNT credentials requests on the unix socket, each on a new
       connection with a blocking connect (as the client commands make it, waiting for room
@@ -104,6 +107,27 @@ def reset_tcp(host, port, seconds):
     print(connects)
 
 
+def timewait(count):
+    listeners = []
+    for _ in range(max(1, count // 20000 + 1)):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        listeners.append(listener)
+    made = 0
+    while made < count:
+        listener = listeners[made % len(listeners)]
+        try:
+            client = socket.create_connection(listener.getsockname())
+        except OSError:
+            break
+        server, _ = listener.accept()
+        client.close()
+        server.close()
+        made += 1
+    print(made)
+
+
 def fetch_unix(path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     # A blocking connect waits for room in a full listen backlog, for at most SO_SNDTIMEO.
@@ -186,6 +210,8 @@ elif mode == "churn-tcp":
     churn_tcp(args[0], int(args[1]), float(args[2]))
 elif mode == "reset-tcp":
     reset_tcp(args[0], int(args[1]), float(args[2]))
+elif mode == "timewait":
+    timewait(int(args[0]))
 elif mode == "fetch-unix":
     fetch_many(args[0], int(args[1]))
 elif mode == "subuids":
