@@ -632,15 +632,17 @@ fn a_socket_user_holding_idle_connections_cannot_shut_out_another() {
     if !can_switch_users() {
         return;
     }
-    for (config, closed_series) in [
+    for (config, closed_series, refused) in [
         (
             &format!("[socket]\nmode = \"0666\"\nallow_uids = [{APP_UID}, {ATTACKER_UID}]\n")
                 as &str,
             "imds_credd_connections_closed_total{server=\"socket\",reason=\"over_share\"}",
+            false,
         ),
         (
             &format!("[socket]\nmode = \"0666\"\nallow_uids = [{APP_UID}]\n") as &str,
             "imds_credd_connections_closed_total{server=\"socket\",reason=\"refused\"}",
+            true,
         ),
     ] {
         let mut unit = UnitDaemon::prepare();
@@ -661,9 +663,18 @@ fn a_socket_user_holding_idle_connections_cannot_shut_out_another() {
         std::thread::sleep(Duration::from_secs(2));
         let mut latencies = app_fetches(&unit);
         let closed = metric(&unit, closed_series);
-        let [connects, answers] = flood_report(flood)[..] else {
+        let [connects, answers, forbidden, unavailable] = flood_report(flood)[..] else {
             panic!("the flood printed something else")
         };
+        // Refused: 403 each time; allowed but over its share: 503 (`Retry-After: 1`).
+        let (expected, unexpected) = match refused {
+            true => (forbidden, unavailable),
+            false => (unavailable, forbidden),
+        };
+        assert!(
+            expected > 0 && unexpected == 0,
+            "{forbidden} 403s and {unavailable} 503s"
+        );
         latencies.sort();
         let worst = *latencies.last().unwrap();
         println!(

@@ -3,7 +3,8 @@ for SECONDS and prints what it got, as numbers on one line.
 
   hold-unix PATH CONNECTIONS SECONDS
       Keeps CONNECTIONS idle connections to the unix socket open, connecting again as
-      soon as the daemon closes one. Prints: connects answers (bytes the daemon sent).
+      soon as the daemon closes one. Prints: connects answers 403s 503s (answers are the
+      connections the daemon sent anything on).
   churn-tcp HOST PORT SECONDS
       Opens silent connections to the container endpoint, about 1,000 a second, keeping
       the 64 newest open. Prints: connects.
@@ -47,7 +48,7 @@ def hold_unix(path, connections, seconds):
     connections = min(connections, raise_fd_limit() - 64)
     end = time.monotonic() + seconds
     selector = selectors.DefaultSelector()
-    held, connects, answers = 0, 0, 0
+    held, connects, answers, forbidden, unavailable = 0, 0, 0, 0, 0
     while time.monotonic() < end:
         while held < connections and time.monotonic() < end:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -69,10 +70,12 @@ def hold_unix(path, connections, seconds):
                 data = b""
             if data:
                 answers += 1
+                forbidden += data.startswith(b"HTTP/1.1 403 ")
+                unavailable += data.startswith(b"HTTP/1.1 503 ")
             selector.unregister(s)
             s.close()
             held -= 1
-    print(connects, answers)
+    print(connects, answers, forbidden, unavailable)
 
 
 def churn_tcp(host, port, seconds):

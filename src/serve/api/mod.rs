@@ -510,6 +510,7 @@ mod tests {
                 429,
             ),
             (ApiError::NoCredentials("none".into()), 503),
+            (ApiError::TooManyConnections { cap: 64 }, 503),
         ];
         for (error, code) in cases {
             assert_eq!(error.status().code().as_u16(), code, "{error}");
