@@ -397,12 +397,15 @@ async fn connection<F>(
                 }
             }
             () = first_byte_deadline.as_mut(), if !was_heard => {
-                crate::health::metrics::Metrics::incr(&closed.silent);
-                tracing::debug!(server = F::NAME, peer = %share, "closed a connection that sent nothing");
+                if let Some(unlogged) = note_closed(&closed.silent, frontend.refusals(), format!("{share} silent")) {
+                    tracing::debug!(server = F::NAME, peer = %share, refused_since_last_line = unlogged, "closed a connection that sent nothing");
+                }
                 break Some(Ok(()));
             }
             () = newcomer.as_mut(), if !was_heard => {
-                tracing::debug!(server = F::NAME, peer = %share, "closed a silent connection for a newer one");
+                if let Some(unlogged) = frontend.refusals().admit_line(format!("{share} evicted")) {
+                    tracing::debug!(server = F::NAME, peer = %share, refused_since_last_line = unlogged, "closed a silent connection for a newer one");
+                }
                 break Some(Ok(()));
             }
             _ = shared.shutdown.cancelled() => break tokio::select! {
@@ -420,7 +423,9 @@ async fn connection<F>(
         }
     };
     if let Err(error) = ended {
-        tracing::debug!(server = F::NAME, error = %crate::error_chain::render(&error), "connection ended with an error");
+        if let Some(unlogged) = frontend.refusals().admit_line(format!("{share} error")) {
+            tracing::debug!(server = F::NAME, peer = %share, error = %crate::error_chain::render(&error), refused_since_last_line = unlogged, "connection ended with an error");
+        }
     }
     if let Some(id) = id {
         lock(&shared.waiting).leave(id);
