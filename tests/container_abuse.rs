@@ -29,7 +29,7 @@ const MAX_LATENCY: Duration = Duration::from_secs(1);
 
 /// The daemon as the unit runs it with `[container] listen = listen`, once it has
 /// credentials; returns the child and its run folder (socket, token file) and log.
-fn start_daemon(dir: &Path, endpoint: &str, listen: &str) -> (Child, PathBuf, PathBuf) {
+fn start_daemon(dir: &Path, endpoint: &str, listen: &str) -> (Daemon, PathBuf, PathBuf) {
     let (mut daemon, run_dir, log_path) = spawn_daemon(dir, endpoint, listen);
     wait_for("credentials", || {
         if let Some(status) = daemon.try_wait().unwrap() {
@@ -40,8 +40,26 @@ fn start_daemon(dir: &Path, endpoint: &str, listen: &str) -> (Child, PathBuf, Pa
     (daemon, run_dir, log_path)
 }
 
+/// A daemon child that is killed if the test panics before [`stop`].
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Daemon {
+    fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        self.0.try_wait()
+    }
+}
+
 /// [`start_daemon`] without waiting for anything.
-fn spawn_daemon(dir: &Path, endpoint: &str, listen: &str) -> (Child, PathBuf, PathBuf) {
+fn spawn_daemon(dir: &Path, endpoint: &str, listen: &str) -> (Daemon, PathBuf, PathBuf) {
     let run_dir = dir.join("run");
     std::fs::create_dir_all(&run_dir).unwrap();
     std::os::unix::fs::chown(&run_dir, Some(DAEMON_UID), Some(DAEMON_UID)).unwrap();
@@ -58,7 +76,7 @@ fn spawn_daemon(dir: &Path, endpoint: &str, listen: &str) -> (Child, PathBuf, Pa
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap());
     clear_aws_variables(&mut command);
-    (command.spawn().unwrap(), run_dir, log_path)
+    (Daemon(command.spawn().unwrap()), run_dir, log_path)
 }
 
 /// The IMDS simulator, on a runtime of its own (the test thread blocks on children).
@@ -97,13 +115,14 @@ fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn stop(mut daemon: Child) {
+/// SIGTERM, and waits for the daemon to exit.
+fn stop(mut daemon: Daemon) {
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::unistd::Pid::from_raw(daemon.0.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    daemon.wait().unwrap();
+    daemon.0.wait().unwrap();
 }
 
 /// `GET path` on the daemon's unix socket: the whole answer.
@@ -378,7 +397,7 @@ fn sockets_passed_by_systemd_are_taken_by_name() {
             Ok(())
         });
     }
-    let mut daemon = command.spawn().unwrap();
+    let mut daemon = Daemon(command.spawn().unwrap());
     wait_for("the endpoint on the passed socket", || {
         if let Some(status) = daemon.try_wait().unwrap() {
             panic!("the daemon exited ({status}):\n{}", read(&log_path));
