@@ -373,6 +373,8 @@ async fn connection<F>(
         .builder
         .serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
+    // Monotonic: a connection's first-byte deadline is a timeout, not a wall-clock time.
+    #[allow(clippy::disallowed_methods)]
     let first_byte_deadline = tokio::time::sleep(FIRST_BYTE_DEADLINE);
     let mut first_byte_deadline = std::pin::pin!(first_byte_deadline);
     let newcomer = async {
