@@ -413,15 +413,18 @@ fn sockets_passed_by_systemd_are_taken_by_name() {
     common::assert_no_secrets(&read(&log_path), &sim, "the daemon's log");
 }
 
-/// Runs `tests/support/local_flood.py ARGS…` as the attacker (a copy it can read).
+/// Runs `tests/support/local_flood.py ARGS…` as the attacker (a copy it can read, made
+/// once: copying again would rewrite it under an interpreter still reading it).
 fn local_flood(dir: &Path, args: &[&str]) -> Child {
     let script = dir.join("local_flood.py");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/local_flood.py"),
-        &script,
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    if !script.exists() {
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/local_flood.py"),
+            &script,
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     as_user(ATTACKER_UID)
         .arg("/usr/bin/python3")
         .arg(&script)

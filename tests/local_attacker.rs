@@ -543,15 +543,18 @@ const APP_FETCHES: usize = 20;
 const APP_MAX_LATENCY: Duration = Duration::from_secs(1);
 
 /// A copy of `tests/support/local_flood.py` that other users can read (the checkout may
-/// sit in a folder only its owner enters).
+/// sit in a folder only its owner enters), made once: copying again would rewrite it under
+/// an interpreter still reading it.
 fn flood_script(unit: &UnitDaemon) -> PathBuf {
     let script = unit.path("local_flood.py");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/local_flood.py"),
-        &script,
-    )
-    .unwrap();
-    chmod(&script, 0o644);
+    if !script.exists() {
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/local_flood.py"),
+            &script,
+        )
+        .unwrap();
+        chmod(&script, 0o644);
+    }
     script
 }
 
