@@ -19,7 +19,7 @@ use common::daemon_process::{assert_success, text, Sandbox, BIN};
 use common::unit_user::{as_daemon_user, as_user, can_switch_users, unit_capabilities, DAEMON_UID};
 use imds_credd::demo::simulator::SimulatorOptions;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -426,7 +426,7 @@ fn run_as_the_unit_runs_it_other_users_show_their_argv0_and_container_peers_thei
         nobody["pid"].is_u64(),
         "SO_PEERCRED gives the pid: {nobody}"
     );
-    // Nor its fd links: the container peer has its uid (from /proc/net/tcp), no pid.
+    // Nor its fd links: the container peer has its uid (from sock_diag), no pid.
     let other = rows.iter().find(|r| r["uid"] == OTHER_UID).unwrap();
     assert_eq!(other["endpoint"], "container", "{other}");
     assert!(other["pid"].is_null(), "{other}");
@@ -434,4 +434,132 @@ fn run_as_the_unit_runs_it_other_users_show_their_argv0_and_container_peers_thei
 
     let log = setup.sandbox.daemon_log();
     assert_no_secrets(&log, &setup.sandbox.sim, "daemon log");
+}
+
+/// `/v1/consumers` as another user (issue #18: any socket user read every user's command
+/// lines, a password in one among them): its own rows only; root sees all.
+#[test]
+fn a_user_sees_only_its_own_consumer_rows_and_root_sees_all() {
+    let Some(setup) = Setup::start_as_unit(&[]) else {
+        return;
+    };
+    let secret_argv = "--database-url=postgres://app:hunter2@db/app";
+    let output = setup
+        .client_as(NOBODY, "credential-process", &[])
+        .output()
+        .unwrap();
+    assert_success(&output, "credential-process as nobody");
+    setup.fetch_from_the_container_endpoint_as(OTHER_UID);
+    let mut as_root = setup.sandbox.client("credential-process", &[]);
+    as_root.arg(secret_argv);
+    let _ = as_root.output().unwrap();
+
+    let all = setup.consumers();
+    assert!(
+        [0, NOBODY, OTHER_UID]
+            .iter()
+            .all(|uid| all.iter().any(|r| r["uid"] == *uid)),
+        "root sees every row: {all:#?}"
+    );
+    let output = setup
+        .client_as(NOBODY, "consumers", &["--json"])
+        .output()
+        .unwrap();
+    let text = assert_success(&output, "consumers --json as nobody");
+    let seen: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert!(!seen.is_empty(), "nobody sees its own row");
+    assert!(
+        seen.iter().all(|r| r["uid"] == NOBODY),
+        "nobody sees only its rows: {seen:#?}"
+    );
+    assert!(!text.contains("hunter2"), "another user's argv: {text}");
+}
+
+/// Subordinate uids (issue #18: 1,100 of them filled the consumer table in 0.9 s, evicting
+/// root's and app's rows, and 300 got 63,440 answers in 1.1 s against 200 for one uid):
+/// 300 uids of nobody's `/etc/subuid` range, each its own uid in a user namespace, count as
+/// nobody. Together they get one uid's rate limit, fill only nobody's share of the table,
+/// and root's and the other user's rows stay.
+#[test]
+fn subordinate_uids_count_as_their_owner() {
+    const FIRST: u32 = 300_000;
+    const SUBORDINATES: u32 = 300;
+    const PER_UID: u32 = 3;
+    const RATE: u64 = 20;
+    let subuid_file =
+        std::env::temp_dir().join(format!("imds-credd-subuid-{}", std::process::id()));
+    std::fs::write(&subuid_file, format!("nobody:{FIRST}:65536\n")).unwrap();
+    std::fs::set_permissions(&subuid_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::env::set_var("IMDS_CREDD_TEST_SUBUID_FILE", &subuid_file);
+    // Inherited by the daemon (a `test-util` knob). Other tests of this file starting a
+    // daemon meanwhile get it too; it only names nobody's subordinate uids, which they do
+    // not use.
+    let setup = Setup::start_as_unit(&["--socket-rate-limit", "20/s"]);
+    std::env::remove_var("IMDS_CREDD_TEST_SUBUID_FILE");
+    let Some(setup) = setup else {
+        return;
+    };
+    let output = setup
+        .sandbox
+        .client("credential-process", &[])
+        .output()
+        .unwrap();
+    assert_success(&output, "credential-process as root");
+    setup.fetch_from_the_container_endpoint_as(OTHER_UID);
+
+    let started = std::time::Instant::now();
+    let flood = Command::new("/usr/bin/python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/local_flood.py"))
+        .arg("subuids")
+        .arg(&setup.sandbox.socket)
+        .args([FIRST, SUBORDINATES, PER_UID].map(|n| n.to_string()))
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let report = assert_success(&flood, "the subordinate uids");
+    let counts: Vec<u64> = report
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let [ok, limited, over_share, other] = counts[..] else {
+        panic!("the flood printed {report:?}")
+    };
+    println!("{SUBORDINATES} subordinate uids x {PER_UID}: {ok} answered, {limited} 429, {over_share} 503 (over the owner's connections), {other} other in {took:?}");
+    // One uid's budget: a burst of twice the rate, then the rate.
+    let budget = 2 * RATE + RATE * (took.as_secs() + 1);
+    assert!(ok <= budget, "{ok} answered, over one uid's {budget}");
+    assert!(limited > 0 && other == 0, "{limited} 429s, {other} other");
+    std::fs::remove_file(&subuid_file).unwrap();
+
+    let rows = setup.consumers();
+    assert!(
+        rows.iter().any(|r| r["uid"] == 0),
+        "root's row stays: {rows:#?}"
+    );
+    assert!(
+        rows.iter().any(|r| r["uid"] == OTHER_UID),
+        "the other user's row stays"
+    );
+    let nobody: Vec<&serde_json::Value> = rows.iter().filter(|r| r["uid"] == NOBODY).collect();
+    assert!(
+        (1..=33).contains(&nobody.len()),
+        "nobody's share of rows: {}",
+        nobody.len()
+    );
+    assert!(nobody
+        .iter()
+        .filter(|r| r["exe"] != "(other programs)")
+        .all(|r| r["subordinate_uid"]
+            .as_u64()
+            .is_some_and(|s| s > u64::from(FIRST))));
+    assert_eq!(
+        rows.len(),
+        2 + nobody.len(),
+        "no row of its own per subordinate uid"
+    );
+    let metrics = setup.metrics();
+    assert!(
+        !metrics.contains(&format!("uid=\"{}\"", FIRST + 1)),
+        "a subordinate uid counted as its own uid:\n{metrics}"
+    );
 }

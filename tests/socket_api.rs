@@ -831,6 +831,44 @@ async fn a_client_that_never_finishes_its_headers_is_dropped_while_others_are_se
     assert_no_secret_in_logs();
 }
 
+/// A connection that sends nothing is closed after the first-byte deadline (2 s), long
+/// before the header timeout; one that has sent part of its head keeps the header timeout.
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_at_the_first_byte_deadline() {
+    let limits = ServerLimits {
+        header_read_timeout: Duration::from_secs(10),
+        ..ServerLimits::default()
+    };
+    let (_w, _dir, path, served) = serve_published(limits);
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let mut partial = tokio::net::UnixStream::connect(&path).await.unwrap();
+    partial.write_all(b"GET /v1/cred").await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(6), silent.read_to_end(&mut rest))
+        .await
+        .expect("the silent connection is closed")
+        .ok();
+    let closed_after = started.elapsed();
+    assert!(
+        closed_after >= imds_credd::serve::server::FIRST_BYTE_DEADLINE
+            && closed_after < Duration::from_secs(5),
+        "closed after {closed_after:?}"
+    );
+    assert!(rest.is_empty(), "nothing was sent to it");
+    let mut byte = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), partial.read(&mut byte))
+            .await
+            .is_err(),
+        "the connection that sent part of a head is still open"
+    );
+    drop(partial);
+    assert_eq!(get(&path, "/v1/credentials").await.status, 200);
+    served.stop().await;
+    assert_no_secret_in_logs();
+}
+
 #[tokio::test]
 async fn past_the_connection_cap_new_clients_wait_for_a_slot_instead_of_failing() {
     let limits = ServerLimits {

@@ -25,6 +25,10 @@ pub struct Metrics {
     pub container_requests: RequestCounters,
     /// Connections on the unit-credentials socket, by how they ended.
     pub unit_credentials: UnitCounters,
+    /// Connections the unix socket closed at accept or before their first byte.
+    pub socket_closed: ClosedCounters,
+    /// Connections the container endpoint closed at accept or before their first byte.
+    pub container_closed: ClosedCounters,
     /// `AssumeRole` calls that published chained credentials (all profiles).
     pub assume_successes: AtomicU64,
     /// `AssumeRole` attempts that ended without credentials (all profiles).
@@ -64,6 +68,19 @@ pub struct UnitCounters {
     pub refused: AtomicU64,
     /// Allowed, but no valid credentials to give (or the unit did not read them in time).
     pub unavailable: AtomicU64,
+}
+
+/// One listener's connections closed by admission (`serve::server`), by reason.
+#[derive(Debug, Default)]
+pub struct ClosedCounters {
+    /// Refused at accept (`allow_uids` / `allow_gids`, not on loopback), answered at once.
+    pub refused: AtomicU64,
+    /// Over its uid's share of the connection slots, answered `503` at once.
+    pub over_share: AtomicU64,
+    /// Sent nothing within the first-byte deadline.
+    pub silent: AtomicU64,
+    /// Gone before it could be identified (connect and reset).
+    pub vanished: AtomicU64,
 }
 
 impl Metrics {

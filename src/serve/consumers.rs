@@ -2,10 +2,18 @@
 //! (uid, executable, profile) with first and last seen, requests and refusals, and per-uid
 //! counters for `/metrics`.
 //!
-//! Memory is bounded: at most [`MAX_ROWS`] rows (the least recently seen is evicted, and
-//! evictions are counted), and at most [`MAX_ROWS_PER_UID`] per uid, past which a uid's new
-//! programs share one `(other programs)` row: a user who runs many programs (or rewrites its
-//! argv[0]) cannot push other users' rows out. The executable and command line (from
+//! A subordinate uid ([`crate::serve::subuid`]) is recorded as its owner, with the
+//! subordinate uid beside it: it shares its owner's rows cap, rate limit and view.
+//!
+//! Memory is bounded: at most [`MAX_ROWS`] rows, and at most [`MAX_ROWS_PER_UID`] per uid
+//! (with its subordinate uids), past which a uid's new programs share one
+//! `(other programs)` row: a user who runs many programs (or rewrites its argv[0], or
+//! connects from 65,536 subordinate uids) cannot push other users' rows out. When the table
+//! is full, the least recently seen row of the uid holding the most rows is evicted (and
+//! evictions are counted).
+//!
+//! Who sees what: root every row; another uid only its own rows (its subordinate uids'
+//! included), and a subordinate uid only its own. Command lines can hold secrets. The executable and command line (from
 //! `/proc`, so attacker-controlled text) are made printable and capped by [`printable`]
 //! before they are kept. One info line is logged per new row.
 
@@ -73,8 +81,11 @@ fn is_format(c: char) -> bool {
 /// Who made a request, as found at accept time.
 #[derive(Debug, Clone)]
 pub struct Consumer {
-    /// `None` when it could not be found (a container peer whose socket vanished).
+    /// `None` when it could not be found (a container peer whose socket vanished). For a
+    /// subordinate uid, its owner.
     pub uid: Option<u32>,
+    /// The peer's own uid when it is a subordinate uid of [`Self::uid`].
+    pub subordinate: Option<u32>,
     pub gid: Option<u32>,
     pub pid: Option<i32>,
     pub program: Program,
@@ -90,11 +101,29 @@ impl Consumer {
     pub fn unknown() -> Consumer {
         Consumer {
             uid: None,
+            subordinate: None,
             gid: None,
             pid: None,
             program: Program::unknown(),
             client: None,
             address: None,
+        }
+    }
+
+    /// Root itself (not a subordinate uid of root): exempt from the per-uid limits, and
+    /// shown every row.
+    pub fn is_root(&self) -> bool {
+        self.uid == Some(0) && self.subordinate.is_none()
+    }
+
+    /// Whether `self` may see a row of `uid` / `subordinate` (see the module doc).
+    fn may_see(&self, key: &Key) -> bool {
+        if self.is_root() {
+            return true;
+        }
+        match self.subordinate {
+            Some(own) => key.subordinate == Some(own) && key.uid == self.uid,
+            None => self.uid.is_some() && key.uid == self.uid,
         }
     }
 }
@@ -121,6 +150,7 @@ pub struct UidCounts {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     uid: Option<u32>,
+    subordinate: Option<u32>,
     exe: String,
     profile: Option<String>,
     /// The container endpoint's client and peer address: containers have no uid here.
@@ -186,6 +216,7 @@ impl Consumers {
         }
         let mut key = Key {
             uid: consumer.uid,
+            subordinate: consumer.subordinate,
             exe: consumer.program.exe.clone(),
             profile: profile.map(str::to_string),
             client: consumer.client.clone(),
@@ -195,6 +226,7 @@ impl Consumers {
             let of_uid = table.rows.keys().filter(|k| k.uid == key.uid).count();
             if of_uid >= MAX_ROWS_PER_UID {
                 key.exe = OTHER_PROGRAMS.to_string();
+                key.subordinate = None;
             }
         }
         if !table.rows.contains_key(&key) {
@@ -205,6 +237,7 @@ impl Consumers {
             tracing::info!(
                 endpoint,
                 uid = consumer.uid,
+                subordinate_uid = consumer.subordinate,
                 user,
                 pid = consumer.pid,
                 exe = key.exe,
@@ -262,16 +295,21 @@ impl Consumers {
             .collect()
     }
 
-    /// The `/v1/consumers` document: rows, most recently seen first.
-    pub fn to_json(&self) -> Value {
+    /// The `/v1/consumers` document as `viewer` may see it: rows, most recently seen first.
+    pub fn to_json(&self, viewer: &Consumer) -> Value {
         let table = self.table.lock().expect("consumer table lock");
-        let mut rows: Vec<(&Key, &Row)> = table.rows.iter().collect();
+        let mut rows: Vec<(&Key, &Row)> = table
+            .rows
+            .iter()
+            .filter(|(key, _)| viewer.may_see(key))
+            .collect();
         rows.sort_by_key(|(_, row)| std::cmp::Reverse(row.last_seen));
         let rows: Vec<Value> = rows
             .into_iter()
             .map(|(key, row)| {
                 json!({
                     "uid": key.uid,
+                    "subordinate_uid": key.subordinate,
                     "user": row.user,
                     "gid": row.gid,
                     "pid": row.pid,
@@ -304,10 +342,19 @@ impl UidCounts {
 }
 
 impl Table {
+    /// Evicts the least recently seen row of the uid holding the most rows.
     fn evict_oldest(&mut self) {
+        let mut per_uid: HashMap<Option<u32>, usize> = HashMap::new();
+        for key in self.rows.keys() {
+            *per_uid.entry(key.uid).or_default() += 1;
+        }
+        let Some((largest, _)) = per_uid.into_iter().max_by_key(|(_, rows)| *rows) else {
+            return;
+        };
         let oldest = self
             .rows
             .iter()
+            .filter(|(key, _)| key.uid == largest)
             .min_by_key(|(_, row)| row.last_seen)
             .map(|(key, _)| key.clone());
         if let Some(key) = oldest {
@@ -343,6 +390,7 @@ mod tests {
     fn consumer(uid: u32, exe: &str) -> Consumer {
         Consumer {
             uid: Some(uid),
+            subordinate: None,
             gid: Some(uid),
             pid: Some(42),
             program: Program {
@@ -353,6 +401,10 @@ mod tests {
             client: None,
             address: None,
         }
+    }
+
+    fn root() -> Consumer {
+        consumer(0, "/usr/bin/sudo")
     }
 
     fn t(seconds: u64) -> SystemTime {
@@ -390,7 +442,7 @@ mod tests {
             Outcome::Refused,
             t(7),
         );
-        let rows = table.to_json();
+        let rows = table.to_json(&root());
         let rows = rows.as_array().unwrap();
         assert_eq!(rows.len(), 3);
         let first = rows
@@ -435,7 +487,7 @@ mod tests {
         for i in 0..200 {
             answered(2000, &format!("/tmp/fake-{i}"), 1 + i);
         }
-        let rows = table.to_json();
+        let rows = table.to_json(&root());
         let rows = rows.as_array().unwrap();
         assert_eq!(rows.len(), 1 + MAX_ROWS_PER_UID + 1);
         assert!(rows.iter().any(|r| r["uid"] == 1000));
@@ -446,7 +498,7 @@ mod tests {
         for uid in 0..MAX_ROWS as u32 {
             answered(10_000 + uid, "/bin/x", 1000 + u64::from(uid));
         }
-        assert_eq!(table.to_json().as_array().unwrap().len(), MAX_ROWS);
+        assert_eq!(table.to_json(&root()).as_array().unwrap().len(), MAX_ROWS);
         assert_eq!(table.evicted(), 1 + MAX_ROWS_PER_UID as u64 + 1);
 
         for uid in 0..MAX_UIDS as u32 {
@@ -455,5 +507,78 @@ mod tests {
         let counts = table.per_uid();
         assert_eq!(counts.len(), MAX_UIDS + 1, "the capped uids and `unknown`");
         assert_eq!(counts[0].0, None);
+    }
+
+    #[test]
+    fn subordinate_uids_share_their_owners_rows_and_cannot_evict_anyone_else() {
+        let table = Consumers::default();
+        table.record("socket", &root(), None, Outcome::Answered, t(0));
+        table.record(
+            "socket",
+            &consumer(1000, "/usr/bin/aws"),
+            None,
+            Outcome::Answered,
+            t(1),
+        );
+        for sub in 0..5000u32 {
+            let flood = Consumer {
+                subordinate: Some(200_000 + sub),
+                ..consumer(2000, &format!("/tmp/c-{sub}"))
+            };
+            table.record(
+                "socket",
+                &flood,
+                None,
+                Outcome::Answered,
+                t(2 + u64::from(sub)),
+            );
+        }
+        let rows = table.to_json(&root());
+        let rows = rows.as_array().unwrap();
+        assert!(rows.iter().any(|r| r["uid"] == 0) && rows.iter().any(|r| r["uid"] == 1000));
+        assert_eq!(rows.len(), 2 + MAX_ROWS_PER_UID + 1, "the owner's share");
+        assert!(rows
+            .iter()
+            .filter(|r| r["uid"] == 2000 && r["exe"] != OTHER_PROGRAMS)
+            .all(|r| r["subordinate_uid"].as_u64().unwrap() >= 200_000));
+        assert_eq!(table.evicted(), 0);
+        let counts = table.per_uid();
+        assert_eq!(counts.len(), 3, "counted as three uids: {counts:?}");
+    }
+
+    #[test]
+    fn a_caller_sees_only_its_own_rows_and_root_sees_all() {
+        let table = Consumers::default();
+        let app = consumer(1000, "/usr/bin/app");
+        let sub = Consumer {
+            subordinate: Some(100_005),
+            ..consumer(1000, "/usr/bin/podman-app")
+        };
+        for who in [&root(), &app, &sub, &consumer(2000, "/usr/bin/other")] {
+            table.record("socket", who, None, Outcome::Answered, t(0));
+        }
+        let seen = |viewer: &Consumer| -> Vec<String> {
+            let mut exes: Vec<String> = table
+                .to_json(viewer)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["exe"].as_str().unwrap().to_string())
+                .collect();
+            exes.sort();
+            exes
+        };
+        assert_eq!(seen(&root()).len(), 4);
+        assert_eq!(seen(&app), ["/usr/bin/app", "/usr/bin/podman-app"]);
+        assert_eq!(seen(&sub), ["/usr/bin/podman-app"]);
+        let root_subordinate = Consumer {
+            subordinate: Some(100_000),
+            ..root()
+        };
+        assert!(
+            seen(&root_subordinate).is_empty(),
+            "root's subordinate is not root"
+        );
+        assert!(seen(&Consumer::unknown()).is_empty());
     }
 }

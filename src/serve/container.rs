@@ -44,10 +44,15 @@
 //!   grant: 403.
 //! - A uid over `[socket] rate_limit`: 429 with `Retry-After`.
 //!
-//! A local peer's uid (and, where the daemon may see it, its pid and program) comes from
-//! `/proc/net/tcp{,6}` by its port at accept time ([`crate::serve::socket::proc_peer`]), for
-//! the rate limit and the consumer table. A peer in another network namespace (a container)
-//! has no uid here: the consumer table shows its client and address.
+//! A local peer's uid comes from one netlink lookup of its socket at accept time
+//! ([`crate::serve::socket::sock_diag`], non-blocking): the server's per-uid
+//! connection cap, the waiting connections and the rate limit key on it (a subordinate uid
+//! on its owner, [`crate::serve::subuid`]), not on the loopback address every local user
+//! shares. A peer in another network namespace (a bridged container) has no uid here: it
+//! counts by its address, and the consumer table shows its client and address. A peer
+//! whose socket is already gone (connect and reset) is closed at once. A local peer's pid
+//! and program (where the daemon may see them) are looked up on the blocking pool once it
+//! has shown a token ([`crate::serve::socket::proc_peer`]), for the consumer table.
 //!
 //! # The tokens
 //! 32 bytes from the operating system's random source, hex-encoded (64 characters, so no
@@ -95,8 +100,10 @@ use crate::health::{SinkHealth, SinkReporter};
 use crate::serve::api::{ApiError, Body};
 use crate::serve::consumers::{Consumer, Program};
 use crate::serve::refusals::RefusalLog;
-use crate::serve::server::{self, Frontend, ServerLimits, UnauthenticatedLimits};
-use crate::serve::socket::proc_peer::{loopback_socket, program_of, SocketOwners};
+use crate::serve::server::{self, Admission, Frontend, ServerLimits, Share, UnauthenticatedLimits};
+use crate::serve::socket::proc_peer::{program_of, SocketOwners};
+use crate::serve::socket::sock_diag::{peer_socket, PeerSocket};
+use crate::serve::subuid::SubordinateIds;
 use crate::serve::{Api, Endpoint};
 use crate::sink::atomic::{FileError, ManagedFile};
 use crate::sink::RESYNC_INTERVAL;
@@ -126,12 +133,17 @@ const MAX_CONNECTIONS: usize = 512;
 /// An SDK sends its request as soon as it connects and fetches once an hour, so a short
 /// head and idle timeout costs it nothing and frees a slot a silent client holds.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
-/// Connections that have not yet shown a token: each peer address may hold 64, all
-/// together 128; past that the oldest waiting one is closed for the newcomer.
+/// Connections that have sent nothing yet: each uid (or, for a container in another
+/// network namespace, each address) may hold 64, all together 128; past that the oldest
+/// silent one is closed for the newcomer.
 const UNAUTHENTICATED: UnauthenticatedLimits = UnauthenticatedLimits {
     per_peer: 64,
     total: 128,
 };
+/// Pending connections the kernel queues while the accept loop catches up: a connection
+/// flood that fills the queue makes the kernel drop new clients' SYNs, which they resend
+/// only after a second.
+const LISTEN_BACKLOG: i32 = 1024;
 /// `X-Forwarded-For` (hyper names only the standard `Forwarded`).
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -172,7 +184,8 @@ struct ContainerService {
     clients: Vec<Client>,
     clock: SharedClock,
     refusals: RefusalLog,
-    owners: SocketOwners,
+    owners: Arc<SocketOwners>,
+    subuids: SubordinateIds,
     /// Each address's health row, for what concerns them all (the token files).
     reporters: Vec<Arc<SinkReporter>>,
 }
@@ -208,7 +221,7 @@ struct AddressFront {
     service: Arc<ContainerService>,
     /// The configured address (port 0 until bound).
     listen: SocketAddr,
-    /// Our listening address once bound, to find a local peer's line in `/proc/net/tcp`.
+    /// Our listening address once bound (the token files wait for every address).
     bound: OnceLock<SocketAddr>,
     reporter: Arc<SinkReporter>,
 }
@@ -268,7 +281,8 @@ impl ContainerEndpoint {
             clients,
             clock,
             refusals: RefusalLog::default(),
-            owners: SocketOwners::default(),
+            owners: Arc::default(),
+            subuids: SubordinateIds::system(),
             reporters: reporters.clone(),
         });
         let mut addresses = Vec::new();
@@ -364,7 +378,14 @@ fn listen(addr: SocketAddr, activated: bool) -> io::Result<TcpListener> {
         .flatten();
     let std_listener = match passed {
         Some(fd) => activated_listener(fd)?,
-        None => std::net::TcpListener::bind(addr)?,
+        None => {
+            let listener = std::net::TcpListener::bind(addr)?;
+            // Again, with our backlog (std's is smaller): on Linux it replaces the first.
+            let backlog = nix::sys::socket::Backlog::new(LISTEN_BACKLOG)
+                .expect("backlog within the kernel's range");
+            nix::sys::socket::listen(&listener, backlog).map_err(io::Error::from)?;
+            listener
+        }
     };
     std_listener.set_nonblocking(true)?;
     TcpListener::from_std(std_listener)
@@ -635,11 +656,7 @@ impl ContainerService {
 
     /// The client a request is from and the query to answer it with; else the refusal,
     /// already logged, with the client when its token was right.
-    fn check(
-        &self,
-        peer: SocketAddr,
-        request: &Request<Incoming>,
-    ) -> Result<Granted<'_>, Refused<'_>> {
+    fn check(&self, peer: &Peer, request: &Request<Incoming>) -> Result<Granted<'_>, Refused<'_>> {
         let headers = request.headers();
         let mut authorization = headers.get_all(AUTHORIZATION).iter();
         let verdict = if headers.contains_key(X_FORWARDED_FOR) || headers.contains_key(FORWARDED) {
@@ -654,7 +671,7 @@ impl ContainerService {
             }
         };
         let verdict = verdict.and_then(|client| {
-            if !client.allows(peer.ip()) {
+            if !client.allows(peer.addr.ip()) {
                 return Err((Some(client), ApiError::NotAllowedFrom));
             }
             let query = client
@@ -663,10 +680,10 @@ impl ContainerService {
             Ok((client, query))
         });
         if let Err((client, reason)) = &verdict {
-            let peer = peer.ip();
+            let share = peer.share;
             let client = client.map(|c| c.name.as_ref());
-            if let Some(unlogged) = self.refusals.admit_line(format!("{peer} {reason}")) {
-                tracing::warn!(%peer, client, %reason, refused_since_last_line = unlogged, "refusing a container endpoint request");
+            if let Some(unlogged) = self.refusals.admit_line(format!("{share} {reason}")) {
+                tracing::warn!(peer = %peer.addr.ip(), %share, client, %reason, refused_since_last_line = unlogged, "refusing a container endpoint request");
             }
         }
         verdict
@@ -692,28 +709,31 @@ impl AddressFront {
         self.reporter.failed(message);
     }
 
-    /// Who is on the other end of a connection from `peer` to this address, as `client`:
-    /// a local peer's uid and program from `/proc`; a peer elsewhere (another network
-    /// namespace) is its address only.
-    fn consumer(&self, peer: SocketAddr, client: &Client) -> Consumer {
-        let found = self
-            .bound
-            .get()
-            .and_then(|addr| loopback_socket(peer, *addr));
-        let mut consumer = match found {
-            Some((uid, inode)) => {
-                let pid = self.service.owners.pid_of(uid, inode);
+    /// Who is on the other end of an admitted connection, as `client`: a local peer's uid
+    /// from admission, its pid and program from `/proc` (on the blocking pool; bounded, see
+    /// `proc_peer`); a peer elsewhere (another network namespace) is its address only.
+    async fn consumer(&self, peer: &Peer, client: &Client) -> Consumer {
+        let mut consumer = match peer.socket {
+            Some(socket) => {
+                let owners = Arc::clone(&self.service.owners);
+                let found = tokio::task::spawn_blocking(move || {
+                    let pid = owners.pid_of(socket.uid, socket.inode);
+                    (pid, pid.map_or_else(Program::unknown, program_of))
+                })
+                .await;
+                let (pid, program) = found.unwrap_or_else(|_| (None, Program::unknown()));
                 Consumer {
-                    uid: Some(uid),
+                    uid: Some(peer.owner.unwrap_or(socket.uid)),
+                    subordinate: peer.owner.map(|_| socket.uid),
                     pid,
-                    program: pid.map_or_else(Program::unknown, program_of),
+                    program,
                     ..Consumer::unknown()
                 }
             }
             None => Consumer::unknown(),
         };
         consumer.client = Some(Arc::clone(&client.name));
-        consumer.address = Some(peer.ip().to_canonical());
+        consumer.address = Some(peer.addr.ip().to_canonical());
         consumer
     }
 
@@ -741,33 +761,104 @@ fn with_query(uri: &Uri, query: Option<&str>) -> Uri {
     path_and_query.parse().unwrap_or_else(|_| uri.clone())
 }
 
-impl Frontend for AddressFront {
-    type Stream = TcpStream;
-    /// The peer's address, and who it is: looked up in `/proc` only once the connection
-    /// has shown a token, so an unauthenticated flood costs no `/proc` scans.
-    type Peer = (SocketAddr, OnceLock<Consumer>);
-    const NAME: &'static str = "container endpoint";
+/// An admitted container peer: its address, its socket as the kernel knows it (`None` for a
+/// peer in another network namespace, or when the lookup failed), the owner of its uid if
+/// that is a subordinate uid, and the share it counts in.
+pub struct Peer {
+    addr: SocketAddr,
+    socket: Option<PeerSocket>,
+    owner: Option<u32>,
+    share: Share,
+    /// Looked up once the connection has shown a token, so an unauthenticated flood
+    /// costs no `/proc` reads.
+    consumer: tokio::sync::OnceCell<Consumer>,
+}
 
-    fn admit(&self, stream: &TcpStream) -> Option<Self::Peer> {
-        match stream.peer_addr() {
-            Ok(peer) if is_loopback(peer.ip()) || self.takes_remote_peers() => {
-                Some((peer, OnceLock::new()))
-            }
-            Ok(peer) => {
-                let reason = ApiError::NotLoopback;
-                if let Some(unlogged) = self
-                    .service
-                    .refusals
-                    .admit_line(format!("{} {reason}", peer.ip()))
-                {
-                    tracing::warn!(peer = %peer.ip(), %reason, refused_since_last_line = unlogged, "refusing a container endpoint peer");
+/// A loopback peer's socket as the kernel knows it (`None` when the lookup failed), the
+/// owner of its uid, and its share.
+type LocalPeer = (Option<PeerSocket>, Option<u32>, Share);
+
+impl AddressFront {
+    /// Who a loopback peer is: its uid (its owner's share, for a subordinate uid) from one
+    /// sock_diag lookup; `None` when its socket is already gone.
+    async fn local_peer(&self, addr: SocketAddr, local: SocketAddr) -> Option<LocalPeer> {
+        let service = &self.service;
+        let socket = match peer_socket(addr, local) {
+            Ok(Some(socket)) => Some(socket),
+            Ok(None) => return None,
+            Err(error) => {
+                if let Some(unlogged) = service.refusals.admit_line("lookup failed".to_string()) {
+                    tracing::warn!(peer = %addr, error = %crate::error_chain::render(&error), refused_since_last_line = unlogged, "cannot find a container endpoint peer's uid; counting it with the unknown ones");
                 }
                 None
             }
-            Err(error) => {
-                tracing::warn!(error = %crate::error_chain::render(&error), "cannot read a container endpoint peer's address; refusing it");
-                None
+        };
+        let owner = match socket {
+            Some(socket) => service.subuids.owner_of(socket.uid).await,
+            None => None,
+        };
+        let share = match (socket, owner) {
+            (None, _) => Share::Unknown,
+            (Some(socket), None) if socket.uid == 0 => Share::Exempt,
+            (Some(socket), owner) => Share::Uid(owner.unwrap_or(socket.uid)),
+        };
+        Some((socket, owner, share))
+    }
+}
+
+impl Frontend for AddressFront {
+    type Stream = TcpStream;
+    type Peer = Peer;
+    const NAME: &'static str = "container endpoint";
+    const ENDPOINT: Endpoint = Endpoint::Container;
+
+    async fn admit(&self, stream: &TcpStream) -> Admission<Peer> {
+        let service = &self.service;
+        let closed = service.api.closed_counters(Endpoint::Container);
+        let (addr, local) = match (stream.peer_addr(), stream.local_addr()) {
+            (Ok(addr), Ok(local)) => (addr, local),
+            (Err(error), _) | (_, Err(error)) => {
+                let key = "unknown address".to_string();
+                if let Some(unlogged) =
+                    server::note_closed(&closed.vanished, &service.refusals, key)
+                {
+                    tracing::warn!(error = %crate::error_chain::render(&error), refused_since_last_line = unlogged, "cannot read a container endpoint peer's address; closing it");
+                }
+                return Admission::Drop;
             }
+        };
+        let (socket, owner, share) = if is_loopback(addr.ip()) {
+            match self.local_peer(addr, local).await {
+                Some(found) => found,
+                None => {
+                    let key = "gone".to_string();
+                    if let Some(unlogged) =
+                        server::note_closed(&closed.vanished, &service.refusals, key)
+                    {
+                        tracing::debug!(peer = %addr, refused_since_last_line = unlogged, "a container endpoint peer was gone at accept; closed it");
+                    }
+                    return Admission::Drop;
+                }
+            }
+        } else if self.takes_remote_peers() {
+            (None, None, Share::Address(addr.ip().to_canonical()))
+        } else {
+            let reason = ApiError::NotLoopback;
+            let key = format!("{} {reason}", addr.ip());
+            if let Some(unlogged) = server::note_closed(&closed.refused, &service.refusals, key) {
+                tracing::warn!(peer = %addr.ip(), %reason, refused_since_last_line = unlogged, "refusing a container endpoint peer");
+            }
+            return Admission::Refuse(service.api.refuse(Endpoint::Container, reason));
+        };
+        Admission::Admit {
+            peer: Peer {
+                addr,
+                socket,
+                owner,
+                share,
+                consumer: tokio::sync::OnceCell::new(),
+            },
+            share,
         }
     }
 
@@ -775,26 +866,25 @@ impl Frontend for AddressFront {
         &self.service.api
     }
 
-    fn respond(
-        &self,
-        (addr, consumer): &Self::Peer,
-        request: &Request<Incoming>,
-    ) -> Response<Body> {
+    async fn respond(&self, peer: &Peer, request: &Request<Incoming>) -> Response<Body> {
         let api = &self.service.api;
-        let (client, query) = match self.service.check(*addr, request) {
+        let (client, query) = match self.service.check(peer, request) {
             Ok(granted) => granted,
             Err((client, refusal)) => {
                 // Not looked up in `/proc`: a refused request is counted under its client
                 // (when its token was right) and address only.
                 let refused = Consumer {
                     client: client.map(|c| Arc::clone(&c.name)),
-                    address: client.map(|_| addr.ip().to_canonical()),
+                    address: client.map(|_| peer.addr.ip().to_canonical()),
                     ..Consumer::unknown()
                 };
                 return api.refuse_consumer(Endpoint::Container, &refused, request.uri(), refusal);
             }
         };
-        let consumer = consumer.get_or_init(|| self.consumer(*addr, client));
+        let consumer = peer
+            .consumer
+            .get_or_init(|| self.consumer(peer, client))
+            .await;
         let uri = with_query(request.uri(), query.as_deref());
         let response = api.respond_to(Endpoint::Container, consumer, request.method(), &uri);
         if response.status() == StatusCode::OK {
@@ -803,15 +893,8 @@ impl Frontend for AddressFront {
         response
     }
 
-    fn refuse(&self) -> Response<Body> {
-        self.service
-            .api
-            .refuse(Endpoint::Container, ApiError::NotLoopback)
-    }
-
-    /// Peers are told apart by address: on loopback, which 127.x address they use.
-    fn peer_key(&self, (addr, _): &Self::Peer) -> String {
-        addr.ip().to_string()
+    fn refusals(&self) -> &RefusalLog {
+        &self.service.refusals
     }
 }
 

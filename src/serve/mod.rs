@@ -8,6 +8,7 @@
 //! - [`consumers`]: who fetched credentials, for `/v1/consumers` and `/metrics`.
 //! - [`rate_limit`]: the per-uid request budget (`[socket] rate_limit`).
 //! - [`refusals`]: refusal log lines, rate-limited.
+//! - [`subuid`]: subordinate uids (`/etc/subuid`), counted as their owner (Linux).
 //! - [`activation`]: the sockets systemd passed, picked by name.
 //! - [`unit_credentials`]: the socket systemd's `LoadCredential=` reads a unit's set from.
 
@@ -27,6 +28,7 @@ pub mod container_address;
 pub mod pipe;
 #[cfg(target_os = "linux")]
 pub mod socket;
+pub mod subuid;
 #[cfg(target_os = "linux")]
 pub mod unit_credentials;
 

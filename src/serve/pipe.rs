@@ -15,8 +15,10 @@
 //! The accept loop, limits and graceful shutdown are those of [`super::server`]; connections
 //! are also capped below [`MAX_INSTANCES`] pipe instances.
 
-use super::api::{Api, ApiError, Body, Endpoint};
-use super::server::{self, Frontend, Listener, ServerLimits};
+use super::api::{Api, Body, Endpoint};
+use super::consumers::Consumer;
+use super::refusals::RefusalLog;
+use super::server::{self, Admission, Frontend, Listener, ServerLimits, Share};
 use crate::config::SocketConfig;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -138,7 +140,10 @@ impl PipeServer {
             max_connections: limits.max_connections.min(MAX_INSTANCES - 1),
             ..limits
         };
-        let frontend = Arc::new(PipeFrontend { api: self.api });
+        let frontend = Arc::new(PipeFrontend {
+            api: self.api,
+            refusals: RefusalLog::default(),
+        });
         server::serve(self.listener, frontend, limits, shutdown).await;
     }
 }
@@ -179,29 +184,40 @@ impl Listener for PipeListener {
 /// connection is admitted and every route served.
 struct PipeFrontend {
     api: Arc<Api>,
+    refusals: RefusalLog,
 }
 
 impl Frontend for PipeFrontend {
     type Stream = NamedPipeServer;
     type Peer = ();
     const NAME: &'static str = "pipe";
+    const ENDPOINT: Endpoint = Endpoint::Socket;
 
-    fn admit(&self, _: &NamedPipeServer) -> Option<()> {
+    /// The pipe has no uids to share slots by: every connection is in one uncapped share,
+    /// as the pipe caps its instances itself.
+    async fn admit(&self, _: &NamedPipeServer) -> Admission<()> {
         self.api.note_connection();
-        Some(())
+        Admission::Admit {
+            peer: (),
+            share: Share::Exempt,
+        }
     }
 
     fn api(&self) -> &Api {
         &self.api
     }
 
-    fn respond(&self, _: &(), request: &Request<Incoming>) -> Response<Body> {
-        self.api
-            .respond(Endpoint::Socket, request.method(), request.uri())
+    async fn respond(&self, _: &(), request: &Request<Incoming>) -> Response<Body> {
+        self.api.respond(
+            Endpoint::Socket,
+            &Consumer::unknown(),
+            request.method(),
+            request.uri(),
+        )
     }
 
-    fn refuse(&self) -> Response<Body> {
-        self.api.refuse(Endpoint::Socket, ApiError::Forbidden)
+    fn refusals(&self) -> &RefusalLog {
+        &self.refusals
     }
 }
 

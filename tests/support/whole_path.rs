@@ -94,10 +94,15 @@ pub fn exercise(answers: &Answers) -> usize {
         Arc::new(Metrics::default()),
         SinkHealth::default(),
     );
+    // Root sees every consumer row, so every row is scanned.
+    let root = imds_credd::serve::consumers::Consumer {
+        uid: Some(0),
+        ..imds_credd::serve::consumers::Consumer::unknown()
+    };
     for route in ROUTES {
         let uri: Uri = route.parse().unwrap();
         for endpoint in [Endpoint::Socket, Endpoint::Container] {
-            let response = api.respond(endpoint, &Method::GET, &uri);
+            let response = api.respond(endpoint, &root, &Method::GET, &uri);
             let carries_secrets = route.starts_with("/v1/credentials") && response.status() == 200;
             if !carries_secrets {
                 let body = format!("{:?}", response.body());

@@ -143,6 +143,33 @@ impl Api {
                 ),
             ],
         );
+        let closed: Vec<(String, u64)> = [
+            ("socket", &m.socket_closed),
+            ("container", &m.container_closed),
+        ]
+        .into_iter()
+        .flat_map(|(server, c)| {
+            [
+                ("refused", &c.refused),
+                ("over_share", &c.over_share),
+                ("silent", &c.silent),
+                ("vanished", &c.vanished),
+            ]
+            .map(|(reason, counter)| {
+                (
+                    format!("server=\"{server}\",reason=\"{reason}\""),
+                    Metrics::get(counter),
+                )
+            })
+        })
+        .collect();
+        family(
+            &mut out,
+            "imds_credd_connections_closed_total",
+            "counter",
+            "Connections closed by admission: refused at accept, over their uid's share, silent past the first-byte deadline, gone before identified.",
+            &closed,
+        );
         let by_uid: Vec<(String, u64)> = self
             .consumers
             .per_uid()

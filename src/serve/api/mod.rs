@@ -29,7 +29,7 @@ mod unit;
 
 use crate::clock::SharedClock;
 use crate::config::RateLimit;
-use crate::health::metrics::{Metrics, RequestCounters};
+use crate::health::metrics::{ClosedCounters, Metrics, RequestCounters};
 use crate::health::SinkHealth;
 use crate::refresh::state::{CredentialState, StateReceiver};
 use crate::serve::consumers::{Consumer, Consumers, Outcome};
@@ -107,6 +107,13 @@ impl Endpoint {
         match self {
             Endpoint::Socket => &metrics.socket_requests,
             Endpoint::Container => &metrics.container_requests,
+        }
+    }
+
+    fn closed(self, metrics: &Metrics) -> &ClosedCounters {
+        match self {
+            Endpoint::Socket => &metrics.socket_closed,
+            Endpoint::Container => &metrics.container_closed,
         }
     }
 }
@@ -195,6 +202,8 @@ pub enum ApiError {
     RateLimited { per_second: u32, retry_after: u64 },
     #[error("{0}")]
     NoCredentials(String),
+    #[error("this uid holds all the connections it may ({cap}); close one, or retry after 1 s")]
+    TooManyConnections { cap: usize },
 }
 
 impl ApiError {
@@ -213,7 +222,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownProfile(_) => Status::NotFound,
             ApiError::MethodNotAllowed(_) => Status::MethodNotAllowed,
             ApiError::RateLimited { .. } => Status::TooManyRequests,
-            ApiError::NoCredentials(_) => Status::Unavailable,
+            ApiError::NoCredentials(_) | ApiError::TooManyConnections { .. } => Status::Unavailable,
         }
     }
 
@@ -233,6 +242,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::RateLimited { .. } => "RateLimited",
             ApiError::NoCredentials(_) => "NoCredentials",
+            ApiError::TooManyConnections { .. } => "TooManyConnections",
         }
     }
 
@@ -250,6 +260,11 @@ impl ApiError {
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            ApiError::TooManyConnections { .. } => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
@@ -305,7 +320,11 @@ impl Api {
         // Monotonic: the rate limit's budget refills with elapsed time, whatever the wall clock does.
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
-        if let Err(wait) = self.limiter.check(budget, now) {
+        let limited = match consumer.is_root() {
+            true => Ok(()),
+            false => self.limiter.check(budget, now),
+        };
+        if let Err(wait) = limited {
             self.record(endpoint, consumer, uri, Outcome::RateLimited);
             let error = ApiError::RateLimited {
                 per_second: self.limiter.limit().per_second,
@@ -316,7 +335,7 @@ impl Api {
         if Route::from_path(uri.path()) == Some(Route::Credentials) {
             self.record(endpoint, consumer, uri, Outcome::Answered);
         }
-        self.respond(endpoint, method, uri)
+        self.respond(endpoint, consumer, method, uri)
     }
 
     /// [`Self::refuse`], recording the refusal against `consumer`.
@@ -362,9 +381,16 @@ impl Api {
     /// Answers one request that `endpoint` has let through (an allowed peer; on the
     /// container endpoint, the right token too). Only the method and URI matter: every route
     /// is a GET without a body.
-    pub fn respond(&self, endpoint: Endpoint, method: &Method, uri: &Uri) -> Response<Body> {
+    /// `viewer` is who asks: `/v1/consumers` shows a non-root viewer only its own rows.
+    pub fn respond(
+        &self,
+        endpoint: Endpoint,
+        viewer: &Consumer,
+        method: &Method,
+        uri: &Uri,
+    ) -> Response<Body> {
         let routed = match endpoint {
-            Endpoint::Socket => self.route(method, uri),
+            Endpoint::Socket => self.route(viewer, method, uri),
             Endpoint::Container => self.container_route(method, uri),
         };
         let (status, response) = match routed {
@@ -411,6 +437,16 @@ impl Api {
         }
     }
 
+    /// The counters of connections `endpoint` closed at admission.
+    pub fn closed_counters(&self, endpoint: Endpoint) -> &ClosedCounters {
+        endpoint.closed(&self.metrics)
+    }
+
+    /// The answer to a connection over its uid's share (see [`crate::serve::server`]).
+    pub fn over_share(&self, endpoint: Endpoint, cap: usize) -> Response<Body> {
+        self.refuse(endpoint, ApiError::TooManyConnections { cap })
+    }
+
     /// Counts a connection accepted on the socket.
     pub fn note_connection(&self) {
         Metrics::incr(&self.metrics.socket_connections);
@@ -424,7 +460,12 @@ impl Api {
         response
     }
 
-    fn route(&self, method: &Method, uri: &Uri) -> Result<Response<Body>, ApiError> {
+    fn route(
+        &self,
+        viewer: &Consumer,
+        method: &Method,
+        uri: &Uri,
+    ) -> Result<Response<Body>, ApiError> {
         let route =
             Route::from_path(uri.path()).ok_or_else(|| ApiError::NotFound(echo(uri.path())))?;
         if method != Method::GET {
@@ -435,7 +476,7 @@ impl Api {
             Route::Status => Ok(self.status()),
             Route::Health => self.health(),
             Route::Metrics => Ok(self.prometheus()),
-            Route::Consumers => Ok(self.consumer_table()),
+            Route::Consumers => Ok(self.consumer_table(viewer)),
         }
     }
 
@@ -501,6 +542,7 @@ mod tests {
                 429,
             ),
             (ApiError::NoCredentials("none".into()), 503),
+            (ApiError::TooManyConnections { cap: 64 }, 503),
         ];
         for (error, code) in cases {
             assert_eq!(error.status().code().as_u16(), code, "{error}");

@@ -7,6 +7,7 @@ use crate::clock::skew::{ClockSkew, SkewVerdict};
 use crate::credentials::format_utc_timestamp;
 use crate::health::metrics::{Metrics, RequestCounters};
 use crate::refresh::state::CredentialState;
+use crate::serve::consumers::Consumer;
 use hyper::Response;
 use serde_json::{json, Map, Value};
 use std::time::SystemTime;
@@ -105,9 +106,9 @@ impl Api {
         Ok(reply(Status::Ok, TEXT, "ok\n"))
     }
 
-    /// `/v1/consumers`: the consumer table.
-    pub(super) fn consumer_table(&self) -> Response<Body> {
-        reply(Status::Ok, JSON, self.consumers.to_json().to_string())
+    /// `/v1/consumers`: the consumer table, as `viewer` may see it.
+    pub(super) fn consumer_table(&self, viewer: &Consumer) -> Response<Body> {
+        reply(Status::Ok, JSON, self.consumers.to_json(viewer).to_string())
     }
 }
 

@@ -3,6 +3,19 @@
 //! socket, the container endpoint's loopback TCP socket, the Windows named pipe) through a
 //! [`Frontend`] that decides who is let in and what they get.
 //!
+//! # Admission ([`admission`])
+//! - The frontend identifies each new connection ([`Frontend::admit`]): the unix socket's
+//!   peer by `SO_PEERCRED`, the container endpoint's loopback peer by the uid of its socket.
+//!   A peer it refuses gets its canned answer (`403`) at once, before its request is read,
+//!   and holds no slot.
+//! - Each uid (with its subordinate uids) may hold [`ServerLimits::max_connections_per_uid`]
+//!   connections at once; one more is answered `503` with `Retry-After: 1` at once and holds
+//!   no slot (an answer rather than a bare close, so a program with too many connections
+//!   learns why). Root is not capped.
+//! - A connection that sends no byte within [`FIRST_BYTE_DEADLINE`] is closed.
+//! - Each of these is counted (`imds_credd_connections_closed_total`) and logged at most
+//!   once per uid every [`crate::serve::refusals::INTERVAL`].
+//!
 //! # Limits
 //! - At most [`ServerLimits::max_connections`] connections at once. Beyond that the loop
 //!   stops accepting until a slot frees: new clients wait in the kernel's listen backlog
@@ -22,11 +35,12 @@
 //! - A `401` or `403` closes the connection (`Connection: close`): a refused client must
 //!   connect again for each try instead of holding a slot with a stream of bad requests.
 //! - Where the frontend authenticates per request (the container endpoint's token), a
-//!   connection is *waiting* from its accept until its first answer other than 401/403.
-//!   [`ServerLimits::unauthenticated`] caps the waiting connections per peer and in all;
-//!   a newcomer over a cap closes the oldest waiting connection (of that peer, or of all).
-//!   A client that sends its request at once is answered before it can be the oldest, so
-//!   a crowd of silent or refused connections cannot keep a token holder out.
+//!   connection is *waiting* from its accept until its first byte arrives.
+//!   [`ServerLimits::unauthenticated`] caps the waiting connections per uid and in all;
+//!   a newcomer over a cap closes the oldest waiting connection (of that uid, or of all).
+//!   A connection with a request queued or being answered is never closed for a newcomer,
+//!   so a crowd of silent connections cannot cut off a token holder, even while its
+//!   request waits for the first refresh at start.
 //!
 //! # Shutdown
 //! Stop accepting (the listener is closed, so new clients get `ECONNREFUSED`; a socket
@@ -35,10 +49,14 @@
 //! keep-alive connections, and after
 //! [`ServerLimits::shutdown_grace`] drop whatever is still open.
 
+mod admission;
 #[cfg(target_os = "linux")]
 mod fd_limit;
 
-use super::api::{Api, Body};
+use super::api::{Api, Body, Endpoint};
+use super::refusals::RefusalLog;
+use admission::{Heard, Lingering, Shares};
+pub use admission::{Share, FIRST_BYTE_DEADLINE, PER_UID_CONNECTIONS};
 #[cfg(target_os = "linux")]
 use fd_limit::fit_fd_limit;
 use hyper::body::Incoming;
@@ -51,6 +69,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -61,12 +80,16 @@ use tokio_util::sync::CancellationToken;
 
 /// Pause after a failed `accept()` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Time a frontend has to identify a new connection; past it the connection is closed.
+const ADMISSION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Per-server limits; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
     /// Connections served at once (default 1024).
     pub max_connections: usize,
+    /// Connections one uid may hold at once (default [`PER_UID_CONNECTIONS`]).
+    pub max_connections_per_uid: usize,
     /// Largest request head, in bytes (default 16 KiB; hyper's floor is 8 KiB).
     pub max_header_bytes: usize,
     /// Most header lines in one request (default 64).
@@ -77,12 +100,12 @@ pub struct ServerLimits {
     /// Time given to requests in flight at shutdown (default 3 s: within the daemon's own
     /// 5 s stop grace, so the socket is drained and removed before the daemon gives up).
     pub shutdown_grace: Duration,
-    /// Caps on connections not yet authenticated; `None` (the default) where admission is
+    /// Caps on connections not yet heard from; `None` (the default) where admission is
     /// decided at accept (the unix socket's peer credentials).
     pub unauthenticated: Option<UnauthenticatedLimits>,
 }
 
-/// How many connections may wait for their first accepted request; see the module doc.
+/// How many connections may wait for their first byte; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnauthenticatedLimits {
     pub per_peer: usize,
@@ -93,6 +116,7 @@ impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
             max_connections: 1024,
+            max_connections_per_uid: PER_UID_CONNECTIONS,
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             header_read_timeout: Duration::from_secs(10),
@@ -116,6 +140,16 @@ impl Listener for TcpListener {
     }
 }
 
+/// What a frontend decides about a new connection.
+pub enum Admission<P> {
+    /// Served, within `share`'s cap.
+    Admit { peer: P, share: Share },
+    /// Answered with this at once and closed (the frontend logged and counted why).
+    Refuse(Response<Body>),
+    /// Closed at once: the peer is gone (the frontend logged and counted it).
+    Drop,
+}
+
 /// What a server does with its connections: who is let in, and the answer to each request.
 pub trait Frontend: Send + Sync + 'static {
     type Stream;
@@ -123,34 +157,38 @@ pub trait Frontend: Send + Sync + 'static {
     type Peer: Send + Sync + 'static;
     /// Names the server in log lines.
     const NAME: &'static str;
-    /// Decides on a new connection, logging why when it refuses (`None`): every request on
-    /// a refused connection gets [`Frontend::refuse`], and it is not kept alive.
-    fn admit(&self, stream: &Self::Stream) -> Option<Self::Peer>;
+    /// Whose counters the server's requests and closed connections go to.
+    const ENDPOINT: Endpoint;
+    /// Identifies a new connection and decides on it. Runs in the connection's own task;
+    /// a blocking lookup belongs on the blocking pool.
+    fn admit(&self, stream: &Self::Stream) -> impl Future<Output = Admission<Self::Peer>> + Send;
     /// The API behind the server. Before a request is answered the loop waits on its
     /// [`Api::first_outcome`]: at start, a credentials request waits (boundedly) for the
     /// first refresh outcome instead of getting `503` at once.
     fn api(&self) -> &Api;
-    fn respond(&self, peer: &Self::Peer, request: &Request<Incoming>) -> Response<Body>;
-    fn refuse(&self) -> Response<Body>;
-    /// Who a peer counts as for [`ServerLimits::unauthenticated`]'s per-peer cap.
-    fn peer_key(&self, _peer: &Self::Peer) -> String {
-        String::new()
-    }
+    fn respond(
+        &self,
+        peer: &Self::Peer,
+        request: &Request<Incoming>,
+    ) -> impl Future<Output = Response<Body>> + Send;
+    /// Where the server's refusal lines are rate-limited.
+    fn refusals(&self) -> &RefusalLog;
 }
 
-/// The connections waiting for their first accepted request, oldest first, each with the
-/// token that closes it.
+/// The connections waiting for their first byte, oldest first, each with the token that
+/// closes it.
 #[derive(Default)]
 struct Waiting {
     next_id: u64,
-    entries: VecDeque<(u64, String, CancellationToken)>,
+    entries: VecDeque<(u64, Share, CancellationToken)>,
 }
 
 impl Waiting {
-    /// Adds a connection of `peer`, first closing the oldest waiting ones over `limits`.
-    fn enter(&mut self, peer: String, limits: UnauthenticatedLimits) -> (u64, CancellationToken) {
-        while self.entries.iter().filter(|(_, p, _)| *p == peer).count() >= limits.per_peer.max(1) {
-            self.evict(|p| p == peer);
+    /// Adds a connection of `share`, first closing the oldest waiting ones over `limits`.
+    fn enter(&mut self, share: Share, limits: UnauthenticatedLimits) -> (u64, CancellationToken) {
+        while self.entries.iter().filter(|(_, s, _)| *s == share).count() >= limits.per_peer.max(1)
+        {
+            self.evict(|s| s == share);
         }
         while self.entries.len() >= limits.total.max(1) {
             self.evict(|_| true);
@@ -158,20 +196,20 @@ impl Waiting {
         let id = self.next_id;
         self.next_id += 1;
         let close = CancellationToken::new();
-        self.entries.push_back((id, peer, close.clone()));
+        self.entries.push_back((id, share, close.clone()));
         (id, close)
     }
 
-    /// Closes the oldest waiting connection whose peer matches.
-    fn evict(&mut self, matches: impl Fn(&str) -> bool) {
-        if let Some(index) = self.entries.iter().position(|(_, p, _)| matches(p)) {
+    /// Closes the oldest waiting connection whose share matches.
+    fn evict(&mut self, matches: impl Fn(Share) -> bool) {
+        if let Some(index) = self.entries.iter().position(|(_, s, _)| matches(*s)) {
             if let Some((_, _, close)) = self.entries.remove(index) {
                 close.cancel();
             }
         }
     }
 
-    /// The connection authenticated or ended.
+    /// The connection was heard from or ended.
     fn leave(&mut self, id: u64) {
         self.entries.retain(|(entry, _, _)| *entry != id);
     }
@@ -183,6 +221,17 @@ fn is_refusal(response: &Response<Body>) -> bool {
         response.status(),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
     )
+}
+
+/// What every connection task of one server shares.
+struct Shared<F> {
+    frontend: Arc<F>,
+    limits: ServerLimits,
+    builder: http1::Builder,
+    shares: Shares,
+    waiting: Mutex<Waiting>,
+    lingering: Lingering,
+    shutdown: CancellationToken,
 }
 
 /// Serves `listener` through `frontend` until `shutdown` is cancelled, then drains (see
@@ -197,7 +246,6 @@ pub async fn serve<L, F>(
     F: Frontend<Stream = L::Stream>,
 {
     let slots = Arc::new(Semaphore::new(fit_fd_limit(limits.max_connections)));
-    let waiting = Arc::new(Mutex::new(Waiting::default()));
     let mut connections = JoinSet::new();
     let mut builder = http1::Builder::new();
     builder
@@ -205,6 +253,15 @@ pub async fn serve<L, F>(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
+    let shared = Arc::new(Shared {
+        frontend,
+        limits,
+        builder,
+        shares: Shares::default(),
+        waiting: Mutex::new(Waiting::default()),
+        lingering: Lingering::default(),
+        shutdown: shutdown.clone(),
+    });
     loop {
         let next = async {
             let permit = Arc::clone(&slots)
@@ -220,98 +277,17 @@ pub async fn serve<L, F>(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             next = next => next,
         };
-        let stream = match accepted {
-            Ok(stream) => stream,
+        match accepted {
+            Ok(stream) => {
+                connections.spawn(connection(Arc::clone(&shared), stream, permit));
+            }
             Err(error) => {
                 tracing::warn!(server = F::NAME, error = %crate::error_chain::render(&error), "cannot accept a connection");
                 // Monotonic: a pause after a failed accept.
                 #[allow(clippy::disallowed_methods)]
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
             }
-        };
-        let peer = frontend.admit(&stream);
-        let mut conn_builder = builder.clone();
-        conn_builder.keep_alive(peer.is_some());
-        let waiting_entry = match (&peer, limits.unauthenticated) {
-            (Some(admitted), Some(caps)) => {
-                let key = frontend.peer_key(admitted);
-                Some(lock(&waiting).enter(key, caps))
-            }
-            _ => None,
-        };
-        let id = waiting_entry.as_ref().map(|(id, _)| *id);
-        let closed_for_newcomer = waiting_entry.map(|(_, close)| close);
-        let frontend = Arc::clone(&frontend);
-        let service_waiting = Arc::clone(&waiting);
-        let peer = Arc::new(peer);
-        let first_request = Arc::new(Notify::new());
-        let request_arrived = Arc::clone(&first_request);
-        let service = service_fn(move |request: Request<Incoming>| {
-            let frontend = Arc::clone(&frontend);
-            let peer = Arc::clone(&peer);
-            let waiting = Arc::clone(&service_waiting);
-            request_arrived.notify_one();
-            async move {
-                let mut response = match peer.as_ref() {
-                    Some(peer) => {
-                        frontend.api().first_outcome(request.uri()).await;
-                        frontend.respond(peer, &request)
-                    }
-                    None => frontend.refuse(),
-                };
-                if is_refusal(&response) {
-                    response
-                        .headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                } else if let Some(id) = id {
-                    lock(&waiting).leave(id);
-                }
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let connection = conn_builder.serve_connection(TokioIo::new(stream), service);
-        let stop = shutdown.clone();
-        let task_waiting = Arc::clone(&waiting);
-        connections.spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            let closed = async {
-                match &closed_for_newcomer {
-                    Some(token) => token.cancelled().await,
-                    None => std::future::pending().await,
-                }
-            };
-            // Until the stop; then the request in flight is finished and the connection
-            // closed. One accepted just before the stop whose request has not been read
-            // yet is served that request first: its client connected in time (on a socket
-            // held across a restart, closing it would lose a request).
-            let ended = tokio::select! {
-                ended = connection.as_mut() => Some(ended),
-                () = closed => {
-                    tracing::debug!(server = F::NAME, "closed an unauthenticated connection for a newer one");
-                    Some(Ok(()))
-                }
-                _ = stop.cancelled() => tokio::select! {
-                    ended = connection.as_mut() => Some(ended),
-                    // Stored once any request arrived, so immediate then.
-                    _ = first_request.notified() => None,
-                },
-            };
-            let ended = match ended {
-                Some(ended) => ended,
-                None => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = ended {
-                tracing::debug!(server = F::NAME, error = %crate::error_chain::render(&error), "connection ended with an error");
-            }
-            if let Some(id) = id {
-                lock(&task_waiting).leave(id);
-            }
-            drop(permit);
-        });
+        }
     }
     drop(listener);
     let drained = async { while connections.join_next().await.is_some() {} };
@@ -326,6 +302,147 @@ pub async fn serve<L, F>(
         );
     }
     connections.shutdown().await;
+}
+
+/// One connection from accept to close: admission, then HTTP within the limits.
+async fn connection<F>(
+    shared: Arc<Shared<F>>,
+    stream: F::Stream,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    F: Frontend,
+    F::Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let frontend = &shared.frontend;
+    let closed = frontend.api().closed_counters(F::ENDPOINT);
+    let admitted = tokio::time::timeout(ADMISSION_TIMEOUT, frontend.admit(&stream))
+        .await
+        .unwrap_or(Admission::Drop);
+    let (peer, share) = match admitted {
+        Admission::Admit { peer, share } => (peer, share),
+        Admission::Refuse(response) => {
+            drop(permit);
+            shared.lingering.answer_and_close(stream, response).await;
+            return;
+        }
+        Admission::Drop => return,
+    };
+    let Some(share_slot) = shared
+        .shares
+        .take(share, shared.limits.max_connections_per_uid)
+    else {
+        drop(permit);
+        crate::health::metrics::Metrics::incr(&closed.over_share);
+        if let Some(unlogged) = frontend
+            .refusals()
+            .admit_line(format!("{share} over share"))
+        {
+            tracing::warn!(server = F::NAME, peer = %share, cap = shared.limits.max_connections_per_uid, refused_since_last_line = unlogged, "refusing a connection: its uid holds all the connections it may");
+        }
+        let response = frontend
+            .api()
+            .over_share(F::ENDPOINT, shared.limits.max_connections_per_uid);
+        shared.lingering.answer_and_close(stream, response).await;
+        return;
+    };
+    let waiting_entry = shared
+        .limits
+        .unauthenticated
+        .map(|caps| lock(&shared.waiting).enter(share, caps));
+    let id = waiting_entry.as_ref().map(|(id, _)| *id);
+    let closed_for_newcomer = waiting_entry.map(|(_, close)| close);
+    let peer = Arc::new(peer);
+    let first_request = Arc::new(Notify::new());
+    let request_arrived = Arc::clone(&first_request);
+    let service_frontend = Arc::clone(&shared.frontend);
+    let service = service_fn(move |request: Request<Incoming>| {
+        let frontend = Arc::clone(&service_frontend);
+        let peer = Arc::clone(&peer);
+        request_arrived.notify_one();
+        async move {
+            frontend.api().first_outcome(request.uri()).await;
+            let mut response = frontend.respond(&peer, &request).await;
+            if is_refusal(&response) {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let (stream, heard) = Heard::new(stream);
+    let connection = shared
+        .builder
+        .serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    // Monotonic: a connection's first-byte deadline is a timeout, not a wall-clock time.
+    #[allow(clippy::disallowed_methods)]
+    let first_byte_deadline = tokio::time::sleep(FIRST_BYTE_DEADLINE);
+    let mut first_byte_deadline = std::pin::pin!(first_byte_deadline);
+    let newcomer = async {
+        match &closed_for_newcomer {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut newcomer = std::pin::pin!(newcomer);
+    let mut was_heard = false;
+    // Until the stop; then the request in flight is finished and the connection closed.
+    // One accepted just before the stop whose request has not been read yet is served that
+    // request first: its client connected in time (on a socket held across a restart,
+    // closing it would lose a request).
+    let ended = loop {
+        tokio::select! {
+            ended = connection.as_mut() => break Some(ended),
+            () = heard.cancelled(), if !was_heard => {
+                was_heard = true;
+                if let Some(id) = id {
+                    lock(&shared.waiting).leave(id);
+                }
+            }
+            () = first_byte_deadline.as_mut(), if !was_heard => {
+                if let Some(unlogged) = note_closed(&closed.silent, frontend.refusals(), format!("{share} silent")) {
+                    tracing::debug!(server = F::NAME, peer = %share, refused_since_last_line = unlogged, "closed a connection that sent nothing");
+                }
+                break Some(Ok(()));
+            }
+            () = newcomer.as_mut(), if !was_heard => {
+                if let Some(unlogged) = frontend.refusals().admit_line(format!("{share} evicted")) {
+                    tracing::debug!(server = F::NAME, peer = %share, refused_since_last_line = unlogged, "closed a silent connection for a newer one");
+                }
+                break Some(Ok(()));
+            }
+            _ = shared.shutdown.cancelled() => break tokio::select! {
+                ended = connection.as_mut() => Some(ended),
+                // Stored once any request arrived, so immediate then.
+                _ = first_request.notified() => None,
+            },
+        }
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = ended {
+        if let Some(unlogged) = frontend.refusals().admit_line(format!("{share} error")) {
+            tracing::debug!(server = F::NAME, peer = %share, error = %crate::error_chain::render(&error), refused_since_last_line = unlogged, "connection ended with an error");
+        }
+    }
+    if let Some(id) = id {
+        lock(&shared.waiting).leave(id);
+    }
+    drop(share_slot);
+    drop(permit);
+}
+
+/// Counts a connection closed at accept for `reason` on `counter`, and says whether to log
+/// it now (the count since the last line), through the frontend's rate-limited log.
+pub fn note_closed(counter: &AtomicU64, refusals: &RefusalLog, key: String) -> Option<u64> {
+    crate::health::metrics::Metrics::incr(counter);
+    refusals.admit_line(key)
 }
 
 fn lock(waiting: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
@@ -350,20 +467,21 @@ mod tests {
             per_peer: 2,
             total: 3,
         };
+        let (a, b, c) = (Share::Uid(1), Share::Uid(2), Share::Uid(3));
         let mut waiting = Waiting::default();
-        let (_, a1) = waiting.enter("a".into(), caps);
-        let (a2_id, a2) = waiting.enter("a".into(), caps);
-        let (_, a3) = waiting.enter("a".into(), caps);
+        let (_, a1) = waiting.enter(a, caps);
+        let (a2_id, a2) = waiting.enter(a, caps);
+        let (_, a3) = waiting.enter(a, caps);
         assert!(a1.is_cancelled() && !a2.is_cancelled() && !a3.is_cancelled());
-        let (_, b1) = waiting.enter("b".into(), caps);
+        let (_, b1) = waiting.enter(b, caps);
         assert!(
             !a2.is_cancelled() && !b1.is_cancelled(),
             "3 waiting: within the total"
         );
         waiting.leave(a2_id);
-        let (_, b2) = waiting.enter("b".into(), caps);
+        let (_, b2) = waiting.enter(b, caps);
         assert!(!a3.is_cancelled() && !b2.is_cancelled());
-        let (_, c1) = waiting.enter("c".into(), caps);
+        let (_, c1) = waiting.enter(c, caps);
         assert!(a3.is_cancelled(), "the oldest of all goes for the total");
         assert!(!b1.is_cancelled() && !b2.is_cancelled() && !c1.is_cancelled());
     }

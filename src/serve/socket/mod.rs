@@ -4,7 +4,8 @@
 //! - [`listener`]: bind the socket safely (mode, group, stale socket, folder) or take the
 //!   one systemd passes; remove it on clean stop.
 //! - [`peer`]: who is connecting (`SO_PEERCRED`) and whether they are allowed.
-//! - [`proc_peer`]: a peer's program from `/proc`, and a loopback TCP peer's uid and pid.
+//! - [`proc_peer`]: a peer's program from `/proc`, and the pid holding a socket inode.
+//! - [`sock_diag`]: a loopback TCP peer's uid and socket inode, by one netlink lookup.
 //!
 //! [`run`] puts them together with the routes ([`super::api`]) and the accept loop
 //! ([`super::server`]); [`SocketServer`] splits it in two so the daemon can tell systemd it
@@ -13,11 +14,13 @@
 pub mod listener;
 pub mod peer;
 pub mod proc_peer;
+pub mod sock_diag;
 
 pub use peer::PeerPolicy;
 
 use super::api::{Api, ApiError, Body, Endpoint};
-use super::server::{self, ServerLimits};
+use super::server::{self, Admission, ServerLimits, Share};
+use super::subuid::SubordinateIds;
 use super::{consumers, refusals};
 use crate::config::SocketConfig;
 use hyper::body::Incoming;
@@ -95,6 +98,7 @@ impl SocketServer {
             api,
             policy: self.policy,
             refusals: refusals::RefusalLog::default(),
+            subuids: SubordinateIds::system(),
         });
         server::serve(self.listener, frontend, limits, shutdown).await;
         drop(self.guard);
@@ -108,72 +112,111 @@ impl server::Listener for tokio::net::UnixListener {
     }
 }
 
-/// The socket's side of the server: peers checked by `SO_PEERCRED` (and their program read
-/// from `/proc` at accept time, for the consumer table), every route served.
+/// The socket's side of the server: peers checked by `SO_PEERCRED` at accept, every route
+/// served. A peer's program is read from `/proc` (on the blocking pool, for the consumer
+/// table) only at its first request: a connection refused, over its share or silent costs
+/// no `/proc` read, so the accept loop drains a flood as fast as it comes.
 struct SocketFrontend {
     api: Arc<Api>,
     policy: PeerPolicy,
     refusals: refusals::RefusalLog,
+    subuids: SubordinateIds,
+}
+
+/// An admitted socket peer: who the kernel says it is, and its program once looked up.
+struct SocketPeer {
+    consumer: consumers::Consumer,
+    with_program: tokio::sync::OnceCell<consumers::Consumer>,
 }
 
 impl server::Frontend for SocketFrontend {
     type Stream = tokio::net::UnixStream;
-    type Peer = consumers::Consumer;
+    type Peer = SocketPeer;
     const NAME: &'static str = "socket";
+    const ENDPOINT: Endpoint = Endpoint::Socket;
 
-    fn admit(&self, stream: &Self::Stream) -> Option<consumers::Consumer> {
+    async fn admit(&self, stream: &Self::Stream) -> Admission<SocketPeer> {
         self.api.note_connection();
-        match peer::peer_of(stream) {
-            Ok(peer) => {
-                let consumer = consumers::Consumer {
-                    uid: Some(peer.uid),
-                    gid: Some(peer.gid),
-                    pid: Some(peer.pid),
-                    program: proc_peer::program_of(peer.pid),
-                    ..consumers::Consumer::unknown()
-                };
-                if self.policy.allows(&peer) {
-                    return Some(consumer);
-                }
-                if let Some(unlogged) = self.refusals.admit_line(format!("uid {}", peer.uid)) {
-                    tracing::warn!(
-                        uid = peer.uid,
-                        gid = peer.gid,
-                        pid = peer.pid,
-                        exe = consumer.program.exe,
-                        refused_since_last_line = unlogged,
-                        "refusing a socket peer not in socket.allow_uids / socket.allow_gids"
-                    );
-                }
-                // Once per connection: its requests all get `refuse`, which counts them.
-                self.api.note_refused(Endpoint::Socket, &consumer);
-                None
-            }
+        let closed = self.api.closed_counters(Endpoint::Socket);
+        let peer = match peer::peer_of(stream) {
+            Ok(peer) => peer,
             Err(error) => {
-                if let Some(unlogged) = self.refusals.admit_line("unknown".into()) {
-                    tracing::warn!(error = %crate::error_chain::render(&error), refused_since_last_line = unlogged, "cannot read the socket peer's credentials; refusing it");
+                if let Some(unlogged) =
+                    server::note_closed(&closed.vanished, &self.refusals, "unknown".into())
+                {
+                    tracing::warn!(error = %crate::error_chain::render(&error), refused_since_last_line = unlogged, "cannot read the socket peer's credentials; closing it");
                 }
-                None
+                return Admission::Drop;
             }
+        };
+        let owner = self.subuids.owner_of(peer.uid).await;
+        let consumer = consumers::Consumer {
+            uid: Some(owner.unwrap_or(peer.uid)),
+            subordinate: owner.map(|_| peer.uid),
+            gid: Some(peer.gid),
+            pid: Some(peer.pid),
+            program: consumers::Program::unknown(),
+            ..consumers::Consumer::unknown()
+        };
+        if self.policy.allows(&peer, owner) {
+            let share = match consumer.is_root() {
+                true => Share::Exempt,
+                false => Share::Uid(owner.unwrap_or(peer.uid)),
+            };
+            let peer = SocketPeer {
+                consumer,
+                with_program: tokio::sync::OnceCell::new(),
+            };
+            return Admission::Admit { peer, share };
         }
+        let key = format!("uid {}", owner.unwrap_or(peer.uid));
+        if let Some(unlogged) = server::note_closed(&closed.refused, &self.refusals, key) {
+            let program = program_of(peer.pid).await;
+            tracing::warn!(
+                uid = peer.uid,
+                owner_uid = owner,
+                gid = peer.gid,
+                pid = peer.pid,
+                exe = program.exe,
+                refused_since_last_line = unlogged,
+                "refusing a socket peer not in socket.allow_uids / socket.allow_gids"
+            );
+        }
+        // Its row names no program: looking each one up would make a flood of refused
+        // connections cost a `/proc` read each.
+        self.api.note_refused(Endpoint::Socket, &consumer);
+        Admission::Refuse(self.api.refuse(Endpoint::Socket, ApiError::Forbidden))
     }
 
     fn api(&self) -> &Api {
         &self.api
     }
 
-    fn respond(
-        &self,
-        consumer: &consumers::Consumer,
-        request: &Request<Incoming>,
-    ) -> Response<Body> {
+    async fn respond(&self, peer: &SocketPeer, request: &Request<Incoming>) -> Response<Body> {
+        let consumer = peer
+            .with_program
+            .get_or_init(|| async {
+                let pid = peer.consumer.pid.unwrap_or(-1);
+                consumers::Consumer {
+                    program: program_of(pid).await,
+                    ..peer.consumer.clone()
+                }
+            })
+            .await;
         self.api
             .respond_to(Endpoint::Socket, consumer, request.method(), request.uri())
     }
 
-    fn refuse(&self) -> Response<Body> {
-        self.api.refuse(Endpoint::Socket, ApiError::Forbidden)
+    fn refusals(&self) -> &refusals::RefusalLog {
+        &self.refusals
     }
+}
+
+/// [`proc_peer::program_of`] on the blocking pool.
+async fn program_of(pid: i32) -> consumers::Program {
+    tokio::task::spawn_blocking(move || proc_peer::program_of(pid))
+        .await
+        .unwrap_or_else(|_| consumers::Program::unknown())
 }
 
 /// Opens the socket, serves with the default limits until `shutdown`, removes the socket on

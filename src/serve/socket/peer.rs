@@ -6,6 +6,8 @@
 //! - Otherwise a peer is allowed when its uid is in `allow_uids` or its gid in `allow_gids`.
 //!   The gid is the peer's primary (effective) group: `SO_PEERCRED` does not carry
 //!   supplementary groups, so list a user's uid, or make the group its primary one.
+//! - A subordinate uid ([`crate::serve::subuid`]) is allowed when its owner's uid is listed:
+//!   it counts as its owner everywhere. (Root's subordinate uids are not root.)
 //! - uid 0 is always allowed. Root passes the socket's mode check anyway, can read IMDS
 //!   itself and can read the daemon's memory, so refusing it protects nothing; allowing it
 //!   keeps `sudo imds-credd status` working when the lists name only the application user.
@@ -51,10 +53,12 @@ impl PeerPolicy {
         Self::new(config.allow_uids.clone(), config.allow_gids.clone())
     }
 
-    pub fn allows(&self, peer: &Peer) -> bool {
+    /// `owner`: the user whose subordinate uid the peer's is, if any.
+    pub fn allows(&self, peer: &Peer, owner: Option<u32>) -> bool {
         (self.allow_uids.is_empty() && self.allow_gids.is_empty())
             || peer.uid == 0
             || self.allow_uids.contains(&peer.uid)
+            || owner.is_some_and(|owner| self.allow_uids.contains(&owner))
             || self.allow_gids.contains(&peer.gid)
     }
 }
@@ -69,21 +73,29 @@ mod tests {
 
     #[test]
     fn empty_lists_allow_everyone() {
-        assert!(PeerPolicy::default().allows(&peer(1234, 1234)));
+        assert!(PeerPolicy::default().allows(&peer(1234, 1234), None));
     }
 
     #[test]
     fn a_listed_uid_or_gid_is_enough() {
         let policy = PeerPolicy::new(vec![1000], vec![2000]);
-        assert!(policy.allows(&peer(1000, 1)));
-        assert!(policy.allows(&peer(1, 2000)));
-        assert!(!policy.allows(&peer(1001, 1001)));
+        assert!(policy.allows(&peer(1000, 1), None));
+        assert!(policy.allows(&peer(1, 2000), None));
+        assert!(!policy.allows(&peer(1001, 1001), None));
+        assert!(
+            policy.allows(&peer(100_000, 100_000), Some(1000)),
+            "a subordinate"
+        );
+        assert!(
+            !policy.allows(&peer(100_000, 100_000), Some(0)),
+            "root's is not root"
+        );
     }
 
     #[test]
     fn root_is_always_allowed() {
-        assert!(PeerPolicy::new(vec![1000], vec![]).allows(&peer(0, 0)));
-        assert!(PeerPolicy::new(vec![], vec![2000]).allows(&peer(0, 5)));
+        assert!(PeerPolicy::new(vec![1000], vec![]).allows(&peer(0, 0), None));
+        assert!(PeerPolicy::new(vec![], vec![2000]).allows(&peer(0, 5), None));
     }
 
     #[test]
