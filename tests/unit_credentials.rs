@@ -586,3 +586,32 @@ fn sockets_passed_by_systemd_are_told_apart_by_path() {
     }
     assert!(unit_path.exists(), "a socket systemd owns is left in place");
 }
+
+/// A socket systemd passes under the API's name that no listener serves (an
+/// `imds-credd.socket` whose paths disagree with `[socket] path`) stops the start with a
+/// clear line, instead of leaving its clients (a unit's `LoadCredential=`) waiting forever.
+#[test]
+fn a_passed_socket_no_listener_serves_stops_the_start() {
+    let sandbox = common::daemon_process::Sandbox::simulator(Default::default());
+    let api_socket = std::os::unix::net::UnixListener::bind(&sandbox.socket).unwrap();
+    let stray_path = sandbox.path("elsewhere.sock");
+    let stray = std::os::unix::net::UnixListener::bind(&stray_path).unwrap();
+    let mut daemon = activated_daemon(&sandbox, Path::new("/dev/null"), &[&api_socket, &stray]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            daemon.kill().unwrap();
+            panic!("the daemon kept running: {}", sandbox.daemon_log());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{}", sandbox.daemon_log());
+    let log = sandbox.daemon_log();
+    assert!(
+        log.contains("which no listener serves") && log.contains(&stray_path.display().to_string()),
+        "the log names the stray socket: {log}"
+    );
+}

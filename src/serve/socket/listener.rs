@@ -66,10 +66,31 @@ impl Drop for SocketGuard {
 /// else binds `config.path`. The passed socket bound at `config.path` first, else the
 /// first passed one not taken yet (the unit-credentials socket, which systemd passes under
 /// the same name, is taken before).
+///
+/// A further socket passed under the API's name that no listener took (the unit-credentials
+/// socket of an `imds-credd.socket` whose paths disagree with `[socket] path`) is a start
+/// error: left unserved, its clients (a unit's `LoadCredential=`) would wait forever.
 pub fn open(config: &SocketConfig) -> Result<OpenedSocket, SocketError> {
     use crate::serve::activation::{take, take_at, API_SOCKET_NAMES};
     let passed = take_at(API_SOCKET_NAMES, &config.path).or_else(|| take(API_SOCKET_NAMES));
-    open_passed_or_bind(passed, config)
+    let opened = open_passed_or_bind(passed, config)?;
+    if let Some(leftover) = take(API_SOCKET_NAMES) {
+        // SAFETY: as in `take_activated`: systemd passed it, `take` hands it out once; owned
+        // here only to be closed.
+        let leftover = unsafe { OwnedFd::from_raw_fd(leftover) };
+        let path = socket::getsockname::<UnixAddr>(leftover.as_raw_fd())
+            .ok()
+            .and_then(|address| address.path().map(|p| p.display().to_string()))
+            .unwrap_or_else(|| "(not a unix socket path)".to_string());
+        return Err(SocketError::ActivationFd {
+            detail: format!(
+                "systemd also passed {path}, which no listener serves (the unit-credentials \
+                 socket sits beside [socket] path): make imds-credd.socket's ListenStream= \
+                 lines and [socket] path agree"
+            ),
+        });
+    }
+    Ok(opened)
 }
 
 /// The socket systemd passed bound at `config.path` (no other), if it passed one: the
