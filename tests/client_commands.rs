@@ -9,6 +9,7 @@ mod common;
 
 use common::assert_no_secrets;
 use common::daemon_process::{clear_aws_variables, text, Sandbox, BIN};
+use common::reachable::reachable_binary;
 use common::sts::start_daemon_with_audit_profile;
 use imds_credd::credentials::Credentials;
 use imds_credd::demo::simulator::SimulatorOptions;
@@ -307,9 +308,14 @@ fn fallback_imds_reads_the_instance_role_when_no_daemon_runs() {
     assert!(line.contains("no IAM role is attached"), "{line}");
 }
 
-/// Runs `command` as the unprivileged user `nobody`; the caller checked it runs as root.
-fn as_nobody(command: &mut Command) -> &mut Command {
-    command.uid(65534).gid(65534)
+/// `imds-credd COMMAND --socket S` run as the unprivileged user `nobody`, from a copy of the
+/// binary that `nobody` can reach; the caller checked it runs as root.
+fn client_as_nobody(setup: &Sandbox, command: &str) -> Command {
+    let mut client = Command::new(reachable_binary());
+    client.arg(command).arg("--socket").arg(&setup.socket);
+    clear_aws_variables(&mut client);
+    client.uid(65534).gid(65534);
+    client
 }
 
 #[test]
@@ -318,7 +324,7 @@ fn a_user_who_cannot_open_the_socket_is_told_so_with_exit_2() {
         return;
     }
     let setup = Sandbox::healthy();
-    let output = as_nobody(&mut setup.client("credential-process", &[]))
+    let output = client_as_nobody(&setup, "credential-process")
         .output()
         .unwrap();
     let line = assert_failure(
@@ -337,7 +343,7 @@ fn a_peer_the_daemon_does_not_allow_gets_403_and_exit_2() {
     let mut setup = Sandbox::simulator(SimulatorOptions::default());
     std::fs::set_permissions(setup.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     setup.start_daemon(&["--socket-mode", "0666", "--allow-uid", "0"]);
-    let output = as_nobody(&mut setup.client("credential-process", &[]))
+    let output = client_as_nobody(&setup, "credential-process")
         .output()
         .unwrap();
     assert_failure(

@@ -5,7 +5,7 @@
 //! Memory is bounded: at most [`MAX_ROWS`] rows (the least recently seen is evicted, and
 //! evictions are counted), and at most [`MAX_ROWS_PER_UID`] per uid, past which a uid's new
 //! programs share one `(other programs)` row: a user who runs many programs (or rewrites its
-//! argv[0]) cannot push other users' rows out. The executable and command line (from
+//! `argv[0]`) cannot push other users' rows out. The executable and command line (from
 //! `/proc`, so attacker-controlled text) are made printable and capped by [`printable`]
 //! before they are kept. One info line is logged per new row.
 
@@ -28,7 +28,7 @@ const OTHER_PROGRAMS: &str = "(other programs)";
 /// A program as `/proc` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
-    /// The executable: `/proc/PID/exe` when readable (`verified`), else argv[0].
+    /// The executable: `/proc/PID/exe` when readable (`verified`), else `argv[0]`.
     pub exe: String,
     pub verified: bool,
     pub cmdline: String,

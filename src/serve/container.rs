@@ -61,7 +61,7 @@
 //! Any local user can bind a free loopback port first. That never stops the daemon: the
 //! socket API and every file sink go on, the endpoint's health row (in `status`,
 //! `/v1/status`, `/metrics` and systemd's `STATUS=`) says why, and the bind is retried
-//! with backoff ([`BIND_RETRY_FIRST`] doubling to [`BIND_RETRY_MAX`]). Meanwhile no token
+//! with backoff (`BIND_RETRY_FIRST` doubling to `BIND_RETRY_MAX`). Meanwhile no token
 //! file exists: one left from an earlier run is removed, because SDKs reading it would
 //! send the token to, and take credentials from, whoever holds the port. To hold the port
 //! from boot, enable `imds-credd-container.socket`: systemd binds it before any user

@@ -6,8 +6,8 @@
 //! - [`peer`]: who is connecting (`SO_PEERCRED`) and whether they are allowed.
 //! - [`proc_peer`]: a peer's program from `/proc`, and a loopback TCP peer's uid and pid.
 //!
-//! [`run`] puts them together with the routes ([`super::api`]) and the accept loop
-//! ([`super::server`]); [`SocketServer`] splits it in two so the daemon can tell systemd it
+//! [`SocketServer`] puts them together with the routes ([`super::api`]) and the accept
+//! loop ([`super::server`]), in two steps so the daemon can tell systemd it
 //! is ready only once the socket exists.
 
 pub mod listener;
