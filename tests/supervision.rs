@@ -5,8 +5,10 @@
 
 mod common;
 
-use common::daemon_process::{text, Sandbox};
+use common::daemon_process::{activated_daemon, text, Sandbox};
 use imds_credd::demo::simulator::{Fault, SimulatorOptions, Target};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -83,4 +85,47 @@ fn a_panicking_task_exits_at_once_naming_the_task_not_the_message() {
     assert!(stderr.contains("tests/supervision.rs:"), "{stderr}");
     assert!(!stderr.contains(PANIC_SECRET), "{stderr}");
     assert!(!stderr.contains("NOT EXPECTED"), "{stderr}");
+}
+
+/// A socket-activated listener that stops accepting (here shut down through the copy the
+/// service manager holds, so every `accept()` fails with `EINVAL`): the daemon does not
+/// loop on the error looking alive, it exits non-zero at once with a line that says why,
+/// so that `Restart=` brings it back with a working socket.
+#[test]
+fn a_listener_that_stops_accepting_takes_the_daemon_down() {
+    let sandbox = Sandbox::simulator(SimulatorOptions::default());
+    let listener = UnixListener::bind(&sandbox.socket).unwrap();
+    let mut daemon = activated_daemon(&sandbox, &listener, "daemon.log");
+    sandbox.wait_until("the daemon to serve", EXIT_WITHIN, || {
+        sandbox.served().is_some()
+    });
+    nix::sys::socket::shutdown(listener.as_raw_fd(), nix::sys::socket::Shutdown::Both).unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > EXIT_WITHIN {
+            let _ = daemon.kill();
+            panic!(
+                "the daemon still runs on a dead listener; its log:\n{}",
+                sandbox.daemon_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = sandbox.daemon_log();
+    assert_eq!(
+        status.code(),
+        Some(i32::from(imds_credd::cli::Exit::TaskFailed.code())),
+        "{log}"
+    );
+    assert!(
+        log.contains("the listener no longer accepts connections"),
+        "{log}"
+    );
+    assert!(log.contains("the listening socket was shut down"), "{log}");
+    let attempts = log.matches("cannot accept a connection").count();
+    assert_eq!(attempts, 0, "given up at once on an unusable socket: {log}");
+    common::assert_no_secrets(&log, &sandbox.sim, "daemon log");
 }
