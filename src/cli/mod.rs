@@ -150,7 +150,10 @@ fn run_command(command: Command) -> (&'static str, Result<Exit, CommandError>) {
     use crate::client;
     match command {
         Command::Run(args) => ("imds-credd", run(&args)),
-        Command::Demo(args) => ("imds-credd demo", ok(crate::demo::run(&args))),
+        Command::Demo(args) => (
+            "imds-credd demo",
+            ok(crate::demo::run(&args, Exit::TaskFailed.code())),
+        ),
         Command::CheckConfig(args) => ("imds-credd", check_config(&args)),
         Command::CredentialProcess(args) => (
             "imds-credd credential-process",

@@ -217,26 +217,44 @@ impl Drop for Sandbox {
     }
 }
 
-/// `imds-credd run` handed `listener` as systemd hands it (fd 3, `LISTEN_FDS=1`,
-/// `LISTEN_PID` its own pid), logging to `log` in the sandbox.
+/// `imds-credd run` handed `listener` as systemd hands it (see [`activated`]), logging to
+/// `log` in the sandbox.
 pub fn activated_daemon(
     sandbox: &Sandbox,
     listener: &std::os::unix::net::UnixListener,
     log: &str,
 ) -> Child {
+    let endpoint = sandbox.sim.endpoint();
+    let socket = sandbox.socket.to_str().unwrap();
+    let args = [
+        "run",
+        "--config",
+        "/dev/null",
+        "--imds-endpoint",
+        &endpoint,
+        "--socket",
+        socket,
+    ];
+    activated(listener, &sandbox.path(log), &args)
+}
+
+/// `imds-credd ARGS…` handed `listener` as systemd hands it (fd 3, `LISTEN_FDS=1`,
+/// `LISTEN_PID` its own pid), its stderr to `log`.
+pub fn activated(
+    listener: &std::os::unix::net::UnixListener,
+    log: &std::path::Path,
+    args: &[&str],
+) -> Child {
     use std::os::fd::{AsRawFd, BorrowedFd};
     use std::os::unix::process::CommandExt;
     let fd = listener.as_raw_fd();
-    let log = std::fs::File::create(sandbox.path(log)).unwrap();
+    let log = std::fs::File::create(log).unwrap();
     let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
         .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
         .arg(BIN)
-        .args(["run", "--config", "/dev/null", "--imds-endpoint"])
-        .arg(sandbox.sim.endpoint())
-        .arg("--socket")
-        .arg(&sandbox.socket)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
