@@ -106,10 +106,13 @@ pub fn resolve_config(
     let mut config = Config::load(path)?;
     overrides.apply(&mut config)?;
     #[cfg(target_os = "linux")]
-    crate::config::check_config_socket_folder(
+    crate::config::check_config_folders(
         &config,
         path.unwrap_or(std::path::Path::new(crate::config::DEFAULT_CONFIG_PATH)),
-        overrides.socket_path.is_some(),
+        crate::config::PathsFromFlags {
+            socket: overrides.socket_path.is_some(),
+            token_file: overrides.container_token_file.is_some(),
+        },
     )?;
     Ok(config)
 }

@@ -23,7 +23,7 @@ pub use model::{
     LogConfig, RefreshConfig, SignalConfig, SocketConfig, DEFAULT_CONTAINER_PORT,
 };
 #[cfg(target_os = "linux")]
-pub use socket_folder::check_config_socket_folder;
+pub use socket_folder::{check_config_folders, PathsFromFlags};
 pub use values::{
     parse_positive_duration, parse_profile_name, EndpointMode, EnvFormat, FileMode, LogFormat,
     LogLevel, RateLimit,
