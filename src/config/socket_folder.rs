@@ -108,29 +108,45 @@ pub fn check_config_folders(
     file: &Path,
     flags: PathsFromFlags,
 ) -> Result<(), ConfigError> {
-    let mut checks: Vec<(Result<(), String>, Spot, &str, Option<&str>)> = vec![(
-        check_socket_folder(&config.socket.path),
-        Spot::Key("socket", "path"),
-        "socket.path",
-        flags.socket.then_some("--socket"),
-    )];
+    /// One path's verdict and where an error about it points.
+    struct Checked {
+        verdict: Result<(), String>,
+        spot: Spot,
+        key: &'static str,
+        flag: Option<&'static str>,
+    }
+    let mut checks = vec![Checked {
+        verdict: check_socket_folder(&config.socket.path),
+        spot: Spot::Key("socket", "path"),
+        key: "socket.path",
+        flag: flags.socket.then_some("--socket"),
+    }];
     if let Some(container) = &config.container {
-        checks.push((
-            check_token_folder(&container.token_file),
-            Spot::Key("container", "token_file"),
-            "container.token_file",
-            flags.token_file.then_some("--container-token-file"),
-        ));
+        checks.push(Checked {
+            verdict: check_token_folder(&container.token_file),
+            spot: Spot::Key("container", "token_file"),
+            key: "container.token_file",
+            flag: flags.token_file.then_some("--container-token-file"),
+        });
     }
-    for (index, sink) in config.files.iter().enumerate() {
-        let spot = Spot::EntryKey("file", index, "path");
-        checks.push((check_sink_folder(&sink.path), spot, "file.path", None));
+    let files = config.files.iter().map(|sink| &sink.path).enumerate();
+    let envs = config.envs.iter().map(|sink| &sink.path).enumerate();
+    let sinks = files
+        .map(|(index, path)| ("file", "file.path", index, path))
+        .chain(envs.map(|(index, path)| ("env", "env.path", index, path)));
+    for (table, key, index, path) in sinks {
+        checks.push(Checked {
+            verdict: check_sink_folder(path),
+            spot: Spot::EntryKey(table, index, "path"),
+            key,
+            flag: None,
+        });
     }
-    for (index, sink) in config.envs.iter().enumerate() {
-        let spot = Spot::EntryKey("env", index, "path");
-        checks.push((check_sink_folder(&sink.path), spot, "env.path", None));
-    }
-    let Some((Err(problem), spot, key, flag)) = checks.into_iter().find(|c| c.0.is_err()) else {
+    let Some((problem, spot, key, flag)) = checks.into_iter().find_map(|c| {
+        c.verdict
+            .err()
+            .map(|problem| (problem, c.spot, c.key, c.flag))
+    }) else {
         return Ok(());
     };
     let message = format!("key `{key}`: {problem}");
