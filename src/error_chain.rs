@@ -5,7 +5,7 @@
 //!
 //! The convention it relies on (`docs/ARCHITECTURE.md`, errors): a `Display` says what
 //! failed and never repeats its source; the source is reached through
-//! [`Error::source`](std::error::Error::source) (`#[source]`, `#[from]`), and a wrapper
+//! [`Error::source`] (`#[source]`, `#[from]`), and a wrapper
 //! that adds nothing is `#[error(transparent)]`.
 
 use std::error::Error;

@@ -14,8 +14,8 @@ mod common;
 use common::unix_http;
 
 use common::assert_no_secrets;
-use common::aws_clients::python_bin;
-use common::daemon_process::{assert_success, text, Sandbox, BIN};
+use common::daemon_process::{assert_success, text, Sandbox};
+use common::reachable::reachable_binary;
 use common::unit_user::{as_daemon_user, as_user, can_switch_users, unit_capabilities, DAEMON_UID};
 use imds_credd::demo::simulator::SimulatorOptions;
 use std::os::unix::fs::PermissionsExt;
@@ -53,7 +53,11 @@ impl Drop for Setup {
 }
 
 impl Setup {
-    fn start(daemon_args: &[&str]) -> Setup {
+    /// `None` (the test skipped) where this machine cannot run processes as other uids.
+    fn start(daemon_args: &[&str]) -> Option<Setup> {
+        if !can_switch_users() {
+            return None;
+        }
         let mut sandbox = Sandbox::simulator(SimulatorOptions::default());
         std::fs::set_permissions(sandbox.dir.path(), std::fs::Permissions::from_mode(0o755))
             .unwrap();
@@ -67,11 +71,11 @@ impl Setup {
         ];
         args.extend_from_slice(daemon_args);
         let token_file = sandbox.start_daemon_with_container(&args);
-        Setup {
+        Some(Setup {
             sandbox,
             token_file,
             unit_daemon: None,
-        }
+        })
     }
 
     /// The same daemon run as its unit runs it: as [`DAEMON_UID`] with exactly the unit's
@@ -90,7 +94,7 @@ impl Setup {
         sandbox.socket = run_dir.join("credentials.sock");
         let token_file = run_dir.join("container/token");
         let daemon = as_daemon_user(&unit_capabilities())
-            .arg(BIN)
+            .arg(reachable_binary())
             .args(["run", "--config", "/dev/null", "--imds-endpoint"])
             .arg(sandbox.sim.endpoint())
             .arg("--socket")
@@ -128,7 +132,7 @@ impl Setup {
 
     /// `imds-credd COMMAND --socket S ARGS…` as `uid`.
     fn client_as(&self, uid: u32, command: &str, args: &[&str]) -> Command {
-        let mut cmd = as_uid(uid, BIN);
+        let mut cmd = as_uid(uid, reachable_binary());
         cmd.arg(command)
             .arg("--socket")
             .arg(&self.sandbox.socket)
@@ -141,7 +145,8 @@ impl Setup {
     /// Runs [`CONTAINER_CLIENT`] as `uid`, requires a 200, and returns the token it used.
     fn fetch_from_the_container_endpoint_as(&self, uid: u32) -> String {
         let token = std::fs::read_to_string(&self.token_file).unwrap();
-        let mut container = as_uid(uid, python_bin().join("python"));
+        // The system Python: the venv sits under the target dir, which other uids may not reach.
+        let mut container = as_uid(uid, "/usr/bin/python3");
         container
             .args(["-c", CONTAINER_CLIENT, &self.sandbox.container_uri()])
             .env_clear()
@@ -175,7 +180,9 @@ print(urllib.request.urlopen(request).status)";
 
 #[test]
 fn consumers_names_the_uids_and_programs_that_fetched_including_a_container_client() {
-    let setup = Setup::start(&[]);
+    let Some(setup) = Setup::start(&[]) else {
+        return;
+    };
     let output = setup
         .client_as(NOBODY, "credential-process", &[])
         .output()
@@ -186,7 +193,7 @@ fn consumers_names_the_uids_and_programs_that_fetched_including_a_container_clie
     forger
         .arg("-c")
         .arg("exec -a \"$(printf 'evil\\n65534 root')\" \"$BIN\" credential-process --socket \"$SOCKET\"")
-        .env("BIN", BIN)
+        .env("BIN", reachable_binary())
         .env("SOCKET", &setup.sandbox.socket);
     let forged = forger.output().unwrap();
     assert_success(
@@ -206,7 +213,7 @@ fn consumers_names_the_uids_and_programs_that_fetched_including_a_container_clie
     };
     let nobody = row(NOBODY);
     assert_eq!(nobody["user"], "nobody");
-    assert_eq!(nobody["exe"], BIN);
+    assert_eq!(nobody["exe"], reachable_binary().to_str().unwrap());
     assert_eq!(nobody["exe_verified"], true);
     assert_eq!(nobody["endpoint"], "socket");
     assert_eq!(
@@ -244,7 +251,8 @@ fn consumers_names_the_uids_and_programs_that_fetched_including_a_container_clie
     assert!(lines[0].starts_with("UID "), "{table}");
     let nobody_line = lines.iter().find(|l| l.starts_with("65534 ")).unwrap();
     assert!(
-        nobody_line.contains(" nobody ") && nobody_line.ends_with(BIN),
+        nobody_line.contains(" nobody ")
+            && nobody_line.ends_with(reachable_binary().to_str().unwrap()),
         "{table}"
     );
     let other_line = lines.iter().find(|l| l.starts_with("64250 ")).unwrap();
@@ -301,7 +309,7 @@ fn a_flooding_uid_gets_429s_while_another_uid_is_served_every_time() {
     let Some(setup) = Setup::start_as_unit(&["--socket-rate-limit", "20/s"]) else {
         return;
     };
-    let mut flooder = as_uid(NOBODY, python_bin().join("python"));
+    let mut flooder = as_uid(NOBODY, "/usr/bin/python3");
     flooder
         .args(["-c", FLOODER])
         .arg(&setup.sandbox.socket)
@@ -420,7 +428,11 @@ fn run_as_the_unit_runs_it_other_users_show_their_argv0_and_container_peers_thei
     let rows = setup.consumers();
     let nobody = rows.iter().find(|r| r["uid"] == NOBODY).unwrap();
     // The daemon may not read another user's /proc/PID/exe: the program is its argv[0].
-    assert_eq!(nobody["exe"], BIN, "{nobody}");
+    assert_eq!(
+        nobody["exe"],
+        reachable_binary().to_str().unwrap(),
+        "{nobody}"
+    );
     assert_eq!(nobody["exe_verified"], false, "{nobody}");
     assert!(
         nobody["pid"].is_u64(),

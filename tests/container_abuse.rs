@@ -10,6 +10,7 @@
 mod common;
 
 use common::daemon_process::{clear_aws_variables, BIN};
+use common::reachable::reachable_binary;
 use common::unit_user::{
     as_daemon_user, as_user, can_switch_users, unit_capabilities, ATTACKER_UID, DAEMON_UID,
 };
@@ -68,7 +69,7 @@ fn spawn_daemon(dir: &Path, endpoint: &str, listen: &str) -> (Daemon, PathBuf, P
     let log_path = dir.join("daemon.log");
     let mut command = as_daemon_user(&unit_capabilities());
     command
-        .arg(BIN)
+        .arg(reachable_binary())
         .args(["run", "--config", "/dev/null", "--imds-endpoint", endpoint])
         .arg("--socket")
         .arg(run_dir.join("credentials.sock"))

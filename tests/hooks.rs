@@ -480,3 +480,81 @@ async fn pid_files_that_others_could_aim_are_refused_and_nothing_is_signalled() 
 fn error_chain(error: &dyn std::error::Error) -> String {
     imds_credd::error_chain::render(error)
 }
+
+/// Set in the child process of the environment test: the file its hook copies its
+/// environment to.
+const ENVIRONMENT_CHILD: &str = "IMDS_CREDD_TEST_HOOK_ENVIRONMENT";
+
+/// A daemon started by systemd holds `NOTIFY_SOCKET`, `LISTEN_FDS`, `WATCHDOG_USEC`,
+/// `INVOCATION_ID`, `CREDENTIALS_DIRECTORY`, perhaps AWS variables and an odd `PATH`: its
+/// hook gets none of them, only the fixed `PATH` and the locale. The hook (`cp`, run
+/// directly) copies its own `/proc/self/environ`. Runs in a child process that has that
+/// environment, so this process's stays as it is.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_on_rotate_command_gets_only_the_documented_environment() {
+    if let Some(out) = std::env::var_os(ENVIRONMENT_CHILD) {
+        let report = command_hooks(&["cp", "/proc/self/environ", out.to_str().unwrap()])
+            .after_publish()
+            .await
+            .unwrap();
+        assert!(matches!(report.command, Some(Ok(CommandOutcome::Exited(s))) if s.success()));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("environ");
+    let inherited = [
+        ("NOTIFY_SOCKET", "/run/systemd/notify"),
+        ("LISTEN_FDS", "1"),
+        ("LISTEN_PID", "1"),
+        ("LISTEN_FDNAMES", "api"),
+        ("WATCHDOG_USEC", "30000000"),
+        ("WATCHDOG_PID", "1"),
+        ("INVOCATION_ID", "0123456789abcdef0123456789abcdef"),
+        (
+            "CREDENTIALS_DIRECTORY",
+            "/run/credentials/imds-credd.service",
+        ),
+        ("AWS_ACCESS_KEY_ID", "AKIAINHERITEDEXAMPLE"),
+        ("AWS_PROFILE", "inherited"),
+        ("IMDS_CREDD_SOCKET", "/tmp/other.sock"),
+        ("HOME", "/root"),
+        ("PATH", "/tmp/planted:/usr/bin:/bin"),
+        ("LANG", "C.UTF-8"),
+        ("LC_ALL", "C.UTF-8"),
+    ];
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "an_on_rotate_command_gets_only_the_documented_environment",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env_clear()
+        .envs(inherited)
+        .env(ENVIRONMENT_CHILD, &out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let environ = std::fs::read(&out).unwrap();
+    let got: std::collections::BTreeMap<String, String> = String::from_utf8(environ)
+        .unwrap()
+        .split_terminator('\0')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap();
+            (name.to_string(), value.to_string())
+        })
+        .collect();
+    let expected: std::collections::BTreeMap<String, String> = [
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ),
+        ("LANG", "C.UTF-8"),
+        ("LC_ALL", "C.UTF-8"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .collect();
+    assert_eq!(got, expected);
+}

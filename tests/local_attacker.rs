@@ -10,7 +10,8 @@
 mod common;
 use common::unix_http;
 
-use common::daemon_process::{Sandbox, BIN};
+use common::daemon_process::Sandbox;
+use common::reachable::reachable_binary;
 use common::unit_user::{
     as_daemon_user, as_user, can_switch_users, capability_sets, unit_capabilities, APP_UID,
     ATTACKER_UID, DAEMON_UID,
@@ -70,7 +71,7 @@ impl UnitDaemon {
         let log = std::fs::File::create(self.path("daemon.log")).unwrap();
         let mut command = as_daemon_user(&unit_capabilities());
         command
-            .arg(BIN)
+            .arg(reachable_binary())
             .arg("run")
             .arg("--config")
             .arg(&config_path)

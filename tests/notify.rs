@@ -1,6 +1,6 @@
 //! `Type=notify` seen from systemd's side of `NOTIFY_SOCKET`, with the real daemon: READY=1
 //! with a STATUS= line after the first refresh, WATCHDOG=1 at half of `WATCHDOG_USEC` while
-//! the refresher checks in, STOPPING=1 on SIGTERM.
+//! the refresher checks in and the daemon's own socket answers, STOPPING=1 on SIGTERM.
 #![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
@@ -31,9 +31,9 @@ fn messages(socket: &UnixDatagram, within: Duration) -> Vec<String> {
     out
 }
 
-#[test]
-fn ready_status_watchdog_pings_and_stopping_reach_the_notify_socket() {
-    let sandbox = Sandbox::simulator(SimulatorOptions::default());
+/// The daemon as systemd starts a `Type=notify` unit with `WatchdogSec=` of 400 ms, its
+/// notifications arriving on the returned socket.
+fn notifying_daemon(sandbox: &Sandbox) -> (std::process::Child, UnixDatagram) {
     let notify_path = sandbox.path("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     let log = std::fs::File::create(sandbox.path("daemon.log")).unwrap();
@@ -53,7 +53,13 @@ fn ready_status_watchdog_pings_and_stopping_reach_the_notify_socket() {
         .stdout(Stdio::null())
         .stderr(log);
     clear_aws_variables(&mut command);
-    let mut daemon = command.spawn().unwrap();
+    (command.spawn().unwrap(), notify)
+}
+
+#[test]
+fn ready_status_watchdog_pings_and_stopping_reach_the_notify_socket() {
+    let sandbox = Sandbox::simulator(SimulatorOptions::default());
+    let (mut daemon, notify) = notifying_daemon(&sandbox);
     let seen = messages(&notify, Duration::from_secs(2));
     let ready = seen.iter().find(|m| m.contains("READY=1"));
     let ready = ready.unwrap_or_else(|| panic!("{seen:?}\n{}", sandbox.daemon_log()));
@@ -72,4 +78,40 @@ fn ready_status_watchdog_pings_and_stopping_reach_the_notify_socket() {
     for message in seen.iter().chain(&after) {
         common::assert_no_secrets(message, &sandbox.sim, "a notify message");
     }
+}
+
+/// The pings follow the serving path, not only the refresher: once the daemon's socket no
+/// longer answers (its file removed from under it: the refresher still runs, yet no client
+/// can reach the daemon), `WATCHDOG=1` stops, with one line saying why, so systemd restarts
+/// the daemon.
+#[test]
+fn watchdog_pings_stop_when_the_socket_no_longer_answers() {
+    let sandbox = Sandbox::simulator(SimulatorOptions::default());
+    let (mut daemon, notify) = notifying_daemon(&sandbox);
+    let seen = messages(&notify, Duration::from_secs(1));
+    let pings = seen.iter().filter(|m| m.trim_end() == "WATCHDOG=1").count();
+    assert!(
+        pings >= 2,
+        "{pings} pings: {seen:?}\n{}",
+        sandbox.daemon_log()
+    );
+    std::fs::remove_file(&sandbox.socket).unwrap();
+    // A ping already on its way may still arrive; after that, none.
+    let _ = messages(&notify, Duration::from_millis(300));
+    let after = messages(&notify, Duration::from_millis(1500));
+    assert!(
+        !after.iter().any(|m| m.contains("WATCHDOG=1")),
+        "{after:?}\n{}",
+        sandbox.daemon_log()
+    );
+    let log = sandbox.daemon_log();
+    assert_eq!(
+        log.matches("withholding watchdog pings").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("GET /healthz on the socket failed"), "{log}");
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    common::assert_no_secrets(&log, &sandbox.sim, "daemon log");
 }

@@ -17,6 +17,7 @@
 mod common;
 
 use clap::CommandFactory;
+use common::reachable::reachable_binary;
 use common::require::has_tool;
 use common::unit_user::{as_daemon_user, unit_capabilities, APP_UID, DAEMON_UID};
 use imds_credd::cli::Cli;
@@ -391,7 +392,7 @@ fn write_app_credentials_with(
     let target = aws.join("credentials");
     let log_path = dir.path().join("daemon.log");
     let mut daemon = as_daemon_user(caps)
-        .arg(BINARY)
+        .arg(reachable_binary())
         .args([
             "run",
             "--config",

@@ -7,53 +7,16 @@
 mod common;
 use common::unix_http;
 
-use common::daemon_process::{clear_aws_variables, text, Sandbox, BIN};
+use common::daemon_process::{activated_daemon, text, Sandbox};
 use hyper::Method;
 use imds_credd::demo::simulator::{Fault, SimulatorOptions, Target};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// `imds-credd run` handed `listener` as systemd hands it (fd 3, `LISTEN_FDS=1`,
-/// `LISTEN_PID` its own pid), logging to `log` in the sandbox.
-fn activated_daemon(sandbox: &Sandbox, listener: &UnixListener, log: &str) -> Child {
-    let fd = listener.as_raw_fd();
-    let log = std::fs::File::create(sandbox.path(log)).unwrap();
-    let mut command = Command::new("/bin/sh");
-    command
-        .arg("-c")
-        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
-        .arg(BIN)
-        .args(["run", "--config", "/dev/null", "--imds-endpoint"])
-        .arg(sandbox.sim.endpoint())
-        .arg("--socket")
-        .arg(&sandbox.socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    clear_aws_variables(&mut command);
-    // SAFETY: fcntl and dup2 are async-signal-safe; they put the listener at fd 3, without
-    // close-on-exec, in the child only (the fd dup2 returns is that fd 3: kept open).
-    unsafe {
-        command.pre_exec(move || {
-            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-            let listener = BorrowedFd::borrow_raw(fd);
-            if fd == 3 {
-                fcntl(listener, FcntlArg::F_SETFD(FdFlag::empty()))?;
-            } else {
-                std::mem::forget(nix::unistd::dup2_raw(listener, 3)?);
-            }
-            Ok(())
-        });
-    }
-    command.spawn().unwrap()
-}
 
 fn stop(mut daemon: Child) {
     kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();

@@ -199,6 +199,34 @@ fn configurations_that_put_secrets_at_risk_are_refused_with_file_line_and_key() 
             "socket.path",
             "can be written by other users",
         ),
+        (
+            format!("{own_socket}[[file]]\nprofile = \"instance\"\npath = \"{}\"\n", shared.join("credentials").display()),
+            5,
+            "file.path",
+            "can be written by other users, who could create the file first",
+        ),
+        (
+            format!("{own_socket}[[env]]\npath = \"{}\"\n", shared.join("not-yet/x.env").display()),
+            4,
+            "env.path",
+            "can be written by other users, who could create the file first",
+        ),
+        (
+            format!("{own_socket}[container]\ntoken_file = \"{}\"\n", shared.join("token").display()),
+            4,
+            "container.token_file",
+            "who could create or replace the token file",
+        ),
+        (
+            format!(
+                "{own_socket}[container]\ntoken_file = \"{}\"\n[[container.client]]\nname = \"web\"\ntoken_file = \"{}\"\n",
+                dir.path().join("own/token").display(),
+                shared.join("web/token").display()
+            ),
+            7,
+            "container.client.token_file",
+            "who could create or replace the token file",
+        ),
     ];
     let path = dir.path().join("config.toml");
     for (text, line, key, why) in cases {

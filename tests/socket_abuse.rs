@@ -15,6 +15,7 @@ use common::unix_http;
 
 use common::assert_no_secrets;
 use common::daemon_process::Sandbox;
+use common::reachable::reachable;
 use imds_credd::credentials::Credentials;
 use imds_credd::demo::simulator::SimulatorOptions;
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -208,7 +209,7 @@ impl Hammer {
     /// Starts the hammer and returns once it has been refused at least once.
     fn start(socket: &Path) -> Hammer {
         use std::os::unix::process::CommandExt;
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut child = Command::new(reachable(&std::env::current_exe().unwrap()))
             .args([
                 "child_hammer",
                 "--exact",

@@ -9,6 +9,8 @@
 #![cfg(unix)]
 #![cfg(target_os = "linux")]
 
+#[path = "common/reachable.rs"]
+mod reachable;
 #[path = "common/unix_http.rs"]
 mod unix_http;
 
@@ -21,6 +23,7 @@ use imds_credd::health::SinkHealth;
 use imds_credd::refresh::state::{CredentialState, StateSender};
 use imds_credd::serve::{Api, ServerLimits, SocketError, SocketServer};
 use nix::unistd::{getegid, geteuid, Gid, Group};
+use reachable::reachable;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -565,7 +568,7 @@ async fn unknown_paths_methods_formats_and_parameters_get_json_errors() {
 /// `child_get`) under `uid`/`gid`, so the server sees another peer. Returns the status.
 fn get_as(uid: u32, gid: u32, socket: &Path, uri: &str) -> u16 {
     use std::os::unix::process::CommandExt;
-    let output = Command::new(std::env::current_exe().unwrap())
+    let output = Command::new(reachable(&std::env::current_exe().unwrap()))
         .args([
             "child_get",
             "--exact",

@@ -6,8 +6,10 @@
 
 mod common;
 
-use common::daemon_process::{text, Sandbox};
+use common::daemon_process::{activated, activated_daemon, text, Sandbox};
 use imds_credd::demo::simulator::{Fault, SimulatorOptions, Target};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -84,4 +86,91 @@ fn a_panicking_task_exits_at_once_naming_the_task_not_the_message() {
     assert!(stderr.contains("tests/supervision.rs:"), "{stderr}");
     assert!(!stderr.contains(PANIC_SECRET), "{stderr}");
     assert!(!stderr.contains("NOT EXPECTED"), "{stderr}");
+}
+
+/// A socket-activated listener that stops accepting (here shut down through the copy the
+/// service manager holds, so every `accept()` fails with `EINVAL`): the daemon does not
+/// loop on the error looking alive, it exits non-zero at once with a line that says why,
+/// so that `Restart=` brings it back with a working socket.
+#[test]
+fn a_listener_that_stops_accepting_takes_the_daemon_down() {
+    let sandbox = Sandbox::simulator(SimulatorOptions::default());
+    let listener = UnixListener::bind(&sandbox.socket).unwrap();
+    let mut daemon = activated_daemon(&sandbox, &listener, "daemon.log");
+    sandbox.wait_until("the daemon to serve", EXIT_WITHIN, || {
+        sandbox.served().is_some()
+    });
+    nix::sys::socket::shutdown(listener.as_raw_fd(), nix::sys::socket::Shutdown::Both).unwrap();
+    let status = exit_status_within(&mut daemon, EXIT_WITHIN, || sandbox.daemon_log());
+    let log = sandbox.daemon_log();
+    assert_eq!(
+        status.code(),
+        Some(i32::from(imds_credd::cli::Exit::TaskFailed.code())),
+        "{log}"
+    );
+    assert!(
+        log.contains("the listener no longer accepts connections"),
+        "{log}"
+    );
+    assert!(log.contains("the listening socket was shut down"), "{log}");
+    let attempts = log.matches("cannot accept a connection").count();
+    assert_eq!(attempts, 0, "given up at once on an unusable socket: {log}");
+    common::assert_no_secrets(&log, &sandbox.sim, "daemon log");
+}
+
+/// Waits until `child` exits, for at most `within`; past that kills it and fails, showing
+/// `log()`.
+fn exit_status_within(
+    child: &mut std::process::Child,
+    within: Duration,
+    log: impl Fn() -> String,
+) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > within {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {within:?}; its log:\n{}", log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `imds-credd demo` runs under the same supervisor as `run`: when a task of its daemon
+/// ends (its socket server, on a listener shut down under it), the demo exits non-zero at
+/// once with the supervisor's line instead of running on to its end.
+#[test]
+fn the_demo_ends_with_a_failure_when_a_task_of_its_daemon_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = UnixListener::bind(dir.path().join("s.sock")).unwrap();
+    let log_path = dir.path().join("demo.log");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut demo = activated(&listener, &log_path, &["demo", "--run-for", "60s"]);
+    let started = Instant::now();
+    while !log().contains("published new credentials") {
+        assert!(
+            started.elapsed() < EXIT_WITHIN,
+            "the demo never published: {}",
+            log()
+        );
+        assert!(
+            demo.try_wait().unwrap().is_none(),
+            "the demo ended: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::socket::shutdown(listener.as_raw_fd(), nix::sys::socket::Shutdown::Both).unwrap();
+    let status = exit_status_within(&mut demo, EXIT_WITHIN, log);
+    let log = log();
+    assert_eq!(
+        status.code(),
+        Some(i32::from(imds_credd::cli::Exit::TaskFailed.code())),
+        "{log}"
+    );
+    assert!(log.contains("the demo's daemon lost a task"), "{log}");
+    assert!(log.contains("socket server"), "{log}");
 }

@@ -98,7 +98,8 @@ impl Exit {
             | CommandError::Demo(
                 DemoError::Folder(_) | DemoError::Runtime(_) | DemoError::Simulator(_),
             ) => Exit::NoCredentials,
-            CommandError::Run(RunError::TaskFailed(_)) => Exit::TaskFailed,
+            CommandError::Run(RunError::TaskFailed(_))
+            | CommandError::Demo(DemoError::TaskFailed(_)) => Exit::TaskFailed,
             CommandError::Client(client) => match client {
                 Client::Runtime(_) => Exit::NoCredentials,
                 Client::Stdout(_) => Exit::Usage,

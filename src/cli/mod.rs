@@ -123,10 +123,13 @@ pub fn resolve_config(
     let mut config = Config::load(path)?;
     overrides.apply(&mut config)?;
     #[cfg(target_os = "linux")]
-    crate::config::check_config_socket_folder(
+    crate::config::check_config_folders(
         &config,
         path.unwrap_or(std::path::Path::new(crate::config::DEFAULT_CONFIG_PATH)),
-        overrides.socket_path.is_some(),
+        crate::config::PathsFromFlags {
+            socket: overrides.socket_path.is_some(),
+            token_file: overrides.container_token_file.is_some(),
+        },
     )?;
     Ok(config)
 }
@@ -175,7 +178,10 @@ fn run_command(command: Command) -> (&'static str, Result<Exit, CommandError>) {
     use crate::client;
     match command {
         Command::Run(args) => ("imds-credd", run(&args)),
-        Command::Demo(args) => ("imds-credd demo", ok(crate::demo::run(&args))),
+        Command::Demo(args) => (
+            "imds-credd demo",
+            ok(crate::demo::run(&args, Exit::TaskFailed.code())),
+        ),
         Command::CheckConfig(args) => ("imds-credd", check_config(&args)),
         Command::CredentialProcess(args) => (
             "imds-credd credential-process",

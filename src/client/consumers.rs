@@ -2,7 +2,7 @@
 //! `/v1/consumers`, as a table for people or as-is with `--json`.
 //!
 //! The executable comes last on each line: it is the one column a program chooses (its
-//! argv[0] when the daemon may not read its `/proc/PID/exe`), so whatever it holds cannot
+//! `argv[0]` when the daemon may not read its `/proc/PID/exe`), so whatever it holds cannot
 //! shift the other columns. The daemon has already escaped control characters; the table
 //! replaces any that would still reach the terminal.
 

@@ -31,7 +31,7 @@ pub use model::{
     SignalConfig, SocketConfig,
 };
 #[cfg(target_os = "linux")]
-pub use socket_folder::check_config_socket_folder;
+pub use socket_folder::{check_config_folders, PathsFromFlags};
 pub use units::UnitConfig;
 pub use values::{
     parse_positive_duration, parse_profile_name, Cidr, EndpointMode, EnvFormat, FileMode,

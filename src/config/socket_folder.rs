@@ -1,5 +1,6 @@
-//! The socket's folder, checked on the file system (Linux): other users must not be able
-//! to replace the socket in it. Run by `check-config` and by the daemon at start.
+//! The folders of the socket, the container token file and every sink, checked on the file
+//! system (Linux): other users must not be able to create or replace our files in them.
+//! Run by `check-config`, by the daemon at start and on each `SIGHUP`.
 
 use super::{Config, ConfigError, Spot};
 use std::path::Path;
@@ -17,31 +18,26 @@ const FOLDER_SHARED_WRITE: u32 = 0o022;
 /// verdict before and after the daemon's first start. Run as root, `check-config` cannot
 /// know the daemon's uid and checks the mode bits only.
 pub fn check_socket_folder(socket: &Path) -> Result<(), String> {
+    check_own_folder(socket, "socket", "replace the socket")
+}
+
+/// The rule of [`check_socket_folder`] for the container endpoint's token file: a folder
+/// others may write lets them create the file first (the daemon then refuses to start) or
+/// swap it for one holding a token of their choosing.
+fn check_token_folder(token_file: &Path) -> Result<(), String> {
+    check_own_folder(token_file, "token file", "create or replace the token file")
+}
+
+fn check_own_folder(path: &Path, what: &str, attack: &str) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
-    let mut folder = match socket.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let meta = loop {
-        match std::fs::metadata(folder) {
-            Ok(meta) => break meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match folder.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => folder = parent,
-                _ => return Ok(()),
-            },
-            Err(e) => {
-                return Err(format!(
-                    "cannot inspect the socket's folder {}: {e}",
-                    folder.display()
-                ))
-            }
-        }
+    let Some((folder, meta)) = nearest_existing_folder(path, what)? else {
+        return Ok(());
     };
     let checker = nix::unistd::geteuid().as_raw();
     let owner_ok = meta.uid() == 0 || meta.uid() == checker || checker == 0;
     if !owner_ok || meta.mode() & FOLDER_SHARED_WRITE != 0 {
         return Err(format!(
-            "the socket's folder {} (mode {:04o}, owner uid {}) can be written by other users, who could replace the socket; use a folder owned by root or the daemon's user and writable by its owner only, such as /run/imds-credd",
+            "the {what}'s folder {} (mode {:04o}, owner uid {}) can be written by other users, who could {attack}; use a folder owned by root or the daemon's user and writable by its owner only, such as /run/imds-credd",
             folder.display(),
             meta.mode() & 0o7777,
             meta.uid()
@@ -50,28 +46,128 @@ pub fn check_socket_folder(socket: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// `check_socket_folder` for a resolved config, the error placed like the others: at the
-/// `--socket` flag when it set the path, else at `socket.path` in the config `file` (its
-/// `[socket]` header, or line 1, when the path is the default).
-pub fn check_config_socket_folder(
-    config: &Config,
-    file: &Path,
-    from_flag: bool,
-) -> Result<(), ConfigError> {
-    let Err(problem) = check_socket_folder(&config.socket.path) else {
+/// Refuses a sink's folder (`[[file]]`, `[[env]]`) that its group or everyone may write,
+/// sticky or not (`/tmp`): another user could create the file first, or a name the daemon
+/// writes next. Its owner may be anyone (a user's own `~/.aws` is theirs); the sink
+/// writer's checks at each write decide whether that owner may receive the file.
+fn check_sink_folder(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Some((folder, meta)) = nearest_existing_folder(path, "sink file")? else {
         return Ok(());
     };
-    let message = format!("key `socket.path`: {problem}");
-    if from_flag {
+    if meta.mode() & FOLDER_SHARED_WRITE != 0 {
+        return Err(format!(
+            "the sink file's folder {} (mode {:04o}) can be written by other users, who could create the file first or put their own in its place; use a folder writable by its owner only",
+            folder.display(),
+            meta.mode() & 0o7777,
+        ));
+    }
+    Ok(())
+}
+
+/// The folder of `path`, or its nearest existing ancestor (the daemon creates the missing
+/// ones in it), with its metadata; `None` when nothing on the way exists.
+fn nearest_existing_folder(
+    path: &Path,
+    what: &str,
+) -> Result<Option<(std::path::PathBuf, std::fs::Metadata)>, String> {
+    let mut folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    loop {
+        match std::fs::metadata(folder) {
+            Ok(meta) => return Ok(Some((folder.to_path_buf(), meta))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match folder.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => folder = parent,
+                _ => return Ok(None),
+            },
+            Err(e) => {
+                return Err(format!(
+                    "cannot inspect the {what}'s folder {}: {e}",
+                    folder.display()
+                ))
+            }
+        }
+    }
+}
+
+/// Which paths a command-line flag set, so that an error names the flag instead of a line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathsFromFlags {
+    pub socket: bool,
+    pub token_file: bool,
+}
+
+/// The folder rules for a resolved config: the socket's and every container token file's
+/// folders ([`check_socket_folder`]), every sink's ([`check_sink_folder`]). The error is
+/// placed like the others: at the flag when one set the path, else at the key in the
+/// config `file` (its table's header, or line 1, when the path is the default).
+pub fn check_config_folders(
+    config: &Config,
+    file: &Path,
+    flags: PathsFromFlags,
+) -> Result<(), ConfigError> {
+    /// One path's verdict and where an error about it points.
+    struct Checked {
+        verdict: Result<(), String>,
+        spot: Spot,
+        key: &'static str,
+        flag: Option<&'static str>,
+    }
+    let mut checks = vec![Checked {
+        verdict: check_socket_folder(&config.socket.path),
+        spot: Spot::Key("socket", "path"),
+        key: "socket.path",
+        flag: flags.socket.then_some("--socket"),
+    }];
+    if let Some(container) = &config.container {
+        checks.push(Checked {
+            verdict: check_token_folder(&container.token_file),
+            spot: Spot::Key("container", "token_file"),
+            key: "container.token_file",
+            flag: flags.token_file.then_some("--container-token-file"),
+        });
+        for (index, client) in container.clients.iter().enumerate() {
+            checks.push(Checked {
+                verdict: check_token_folder(&client.token_file),
+                spot: Spot::SubEntryKey("container", "client", index, "token_file"),
+                key: "container.client.token_file",
+                flag: None,
+            });
+        }
+    }
+    let files = config.files.iter().map(|sink| &sink.path).enumerate();
+    let envs = config.envs.iter().map(|sink| &sink.path).enumerate();
+    let sinks = files
+        .map(|(index, path)| ("file", "file.path", index, path))
+        .chain(envs.map(|(index, path)| ("env", "env.path", index, path)));
+    for (table, key, index, path) in sinks {
+        checks.push(Checked {
+            verdict: check_sink_folder(path),
+            spot: Spot::EntryKey(table, index, "path"),
+            key,
+            flag: None,
+        });
+    }
+    let Some((problem, spot, key, flag)) = checks.into_iter().find_map(|c| {
+        c.verdict
+            .err()
+            .map(|problem| (problem, c.spot, c.key, c.flag))
+    }) else {
+        return Ok(());
+    };
+    let message = format!("key `{key}`: {problem}");
+    if let Some(flag) = flag {
         return Err(ConfigError::Flag {
-            origin: "--socket".to_string(),
+            origin: flag.to_string(),
             message,
         });
     }
     let text = std::fs::read_to_string(file).unwrap_or_default();
     Err(ConfigError::Invalid {
         path: file.to_path_buf(),
-        line: Spot::Key("socket", "path").line(&text).unwrap_or(1),
+        line: spot.line(&text).unwrap_or(1),
         message,
     })
 }
@@ -96,5 +192,24 @@ mod tests {
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(check_socket_folder(&private.join("s.sock")), Ok(()));
         assert_eq!(check_socket_folder(&private.join("new/s.sock")), Ok(()));
+    }
+
+    #[test]
+    fn sink_and_token_folders_others_can_write_are_refused_sticky_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [0o1777, 0o777, 0o770, 0o1770] {
+            let shared = dir.path().join(format!("shared-{mode:o}"));
+            std::fs::create_dir(&shared).unwrap();
+            std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = check_sink_folder(&shared.join("credentials")).unwrap_err();
+            assert!(err.contains(&format!("{mode:04o}")), "{err}");
+            assert!(check_sink_folder(&shared.join("new/x.env")).is_err());
+            assert!(check_token_folder(&shared.join("token")).is_err());
+        }
+        let private = dir.path().join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(check_sink_folder(&private.join("credentials")), Ok(()));
+        assert_eq!(check_token_folder(&private.join("token")), Ok(()));
     }
 }

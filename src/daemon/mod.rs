@@ -379,6 +379,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
             daemon.health.clone(),
             daemon.clock.clone(),
             heartbeat,
+            config.socket.path.clone(),
             stop.clone(),
         ),
     );

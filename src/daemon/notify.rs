@@ -3,33 +3,45 @@
 //! so boot is never blocked on IMDS — then a `STATUS=` line on every change, watchdog pings,
 //! and `STOPPING=1`. Without `NOTIFY_SOCKET` every call is a no-op.
 //!
-//! `WATCHDOG=1` means the daemon works: it is sent only while the refresher checks in on
-//! schedule ([`Heartbeat`]), from a task on the runtime that serves the requests (a wedged
-//! runtime sends nothing). An overdue refresher gets no ping, and systemd restarts the
-//! daemon after `WatchdogSec=`.
+//! `WATCHDOG=1` means the daemon works, both halves of it: before each ping the refresher
+//! must have checked in on schedule ([`Heartbeat`]), and a `GET /healthz` through the real
+//! serving path (connect to the daemon's own socket, admission, routing, answer) must get
+//! an answer, whatever its status, within [`HEALTH_CHECK_TIMEOUT`] (or the ping interval,
+//! if shorter). A wedged server, a socket file removed from under the daemon or an overdue
+//! refresher gets no ping, and systemd restarts the daemon after `WatchdogSec=`.
 
+use crate::client::socket_client::SocketClient;
 use crate::clock::SharedClock;
 use crate::credentials::format_utc_timestamp;
 use crate::health::heartbeat::Heartbeat;
 use crate::health::SinkHealth;
 use crate::refresh::state::{CredentialState, StateReceiver};
 use sd_notify::NotifyState;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 /// How often the endpoints' health is looked at for `STATUS=` (it has no change signal).
 const HEALTH_POLL: Duration = Duration::from_secs(5);
 
+/// Longest wait for the daemon's own `/healthz` before a ping: it answers from memory in
+/// milliseconds, so anything slower means the serving path is stuck.
+pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Sends notifications until `shutdown`, then `STOPPING=1`. `health` adds an endpoint that
-/// is not serving (a `[container]` port someone else holds) to the `STATUS=` line.
+/// is not serving (a `[container]` port someone else holds) to the `STATUS=` line; `socket`
+/// is the daemon's own socket, asked before each watchdog ping.
 pub async fn run(
     mut state: StateReceiver,
     health: SinkHealth,
     clock: SharedClock,
     heartbeat: Heartbeat,
+    socket: PathBuf,
     shutdown: CancellationToken,
 ) {
     let watchdog = sd_notify::watchdog_enabled().map(|period| period / 2);
+    let check_within = watchdog.map_or(HEALTH_CHECK_TIMEOUT, |p| p.min(HEALTH_CHECK_TIMEOUT));
+    let own_socket = SocketClient::new(socket);
     let mut ping = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut poll = tokio::time::interval(HEALTH_POLL);
     let mut ready = false;
@@ -39,12 +51,21 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = ping.tick(), if watchdog.is_some() => {
-                if !heartbeat.is_overdue() {
-                    withheld = false;
-                    send(&[NotifyState::Watchdog]);
-                } else if !withheld {
-                    withheld = true;
-                    tracing::error!("the refresher is overdue; withholding watchdog pings so that systemd restarts the daemon");
+                let working = if heartbeat.is_overdue() {
+                    Err("the refresher is overdue".to_string())
+                } else {
+                    serving_path_answers(&own_socket, check_within).await
+                };
+                match working {
+                    Ok(()) => {
+                        withheld = false;
+                        send(&[NotifyState::Watchdog]);
+                    }
+                    Err(why) if !withheld => {
+                        withheld = true;
+                        tracing::error!(why, "withholding watchdog pings so that systemd restarts the daemon");
+                    }
+                    Err(_) => {}
                 }
             }
             _ = poll.tick(), if ready => {
@@ -71,6 +92,22 @@ pub async fn run(
         }
     }
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}
+
+/// Whether `GET /healthz` on the daemon's own socket gets an answer (any status) within
+/// `within`; otherwise why not.
+async fn serving_path_answers(socket: &SocketClient, within: Duration) -> Result<(), String> {
+    match tokio::time::timeout(within, socket.get("/healthz")).await {
+        Ok(Ok(_answer)) => Ok(()),
+        Ok(Err(error)) => Err(format!(
+            "GET /healthz on the socket failed: {}",
+            crate::error_chain::render(&error)
+        )),
+        Err(_) => Err(format!(
+            "GET /healthz on the socket got no answer within {}",
+            humantime::format_duration(within)
+        )),
+    }
 }
 
 fn send(states: &[NotifyState]) {

@@ -1,6 +1,10 @@
 //! `imds-credd demo`: the daemon against the built-in IMDS simulator, with every sink in a
 //! private temporary folder, on any machine and without an AWS account. Credentials live
 //! five minutes and rotate every two and a half, so a rotation shows within minutes.
+//!
+//! The daemon's tasks run under the same supervisor as `run`'s: a task that panics or ends
+//! unasked ends the demo with the same log line and exit code, rather than leaving a demo
+//! that prints its guide and then answers nothing.
 
 pub mod simulator;
 
@@ -35,14 +39,18 @@ pub enum DemoError {
     Simulator(#[source] std::io::Error),
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
+    #[error(transparent)]
+    TaskFailed(crate::daemon::supervisor::TaskFailure),
 }
 
-/// Runs the demo until Ctrl-C (or `--run-for`), then removes its folder.
-pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
+/// Runs the demo until Ctrl-C (or `--run-for`), then removes its folder. A panic anywhere
+/// ends the process with `panic_exit_code` (see [`crate::daemon::supervisor::exit_on_panic`]).
+pub fn run(args: &DemoArgs, panic_exit_code: u8) -> Result<(), DemoError> {
     crate::daemon::logging::init(
         crate::config::LogLevel::Info,
         crate::config::LogFormat::Text,
     );
+    crate::daemon::supervisor::exit_on_panic(panic_exit_code);
     let folder = make_private_folder().map_err(DemoError::Folder)?;
     let outcome = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -63,7 +71,7 @@ async fn run_demo(folder: &Path, run_for: Option<Duration>) -> Result<(), DemoEr
     .await
     .map_err(DemoError::Simulator)?;
     let config = demo_config(folder, &sim.endpoint());
-    let daemon = crate::daemon::start(&config, Arc::new(SystemClock)).await?;
+    let mut daemon = crate::daemon::start(&config, Arc::new(SystemClock)).await?;
     print_guide(&config, &sim.endpoint());
     let mut state = daemon.state.clone();
     let announce = async {
@@ -96,14 +104,18 @@ async fn run_demo(folder: &Path, run_for: Option<Duration>) -> Result<(), DemoEr
             None => crate::daemon::wait_for_stop_signal().await,
         }
     };
-    tokio::select! {
-        _ = announce => {}
-        _ = stop => {}
+    let failed = tokio::select! {
+        _ = announce => None,
+        _ = stop => None,
+        failure = daemon.failure() => Some(failure),
+    };
+    if let Some(failure) = &failed {
+        tracing::error!(error = %crate::error_chain::render(failure), "the demo's daemon lost a task; stopping");
     }
     println!("[demo] stopping; removing {}", folder.display());
     daemon.stop().await;
     sim.shutdown().await;
-    Ok(())
+    failed.map_or(Ok(()), |failure| Err(DemoError::TaskFailed(failure)))
 }
 
 /// The demo's socket: in its folder.

@@ -7,7 +7,7 @@
 //!
 //! Memory is bounded: at most [`MAX_ROWS`] rows, and at most [`MAX_ROWS_PER_UID`] per uid
 //! (with its subordinate uids), past which a uid's new programs share one
-//! `(other programs)` row: a user who runs many programs (or rewrites its argv[0], or
+//! `(other programs)` row: a user who runs many programs (or rewrites its `argv[0]`, or
 //! connects from 65,536 subordinate uids) cannot push other users' rows out. When the table
 //! is full, the least recently seen row of the uid holding the most rows is evicted (and
 //! evictions are counted).
@@ -37,7 +37,7 @@ const OTHER_PROGRAMS: &str = "(other programs)";
 /// A program as `/proc` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
-    /// The executable: `/proc/PID/exe` when readable (`verified`), else argv[0].
+    /// The executable: `/proc/PID/exe` when readable (`verified`), else `argv[0]`.
     pub exe: String,
     pub verified: bool,
     pub cmdline: String,

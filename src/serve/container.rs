@@ -82,8 +82,8 @@
 //! Any local user can bind a free unprivileged port first, on loopback or on the container
 //! address. That never stops the daemon: the socket API and every file sink go on, the
 //! address's health row (in `status`, `/v1/status`, `/metrics` and systemd's `STATUS=`)
-//! says why, and the bind is retried with backoff ([`BIND_RETRY_FIRST`] doubling to
-//! [`BIND_RETRY_MAX`]). Meanwhile no token file exists: one left from an earlier run is
+//! says why, and the bind is retried with backoff (`BIND_RETRY_FIRST` doubling to
+//! `BIND_RETRY_MAX`). Meanwhile no token file exists: one left from an earlier run is
 //! removed, because SDKs reading it would send the token to, and take credentials from,
 //! whoever holds the port (a client may use any of the addresses, so no token is written
 //! until all are ours). To hold the loopback port from boot, enable

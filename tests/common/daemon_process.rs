@@ -223,6 +223,65 @@ impl Drop for Sandbox {
     }
 }
 
+/// `imds-credd run` handed `listener` as systemd hands it (see [`activated`]), logging to
+/// `log` in the sandbox.
+pub fn activated_daemon(
+    sandbox: &Sandbox,
+    listener: &std::os::unix::net::UnixListener,
+    log: &str,
+) -> Child {
+    let endpoint = sandbox.sim.endpoint();
+    let socket = sandbox.socket.to_str().unwrap();
+    let args = [
+        "run",
+        "--config",
+        "/dev/null",
+        "--imds-endpoint",
+        &endpoint,
+        "--socket",
+        socket,
+    ];
+    activated(listener, &sandbox.path(log), &args)
+}
+
+/// `imds-credd ARGS…` handed `listener` as systemd hands it (fd 3, `LISTEN_FDS=1`,
+/// `LISTEN_PID` its own pid), its stderr to `log`.
+pub fn activated(
+    listener: &std::os::unix::net::UnixListener,
+    log: &std::path::Path,
+    args: &[&str],
+) -> Child {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    use std::os::unix::process::CommandExt;
+    let fd = listener.as_raw_fd();
+    let log = std::fs::File::create(log).unwrap();
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
+        .arg(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    clear_aws_variables(&mut command);
+    // SAFETY: fcntl and dup2 are async-signal-safe; they put the listener at fd 3, without
+    // close-on-exec, in the child only (the fd dup2 returns is that fd 3: kept open).
+    unsafe {
+        command.pre_exec(move || {
+            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+            let listener = BorrowedFd::borrow_raw(fd);
+            if fd == 3 {
+                fcntl(listener, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            } else {
+                std::mem::forget(nix::unistd::dup2_raw(listener, 3)?);
+            }
+            Ok(())
+        });
+    }
+    command.spawn().unwrap()
+}
+
 pub fn clear_aws_variables(command: &mut Command) {
     for name in AWS_VARIABLES {
         command.env_remove(name);

@@ -8,6 +8,8 @@ pub mod aws_clients;
 pub mod client_view;
 /// The daemon and the client commands as child processes.
 pub mod daemon_process;
+/// Our binaries copied where other uids can run them.
+pub mod reachable;
 /// A loopback stand-in for STS that records and verifies how real clients signed.
 pub mod recorder;
 /// Root and tools a test needs: skipped outside CI, a failure in CI.

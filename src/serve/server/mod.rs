@@ -83,6 +83,34 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Time a frontend has to identify a new connection; past it the connection is closed.
 const ADMISSION_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long `accept()` may fail without a connection accepted in between before the
+/// listener is taken for dead (see [`listener_is_dead`]).
+const ACCEPT_GIVE_UP: Duration = Duration::from_secs(10);
+
+/// Whether a listener whose `accept()` has failed for `failing_for` (this `error` the last)
+/// will never accept again, so the server must end (and with it the daemon, which its
+/// supervisor restarts) rather than answer nobody while looking alive: at once for an error
+/// that says the socket itself is unusable (a socket-activated listener shut down: `EINVAL`
+/// from TCP, `NotConnected` from the unix socket's listener; or replaced), after
+/// [`ACCEPT_GIVE_UP`] for any other error that persists (`EAGAIN` from a listener that
+/// never yields a connection, a lasting `EMFILE`).
+fn listener_is_dead(error: &io::Error, failing_for: Duration) -> bool {
+    #[cfg(target_os = "linux")]
+    const UNUSABLE: [i32; 4] = [
+        nix::libc::EBADF,
+        nix::libc::EINVAL,
+        nix::libc::ENOTSOCK,
+        nix::libc::EOPNOTSUPP,
+    ];
+    #[cfg(not(target_os = "linux"))]
+    const UNUSABLE: [i32; 0] = [];
+    failing_for >= ACCEPT_GIVE_UP
+        || error.kind() == io::ErrorKind::NotConnected
+        || error
+            .raw_os_error()
+            .is_some_and(|code| UNUSABLE.contains(&code))
+}
+
 /// Per-server limits; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
@@ -262,6 +290,8 @@ pub async fn serve<L, F>(
         lingering: Lingering::default(),
         shutdown: shutdown.clone(),
     });
+    // Since when `accept()` has failed without a connection in between.
+    let mut failing_since: Option<tokio::time::Instant> = None;
     loop {
         let next = async {
             let permit = Arc::clone(&slots)
@@ -279,9 +309,17 @@ pub async fn serve<L, F>(
         };
         match accepted {
             Ok(stream) => {
+                failing_since = None;
                 connections.spawn(connection(Arc::clone(&shared), stream, permit));
             }
             Err(error) => {
+                let failing_for = failing_since
+                    .get_or_insert_with(tokio::time::Instant::now)
+                    .elapsed();
+                if listener_is_dead(&error, failing_for) {
+                    tracing::error!(server = F::NAME, error = %crate::error_chain::render(&error), ?failing_for, "the listener no longer accepts connections; stopping the daemon so that the service manager restarts it");
+                    break;
+                }
                 tracing::warn!(server = F::NAME, error = %crate::error_chain::render(&error), "cannot accept a connection");
                 // Monotonic: a pause after a failed accept.
                 #[allow(clippy::disallowed_methods)]
@@ -460,6 +498,26 @@ fn fit_fd_limit(wanted: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listener_is_dead_when_its_socket_is_unusable_or_accept_keeps_failing() {
+        let again = io::Error::from(io::ErrorKind::WouldBlock);
+        assert!(!listener_is_dead(&again, Duration::ZERO));
+        assert!(!listener_is_dead(
+            &again,
+            ACCEPT_GIVE_UP - Duration::from_millis(1)
+        ));
+        assert!(listener_is_dead(&again, ACCEPT_GIVE_UP));
+        #[cfg(target_os = "linux")]
+        {
+            let out_of_fds = io::Error::from_raw_os_error(nix::libc::EMFILE);
+            assert!(!listener_is_dead(&out_of_fds, Duration::from_secs(1)));
+            let shut_down = io::Error::from_raw_os_error(nix::libc::EINVAL);
+            assert!(listener_is_dead(&shut_down, Duration::ZERO));
+            let shut_down = io::Error::from(io::ErrorKind::NotConnected);
+            assert!(listener_is_dead(&shut_down, Duration::ZERO));
+        }
+    }
 
     #[test]
     fn a_newcomer_over_a_cap_closes_the_oldest_waiting_connection() {

@@ -7,8 +7,8 @@
 //! - [`proc_peer`]: a peer's program from `/proc`, and the pid holding a socket inode.
 //! - [`sock_diag`]: a loopback TCP peer's uid and socket inode, by one netlink lookup.
 //!
-//! [`run`] puts them together with the routes ([`super::api`]) and the accept loop
-//! ([`super::server`]); [`SocketServer`] splits it in two so the daemon can tell systemd it
+//! [`SocketServer`] puts them together with the routes ([`super::api`]) and the accept
+//! loop ([`super::server`]), in two steps so the daemon can tell systemd it
 //! is ready only once the socket exists.
 
 pub mod listener;
@@ -29,6 +29,8 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use thiserror::Error;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio_util::sync::CancellationToken;
 
 /// Why the socket could not be opened. Nothing is served, and the daemon should stop.
@@ -67,7 +69,7 @@ pub enum SocketError {
 /// An open socket, not yet served.
 #[derive(Debug)]
 pub struct SocketServer {
-    listener: tokio::net::UnixListener,
+    listener: ApiListener,
     guard: Option<listener::SocketGuard>,
     policy: PeerPolicy,
 }
@@ -77,13 +79,17 @@ impl SocketServer {
     /// tokio runtime.
     pub fn open(config: &SocketConfig) -> Result<Self, SocketError> {
         let opened = listener::open(config)?;
-        let listener = tokio::net::UnixListener::from_std(opened.listener).map_err(|source| {
-            SocketError::Create {
+        // SAFETY: the std listener owns its fd, which stays open and the same until the
+        // AsyncFd (which owns the listener) is dropped.
+        let registered =
+            unsafe { AsyncFd::register_with_interest(opened.listener, Interest::READABLE) };
+        let listener = registered
+            .map(ApiListener)
+            .map_err(|error| SocketError::Create {
                 path: config.path.clone(),
                 step: "register with the runtime",
-                source,
-            }
-        })?;
+                source: error.into(),
+            })?;
         Ok(SocketServer {
             listener,
             guard: opened.guard,
@@ -105,10 +111,36 @@ impl SocketServer {
     }
 }
 
-impl server::Listener for tokio::net::UnixListener {
+/// The API's listening socket as the accept loop reads it. Not tokio's `UnixListener`: a
+/// listener that was shut down (through the copy systemd holds, or by `shutdown(2)` from
+/// anyone holding the fd) reads as ready and closed while `accept()` says `EAGAIN`, and
+/// tokio's accept retries that inside one call for ever, spinning a worker and never
+/// returning an error. Here the closed state is seen and becomes an error, which ends the
+/// server and so the daemon (see [`server::serve`]).
+#[derive(Debug)]
+struct ApiListener(AsyncFd<std::os::unix::net::UnixListener>);
+
+impl server::Listener for ApiListener {
     type Stream = tokio::net::UnixStream;
     async fn next_connection(&self) -> io::Result<tokio::net::UnixStream> {
-        Ok(self.accept().await?.0)
+        loop {
+            let mut ready = self.0.readable().await?;
+            let closed = ready.ready().is_read_closed();
+            match ready.try_io(|listener| listener.get_ref().accept()) {
+                Ok(accepted) => {
+                    let stream = accepted?.0;
+                    stream.set_nonblocking(true)?;
+                    return tokio::net::UnixStream::from_std(stream);
+                }
+                Err(_would_block) if closed => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        "the listening socket was shut down",
+                    ))
+                }
+                Err(_would_block) => {}
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! - `/proc/PID/cmdline` of any process: world-readable. It is what the process says about
 //!   itself, so it may lie; only the uid (from the kernel) cannot.
 //! - `/proc/PID/exe` and `/proc/PID/fd/*` only of its own processes (ptrace rules). For
-//!   other users' programs the executable is then argv[0] from the command line, marked as
+//!   other users' programs the executable is then `argv[0]` from the command line, marked as
 //!   not verified, and a container-endpoint peer's pid stays unknown; its uid is still known.
 //!
 //! Finding the pid of a socket inode means reading every fd link of the peer uid's

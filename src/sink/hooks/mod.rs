@@ -4,7 +4,10 @@
 //!   own process group, which is killed after a timeout; its exit status is logged at info (success) or warn, its output at
 //!   debug, cut short. On Linux the child drops every capability before it execs
 //!   ([`crate::privileges::drop_capabilities`]): a hook has the daemon's uid, not its
-//!   `CAP_DAC_OVERRIDE` or `CAP_KILL`.
+//!   `CAP_DAC_OVERRIDE` or `CAP_KILL`. It gets a minimal environment, not the daemon's
+//!   ([`hook_environment`]): nothing systemd hands the daemon (`NOTIFY_SOCKET`,
+//!   `LISTEN_FDS`, `WATCHDOG_USEC`, `INVOCATION_ID`, `CREDENTIALS_DIRECTORY`) and no AWS
+//!   variable reaches a hook, which could act on them in the daemon's name.
 //! - `signal = { pid_file, signal = "HUP" }`: the signal sent to the process whose pid the
 //!   file holds, only when the file and the process pass the checks of [`crate::sink::pid_file`];
 //!   read and sent on the blocking pool, given at most [`SIGNAL_TIMEOUT`].
@@ -277,6 +280,7 @@ impl Hooks {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        hook_environment(&mut command);
         // Its own process group, so a timeout kills what it started too.
         #[cfg(target_os = "linux")]
         signal::isolate(&mut command);
@@ -329,6 +333,40 @@ impl Hooks {
 }
 
 /// Reads a stream to its end, keeping the first [`MAX_LOGGED_OUTPUT`] bytes.
+/// The `PATH` a hook gets on Linux: systemd's default for services, the same on every box.
+#[cfg(target_os = "linux")]
+const HOOK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Variables a hook gets from the daemon's environment when they are set: the locale on
+/// Linux; on Windows also what programs need to start at all.
+#[cfg(target_os = "linux")]
+const HOOK_PASSED: [&str; 2] = ["LANG", "LC_ALL"];
+#[cfg(windows)]
+const HOOK_PASSED: [&str; 9] = [
+    "LANG",
+    "LC_ALL",
+    "SystemRoot",
+    "windir",
+    "PATH",
+    "PATHEXT",
+    "ComSpec",
+    "TEMP",
+    "TMP",
+];
+
+/// Gives `command` the documented hook environment and nothing else: `PATH` (fixed on
+/// Linux) and [`HOOK_PASSED`] when set.
+fn hook_environment(command: &mut Command) {
+    command.env_clear();
+    #[cfg(target_os = "linux")]
+    command.env("PATH", HOOK_PATH);
+    for name in HOOK_PASSED {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+}
+
 async fn read_capped(mut stream: impl AsyncRead + Unpin) -> (Vec<u8>, bool) {
     let mut kept = Vec::new();
     let mut buffer = [0u8; 4096];
