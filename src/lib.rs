@@ -42,6 +42,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod demo;
 pub mod error_chain;
+pub mod failure;
 pub mod health;
 pub mod http_client;
 pub mod imds;

@@ -4,6 +4,7 @@
 
 use super::socket_client::{Answer, SocketClient, SocketError};
 use crate::credentials::{Credentials, CredentialsError};
+use crate::failure::Fault;
 use hyper::StatusCode;
 use serde_json::Value;
 use std::time::{Duration, SystemTime};
@@ -32,6 +33,26 @@ pub enum ClientError {
     Expired { expiration: String },
     #[error("daemon sent a status document that is not a JSON object")]
     BadStatus,
+}
+
+impl ClientError {
+    /// Whose move it is: no daemon to ask, a 403 (this user may not use the socket) or a 404
+    /// (unknown profile or path) is fixed by changing the setup, not by waiting; anything
+    /// else, a 429 still over the limit after one retry included, leaves no credentials
+    /// this time.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ClientError::Unreachable(_) => Fault::Setup,
+            ClientError::Refused { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
+                Fault::Unavailable
+            }
+            ClientError::Refused { status, .. } if status.is_client_error() => Fault::Setup,
+            ClientError::Refused { .. }
+            | ClientError::BadCredentials(_)
+            | ClientError::Expired { .. }
+            | ClientError::BadStatus => Fault::Unavailable,
+        }
+    }
 }
 
 /// The daemon behind one socket.

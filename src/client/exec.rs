@@ -25,6 +25,7 @@ use super::{block_on, error_line, CommandError, ProfileArgs, SocketArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::credentials::render::env_variables;
 use crate::credentials::Credentials;
+use crate::failure::Fault;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::ffi::OsString;
@@ -62,6 +63,16 @@ pub enum ExecError {
 }
 
 impl ExecError {
+    /// Whose move it is: a command that does not exist or cannot be run, told apart as a
+    /// shell does; the signals or the wait failing leaves no credentials this time.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ExecError::CommandNotFound { .. } => Fault::CommandNotFound,
+            ExecError::CannotRun { .. } => Fault::CannotExecute,
+            ExecError::Signals(_) | ExecError::Wait(_) => Fault::Unavailable,
+        }
+    }
+
     /// Why `command` did not start, told apart as a shell does.
     pub fn spawn(command: &OsString, error: io::Error) -> Self {
         let command = command.to_string_lossy().into_owned();

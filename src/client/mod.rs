@@ -19,6 +19,7 @@ mod test_support;
 
 use crate::config::{parse_profile_name, DEFAULT_SOCKET_PATH};
 use crate::error_chain;
+use crate::failure::Fault;
 use api::{ClientError, DaemonApi};
 use imds_fallback::FallbackError;
 use socket_client::{SocketClient, SocketError};
@@ -54,6 +55,20 @@ pub enum CommandError {
     #[cfg(target_os = "linux")]
     #[error(transparent)]
     Exec(#[from] exec::ExecError),
+}
+
+impl CommandError {
+    /// Whose move it is; stdout closed or full is the caller's setup.
+    pub fn fault(&self) -> Fault {
+        match self {
+            CommandError::Runtime(_) => Fault::Unavailable,
+            CommandError::Daemon(daemon) => daemon.fault(),
+            CommandError::Fallback { fallback, .. } => fallback.fault(),
+            CommandError::Stdout(_) => Fault::Setup,
+            #[cfg(target_os = "linux")]
+            CommandError::Exec(exec) => exec.fault(),
+        }
+    }
 }
 
 /// `--socket`, shared by every client command.

@@ -8,6 +8,7 @@ use crate::clock::SystemClock;
 use crate::config::{Config, EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig};
 use crate::credentials::format_utc_timestamp;
 use crate::demo::simulator::{ImdsSimulator, SimulatorOptions};
+use crate::failure::Fault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,18 @@ pub enum DemoError {
     Simulator(#[source] std::io::Error),
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
+}
+
+impl DemoError {
+    /// Whose move it is: the daemon's start decides; the demo's own parts are the machine's.
+    pub fn fault(&self) -> Fault {
+        match self {
+            DemoError::Daemon(daemon) => daemon.fault(),
+            DemoError::Folder(_) | DemoError::Runtime(_) | DemoError::Simulator(_) => {
+                Fault::Unavailable
+            }
+        }
+    }
 }
 
 /// Runs the demo until Ctrl-C (or `--run-for`), then removes its folder.
