@@ -102,7 +102,7 @@ pub enum CommandError {
     Demo(#[from] DemoError),
     /// The client commands.
     #[error(transparent)]
-    Client(#[from] crate::client::CommandError),
+    Client(#[from] crate::client::ClientCommandError),
     /// `service install|uninstall|run` (the SCM's side).
     #[cfg(windows)]
     #[error(transparent)]
@@ -141,8 +141,8 @@ mod tests {
     use super::*;
     use crate::client::api::ClientError;
     use crate::client::imds_fallback::FallbackError;
-    use crate::client::socket_client::SocketError;
-    use crate::client::CommandError as Client;
+    use crate::client::socket_client::UnreachableDaemon;
+    use crate::client::ClientCommandError as Client;
     use crate::daemon::DaemonError;
     use crate::imds::ImdsError;
     use hyper::StatusCode;
@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn no_daemon_forbidden_and_unknown_profile_are_usage_errors() {
-        let missing = ClientError::Unreachable(SocketError::Missing {
+        let missing = ClientError::Unreachable(UnreachableDaemon::Missing {
             path: "/nowhere".into(),
         });
         assert_eq!(client_exit(missing), Exit::Usage);
@@ -200,7 +200,7 @@ mod tests {
         let fallback = |fallback| {
             Exit::for_error(
                 &Client::Fallback {
-                    no_daemon: SocketError::Missing {
+                    no_daemon: UnreachableDaemon::Missing {
                         path: "/nowhere".into(),
                     },
                     fallback: Box::new(fallback),

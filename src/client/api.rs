@@ -2,7 +2,7 @@
 //! here, whatever the daemon sent) and the status document, with the daemon's JSON errors
 //! turned into [`ClientError`] (`cli` maps each to the exit code of `docs/DESIGN.md`).
 
-use super::socket_client::{Answer, SocketClient, SocketError};
+use super::socket_client::{Answer, SocketClient, UnreachableDaemon};
 use crate::credentials::{Credentials, CredentialsError};
 use crate::failure::Fault;
 use hyper::StatusCode;
@@ -20,7 +20,7 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug, Error)]
 pub enum ClientError {
     #[error(transparent)]
-    Unreachable(#[from] SocketError),
+    Unreachable(#[from] UnreachableDaemon),
     #[error("daemon answered {status}: {code}: {message}")]
     Refused {
         status: StatusCode,

@@ -21,7 +21,7 @@
 //! again through `imds-credd`, as with other exec wrappers (`aws-vault exec`).
 
 use super::api::DaemonApi;
-use super::{block_on, error_line, CommandError, ProfileArgs, SocketArgs};
+use super::{block_on, error_line, ClientCommandError, ProfileArgs, SocketArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::credentials::render::env_variables;
 use crate::credentials::Credentials;
@@ -181,11 +181,11 @@ pub fn parse_on_rotation(text: &str) -> Result<OnRotation, String> {
 }
 
 /// Runs the command until CMD exits for good; returns CMD's status.
-pub fn run(args: &ExecArgs) -> Result<ExitStatus, CommandError> {
+pub fn run(args: &ExecArgs) -> Result<ExitStatus, ClientCommandError> {
     block_on(supervise(args))
 }
 
-async fn supervise(args: &ExecArgs) -> Result<ExitStatus, CommandError> {
+async fn supervise(args: &ExecArgs) -> Result<ExitStatus, ClientCommandError> {
     let api = args.socket.api();
     let profile = args.profile.profile.as_deref();
     let mut creds = api.credentials(profile, SystemClock.now()).await?;
