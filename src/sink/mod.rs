@@ -35,7 +35,7 @@ pub mod hooks;
 #[cfg(target_os = "linux")]
 pub mod pid_file;
 
-pub use credentials_file::{merge_profile, CredentialsFileSink};
+pub use credentials_file::{merge_section, CredentialsFileSink};
 pub use env_file::EnvFileSink;
 
 use crate::clock::{SharedClock, Sleep};
