@@ -33,7 +33,7 @@
 compile_error!("imds-credd runs on Linux and Windows");
 
 pub mod assume;
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -47,7 +47,7 @@ pub mod health;
 pub mod http_client;
 pub mod imds;
 #[cfg(target_os = "linux")]
-pub mod privileges;
+pub(crate) mod privileges;
 pub mod refresh;
 pub mod serve;
 pub mod sink;

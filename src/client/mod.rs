@@ -6,12 +6,12 @@
 
 pub mod api;
 pub mod consumers;
-pub mod credential_process;
+pub(crate) mod credential_process;
 pub mod env;
 // `exec` supervises its command with unix signals (forwarding, SIGTERM then SIGKILL).
 #[cfg(target_os = "linux")]
 pub mod exec;
-pub mod imds_fallback;
+pub(crate) mod imds_fallback;
 pub mod socket_client;
 pub mod status;
 #[cfg(all(test, target_os = "linux"))]

@@ -15,7 +15,7 @@ mod model;
 #[cfg(target_os = "linux")]
 mod socket_folder;
 mod spot;
-pub mod sts_limits;
+pub(crate) mod sts_limits;
 pub mod units;
 mod validate;
 mod values;

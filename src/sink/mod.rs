@@ -29,7 +29,7 @@
 //! daemon and delete the env file or the profile section.
 
 pub mod atomic;
-pub mod credentials_file;
+pub(crate) mod credentials_file;
 pub mod env_file;
 pub mod hooks;
 #[cfg(target_os = "linux")]

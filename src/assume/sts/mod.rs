@@ -8,8 +8,8 @@
 //! Nothing here logs a request body or header: the signed headers carry the instance
 //! session token. Errors name the STS error code and status, never a credential.
 
-pub mod endpoint;
-pub mod xml;
+pub(crate) mod endpoint;
+pub(crate) mod xml;
 
 pub use endpoint::{parse_endpoint, regional_endpoint};
 pub use xml::{parse_assume_role_response, parse_error_response};
