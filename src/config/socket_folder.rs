@@ -16,7 +16,7 @@ const FOLDER_SHARED_WRITE: u32 = 0o022;
 /// existing ancestor, so that ancestor is checked instead: `check-config` gives the same
 /// verdict before and after the daemon's first start. Run as root, `check-config` cannot
 /// know the daemon's uid and checks the mode bits only.
-pub fn check_socket_folder(socket: &Path) -> Result<(), String> {
+pub(super) fn check_socket_folder(socket: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let mut folder = match socket.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
