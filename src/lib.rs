@@ -33,7 +33,7 @@
 compile_error!("imds-credd runs on Linux and Windows");
 
 pub mod assume;
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -42,11 +42,12 @@ pub mod credentials;
 pub mod daemon;
 pub mod demo;
 pub mod error_chain;
+pub mod failure;
 pub mod health;
 pub mod http_client;
 pub mod imds;
 #[cfg(target_os = "linux")]
-pub mod privileges;
+pub(crate) mod privileges;
 pub mod refresh;
 pub mod serve;
 pub mod sink;

@@ -25,7 +25,7 @@ use imds_credd::sink::atomic::FileError;
 use imds_credd::sink::env_file::render_env_file;
 use imds_credd::sink::hooks::RotationHooks;
 use imds_credd::sink::{
-    merge_profile, run_sink, CredentialsFileSink, EnvFileSink, Publish, SinkError,
+    merge_section, run_sink, CredentialsFileSink, EnvFileSink, Publish, SinkError,
 };
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -122,7 +122,7 @@ fn whole_version(text: &str, expiration: SystemTime) -> u32 {
         .and_then(|rest| rest.get(..9))
         .and_then(|digits| digits.parse().ok())
         .unwrap_or_else(|| panic!("no version in {text:?}"));
-    let expected = merge_profile(OTHERS, PROFILE, Some(&creds(n, expiration)));
+    let expected = merge_section(OTHERS, PROFILE, Some(&creds(n, expiration)));
     assert_eq!(text, expected, "not the whole version {n}");
     n
 }
@@ -179,7 +179,7 @@ fn concurrent_readers_never_see_a_torn_or_empty_file() {
     let last = std::fs::read_to_string(&path).unwrap();
     assert_eq!(
         last,
-        merge_profile(OTHERS, PROFILE, Some(&creds(REWRITES, expiration)))
+        merge_section(OTHERS, PROFILE, Some(&creds(REWRITES, expiration)))
     );
     assert!(temp_files_in(dir.path()).is_empty());
 }
@@ -595,14 +595,14 @@ async fn credentials_file_task_publishes_rotates_withdraws_and_expires() {
         read().contains("ASIATESTKEY000000001")
     })
     .await;
-    assert_eq!(read(), merge_profile(OTHERS, PROFILE, Some(&issued[0])));
+    assert_eq!(read(), merge_section(OTHERS, PROFILE, Some(&issued[0])));
 
     h.send(Some(&issued[1]));
     wait_until("rotation written", || {
         read().contains("ASIATESTKEY000000002")
     })
     .await;
-    assert_eq!(read(), merge_profile(OTHERS, PROFILE, Some(&issued[1])));
+    assert_eq!(read(), merge_section(OTHERS, PROFILE, Some(&issued[1])));
 
     h.send(None);
     wait_until("section withdrawn", || !read().contains("[instance]")).await;
@@ -716,7 +716,7 @@ async fn a_file_deleted_or_loosened_under_us_is_restored_on_the_next_check() {
     wait_until("restored after deletion", checked_now).await;
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
-        merge_profile("", PROFILE, Some(&issued))
+        merge_section("", PROFILE, Some(&issued))
     );
 
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -827,7 +827,7 @@ async fn disk_full_and_read_only_are_reported_and_recovered_while_other_sinks_go
         error.contains(&path.display().to_string()) && error.contains("ENOSPC"),
         "{error}"
     );
-    assert_eq!(read(), merge_profile("", PROFILE, Some(&issued[0])));
+    assert_eq!(read(), merge_section("", PROFILE, Some(&issued[0])));
     assert!(temp_files_in(&small.path).is_empty());
     wait_until("other sink went on", || {
         other().contains("ASIATESTKEY000000002")
@@ -858,7 +858,7 @@ async fn disk_full_and_read_only_are_reported_and_recovered_while_other_sinks_go
         read().contains("ASIATESTKEY000000003")
     })
     .await;
-    assert_eq!(read(), merge_profile("", PROFILE, Some(&issued[2])));
+    assert_eq!(read(), merge_section("", PROFILE, Some(&issued[2])));
     h.stop(&issued).await;
 }
 

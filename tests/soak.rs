@@ -283,7 +283,7 @@ fn the_file_readers_here_read_what_the_sinks_write() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("credentials");
     let other = "[default]\naws_access_key_id = OTHER\n\n# next\n[work]\nk = v\n";
-    let merged = imds_credd::sink::merge_profile(other, PROFILE, Some(&creds));
+    let merged = imds_credd::sink::merge_section(other, PROFILE, Some(&creds));
     std::fs::write(&file, merged).unwrap();
     assert_eq!(read_credentials_file(&file), Some(Held::of(&creds)));
     std::fs::write(&file, other).unwrap();

@@ -3,7 +3,7 @@
 //! - [`chain`]: each profile as a source for the refresh engine, chained on the instance
 //!   role's state and publishing on the profile's own state channel.
 
-pub mod chain;
+pub(crate) mod chain;
 pub mod sts;
 
 pub use chain::{start_profiles, ChainContext, ProfileError};

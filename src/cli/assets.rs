@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// The subcommand's name on the command line.
-pub const COMMAND_NAME: &str = "generate-assets";
+pub(super) const COMMAND_NAME: &str = "generate-assets";
 
 /// The shells that get a completion script; their file names are clap_complete's
 /// conventional ones (`imds-credd.bash`, `_imds-credd`, `imds-credd.fish`).
@@ -20,7 +20,7 @@ const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 
 /// Arguments of `generate-assets`.
 #[derive(Debug, Args)]
-pub struct GenerateAssetsArgs {
+pub(super) struct GenerateAssetsArgs {
     /// Folder to write into; `man/` (section 1 pages) and `completions/` are created in it.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -48,7 +48,7 @@ pub enum AssetsError {
 }
 
 /// Adds the hidden `generate-assets` subcommand to the parser `main` runs.
-pub fn add_command(cli: clap::Command) -> clap::Command {
+pub(super) fn add_command(cli: clap::Command) -> clap::Command {
     let command = clap::Command::new(COMMAND_NAME)
         .about("Write the man pages and shell completions (for packagers)")
         .hide(true);
@@ -57,7 +57,10 @@ pub fn add_command(cli: clap::Command) -> clap::Command {
 
 /// Writes the man pages of `cli` and each of its visible subcommands into `out/man/`, and
 /// its completion scripts into `out/completions/`. Returns the files written.
-pub fn write_assets(mut cli: clap::Command, out: &Path) -> Result<Vec<PathBuf>, AssetsError> {
+pub(super) fn write_assets(
+    mut cli: clap::Command,
+    out: &Path,
+) -> Result<Vec<PathBuf>, AssetsError> {
     let man_dir = out.join("man");
     let completions_dir = out.join("completions");
     for dir in [&man_dir, &completions_dir] {
@@ -167,7 +170,7 @@ fn man_pages_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Runs `generate-assets` with its parsed arguments; prints each file written.
-pub fn run(matches: &ArgMatches) -> Result<(), AssetsError> {
+pub(super) fn run(matches: &ArgMatches) -> Result<(), AssetsError> {
     let args = GenerateAssetsArgs::from_arg_matches(matches).unwrap_or_else(|e| e.exit());
     let written = write_assets(<super::Cli as clap::CommandFactory>::command(), &args.out)?;
     for path in written {

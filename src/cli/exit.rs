@@ -1,7 +1,7 @@
 //! The process exit codes (`docs/DESIGN.md`), and the one place a command's outcome becomes
-//! one: every command returns its own error type, gathered in [`CommandError`], and
-//! [`Exit::for_error`] decides the code of each in one exhaustive match. Nothing below `cli`
-//! names an exit code.
+//! one: every command returns its own error type, gathered in [`CommandError`]; each error
+//! answers its kind (`fault()`, a [`Fault`]) and [`Exit::for_error`] maps kinds to codes in
+//! one exhaustive match. Nothing below `cli` names an exit code.
 //!
 //! A failure is a usage error (2) when the operator must change something they wrote (the
 //! config file, a flag, an environment variable the daemon honours, the command line) or
@@ -12,17 +12,10 @@
 use super::assets::AssetsError;
 #[cfg(target_os = "linux")]
 use super::ReloadError;
-use crate::assume::StsError;
-use crate::client::api::ClientError;
-use crate::client::imds_fallback::FallbackError;
 use crate::config::ConfigError;
-use crate::daemon::{DaemonError, RunError};
+use crate::daemon::RunError;
 use crate::demo::DemoError;
-use crate::imds::error::FailureKind;
-use crate::imds::ImdsError;
-use crate::sink::atomic::FileError;
-use crate::sink::SinkError;
-use hyper::StatusCode;
+use crate::failure::Fault;
 use std::process::ExitCode;
 use thiserror::Error;
 
@@ -72,72 +65,15 @@ impl Exit {
         }
     }
 
-    /// The exit of a failed command. Exhaustive on purpose: a new error does not compile
-    /// until someone decides its code.
+    /// The exit of a failed command: its kind, each to its code. Exhaustive on purpose: a
+    /// new kind does not compile until someone decides its code.
     pub fn for_error(error: &CommandError) -> Exit {
-        use crate::client::CommandError as Client;
-        match error {
-            CommandError::Config(_) | CommandError::Assets(_) => Exit::Usage,
-            #[cfg(target_os = "linux")]
-            CommandError::Reload(_) => Exit::Usage,
-            #[cfg(windows)]
-            CommandError::Service(_) => Exit::Usage,
-            // Not the operator's text but the machine (privileges, the kernel): exit 1, so
-            // the unit's `ExecStartPre=` failing fails the start visibly.
-            #[cfg(target_os = "linux")]
-            CommandError::ContainerAddress(_) => Exit::NoCredentials,
-            CommandError::Run(RunError::Start(daemon))
-            | CommandError::Demo(DemoError::Daemon(daemon)) => {
-                if is_operators_setup(daemon) {
-                    Exit::Usage
-                } else {
-                    Exit::NoCredentials
-                }
-            }
-            CommandError::Run(RunError::Runtime(_) | RunError::Signals(_))
-            | CommandError::Demo(
-                DemoError::Folder(_) | DemoError::Runtime(_) | DemoError::Simulator(_),
-            ) => Exit::NoCredentials,
-            CommandError::Run(RunError::TaskFailed(_))
-            | CommandError::Demo(DemoError::TaskFailed(_)) => Exit::TaskFailed,
-            CommandError::Client(client) => match client {
-                Client::Runtime(_) => Exit::NoCredentials,
-                Client::Stdout(_) => Exit::Usage,
-                Client::Daemon(ClientError::Unreachable(_)) => Exit::Usage,
-                // Still over the rate limit after one retry: no credentials this time.
-                Client::Daemon(ClientError::Refused { status, .. })
-                    if *status == StatusCode::TOO_MANY_REQUESTS =>
-                {
-                    Exit::NoCredentials
-                }
-                // 403: this user may not use the socket; 404: unknown profile or path. Both
-                // are fixed by changing the setup, not by waiting.
-                Client::Daemon(ClientError::Refused { status, .. }) if status.is_client_error() => {
-                    Exit::Usage
-                }
-                Client::Daemon(
-                    ClientError::Refused { .. }
-                    | ClientError::BadCredentials(_)
-                    | ClientError::Expired { .. }
-                    | ClientError::BadStatus,
-                ) => Exit::NoCredentials,
-                Client::Fallback { fallback, .. } => match fallback.as_ref() {
-                    FallbackError::Imds(imds) if is_operators_imds_setup(imds) => Exit::Usage,
-                    FallbackError::Imds(_)
-                    | FallbackError::NoRole
-                    | FallbackError::UnknownRole(_)
-                    | FallbackError::Expired(_) => Exit::NoCredentials,
-                },
-                #[cfg(target_os = "linux")]
-                Client::Exec(exec) => {
-                    use crate::client::exec::ExecError;
-                    match exec {
-                        ExecError::CommandNotFound { .. } => Exit::CommandNotFound,
-                        ExecError::CannotRun { .. } => Exit::CannotExecute,
-                        ExecError::Signals(_) | ExecError::Wait(_) => Exit::NoCredentials,
-                    }
-                }
-            },
+        match error.fault() {
+            Fault::Setup => Exit::Usage,
+            Fault::Unavailable => Exit::NoCredentials,
+            Fault::TaskFailed => Exit::TaskFailed,
+            Fault::CannotExecute => Exit::CannotExecute,
+            Fault::CommandNotFound => Exit::CommandNotFound,
         }
     }
 }
@@ -166,7 +102,7 @@ pub enum CommandError {
     Demo(#[from] DemoError),
     /// The client commands.
     #[error(transparent)]
-    Client(#[from] crate::client::CommandError),
+    Client(#[from] crate::client::ClientCommandError),
     /// `service install|uninstall|run` (the SCM's side).
     #[cfg(windows)]
     #[error(transparent)]
@@ -180,101 +116,36 @@ pub enum CommandError {
     ContainerAddress(#[from] crate::serve::container_address::AddressError),
 }
 
-/// A start failure the operator fixes in what they wrote (config, flags, environment), as
-/// opposed to the state of the machine at start.
-fn is_operators_setup(error: &DaemonError) -> bool {
-    match error {
-        DaemonError::Imds(imds) => is_operators_imds_setup(imds),
-        DaemonError::Assume(sts) => match sts {
-            StsError::BadEndpoint { .. } => true,
-            StsError::Refused { .. }
-            | StsError::Status { .. }
-            | StsError::Transport { .. }
-            | StsError::Read(_)
-            | StsError::Timeout { .. }
-            | StsError::TooLarge
-            | StsError::BadResponse(_)
-            | StsError::Signing(_)
-            | StsError::TrustRoots(_) => false,
-        },
-        DaemonError::Sink(SinkError::File(file)) => is_operators_file_setup(file),
-        DaemonError::Sink(
-            SinkError::NotUtf8 { .. }
-            | SinkError::UnsafeValue { .. }
-            | SinkError::Panicked { .. }
-            | SinkError::Stuck { .. },
-        ) => false,
-        #[cfg(target_os = "linux")]
-        DaemonError::Socket(socket) => {
-            use crate::serve::SocketError;
-            match socket {
-                SocketError::NoFileName { .. }
-                | SocketError::PathTooLong { .. }
-                | SocketError::UnknownGroup { .. } => true,
-                SocketError::Folder { .. }
-                | SocketError::Inspect { .. }
-                | SocketError::NotASocket { .. }
-                | SocketError::AlreadyServing { .. }
-                | SocketError::Probe { .. }
-                | SocketError::GroupLookup { .. }
-                | SocketError::Create { .. }
-                | SocketError::ActivationFd { .. } => false,
-            }
+impl CommandError {
+    /// Whose move it is: each command's error answers for itself.
+    pub fn fault(&self) -> Fault {
+        match self {
+            CommandError::Config(_) | CommandError::Assets(_) => Fault::Setup,
+            #[cfg(target_os = "linux")]
+            CommandError::Reload(_) => Fault::Setup,
+            #[cfg(windows)]
+            CommandError::Service(_) => Fault::Setup,
+            // Not the operator's text but the machine (privileges, the kernel): exit 1, so
+            // the unit's `ExecStartPre=` failing fails the start visibly.
+            #[cfg(target_os = "linux")]
+            CommandError::ContainerAddress(_) => Fault::Unavailable,
+            CommandError::Run(run) => run.fault(),
+            CommandError::Demo(demo) => demo.fault(),
+            CommandError::Client(client) => client.fault(),
         }
-        #[cfg(target_os = "linux")]
-        DaemonError::Container(container) => {
-            use crate::serve::container::ContainerError;
-            match container {
-                ContainerError::Config { .. } => true,
-                ContainerError::Random(_) | ContainerError::TokenFile(_) => false,
-            }
-        }
-        // The pipe's security descriptor is built from SIDs the config validation checked.
-        #[cfg(windows)]
-        DaemonError::Pipe(_) => false,
-        DaemonError::Hooks(_) | DaemonError::UnknownProfile { .. } => true,
-    }
-}
-
-/// IMDS that cannot be used as configured: disabled, or a bad endpoint.
-fn is_operators_imds_setup(error: &ImdsError) -> bool {
-    error.kind() == FailureKind::Setup
-}
-
-/// A sink file the config names wrongly: not an absolute path, an owner or group that does
-/// not exist, a key the platform does not support.
-fn is_operators_file_setup(error: &FileError) -> bool {
-    match error {
-        FileError::BadPath { .. } => true,
-        #[cfg(target_os = "linux")]
-        FileError::UnknownId { .. } => true,
-        #[cfg(windows)]
-        FileError::Unsupported { .. } => true,
-        #[cfg(target_os = "linux")]
-        FileError::Symlink { .. }
-        | FileError::UntrustedLink { .. }
-        | FileError::NotRegularFile { .. }
-        | FileError::HardLinked { .. }
-        | FileError::TooManyLinks { .. }
-        | FileError::NotAFolder { .. }
-        | FileError::ForeignOwner { .. }
-        | FileError::UnsafeFolder { .. }
-        | FileError::TooLarge { .. }
-        | FileError::Lookup { .. }
-        | FileError::Io { .. } => false,
-        #[cfg(windows)]
-        FileError::Symlink { .. }
-        | FileError::NotRegularFile { .. }
-        | FileError::TooLarge { .. }
-        | FileError::Io { .. } => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::socket_client::SocketError;
-    use crate::client::CommandError as Client;
+    use crate::client::api::ClientError;
+    use crate::client::imds_fallback::FallbackError;
+    use crate::client::socket_client::UnreachableDaemon;
+    use crate::client::ClientCommandError as Client;
+    use crate::daemon::DaemonError;
+    use crate::imds::ImdsError;
+    use hyper::StatusCode;
 
     fn client_exit(error: ClientError) -> Exit {
         Exit::for_error(&Client::Daemon(error).into())
@@ -305,7 +176,7 @@ mod tests {
 
     #[test]
     fn no_daemon_forbidden_and_unknown_profile_are_usage_errors() {
-        let missing = ClientError::Unreachable(SocketError::Missing {
+        let missing = ClientError::Unreachable(UnreachableDaemon::Missing {
             path: "/nowhere".into(),
         });
         assert_eq!(client_exit(missing), Exit::Usage);
@@ -329,7 +200,7 @@ mod tests {
         let fallback = |fallback| {
             Exit::for_error(
                 &Client::Fallback {
-                    no_daemon: SocketError::Missing {
+                    no_daemon: UnreachableDaemon::Missing {
                         path: "/nowhere".into(),
                     },
                     fallback: Box::new(fallback),

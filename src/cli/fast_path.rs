@@ -18,7 +18,7 @@ const SOCKET_ENV: &str = "IMDS_CREDD_SOCKET";
 
 /// `args` (without the program name) as a [`Command`], or `None` for clap to parse.
 /// `socket_env` is the value of `IMDS_CREDD_SOCKET`.
-pub fn parse(args: &[OsString], socket_env: Option<&OsStr>) -> Option<Command> {
+pub(super) fn parse(args: &[OsString], socket_env: Option<&OsStr>) -> Option<Command> {
     let (subcommand, options) = args.split_first()?;
     let mut seen = Options::default();
     let mut rest = options.iter();
@@ -69,7 +69,7 @@ pub fn parse(args: &[OsString], socket_env: Option<&OsStr>) -> Option<Command> {
 }
 
 /// `parse` on this process's arguments and environment.
-pub fn parse_process_args() -> Option<Command> {
+pub(super) fn parse_process_args() -> Option<Command> {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     parse(&args, std::env::var_os(SOCKET_ENV).as_deref())
 }

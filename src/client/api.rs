@@ -2,8 +2,9 @@
 //! here, whatever the daemon sent) and the status document, with the daemon's JSON errors
 //! turned into [`ClientError`] (`cli` maps each to the exit code of `docs/DESIGN.md`).
 
-use super::socket_client::{Answer, SocketClient, SocketError};
+use super::socket_client::{Answer, SocketClient, UnreachableDaemon};
 use crate::credentials::{Credentials, CredentialsError};
+use crate::failure::Fault;
 use hyper::StatusCode;
 use serde_json::Value;
 use std::time::{Duration, SystemTime};
@@ -19,7 +20,7 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug, Error)]
 pub enum ClientError {
     #[error(transparent)]
-    Unreachable(#[from] SocketError),
+    Unreachable(#[from] UnreachableDaemon),
     #[error("daemon answered {status}: {code}: {message}")]
     Refused {
         status: StatusCode,
@@ -32,6 +33,26 @@ pub enum ClientError {
     Expired { expiration: String },
     #[error("daemon sent a status document that is not a JSON object")]
     BadStatus,
+}
+
+impl ClientError {
+    /// Whose move it is: no daemon to ask, a 403 (this user may not use the socket) or a 404
+    /// (unknown profile or path) is fixed by changing the setup, not by waiting; anything
+    /// else, a 429 still over the limit after one retry included, leaves no credentials
+    /// this time.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ClientError::Unreachable(_) => Fault::Setup,
+            ClientError::Refused { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
+                Fault::Unavailable
+            }
+            ClientError::Refused { status, .. } if status.is_client_error() => Fault::Setup,
+            ClientError::Refused { .. }
+            | ClientError::BadCredentials(_)
+            | ClientError::Expired { .. }
+            | ClientError::BadStatus => Fault::Unavailable,
+        }
+    }
 }
 
 /// The daemon behind one socket.

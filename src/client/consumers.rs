@@ -6,7 +6,7 @@
 //! shift the other columns. The daemon has already escaped control characters; the table
 //! replaces any that would still reach the terminal.
 
-use super::{block_on, print_stdout, CommandError, SocketArgs};
+use super::{block_on, print_stdout, ClientCommandError, SocketArgs};
 use serde_json::Value;
 use std::fmt::Write as _;
 
@@ -20,7 +20,7 @@ pub struct ConsumersArgs {
 }
 
 /// Runs the command: the table (or the JSON) on stdout.
-pub fn run(args: &ConsumersArgs) -> Result<(), CommandError> {
+pub fn run(args: &ConsumersArgs) -> Result<(), ClientCommandError> {
     block_on(async {
         let (rows, text) = args.socket.api().consumers().await?;
         let shown = if args.json {

@@ -5,8 +5,8 @@
 
 use super::api::ClientError;
 use super::imds_fallback::instance_role_credentials;
-use super::socket_client::SocketError;
-use super::{block_on, print_stdout, CommandError, ProfileArgs, SocketArgs};
+use super::socket_client::UnreachableDaemon;
+use super::{block_on, print_stdout, ClientCommandError, ProfileArgs, SocketArgs};
 use crate::clock::{Clock, SystemClock};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -23,19 +23,19 @@ pub struct CredentialProcessArgs {
 }
 
 /// Runs the command: the document on stdout, or why there is none.
-pub fn run(args: &CredentialProcessArgs) -> Result<(), CommandError> {
+pub fn run(args: &CredentialProcessArgs) -> Result<(), ClientCommandError> {
     block_on(async {
         let now = SystemClock.now();
         let api = args.socket.api();
         let creds = match api.credentials(args.profile.profile.as_deref(), now).await {
             Ok(creds) => creds,
             Err(ClientError::Unreachable(
-                no_daemon @ (SocketError::Missing { .. } | SocketError::Refused { .. }),
+                no_daemon @ (UnreachableDaemon::Missing { .. } | UnreachableDaemon::Refused { .. }),
             )) if args.fallback_imds => {
                 let env = |name: &str| std::env::var(name).ok();
                 instance_role_credentials(env, now)
                     .await
-                    .map_err(|fallback| CommandError::Fallback {
+                    .map_err(|fallback| ClientCommandError::Fallback {
                         no_daemon,
                         fallback: Box::new(fallback),
                     })?

@@ -1,7 +1,7 @@
 //! `imds-credd env`: the credentials as environment assignments, in the syntax of the
 //! shell that reads them (`eval "$(imds-credd env)"`), quoted by [`crate::credentials::render`].
 
-use super::{block_on, print_stdout, CommandError, ProfileArgs, SocketArgs};
+use super::{block_on, print_stdout, ClientCommandError, ProfileArgs, SocketArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::credentials::render::{render_env, EnvSyntax};
 
@@ -19,7 +19,7 @@ pub struct EnvArgs {
 }
 
 /// Runs the command: the assignments on stdout, or why there are none.
-pub fn run(args: &EnvArgs) -> Result<(), CommandError> {
+pub fn run(args: &EnvArgs) -> Result<(), ClientCommandError> {
     block_on(async {
         let creds = args
             .socket

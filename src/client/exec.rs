@@ -21,10 +21,11 @@
 //! again through `imds-credd`, as with other exec wrappers (`aws-vault exec`).
 
 use super::api::DaemonApi;
-use super::{block_on, error_line, CommandError, ProfileArgs, SocketArgs};
+use super::{block_on, error_line, ClientCommandError, ProfileArgs, SocketArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::credentials::render::env_variables;
 use crate::credentials::Credentials;
+use crate::failure::Fault;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::ffi::OsString;
@@ -62,6 +63,16 @@ pub enum ExecError {
 }
 
 impl ExecError {
+    /// Whose move it is: a command that does not exist or cannot be run, told apart as a
+    /// shell does; the signals or the wait failing leaves no credentials this time.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ExecError::CommandNotFound { .. } => Fault::CommandNotFound,
+            ExecError::CannotRun { .. } => Fault::CannotExecute,
+            ExecError::Signals(_) | ExecError::Wait(_) => Fault::Unavailable,
+        }
+    }
+
     /// Why `command` did not start, told apart as a shell does.
     pub fn spawn(command: &OsString, error: io::Error) -> Self {
         let command = command.to_string_lossy().into_owned();
@@ -170,11 +181,11 @@ pub fn parse_on_rotation(text: &str) -> Result<OnRotation, String> {
 }
 
 /// Runs the command until CMD exits for good; returns CMD's status.
-pub fn run(args: &ExecArgs) -> Result<ExitStatus, CommandError> {
+pub fn run(args: &ExecArgs) -> Result<ExitStatus, ClientCommandError> {
     block_on(supervise(args))
 }
 
-async fn supervise(args: &ExecArgs) -> Result<ExitStatus, CommandError> {
+async fn supervise(args: &ExecArgs) -> Result<ExitStatus, ClientCommandError> {
     let api = args.socket.api();
     let profile = args.profile.profile.as_deref();
     let mut creds = api.credentials(profile, SystemClock.now()).await?;

@@ -7,6 +7,7 @@
 use crate::clock::SystemClock;
 use crate::config::ImdsConfig;
 use crate::credentials::Credentials;
+use crate::failure::Fault;
 use crate::health::metrics::Metrics;
 use crate::imds::endpoint::{imdsv1_allowed, resolve_endpoint};
 use crate::imds::{ImdsClient, ImdsError, ImdsSettings, RetryPolicy};
@@ -27,6 +28,18 @@ pub enum FallbackError {
     UnknownRole(String),
     #[error("IMDS fallback: IMDS issued credentials that expired at {0}; refusing them")]
     Expired(String),
+}
+
+impl FallbackError {
+    /// Whose move it is: the operator's only when IMDS is unusable as configured.
+    pub fn fault(&self) -> Fault {
+        match self {
+            FallbackError::Imds(imds) => imds.fault(),
+            FallbackError::NoRole | FallbackError::UnknownRole(_) | FallbackError::Expired(_) => {
+                Fault::Unavailable
+            }
+        }
+    }
 }
 
 /// Fetches the attached role's credentials from IMDS, refusing a set already expired at

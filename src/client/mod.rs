@@ -1,17 +1,17 @@
 //! The client commands (`credential-process`, `exec`, `env`, `status`, `consumers`): short-lived
 //! processes that ask the running daemon over its unix socket. They start fast (a
 //! current-thread runtime, no logging setup), print their product on stdout and nothing
-//! else, and fail with a [`CommandError`], which `cli` prints as one line on stderr and
+//! else, and fail with a [`ClientCommandError`], which `cli` prints as one line on stderr and
 //! turns into the exit code of `docs/DESIGN.md`.
 
 pub mod api;
 pub mod consumers;
-pub mod credential_process;
+pub(crate) mod credential_process;
 pub mod env;
 // `exec` supervises its command with unix signals (forwarding, SIGTERM then SIGKILL).
 #[cfg(target_os = "linux")]
 pub mod exec;
-pub mod imds_fallback;
+pub(crate) mod imds_fallback;
 pub mod socket_client;
 pub mod status;
 #[cfg(all(test, target_os = "linux"))]
@@ -19,16 +19,17 @@ mod test_support;
 
 use crate::config::{parse_profile_name, DEFAULT_SOCKET_PATH};
 use crate::error_chain;
+use crate::failure::Fault;
 use api::{ClientError, DaemonApi};
 use imds_fallback::FallbackError;
-use socket_client::{SocketClient, SocketError};
+use socket_client::{SocketClient, UnreachableDaemon};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use thiserror::Error;
 
 /// Why a client command failed. Each variant keeps the text the user has always seen.
 #[derive(Debug, Error)]
-pub enum CommandError {
+pub enum ClientCommandError {
     /// The command's runtime could not start.
     #[error(transparent)]
     Runtime(io::Error),
@@ -43,7 +44,7 @@ pub enum CommandError {
         error_chain::render(fallback)
     )]
     Fallback {
-        no_daemon: SocketError,
+        no_daemon: UnreachableDaemon,
         /// Boxed: IMDS's errors are large, and every command's `Result` carries this one.
         fallback: Box<FallbackError>,
     },
@@ -54,6 +55,20 @@ pub enum CommandError {
     #[cfg(target_os = "linux")]
     #[error(transparent)]
     Exec(#[from] exec::ExecError),
+}
+
+impl ClientCommandError {
+    /// Whose move it is; stdout closed or full is the caller's setup.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ClientCommandError::Runtime(_) => Fault::Unavailable,
+            ClientCommandError::Daemon(daemon) => daemon.fault(),
+            ClientCommandError::Fallback { fallback, .. } => fallback.fault(),
+            ClientCommandError::Stdout(_) => Fault::Setup,
+            #[cfg(target_os = "linux")]
+            ClientCommandError::Exec(exec) => exec.fault(),
+        }
+    }
 }
 
 /// `--socket`, shared by every client command.
@@ -91,11 +106,13 @@ fn runtime() -> io::Result<tokio::runtime::Runtime> {
 }
 
 /// Runs `command` on a fresh [`runtime`].
-fn block_on<T, F>(command: F) -> Result<T, CommandError>
+fn block_on<T, F>(command: F) -> Result<T, ClientCommandError>
 where
-    F: std::future::Future<Output = Result<T, CommandError>>,
+    F: std::future::Future<Output = Result<T, ClientCommandError>>,
 {
-    runtime().map_err(CommandError::Runtime)?.block_on(command)
+    runtime()
+        .map_err(ClientCommandError::Runtime)?
+        .block_on(command)
 }
 
 /// `error: cause: cause`, on one line whatever the messages hold: a client command's failure
@@ -105,12 +122,12 @@ pub fn error_line(error: &dyn std::error::Error) -> String {
 }
 
 /// Writes a command's product to stdout. A closed stdout is an error, not a panic.
-fn print_stdout(text: &str) -> Result<(), CommandError> {
+fn print_stdout(text: &str) -> Result<(), ClientCommandError> {
     let mut stdout = io::stdout().lock();
     stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
-        .map_err(CommandError::Stdout)
+        .map_err(ClientCommandError::Stdout)
 }
 
 #[cfg(test)]
@@ -119,7 +136,7 @@ mod tests {
 
     #[test]
     fn error_line_joins_causes_on_one_line() {
-        let err = socket_client::SocketError::Connect {
+        let err = socket_client::UnreachableDaemon::Connect {
             path: "/run/x.sock".into(),
             source: io::Error::other("line one\nline two"),
         };

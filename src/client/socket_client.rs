@@ -44,7 +44,7 @@ pub struct Answer {
 
 /// Why no answer came back. Every variant means "cannot reach the daemon".
 #[derive(Debug, Error)]
-pub enum SocketError {
+pub enum UnreachableDaemon {
     #[error("no daemon socket at {} (is imds-credd running?)", path.display())]
     Missing { path: PathBuf },
     #[error("daemon socket {} refused the connection (imds-credd is not running)", path.display())]
@@ -90,21 +90,21 @@ impl SocketClient {
     }
 
     /// Sends `GET path_and_query` and returns the answer, whatever its status.
-    pub async fn get(&self, path_and_query: &str) -> Result<Answer, SocketError> {
+    pub async fn get(&self, path_and_query: &str) -> Result<Answer, UnreachableDaemon> {
         match tokio::time::timeout(self.timeout, self.exchange(path_and_query)).await {
             Ok(result) => result,
-            Err(_) => Err(SocketError::Timeout {
+            Err(_) => Err(UnreachableDaemon::Timeout {
                 path: self.path.clone(),
                 timeout: self.timeout,
             }),
         }
     }
 
-    async fn exchange(&self, path_and_query: &str) -> Result<Answer, SocketError> {
+    async fn exchange(&self, path_and_query: &str) -> Result<Answer, UnreachableDaemon> {
         let stream = connect(&self.path)
             .await
             .map_err(|e| self.connect_error(e))?;
-        let http_error = |source| SocketError::Http {
+        let http_error = |source| UnreachableDaemon::Http {
             path: self.path.clone(),
             source,
         };
@@ -130,7 +130,7 @@ impl SocketClient {
             .await
             .map_err(|e| match e.downcast::<hyper::Error>() {
                 Ok(source) => http_error(*source),
-                Err(_) => SocketError::TooLarge {
+                Err(_) => UnreachableDaemon::TooLarge {
                     path: self.path.clone(),
                 },
             })?
@@ -142,15 +142,15 @@ impl SocketClient {
         })
     }
 
-    fn connect_error(&self, source: io::Error) -> SocketError {
+    fn connect_error(&self, source: io::Error) -> UnreachableDaemon {
         let path = self.path.clone();
         match source.kind() {
-            io::ErrorKind::NotFound => SocketError::Missing { path },
-            io::ErrorKind::ConnectionRefused => SocketError::Refused { path },
-            io::ErrorKind::PermissionDenied => SocketError::PermissionDenied { path },
+            io::ErrorKind::NotFound => UnreachableDaemon::Missing { path },
+            io::ErrorKind::ConnectionRefused => UnreachableDaemon::Refused { path },
+            io::ErrorKind::PermissionDenied => UnreachableDaemon::PermissionDenied { path },
             #[cfg(target_os = "linux")]
-            io::ErrorKind::WouldBlock => SocketError::Busy { path, source },
-            _ => SocketError::Connect { path, source },
+            io::ErrorKind::WouldBlock => UnreachableDaemon::Busy { path, source },
+            _ => UnreachableDaemon::Connect { path, source },
         }
     }
 }
@@ -240,7 +240,7 @@ mod tests {
                 .get("/v1/status")
                 .await
                 .unwrap_err();
-            assert!(matches!(err, SocketError::Missing { .. }), "{err:?}");
+            assert!(matches!(err, UnreachableDaemon::Missing { .. }), "{err:?}");
             assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
         });
     }
@@ -254,7 +254,7 @@ mod tests {
                 .get("/v1/status")
                 .await
                 .unwrap_err();
-            assert!(matches!(err, SocketError::Refused { .. }), "{err:?}");
+            assert!(matches!(err, UnreachableDaemon::Refused { .. }), "{err:?}");
         });
     }
 
@@ -269,7 +269,10 @@ mod tests {
              (is this user in the socket's group?)"
         );
         let other = client.connect_error(io::Error::from(io::ErrorKind::InvalidInput));
-        assert!(matches!(other, SocketError::Connect { .. }), "{other:?}");
+        assert!(
+            matches!(other, UnreachableDaemon::Connect { .. }),
+            "{other:?}"
+        );
     }
 
     #[test]
@@ -282,7 +285,7 @@ mod tests {
                 timeout: Duration::from_millis(200),
             };
             let err = client.get("/v1/status").await.unwrap_err();
-            assert!(matches!(err, SocketError::Timeout { .. }), "{err:?}");
+            assert!(matches!(err, UnreachableDaemon::Timeout { .. }), "{err:?}");
         });
     }
 
@@ -299,7 +302,7 @@ mod tests {
                 .get("/v1/status")
                 .await
                 .unwrap_err();
-            assert!(matches!(err, SocketError::TooLarge { .. }), "{err:?}");
+            assert!(matches!(err, UnreachableDaemon::TooLarge { .. }), "{err:?}");
             server.abort();
         });
     }

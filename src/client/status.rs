@@ -2,7 +2,7 @@
 //! (`expires in 4h 12m`, `3m ago`), or as-is with `--json`, and the [`Verdict`] a health
 //! check reads from the exit code: whether the daemon holds valid credentials.
 
-use super::{block_on, print_stdout, CommandError, SocketArgs};
+use super::{block_on, print_stdout, ClientCommandError, SocketArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::credentials::parse_utc_timestamp;
 use serde_json::Value;
@@ -28,7 +28,7 @@ pub struct StatusArgs {
 }
 
 /// Runs the command: the summary (or the JSON) on stdout, and the daemon's [`Verdict`].
-pub fn run(args: &StatusArgs) -> Result<Verdict, CommandError> {
+pub fn run(args: &StatusArgs) -> Result<Verdict, ClientCommandError> {
     block_on(async {
         let (doc, text) = args.socket.api().status().await?;
         let now = SystemClock.now();

@@ -8,6 +8,8 @@
 //! Linux), the `[container]` table and its rules in `container`, where an
 //! error points in `spot`, the value types in `values`, the flags in `flags`.
 
+#![warn(unreachable_pub)]
+
 mod container;
 mod exposure;
 mod flags;
@@ -15,7 +17,7 @@ mod model;
 #[cfg(target_os = "linux")]
 mod socket_folder;
 mod spot;
-pub mod sts_limits;
+pub(crate) mod sts_limits;
 pub mod units;
 mod validate;
 mod values;

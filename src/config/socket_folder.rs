@@ -17,7 +17,7 @@ const FOLDER_SHARED_WRITE: u32 = 0o022;
 /// existing ancestor, so that ancestor is checked instead: `check-config` gives the same
 /// verdict before and after the daemon's first start. Run as root, `check-config` cannot
 /// know the daemon's uid and checks the mode bits only.
-pub fn check_socket_folder(socket: &Path) -> Result<(), String> {
+pub(super) fn check_socket_folder(socket: &Path) -> Result<(), String> {
     check_own_folder(socket, "socket", "replace the socket")
 }
 

@@ -18,7 +18,7 @@ fn is_session_name_char(c: char) -> bool {
 }
 
 /// `imds-credd-<instance-id>` made to fit STS's `RoleSessionName`: `[\w+=,.@-]{2,64}`.
-pub fn default_session_name(instance_id: &str) -> String {
+pub(crate) fn default_session_name(instance_id: &str) -> String {
     let mut name: String = format!("imds-credd-{}", instance_id.trim())
         .chars()
         .map(|c| if is_session_name_char(c) { c } else { '-' })
@@ -31,7 +31,7 @@ pub fn default_session_name(instance_id: &str) -> String {
 }
 
 /// True for a region name as it appears in an endpoint host: `eu-west-1`.
-pub fn is_region_name(region: &str) -> bool {
+pub(crate) fn is_region_name(region: &str) -> bool {
     !region.is_empty()
         && region
             .chars()
@@ -40,7 +40,7 @@ pub fn is_region_name(region: &str) -> bool {
 
 /// Checks an `[[assume]]` entry against the limits STS itself enforces, so `check-config`
 /// refuses what STS would refuse at every refresh. Returns the key at fault and why.
-pub fn check_assume_config(config: &AssumeConfig) -> Result<(), (&'static str, String)> {
+pub(crate) fn check_assume_config(config: &AssumeConfig) -> Result<(), (&'static str, String)> {
     let seconds = config.duration.as_secs();
     if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&seconds)
         || config.duration.subsec_nanos() != 0
@@ -93,7 +93,7 @@ pub fn check_assume_config(config: &AssumeConfig) -> Result<(), (&'static str, S
 /// Parses an endpoint URL for POSTing to: `http`/`https` with a host; the path defaults to
 /// `/`. Plain `http` is for loopback tests only; a real deployment uses `https`. The error is
 /// the reason, for the caller to put beside the endpoint.
-pub fn parse_sts_endpoint(endpoint: &str) -> Result<Uri, &'static str> {
+pub(crate) fn parse_sts_endpoint(endpoint: &str) -> Result<Uri, &'static str> {
     let uri: Uri = endpoint
         .trim()
         .parse()

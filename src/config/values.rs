@@ -246,7 +246,7 @@ pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// IMDS accepts token TTLs from 1 to 21600 seconds.
-pub fn parse_token_ttl(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_token_ttl(text: &str) -> Result<Duration, String> {
     let d = parse_positive_duration(text)?;
     if d.as_secs() < 1 || d.as_secs() > 21600 || d.subsec_nanos() != 0 {
         return Err(format!(
@@ -256,17 +256,17 @@ pub fn parse_token_ttl(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-pub mod positive_duration {
+pub(super) mod positive_duration {
     use super::*;
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         parse_positive_duration(&text).map_err(serde::de::Error::custom)
     }
 }
 
-pub mod token_ttl {
+pub(super) mod token_ttl {
     use super::*;
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         parse_token_ttl(&text).map_err(serde::de::Error::custom)
     }
@@ -289,20 +289,20 @@ pub fn parse_profile_name(text: &str) -> Result<String, String> {
     }
 }
 
-pub fn profile_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+pub(super) fn profile_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let text = String::deserialize(d)?;
     parse_profile_name(&text).map_err(serde::de::Error::custom)
 }
 
-pub fn private_mode() -> FileMode {
+pub(super) fn private_mode() -> FileMode {
     FileMode(0o600)
 }
 
-pub fn default_signal() -> String {
+pub(super) fn default_signal() -> String {
     "HUP".to_string()
 }
 
-pub fn one_hour() -> Duration {
+pub(super) fn one_hour() -> Duration {
     Duration::from_secs(3600)
 }
 

@@ -11,12 +11,12 @@ use std::time::Duration;
 /// Arenas for the whole process: one per runtime worker.
 const ARENAS: i32 = 2;
 /// How often the free memory the arenas hold is looked at.
-pub const TRIM_EVERY: Duration = Duration::from_secs(1);
+pub(super) const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// Free memory the arenas may keep for the next burst without giving it back.
 const TRIM_ABOVE: usize = 256 * 1024;
 
 /// Caps the number of malloc arenas; call before any thread is started.
-pub fn limit_arenas() {
+pub(super) fn limit_arenas() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: mallopt only changes glibc's allocator parameters, and is called before
         // the runtime starts any thread.
@@ -26,7 +26,7 @@ pub fn limit_arenas() {
 
 /// Gives free memory back to the system while the arenas hold more than [`TRIM_ABOVE`];
 /// returns how many bytes were free before. Cheap when there is nothing to give.
-pub fn trim_if_worth_it() -> usize {
+pub(super) fn trim_if_worth_it() -> usize {
     // SAFETY: mallinfo2 only reads the allocator's statistics.
     let free = unsafe { nix::libc::mallinfo2() }.fordblks;
     if free > TRIM_ABOVE {
@@ -37,7 +37,7 @@ pub fn trim_if_worth_it() -> usize {
 }
 
 /// Runs [`trim_if_worth_it`] every [`TRIM_EVERY`], for as long as the runtime runs.
-pub async fn trim_periodically() {
+pub(super) async fn trim_periodically() {
     let mut ticks = tokio::time::interval(TRIM_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

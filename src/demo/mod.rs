@@ -12,6 +12,7 @@ use crate::clock::SystemClock;
 use crate::config::{Config, EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig};
 use crate::credentials::format_utc_timestamp;
 use crate::demo::simulator::{ImdsSimulator, SimulatorOptions};
+use crate::failure::Fault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,20 @@ pub enum DemoError {
     Daemon(#[from] crate::daemon::DaemonError),
     #[error(transparent)]
     TaskFailed(crate::daemon::supervisor::TaskFailure),
+}
+
+impl DemoError {
+    /// Whose move it is: the daemon's start decides; the demo's own parts are the machine's;
+    /// a task of its daemon that ended is as for `run`.
+    pub fn fault(&self) -> Fault {
+        match self {
+            DemoError::Daemon(daemon) => daemon.fault(),
+            DemoError::Folder(_) | DemoError::Runtime(_) | DemoError::Simulator(_) => {
+                Fault::Unavailable
+            }
+            DemoError::TaskFailed(_) => Fault::TaskFailed,
+        }
+    }
 }
 
 /// Runs the demo until Ctrl-C (or `--run-for`), then removes its folder. A panic anywhere

@@ -3,7 +3,7 @@
 //! as long as its [`SinkReporter`]: a sink removed by a reload leaves the table.
 #![warn(missing_docs)]
 
-pub mod heartbeat;
+pub(crate) mod heartbeat;
 pub mod metrics;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,7 @@
 //! request (path, status), never a token or a credential.
 
 use crate::credentials::CredentialsError;
+use crate::failure::Fault;
 use crate::http_client::HttpError;
 use thiserror::Error;
 
@@ -143,6 +144,15 @@ impl ImdsError {
             | ImdsError::BodyTooLarge { .. }
             | ImdsError::NotText { .. }
             | ImdsError::Credentials { .. } => FailureKind::Answer,
+        }
+    }
+
+    /// Whose move it is: a [`FailureKind::Setup`] is the operator's, anything else leaves
+    /// no credentials this time.
+    pub fn fault(&self) -> Fault {
+        match self.kind() {
+            FailureKind::Setup => Fault::Setup,
+            FailureKind::Transient | FailureKind::Answer => Fault::Unavailable,
         }
     }
 

@@ -7,12 +7,12 @@
 //! - [`paths`]: the paths and headers, named once (the simulator answers the same).
 #![warn(missing_docs)]
 
-pub mod account;
-pub mod client;
+pub(crate) mod account;
+pub(crate) mod client;
 pub mod endpoint;
 pub mod error;
 pub mod paths;
-pub mod token;
+pub(crate) mod token;
 
 pub use crate::backoff::RetryPolicy;
 pub use client::{ImdsClient, ImdsSettings};

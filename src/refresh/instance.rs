@@ -31,21 +31,33 @@ pub enum RefreshError {
     Imds(#[from] ImdsError),
 }
 
+/// What the instance role's refresher is built from.
+pub struct RefresherParts {
+    pub imds: Arc<ImdsClient>,
+    pub clock: SharedClock,
+    pub policy: RefreshPolicy,
+    /// The configured role; `None` to discover the attached one on every refresh.
+    pub configured_role: Option<String>,
+    pub state: StateSender,
+    pub metrics: Arc<Metrics>,
+    /// Checked in with on every pass, for the systemd watchdog.
+    pub heartbeat: Heartbeat,
+}
+
 /// The instance role's refresh loop: the engine on IMDS, checking in with `heartbeat`.
-pub fn refresher(
-    imds: Arc<ImdsClient>,
-    clock: SharedClock,
-    policy: RefreshPolicy,
-    configured_role: Option<String>,
-    state: StateSender,
-    metrics: Arc<Metrics>,
-    heartbeat: Heartbeat,
-) -> Engine<InstanceRole> {
+pub fn refresher(parts: RefresherParts) -> Engine<InstanceRole> {
     let source = InstanceRole {
-        imds,
-        configured_role,
+        imds: parts.imds,
+        configured_role: parts.configured_role,
     };
-    Engine::new(source, clock, policy, state, metrics).with_heartbeat(heartbeat)
+    Engine::new(
+        source,
+        parts.clock,
+        parts.policy,
+        parts.state,
+        parts.metrics,
+    )
+    .with_heartbeat(parts.heartbeat)
 }
 
 /// Credentials for the role attached to this instance, from IMDS.

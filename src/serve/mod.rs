@@ -23,7 +23,7 @@ pub mod activation;
 #[cfg(target_os = "linux")]
 pub mod container;
 #[cfg(target_os = "linux")]
-pub mod container_address;
+pub(crate) mod container_address;
 #[cfg(windows)]
 pub mod pipe;
 #[cfg(target_os = "linux")]

@@ -24,11 +24,11 @@ use zeroize::Zeroizing;
 /// The marker of our comment line, also how a leftover one is recognised.
 const MARKER: &str = "(written by imds-credd)";
 
-/// Returns `existing` with our `[profile]` section replaced in place by `credentials`, or
+/// Returns `existing` with our `[section]` (a profile of the shared-credentials file) replaced in place by `credentials`, or
 /// appended at the end when absent (after a blank line), or removed when `credentials` is
 /// `None`. Every other line stays byte for byte, CRLF files stay CRLF. The caller keeps the
 /// result in a zeroizing buffer; it is built without reallocating, so no copy is left.
-pub fn merge_profile(existing: &str, profile: &str, credentials: Option<&Credentials>) -> String {
+pub fn merge_section(existing: &str, section: &str, credentials: Option<&Credentials>) -> String {
     let mut newline = if existing.contains("\r\n") {
         "\r\n"
     } else {
@@ -36,20 +36,20 @@ pub fn merge_profile(existing: &str, profile: &str, credentials: Option<&Credent
     };
     let lines: Vec<&str> = existing.split_inclusive('\n').collect();
     // Room for our section up front: growing would free copies of the secrets unzeroized.
-    let section = credentials.map_or(0, |c| {
-        profile.len()
+    let room = credentials.map_or(0, |c| {
+        section.len()
             + c.access_key_id.len()
             + c.secret_access_key.expose().len()
             + c.session_token.expose().len()
             + 256
     });
-    let mut out = String::with_capacity(existing.len() + section);
+    let mut out = String::with_capacity(existing.len() + room);
     let mut placed = false;
     let mut i = 0;
     while i < lines.len() {
-        if section_name(lines[i]) == Some(profile) {
+        if section_name(lines[i]) == Some(section) {
             if let (false, Some(creds)) = (placed, credentials) {
-                push_section(&mut out, profile, creds, newline);
+                push_section(&mut out, section, creds, newline);
                 placed = true;
             }
             i = section_end(&lines, i);
@@ -72,7 +72,7 @@ pub fn merge_profile(existing: &str, profile: &str, credentials: Option<&Credent
                 out.push_str(newline);
             }
         }
-        push_section(&mut out, profile, creds, newline);
+        push_section(&mut out, section, creds, newline);
     }
     out
 }
@@ -108,10 +108,10 @@ fn last_line_is_blank(text: &str) -> bool {
 }
 
 /// Appends our section to `out`, written in place: no temporary copy of the secrets.
-fn push_section(out: &mut String, profile: &str, creds: &Credentials, newline: &str) {
+fn push_section(out: &mut String, section: &str, creds: &Credentials, newline: &str) {
     let expires = creds.expiration_rfc3339();
     let lines: [&[&str]; 5] = [
-        &["[", profile, "]"],
+        &["[", section, "]"],
         &["# expires ", &expires, " ", MARKER],
         &["aws_access_key_id = ", &creds.access_key_id],
         &["aws_secret_access_key = ", creds.secret_access_key.expose()],
@@ -131,7 +131,8 @@ fn push_section(out: &mut String, profile: &str, creds: &Credentials, newline: &
 #[derive(Debug)]
 pub struct CredentialsFileSink {
     file: ManagedFile,
-    profile: String,
+    /// The INI section it owns (the config key `profile`).
+    section: String,
 }
 
 impl CredentialsFileSink {
@@ -145,7 +146,7 @@ impl CredentialsFileSink {
                 config.owner.clone(),
                 config.group.clone(),
             )?,
-            profile: config.profile.clone(),
+            section: config.profile.clone(),
         })
     }
 
@@ -174,7 +175,7 @@ impl Publish for CredentialsFileSink {
     fn publish_checked(&self, creds: &Credentials) -> Result<Change, SinkError> {
         let current = self.current()?;
         let text = current.as_ref().map_or("", |(_, text)| text.as_str());
-        let merged = Zeroizing::new(merge_profile(text, &self.profile, Some(creds)));
+        let merged = Zeroizing::new(merge_section(text, &self.section, Some(creds)));
         let existing = current.as_ref().map(|(existing, _)| existing);
         Ok(Change::from_written(
             self.file.replace_if_changed(existing, merged.as_bytes())?,
@@ -185,7 +186,7 @@ impl Publish for CredentialsFileSink {
         let Some((_, text)) = self.current()? else {
             return Ok(Change::Unchanged);
         };
-        let merged = Zeroizing::new(merge_profile(&text, &self.profile, None));
+        let merged = Zeroizing::new(merge_section(&text, &self.section, None));
         if merged == text {
             return Ok(Change::Unchanged);
         }
@@ -212,12 +213,12 @@ mod tests {
 
     /// `text` with our `instance` section holding `creds(1)`.
     fn publish(text: &str) -> String {
-        merge_profile(text, "instance", Some(&creds(1)))
+        merge_section(text, "instance", Some(&creds(1)))
     }
 
     /// `text` without our `instance` section.
     fn withdraw(text: &str) -> String {
-        merge_profile(text, "instance", None)
+        merge_section(text, "instance", None)
     }
 
     const OURS: &str = "[instance]\n\
@@ -232,7 +233,7 @@ mod tests {
             account_id: Some("123456789012".into()),
             ..creds(1)
         };
-        let merged = merge_profile("", "instance", Some(&with_account));
+        let merged = merge_section("", "instance", Some(&with_account));
         assert_eq!(merged, format!("{OURS}aws_account_id = 123456789012\n"));
         let replaced = publish(&merged);
         assert_eq!(replaced, OURS, "a set without an account drops the key");
@@ -324,7 +325,7 @@ mod tests {
     }
 
     /// One generated file: its text, and the text with our sections removed, built
-    /// independently of `merge_profile` from the way it was generated.
+    /// independently of `merge_section` from the way it was generated.
     struct Generated {
         text: String,
         without_ours: String,
@@ -402,7 +403,7 @@ mod tests {
             let removed = withdraw(&g.text);
             assert_eq!(removed, g.without_ours, "round {round}: {:?}", g.text);
 
-            let merged = merge_profile(&g.text, "instance", Some(&c));
+            let merged = merge_section(&g.text, "instance", Some(&c));
             let newline = if g.text.contains("\r\n") {
                 "\r\n"
             } else {
@@ -436,7 +437,7 @@ mod tests {
                 assert_eq!(merged, expected, "round {round}: {:?}", g.text);
             }
             assert_eq!(
-                merge_profile(&merged, "instance", Some(&c)),
+                merge_section(&merged, "instance", Some(&c)),
                 merged,
                 "round {round}"
             );

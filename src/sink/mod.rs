@@ -29,17 +29,18 @@
 //! daemon and delete the env file or the profile section.
 
 pub mod atomic;
-pub mod credentials_file;
+pub(crate) mod credentials_file;
 pub mod env_file;
 pub mod hooks;
 #[cfg(target_os = "linux")]
 pub mod pid_file;
 
-pub use credentials_file::{merge_profile, CredentialsFileSink};
+pub use credentials_file::{merge_section, CredentialsFileSink};
 pub use env_file::EnvFileSink;
 
 use crate::clock::{SharedClock, Sleep};
 use crate::credentials::Credentials;
+use crate::failure::Fault;
 use crate::health::SinkReporter;
 use crate::refresh::state::{CredentialState, StateReceiver};
 use crate::sink::hooks::RotationHooks;
@@ -72,6 +73,19 @@ pub enum SinkError {
     Panicked { path: PathBuf },
     #[error("{}: a write has not finished after {} (a hung disk or network file system?); still waiting for it", .path.display(), humantime::format_duration(*.after))]
     Stuck { path: PathBuf, after: Duration },
+}
+
+impl SinkError {
+    /// Whose move it is: a file the config names wrongly is the operator's.
+    pub fn fault(&self) -> Fault {
+        match self {
+            SinkError::File(file) => file.fault(),
+            SinkError::NotUtf8 { .. }
+            | SinkError::UnsafeValue { .. }
+            | SinkError::Panicked { .. }
+            | SinkError::Stuck { .. } => Fault::Unavailable,
+        }
+    }
 }
 
 /// What a publish or withdraw did to the file.

@@ -15,7 +15,7 @@ use imds_credd::health::metrics::Metrics;
 use imds_credd::health::SinkHealth;
 use imds_credd::refresh::{masked, state_channel};
 use imds_credd::serve::{Api, Endpoint};
-use imds_credd::sink::merge_profile;
+use imds_credd::sink::merge_section;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -79,9 +79,9 @@ pub fn exercise(answers: &Answers) -> usize {
         for syntax in <EnvSyntax as clap::ValueEnum>::value_variants() {
             let _ = render_env(creds, *syntax);
         }
-        let merged = merge_profile(answers.existing_file, answers.profile, Some(creds));
-        let withdrawn = merge_profile(&merged, answers.profile, None);
-        let _ = merge_profile(&withdrawn, answers.profile, Some(creds));
+        let merged = merge_section(answers.existing_file, answers.profile, Some(creds));
+        let withdrawn = merge_section(&merged, answers.profile, None);
+        let _ = merge_section(&withdrawn, answers.profile, Some(creds));
     }
 
     clock.advance(Duration::from_secs(answers.asked_after.into()));

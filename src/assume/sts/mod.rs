@@ -8,14 +8,15 @@
 //! Nothing here logs a request body or header: the signed headers carry the instance
 //! session token. Errors name the STS error code and status, never a credential.
 
-pub mod endpoint;
-pub mod xml;
+pub(crate) mod endpoint;
+pub(crate) mod xml;
 
 pub use endpoint::{parse_endpoint, regional_endpoint};
 pub use xml::{parse_assume_role_response, parse_error_response};
 
 use crate::backoff::{retry, RetryPolicy};
 use crate::credentials::{rules, Credentials};
+use crate::failure::Fault;
 use crate::http_client::{HttpClient, HttpError, Limits};
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
@@ -128,6 +129,22 @@ impl StsError {
             | StsError::Signing(_)
             | StsError::BadEndpoint { .. }
             | StsError::TrustRoots(_) => false,
+        }
+    }
+
+    /// Whose move it is: only a bad endpoint is in what the operator wrote.
+    pub fn fault(&self) -> Fault {
+        match self {
+            StsError::BadEndpoint { .. } => Fault::Setup,
+            StsError::Refused { .. }
+            | StsError::Status { .. }
+            | StsError::Transport { .. }
+            | StsError::Read(_)
+            | StsError::Timeout { .. }
+            | StsError::TooLarge
+            | StsError::BadResponse(_)
+            | StsError::Signing(_)
+            | StsError::TrustRoots(_) => Fault::Unavailable,
         }
     }
 

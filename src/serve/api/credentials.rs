@@ -9,7 +9,7 @@ use super::{echo, reply, Api, ApiError, Body, Endpoint, Status, JSON, TEXT};
 use crate::credentials::render::{container_json, process_json, render_env, EnvSyntax};
 use crate::credentials::Credentials;
 use crate::refresh::state::StateReceiver;
-use crate::sink::merge_profile;
+use crate::sink::merge_section;
 use bytes::Bytes;
 use hyper::Response;
 use std::fmt::Write as _;
@@ -120,7 +120,7 @@ impl Format {
             Format::Container => container_json(creds, role_arn),
             Format::Env => render_env(creds, EnvSyntax::Sh),
             Format::SharedCredentials => {
-                Zeroizing::new(merge_profile("", SHARED_CREDENTIALS_PROFILE, Some(creds)))
+                Zeroizing::new(merge_section("", SHARED_CREDENTIALS_PROFILE, Some(creds)))
             }
         }
     }

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
 
 use super::{leftover_temps, temp_name, MAX_FILE_SIZE};
+use crate::failure::Fault;
 
 /// Why a file could not be read, replaced or removed. Messages name the path, never content.
 #[derive(Debug, Error)]
@@ -50,6 +51,20 @@ pub enum FileError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl FileError {
+    /// Whose move it is: not an absolute path or a key Windows does not support is in what
+    /// the operator wrote; the rest is the state of the file system.
+    pub fn fault(&self) -> Fault {
+        match self {
+            FileError::BadPath { .. } | FileError::Unsupported { .. } => Fault::Setup,
+            FileError::Symlink { .. }
+            | FileError::NotRegularFile { .. }
+            | FileError::TooLarge { .. }
+            | FileError::Io { .. } => Fault::Unavailable,
+        }
+    }
 }
 
 /// What is at the target now.

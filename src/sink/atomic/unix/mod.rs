@@ -23,6 +23,7 @@ pub use owner::FileOwner;
 pub use walk::{folder_mode_for, MAX_LINKS};
 
 use super::{leftover_temps, temp_name, MAX_FILE_SIZE};
+use crate::failure::Fault;
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, OFlag};
 use nix::sys::stat::{fchmod, fstat, fstatat, FileStat, Mode, SFlag};
@@ -91,6 +92,27 @@ pub enum FileError {
         #[source]
         source: Errno,
     },
+}
+
+impl FileError {
+    /// Whose move it is: not an absolute path or an owner or group that does not exist is
+    /// in what the operator wrote; the rest is the state of the file system.
+    pub fn fault(&self) -> Fault {
+        match self {
+            FileError::BadPath { .. } | FileError::UnknownId { .. } => Fault::Setup,
+            FileError::Symlink { .. }
+            | FileError::UntrustedLink { .. }
+            | FileError::NotRegularFile { .. }
+            | FileError::HardLinked { .. }
+            | FileError::TooManyLinks { .. }
+            | FileError::NotAFolder { .. }
+            | FileError::ForeignOwner { .. }
+            | FileError::UnsafeFolder { .. }
+            | FileError::TooLarge { .. }
+            | FileError::Lookup { .. }
+            | FileError::Io { .. } => Fault::Unavailable,
+        }
+    }
 }
 
 /// What is at the target now: its bytes and the facts a rewrite must restore.
