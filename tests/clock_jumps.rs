@@ -119,6 +119,14 @@ impl Jumping {
         Instant::now()
     }
 
+    /// Steps the daemon's wall clock (and its clients') `by` back, IMDS's staying: an NTP
+    /// step on the instance.
+    fn step_daemon_back(&self, by: Duration) -> Instant {
+        let offset = self.sim_clock.ahead().as_secs() as i64 - by.as_secs() as i64;
+        std::fs::write(&self.faketime_file, format!("{offset:+}\n")).unwrap();
+        Instant::now()
+    }
+
     /// `imds-credd COMMAND` under the daemon's faked clock.
     fn client(&self, command: &str, args: &[&str]) -> std::process::Command {
         let mut client = self.sandbox.client(command, args);
@@ -274,6 +282,65 @@ fn three_hours_forward_withdraws_the_expired_set_and_publishes_a_new_one_within_
     let output = jumping.client("status", &["--json"]).output().unwrap();
     let doc: serde_json::Value = serde_json::from_str(&assert_success(&output, "status")).unwrap();
     assert_eq!(doc["clock_jump"]["forward_seconds"], 3 * 3600, "{doc}");
+}
+
+/// An hour back while IMDS is failing: the refresh due after +50 min fails, the
+/// instance's clock steps an hour back before the retry, IMDS recovers. The retry is a
+/// delay, so the new set reaches the socket and both files within its backoff (seconds),
+/// not an hour later. (IMDS's clock is then an hour ahead: `status` shows the set with its
+/// expiry corrected for that skew, so it is not compared here.)
+#[test]
+fn an_hour_back_while_imds_fails_still_retries_after_the_backoff() {
+    let Some(jumping) = Jumping::start() else {
+        return;
+    };
+    let old = jumping.sandbox.current();
+    // The next three credential requests get 500: the refresh fails, a retry is pending.
+    jumping
+        .sandbox
+        .sim
+        .inject(Target::Credentials, Fault::Status(500), 3);
+    let jumped = jumping.jump(50 * MINUTE);
+    let failed = |log: &str| log.contains("refresh failed; still serving");
+    while !failed(&jumping.sandbox.daemon_log()) {
+        assert!(
+            jumped.elapsed() < WITHIN,
+            "no failed refresh after +50 min:\n{}",
+            jumping.sandbox.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stepped = jumping.step_daemon_back(HOUR);
+    let holds =
+        |path: &Path, key: &str| std::fs::read_to_string(path).is_ok_and(|t| t.contains(key));
+    loop {
+        let served = jumping.socket_key();
+        if let Some(key) = served.filter(|k| *k != old.access_key_id) {
+            if holds(&jumping.credentials_file, &key) && holds(&jumping.env_file, &key) {
+                break;
+            }
+        }
+        assert!(
+            stepped.elapsed() < WITHIN,
+            "no new set in the socket and both files within {WITHIN:?} of the step back; \
+             daemon log:\n{}",
+            jumping.sandbox.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = stepped.elapsed();
+    eprintln!(
+        "clock step -1 h while IMDS fails: new set everywhere after {:.1}s",
+        took.as_secs_f64()
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "{took:?}: later than the backoff"
+    );
+    assert_eq!(
+        Some(jumping.sandbox.current().access_key_id),
+        jumping.socket_key()
+    );
 }
 
 // --- In process: a manual clock that jumps -----------------------------------------------
