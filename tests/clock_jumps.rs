@@ -3,8 +3,9 @@
 //!
 //! In process, on a [`ManualClock`] that jumps wall time while no monotonic time passes:
 //! the engine, both file sinks, the socket, `status` and an `[[assume]]` profile, forward
-//! and backward; and the clock-skew correction refusing a `Date` that contradicts its set
-//! (IMDS and STS).
+//! and backward (a retry after a step back still comes after its delay); the clock-skew
+//! correction refusing a `Date` that contradicts its set (IMDS and STS); `AssumeRole`
+//! signed with the corrected time on a skewed instance.
 //!
 //! The real binary across a jump: the daemon runs under libfaketime, whose
 //! timestamp file the test rewrites to move the daemon's wall clock while its monotonic clock
@@ -15,7 +16,8 @@
 //!
 //! Each test asserts what clients see within 60 s of the jump: the socket's answer, the
 //! `[[file]]` and `[[env]]` files, `imds-credd status`; and prints the time from the jump to
-//! the new set in each sink (`cargo test --test clock_jumps -- --nocapture`).
+//! the new set in each sink (`cargo test --test clock_jumps -- --nocapture`). A step back
+//! of the daemon's clock while IMDS fails shows the retry is not put off by the step.
 #![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
@@ -592,5 +594,44 @@ async fn an_assume_profile_is_judged_by_its_sts_date() {
     assert_eq!(held(), as_issued(), "refused: expiry as STS wrote it");
     let said = profile_skew_shown(&h).await;
     assert!(said.contains("before the set was issued"), "{said}");
+    h.finish().await;
+}
+
+/// An instance clock 20 min slow, IMDS and STS on AWS's time: the instance role's skew,
+/// measured from IMDS's `Date` and corrected, also sets the time `AssumeRole` is signed
+/// with, so STS (which refuses a signature more than 5 min off) accepts it and the profile
+/// gets its chained set.
+#[tokio::test]
+async fn assume_role_is_signed_with_the_corrected_time_on_a_slow_instance_clock() {
+    let clock = ManualClock::starting_now();
+    let aws_clock = SkewedClock::ahead_of(&clock, 20 * MINUTE);
+    let sts = StsServer::start(Arc::new(aws_clock.clone()) as SharedClock, "us-east-1").await;
+    let mut options = HarnessOptions::new(&clock);
+    options.sim.clock = Arc::new(aws_clock.clone());
+    options.sim.credential_lifetime = 6 * HOUR;
+    options.prepare = sts.attach();
+    let endpoint = sts.endpoint();
+    options.configure = Box::new(move |config| {
+        config.assumes.push(AssumeConfig {
+            profile: PROFILE.into(),
+            role_arn: "arn:aws:iam::222222222222:role/efgh".into(),
+            external_id: String::new(),
+            session_name: String::new(),
+            duration: HOUR,
+            region: String::new(),
+            sts_endpoint: endpoint,
+        })
+    });
+    let h = Harness::start_with(clock, options).await;
+    wait_profile(&h, "the chained set", |s| s.credentials.is_some()).await;
+    let requests = sts.requests();
+    let accepted = requests.last().expect("an AssumeRole");
+    assert_eq!(accepted.rejected, None, "{requests:#?}");
+    let off = accepted
+        .signed_at
+        .duration_since(aws_clock.now() - MINUTE)
+        .expect("signed on AWS's time, not 20 min behind it");
+    assert!(off <= 2 * MINUTE, "{off:?}");
+    assert!(profile_key(&h).is_some(), "the chained set is served");
     h.finish().await;
 }

@@ -153,6 +153,15 @@ impl Upstream {
         Some(signer)
     }
 
+    /// The time to sign with at `local`: corrected by the upstream's accepted clock skew
+    /// (the instance role's, from IMDS's `Date`), if any.
+    pub fn signing_time(&self, local: SystemTime) -> SystemTime {
+        match self.state.borrow().clock_skew {
+            Some(verdict) => verdict.signing_time(local),
+            None => local,
+        }
+    }
+
     /// Completes when the upstream holds valid credentials that call for a new attempt:
     /// any, while `waiting` for them (the last turn had no signer); else ones not signed
     /// with yet.
