@@ -359,8 +359,16 @@ async fn in_process() -> (Harness, StsServer) {
     options.sim.credential_lifetime = HOUR;
     options.sim.rotate_every = 40 * MINUTE;
     options.prepare = sts.attach();
+    options.configure = assume_profile(&sts);
+    let h = Harness::start_with(clock, options).await;
+    wait_profile(&h, "the first chained set", |s| s.credentials.is_some()).await;
+    (h, sts)
+}
+
+/// The config step adding the one-hour `[[assume]]` profile [`PROFILE`] against `sts`.
+fn assume_profile(sts: &StsServer) -> Box<dyn FnOnce(&mut imds_credd::config::Config)> {
     let endpoint = sts.endpoint();
-    options.configure = Box::new(move |config| {
+    Box::new(move |config| {
         config.assumes.push(AssumeConfig {
             profile: PROFILE.into(),
             role_arn: "arn:aws:iam::222222222222:role/efgh".into(),
@@ -370,10 +378,7 @@ async fn in_process() -> (Harness, StsServer) {
             region: String::new(),
             sts_endpoint: endpoint,
         })
-    });
-    let h = Harness::start_with(clock, options).await;
-    wait_profile(&h, "the first chained set", |s| s.credentials.is_some()).await;
-    (h, sts)
+    })
 }
 
 async fn wait_profile(h: &Harness, what: &str, condition: impl FnMut(&CredentialState) -> bool) {
@@ -610,18 +615,7 @@ async fn assume_role_is_signed_with_the_corrected_time_on_a_slow_instance_clock(
     options.sim.clock = Arc::new(aws_clock.clone());
     options.sim.credential_lifetime = 6 * HOUR;
     options.prepare = sts.attach();
-    let endpoint = sts.endpoint();
-    options.configure = Box::new(move |config| {
-        config.assumes.push(AssumeConfig {
-            profile: PROFILE.into(),
-            role_arn: "arn:aws:iam::222222222222:role/efgh".into(),
-            external_id: String::new(),
-            session_name: String::new(),
-            duration: HOUR,
-            region: String::new(),
-            sts_endpoint: endpoint,
-        })
-    });
+    options.configure = assume_profile(&sts);
     let h = Harness::start_with(clock, options).await;
     wait_profile(&h, "the chained set", |s| s.credentials.is_some()).await;
     let requests = sts.requests();
