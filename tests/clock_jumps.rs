@@ -3,8 +3,9 @@
 //!
 //! In process, on a [`ManualClock`] that jumps wall time while no monotonic time passes:
 //! the engine, both file sinks, the socket, `status` and an `[[assume]]` profile, forward
-//! and backward; and the clock-skew correction refusing a `Date` that contradicts its set
-//! (IMDS and STS).
+//! and backward (a retry after a step back still comes after its delay); the clock-skew
+//! correction refusing a `Date` that contradicts its set (IMDS and STS); `AssumeRole`
+//! signed with the corrected time on a skewed instance.
 //!
 //! The real binary across a jump: the daemon runs under libfaketime, whose
 //! timestamp file the test rewrites to move the daemon's wall clock while its monotonic clock
@@ -15,7 +16,8 @@
 //!
 //! Each test asserts what clients see within 60 s of the jump: the socket's answer, the
 //! `[[file]]` and `[[env]]` files, `imds-credd status`; and prints the time from the jump to
-//! the new set in each sink (`cargo test --test clock_jumps -- --nocapture`).
+//! the new set in each sink (`cargo test --test clock_jumps -- --nocapture`). A step back
+//! of the daemon's clock while IMDS fails shows the retry is not put off by the step.
 #![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
 #![cfg(target_os = "linux")]
 
@@ -116,6 +118,14 @@ impl Jumping {
         self.sim_clock
             .ahead_secs
             .store(ahead.as_secs(), Ordering::SeqCst);
+        Instant::now()
+    }
+
+    /// Steps the daemon's wall clock (and its clients') `by` back, IMDS's staying: an NTP
+    /// step on the instance.
+    fn step_daemon_back(&self, by: Duration) -> Instant {
+        let offset = self.sim_clock.ahead().as_secs() as i64 - by.as_secs() as i64;
+        std::fs::write(&self.faketime_file, format!("{offset:+}\n")).unwrap();
         Instant::now()
     }
 
@@ -276,6 +286,65 @@ fn three_hours_forward_withdraws_the_expired_set_and_publishes_a_new_one_within_
     assert_eq!(doc["clock_jump"]["forward_seconds"], 3 * 3600, "{doc}");
 }
 
+/// An hour back while IMDS is failing: the refresh due after +50 min fails, the
+/// instance's clock steps an hour back before the retry, IMDS recovers. The retry is a
+/// delay, so the new set reaches the socket and both files within its backoff (seconds),
+/// not an hour later. (IMDS's clock is then an hour ahead: `status` shows the set with its
+/// expiry corrected for that skew, so it is not compared here.)
+#[test]
+fn an_hour_back_while_imds_fails_still_retries_after_the_backoff() {
+    let Some(jumping) = Jumping::start() else {
+        return;
+    };
+    let old = jumping.sandbox.current();
+    // The next three credential requests get 500: the refresh fails, a retry is pending.
+    jumping
+        .sandbox
+        .sim
+        .inject(Target::Credentials, Fault::Status(500), 3);
+    let jumped = jumping.jump(50 * MINUTE);
+    let failed = |log: &str| log.contains("refresh failed; still serving");
+    while !failed(&jumping.sandbox.daemon_log()) {
+        assert!(
+            jumped.elapsed() < WITHIN,
+            "no failed refresh after +50 min:\n{}",
+            jumping.sandbox.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stepped = jumping.step_daemon_back(HOUR);
+    let holds =
+        |path: &Path, key: &str| std::fs::read_to_string(path).is_ok_and(|t| t.contains(key));
+    loop {
+        let served = jumping.socket_key();
+        if let Some(key) = served.filter(|k| *k != old.access_key_id) {
+            if holds(&jumping.credentials_file, &key) && holds(&jumping.env_file, &key) {
+                break;
+            }
+        }
+        assert!(
+            stepped.elapsed() < WITHIN,
+            "no new set in the socket and both files within {WITHIN:?} of the step back; \
+             daemon log:\n{}",
+            jumping.sandbox.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = stepped.elapsed();
+    eprintln!(
+        "clock step -1 h while IMDS fails: new set everywhere after {:.1}s",
+        took.as_secs_f64()
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "{took:?}: later than the backoff"
+    );
+    assert_eq!(
+        Some(jumping.sandbox.current().access_key_id),
+        jumping.socket_key()
+    );
+}
+
 // --- In process: a manual clock that jumps -----------------------------------------------
 
 const PROFILE: &str = "audit";
@@ -290,8 +359,16 @@ async fn in_process() -> (Harness, StsServer) {
     options.sim.credential_lifetime = HOUR;
     options.sim.rotate_every = 40 * MINUTE;
     options.prepare = sts.attach();
+    options.configure = assume_profile(&sts);
+    let h = Harness::start_with(clock, options).await;
+    wait_profile(&h, "the first chained set", |s| s.credentials.is_some()).await;
+    (h, sts)
+}
+
+/// The config step adding the one-hour `[[assume]]` profile [`PROFILE`] against `sts`.
+fn assume_profile(sts: &StsServer) -> Box<dyn FnOnce(&mut imds_credd::config::Config)> {
     let endpoint = sts.endpoint();
-    options.configure = Box::new(move |config| {
+    Box::new(move |config| {
         config.assumes.push(AssumeConfig {
             profile: PROFILE.into(),
             role_arn: "arn:aws:iam::222222222222:role/efgh".into(),
@@ -301,10 +378,7 @@ async fn in_process() -> (Harness, StsServer) {
             region: String::new(),
             sts_endpoint: endpoint,
         })
-    });
-    let h = Harness::start_with(clock, options).await;
-    wait_profile(&h, "the first chained set", |s| s.credentials.is_some()).await;
-    (h, sts)
+    })
 }
 
 async fn wait_profile(h: &Harness, what: &str, condition: impl FnMut(&CredentialState) -> bool) {
@@ -525,5 +599,33 @@ async fn an_assume_profile_is_judged_by_its_sts_date() {
     assert_eq!(held(), as_issued(), "refused: expiry as STS wrote it");
     let said = profile_skew_shown(&h).await;
     assert!(said.contains("before the set was issued"), "{said}");
+    h.finish().await;
+}
+
+/// An instance clock 20 min slow, IMDS and STS on AWS's time: the instance role's skew,
+/// measured from IMDS's `Date` and corrected, also sets the time `AssumeRole` is signed
+/// with, so STS (which refuses a signature more than 5 min off) accepts it and the profile
+/// gets its chained set.
+#[tokio::test]
+async fn assume_role_is_signed_with_the_corrected_time_on_a_slow_instance_clock() {
+    let clock = ManualClock::starting_now();
+    let aws_clock = SkewedClock::ahead_of(&clock, 20 * MINUTE);
+    let sts = StsServer::start(Arc::new(aws_clock.clone()) as SharedClock, "us-east-1").await;
+    let mut options = HarnessOptions::new(&clock);
+    options.sim.clock = Arc::new(aws_clock.clone());
+    options.sim.credential_lifetime = 6 * HOUR;
+    options.prepare = sts.attach();
+    options.configure = assume_profile(&sts);
+    let h = Harness::start_with(clock, options).await;
+    wait_profile(&h, "the chained set", |s| s.credentials.is_some()).await;
+    let requests = sts.requests();
+    let accepted = requests.last().expect("an AssumeRole");
+    assert_eq!(accepted.rejected, None, "{requests:#?}");
+    let off = accepted
+        .signed_at
+        .duration_since(aws_clock.now() - MINUTE)
+        .expect("signed on AWS's time, not 20 min behind it");
+    assert!(off <= 2 * MINUTE, "{off:?}");
+    assert!(profile_key(&h).is_some(), "the chained set is served");
     h.finish().await;
 }

@@ -152,7 +152,11 @@ impl Source for AssumedProfile {
         let outcome = async {
             let (target, params) = self.resolve().await?;
             let now = self.clock.now();
-            Ok(self.sts.assume_role(&target, &params, &signer, now).await?)
+            let signed_at = self.upstream.signing_time(now);
+            Ok(self
+                .sts
+                .assume_role(&target, &params, &signer, now, signed_at)
+                .await?)
         };
         let assumed = outcome.await.map_err(|cause| ProfileError {
             profile: self.config.profile.clone(),

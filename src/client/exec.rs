@@ -193,8 +193,9 @@ async fn supervise(args: &ExecArgs) -> Result<ExitStatus, ClientCommandError> {
     let mut signals = ForwardedSignals::install().map_err(ExecError::Signals)?;
     let mut child = start(&args.command, &creds)?;
     let polling = args.on_rotation != OnRotation::None;
-    // The first check at once: it learns when the daemon will next refresh.
-    let mut next_check = SystemClock.now();
+    // The first check at once: it learns when the daemon will next refresh. A delay from
+    // each check, so a clock step back does not put the next one off.
+    let mut next_check = SystemClock.after(Duration::ZERO);
     let mut expiry_warned = false;
     let mut poll_problem: Option<String> = None;
     loop {
@@ -202,12 +203,12 @@ async fn supervise(args: &ExecArgs) -> Result<ExitStatus, ClientCommandError> {
         tokio::select! {
             status = child.wait() => return Ok(status.map_err(ExecError::Wait)?),
             sig = signals.recv() => forward(&child, sig),
-            () = sleep_until(next_check), if polling => {
+            () = SystemClock.sleep_until_due(next_check), if polling => {
                 let now = SystemClock.now();
                 match check(&api, profile, now).await {
                     Ok((fresh, next_refresh)) => {
                         poll_problem = None;
-                        next_check = now + next_check_delay(now, next_refresh);
+                        next_check = SystemClock.after(next_check_delay(now, next_refresh));
                         if fresh.access_key_id == creds.access_key_id {
                             continue;
                         }
@@ -218,7 +219,7 @@ async fn supervise(args: &ExecArgs) -> Result<ExitStatus, ClientCommandError> {
                         }
                     }
                     Err(e) => {
-                        next_check = now + MAX_CHECK_INTERVAL;
+                        next_check = SystemClock.after(MAX_CHECK_INTERVAL);
                         let problem = error_line(&e);
                         if poll_problem.as_ref() != Some(&problem) {
                             eprintln!("imds-credd {NAME}: cannot check for rotated credentials: {problem}");

@@ -56,6 +56,16 @@ impl ClockSkew {
         }
     }
 
+    /// `local` as AWS's clock reads it: the time to sign a request with.
+    pub fn to_aws(self, local: SystemTime) -> SystemTime {
+        let offset = Duration::from_secs(self.imds_ahead_secs.unsigned_abs());
+        if self.imds_ahead_secs >= 0 {
+            local + offset
+        } else {
+            local - offset
+        }
+    }
+
     /// "the instance clock is 20m behind IMDS; expiry is judged on IMDS time".
     pub fn describe(self) -> String {
         format!("{}; expiry is judged on IMDS time", self.against("IMDS"))
@@ -134,6 +144,15 @@ pub fn judge(times: AnswerTimes, expiration: SystemTime, local_now: SystemTime) 
 }
 
 impl SkewVerdict {
+    /// The time to sign an AWS request with at `local`: AWS's, when this verdict corrected
+    /// the skew (the SDKs do the same after a clock-skew error); else the local clock's.
+    pub fn signing_time(self, local: SystemTime) -> SystemTime {
+        match self {
+            SkewVerdict::Corrected(skew) => skew.to_aws(local),
+            SkewVerdict::Tolerated(_) | SkewVerdict::Refused(..) => local,
+        }
+    }
+
     /// The expiry to judge the set by, on the local clock.
     pub fn local_expiration(self, expiration: SystemTime) -> SystemTime {
         match self {
@@ -388,5 +407,23 @@ mod tests {
             SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777)
         );
         assert_eq!(parse_date("yesterday"), None);
+    }
+
+    #[test]
+    fn only_a_corrected_skew_moves_the_signing_time() {
+        let local = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let slow = ClockSkew::measure(local + Duration::from_secs(1200), local);
+        assert_eq!(
+            SkewVerdict::Corrected(slow).signing_time(local),
+            local + Duration::from_secs(1200)
+        );
+        let fast = ClockSkew::measure(local - Duration::from_secs(1200), local);
+        assert_eq!(
+            SkewVerdict::Corrected(fast).signing_time(local),
+            local - Duration::from_secs(1200)
+        );
+        assert_eq!(SkewVerdict::Tolerated(slow).signing_time(local), local);
+        let refused = SkewVerdict::Refused(slow, SkewRefusal::BeforeIssue);
+        assert_eq!(refused.signing_time(local), local);
     }
 }

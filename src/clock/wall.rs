@@ -1,5 +1,6 @@
-//! Sleeping on the wall clock, for the whole process: one watcher thread notices when the
-//! wall clock jumps and wakes every sleeper to look at the time again.
+//! Sleeping on the real clocks, for the whole process: one watcher thread notices when the
+//! wall clock jumps (or the machine resumes) and wakes every sleeper to look at the time
+//! again, whether it waits for a wall-clock deadline or for a delay to elapse ([`elapsed`]).
 //!
 //! tokio's timers count monotonic time, which stops while the machine is suspended and
 //! ignores clock steps; a wait computed once from a wall-clock deadline would oversleep a
@@ -51,10 +52,21 @@ fn watcher() -> &'static Watcher {
 
 /// Completes once the wall clock reads `deadline` or later, however it got there.
 pub(super) async fn sleep_until(deadline: SystemTime) {
+    sleep_while(|| deadline.duration_since(SystemTime::now()).ok()).await;
+}
+
+/// Completes once [`elapsed`] reads `end` or later.
+pub(super) async fn sleep_until_elapsed(end: Duration) {
+    sleep_while(|| end.checked_sub(elapsed())).await;
+}
+
+/// Waits while `left` says time is left, looking again at least every [`RECHECK`] and
+/// whenever the watcher wakes sleepers: the one loop both kinds of wait share.
+async fn sleep_while(left: impl Fn() -> Option<Duration>) {
     let mut wakes = watcher().wakes.subscribe();
     loop {
-        let left = match deadline.duration_since(SystemTime::now()) {
-            Ok(left) if !left.is_zero() => left,
+        let left = match left() {
+            Some(left) if !left.is_zero() => left,
             _ => return,
         };
         tokio::select! {
@@ -65,6 +77,33 @@ pub(super) async fn sleep_until(deadline: SystemTime) {
             },
         }
     }
+}
+
+/// Real time elapsed since boot, counting suspend: `CLOCK_BOOTTIME`. A delay is measured on
+/// it rather than on `CLOCK_MONOTONIC` (tokio's timers), which stops while the machine is
+/// suspended: a 5 s retry that spans a 2 h hibernation is then over at resume (the kernel
+/// reports the resume to the watcher, which wakes the sleeper) instead of 5 s after it,
+/// and a 5-minute resync is not put off by the time asleep. Neither clock moves with a
+/// wall-clock step.
+#[cfg(target_os = "linux")]
+pub fn elapsed() -> Duration {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
+        Ok(now) => Duration::from(now),
+        // Not on any kernel since 2.6.39; monotonic time is the next best.
+        Err(_) => process_elapsed(),
+    }
+}
+
+/// Real time elapsed since a fixed point: `Instant` (Windows counts suspend in it).
+#[cfg(not(target_os = "linux"))]
+pub fn elapsed() -> Duration {
+    process_elapsed()
+}
+
+/// Monotonic time since this was first asked for.
+fn process_elapsed() -> Duration {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed()
 }
 
 /// The last jump of the wall clock the watcher saw, if any.
@@ -210,5 +249,19 @@ mod tests {
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(190), "{waited:?}");
         assert!(waited < Duration::from_secs(5), "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_delay_elapses_on_time_and_an_elapsed_end_completes_at_once() {
+        let before = elapsed();
+        tokio::time::timeout(Duration::from_secs(1), sleep_until_elapsed(before))
+            .await
+            .expect("an end already reached does not wait");
+        let started = Instant::now();
+        sleep_until_elapsed(elapsed() + Duration::from_millis(200)).await;
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(190), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        assert!(elapsed() >= before + Duration::from_millis(190));
     }
 }

@@ -9,12 +9,12 @@
 //! credentials it has not signed with yet.
 
 use crate::clock::skew::{self, AnswerTimes, SkewVerdict};
-use crate::clock::SharedClock;
+use crate::clock::{Due, SharedClock};
 use crate::credentials::Credentials;
 use crate::error_chain;
 use crate::health::heartbeat::Heartbeat;
 use crate::health::metrics::Metrics;
-use crate::refresh::policy::{self, AfterSuccess, RefreshPolicy, Wake};
+use crate::refresh::policy::{self, AfterSuccess, Attempt, RefreshPolicy};
 use crate::refresh::state::{withdraw_if_expired, StateReceiver, StateSender};
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
@@ -153,6 +153,15 @@ impl Upstream {
         Some(signer)
     }
 
+    /// The time to sign with at `local`: corrected by the upstream's accepted clock skew
+    /// (the instance role's, from IMDS's `Date`), if any.
+    pub fn signing_time(&self, local: SystemTime) -> SystemTime {
+        match self.state.borrow().clock_skew {
+            Some(verdict) => verdict.signing_time(local),
+            None => local,
+        }
+    }
+
     /// Completes when the upstream holds valid credentials that call for a new attempt:
     /// any, while `waiting` for them (the last turn had no signer); else ones not signed
     /// with yet.
@@ -190,7 +199,10 @@ fn judge_skew<D>(fetched: &mut Fetched<D>, now: SystemTime) -> Option<SkewVerdic
 
 /// What ended a sleep.
 enum Woke {
-    Deadline,
+    /// The next attempt is due.
+    Attempt,
+    /// The held set expired.
+    Expiry,
     Upstream,
     Stop,
     /// Time to check in with the heartbeat again (see [`CHECK_IN_EVERY`]).
@@ -257,7 +269,8 @@ impl<S: Source> Engine<S> {
                     None
                 }
             };
-            self.state.send_modify(|s| s.next_refresh = wake_at);
+            let next_refresh = wake_at.map(|due| self.clock.wall_time_of(due));
+            self.state.send_modify(|s| s.next_refresh = next_refresh);
             if !self.sleep(wake_at, &shutdown).await {
                 return;
             }
@@ -265,11 +278,7 @@ impl<S: Source> Engine<S> {
     }
 
     /// Publishes or rejects what a fetch gave; returns when to try next.
-    fn settle(
-        &self,
-        outcome: Result<Fetched<S::Detail>, S::Error>,
-        failures: &mut u32,
-    ) -> SystemTime {
+    fn settle(&self, outcome: Result<Fetched<S::Detail>, S::Error>, failures: &mut u32) -> Due {
         let now = self.clock.now();
         let admitted = outcome.and_then(|mut fetched| {
             let verdict = judge_skew(&mut fetched, now);
@@ -304,12 +313,7 @@ impl<S: Source> Engine<S> {
     }
 
     /// Publishes the set and decides when to ask again.
-    fn accept(
-        &self,
-        fetched: Fetched<S::Detail>,
-        now: SystemTime,
-        failures: &mut u32,
-    ) -> SystemTime {
+    fn accept(&self, fetched: Fetched<S::Detail>, now: SystemTime, failures: &mut u32) -> Due {
         self.note_role(Some(&fetched.role));
         let next = policy::after_success(
             now,
@@ -322,10 +326,10 @@ impl<S: Source> Engine<S> {
             self.source.report(Event::TooShort(&fetched));
         }
         *failures = next.failures();
-        let next_refresh = next.wake_at();
+        let next_refresh = self.due(next.attempt());
         self.source.report(Event::Published {
             fetched: &fetched,
-            next_refresh,
+            next_refresh: self.clock.wall_time_of(next_refresh),
         });
         Metrics::incr(self.source.counters(&self.metrics).published);
         let Fetched {
@@ -342,7 +346,7 @@ impl<S: Source> Engine<S> {
 
     /// Records a failed attempt; the last good set stays served until it expires, unless the
     /// error revokes it.
-    fn reject(&self, error: S::Error, failures: &mut u32) -> SystemTime {
+    fn reject(&self, error: S::Error, failures: &mut u32) -> Due {
         let message = error_chain::render(&error);
         let now = self.clock.now();
         let held = self.state.borrow().valid_credentials(now).is_some();
@@ -361,10 +365,17 @@ impl<S: Source> Engine<S> {
         }
         Metrics::incr(self.source.counters(&self.metrics).failed);
         self.state.send_modify(|s| s.last_error = Some(message));
-        let retry =
-            policy::after_failure(self.clock.now(), &self.policy, *failures, fastrand::f64());
+        let retry = policy::after_failure(&self.policy, *failures, fastrand::f64());
         *failures = retry.failures;
-        retry.at
+        self.due(Attempt::After(retry.delay))
+    }
+
+    /// An attempt as a wait: a deadline stays on the wall clock, a delay runs from now.
+    fn due(&self, attempt: Attempt) -> Due {
+        match attempt {
+            Attempt::At(at) => Due::At(at),
+            Attempt::After(delay) => self.clock.after(delay),
+        }
     }
 
     /// Reports the published role changing to `current`.
@@ -379,19 +390,29 @@ impl<S: Source> Engine<S> {
     }
 
     /// Sleeps until `wake_at` (`None`: until the upstream wakes it), withdrawing the set if
-    /// it expires first. Returns false when asked to stop.
-    async fn sleep(&mut self, wake_at: Option<SystemTime>, shutdown: &CancellationToken) -> bool {
+    /// it expires first. The attempt and the expiry are waited for together, each on its
+    /// own clock: after a step back the expiry moves later but a retry's delay does not.
+    /// On a tie the attempt wins, so a set is replaced rather than withdrawn. Returns false
+    /// when asked to stop.
+    async fn sleep(&mut self, wake_at: Option<Due>, shutdown: &CancellationToken) -> bool {
         loop {
-            let next = policy::next_wake(self.state.borrow().expiration(), wake_at);
-            if let Some(next) = next {
-                let away = next.at().duration_since(self.clock.now());
+            let expiry = self.state.borrow().expiration();
+            let attempt_at = wake_at.map(|due| self.clock.wall_time_of(due));
+            if let Some(next) = expiry.into_iter().chain(attempt_at).min() {
+                let away = next.duration_since(self.clock.now());
                 self.check_in(away.unwrap_or_default());
             }
             let woke = {
                 let clock = &self.clock;
-                let deadline = async {
-                    match next {
-                        Some(next) => clock.sleep_until(next.at()).await,
+                let attempt = async {
+                    match wake_at {
+                        Some(due) => clock.sleep_until_due(due).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let expired = async {
+                    match expiry {
+                        Some(expiry) => clock.sleep_until(expiry).await,
                         None => std::future::pending().await,
                     }
                 };
@@ -405,21 +426,23 @@ impl<S: Source> Engine<S> {
                     }
                 };
                 tokio::select! {
+                    biased;
                     _ = shutdown.cancelled() => Woke::Stop,
-                    _ = deadline => Woke::Deadline,
+                    _ = attempt => Woke::Attempt,
+                    _ = expired => Woke::Expiry,
                     _ = upstream => Woke::Upstream,
                     _ = check_in => Woke::CheckIn,
                 }
             };
-            match (woke, next) {
-                (Woke::Stop, _) => return false,
-                (Woke::CheckIn, _) => {}
-                (Woke::Upstream, _) => {
+            match woke {
+                Woke::Stop => return false,
+                Woke::CheckIn => {}
+                Woke::Upstream => {
                     self.source.report(Event::UpstreamRotated);
                     return true;
                 }
-                (Woke::Deadline, Some(Wake::Withdraw(_))) => self.withdraw_expired(),
-                (Woke::Deadline, _) => return true,
+                Woke::Expiry => self.withdraw_expired(),
+                Woke::Attempt => return true,
             }
         }
     }
@@ -691,5 +714,71 @@ mod tests {
             assert!(!heartbeat.is_overdue(), "overdue while sleeping");
         }
         assert_eq!(run.key().as_deref(), Some("KEY1"));
+    }
+
+    /// A refresh fails, then the wall clock steps an hour back: the retry is a delay, so
+    /// it comes after its second of backoff, not an hour and a second later; the held set
+    /// is not withdrawn early.
+    #[tokio::test]
+    async fn a_retry_after_a_step_back_comes_after_its_delay() {
+        let clock = ManualClock::starting_now();
+        let t0 = clock.now();
+        let answers = vec![
+            Ok(credentials("KEY1", t0 + 40 * MIN)),
+            Err(Refused("down")),
+            Ok(credentials("KEY2", t0 + 2 * HOUR)),
+        ];
+        let mut run = Running::start(clock, answers, None);
+        run.until("the first set", |s| s.credentials.is_some())
+            .await;
+        run.clock.advance(25 * MIN);
+        run.until("the failure", |s| s.last_error.is_some()).await;
+        assert_eq!(run.key().as_deref(), Some("KEY1"), "still served");
+
+        run.clock.jump_back(HOUR);
+        // The first retry's delay is at most a second (the default `retry_base`).
+        run.clock.advance(Duration::from_secs(1));
+        run.until("the retry's set", |s| {
+            s.credentials
+                .as_ref()
+                .is_some_and(|c| c.access_key_id == "KEY2")
+        })
+        .await;
+        assert_eq!(Metrics::get(&run.metrics.refresh_failures), 1);
+        assert_eq!(Metrics::get(&run.metrics.refresh_successes), 2);
+    }
+
+    /// A set that expires before the retry's delay is withdrawn at its expiry; with the
+    /// retry still due, the replacement follows.
+    #[tokio::test]
+    async fn an_expiry_before_the_retry_withdraws_the_set_and_the_retry_still_follows() {
+        let clock = ManualClock::starting_now();
+        let t0 = clock.now();
+        let answers = vec![
+            Ok(credentials("KEY1", t0 + 40 * MIN)),
+            Err(Refused("down")),
+            Err(Refused("down")),
+            Err(Refused("down")),
+            Ok(credentials("KEY2", t0 + 2 * HOUR)),
+        ];
+        let mut run = Running::start(clock, answers, None);
+        run.until("the first set", |s| s.credentials.is_some())
+            .await;
+        // Just before the expiry: three failures in a row back off to 2-4 s.
+        run.clock.advance(40 * MIN - Duration::from_millis(1500));
+        run.until("the failure", |s| s.last_error.is_some()).await;
+        for _ in 0..3 {
+            run.clock.advance(Duration::from_secs(1));
+            tokio::task::yield_now().await;
+        }
+        run.until("the withdrawal or the new set", |s| {
+            s.credentials
+                .as_ref()
+                .is_none_or(|c| c.access_key_id == "KEY2")
+        })
+        .await;
+        run.clock.advance(4 * Duration::from_secs(1));
+        run.until("the new set", |s| s.credentials.is_some()).await;
+        assert_eq!(run.key().as_deref(), Some("KEY2"));
     }
 }

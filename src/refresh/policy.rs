@@ -6,6 +6,10 @@
 //! Refresh at the earlier of `Expiration − before_expiry` and `now + max_interval`, minus a
 //! little jitter so a fleet does not ask in the same second. On failure, retry with backoff
 //! while the last good set is served, until it expires — then withdraw it.
+//!
+//! The regular refresh is a deadline on the wall clock (it follows the set's expiry); a
+//! retry is a delay from the failure ([`Attempt::After`]), which the engine waits out in
+//! real elapsed time, so a clock step back does not put it off by the size of the step.
 
 use crate::config::RefreshConfig;
 use std::time::{Duration, SystemTime};
@@ -72,19 +76,28 @@ pub fn retry_delay(failures: u32, policy: &RefreshPolicy, jitter: f64) -> Durati
     exp / 2 + (exp / 2).mul_f64(jitter)
 }
 
+/// When the next attempt is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// At this wall-clock time: the regular refresh, set by the held set's expiry.
+    At(SystemTime),
+    /// This long after the decision: a retry on the failure schedule.
+    After(Duration),
+}
+
 /// A try again on the failure schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
-    pub at: SystemTime,
+    pub delay: Duration,
     /// The run of failures, this one included.
     pub failures: u32,
 }
 
-/// After a failed attempt at `now`, `failures` having failed before it in a row.
-pub fn after_failure(now: SystemTime, policy: &RefreshPolicy, failures: u32, jitter: f64) -> Retry {
+/// After a failed attempt, `failures` having failed before it in a row.
+pub fn after_failure(policy: &RefreshPolicy, failures: u32, jitter: f64) -> Retry {
     let failures = failures + 1;
     Retry {
-        at: now + retry_delay(failures, policy, jitter),
+        delay: retry_delay(failures, policy, jitter),
         failures,
     }
 }
@@ -100,10 +113,10 @@ pub enum AfterSuccess {
 }
 
 impl AfterSuccess {
-    pub fn wake_at(&self) -> SystemTime {
+    pub fn attempt(&self) -> Attempt {
         match self {
-            AfterSuccess::Scheduled(at) => *at,
-            AfterSuccess::TooShort(retry) => retry.at,
+            AfterSuccess::Scheduled(at) => Attempt::At(*at),
+            AfterSuccess::TooShort(retry) => Attempt::After(retry.delay),
         }
     }
 
@@ -128,42 +141,13 @@ pub fn after_success(
     match next_refresh(now, expiration, policy, jitter) {
         Some(at) => AfterSuccess::Scheduled(at),
         None => {
-            let retry = after_failure(now, policy, failures, jitter);
+            let retry = after_failure(policy, failures, jitter);
+            let left = expiration.duration_since(now).unwrap_or_default();
             AfterSuccess::TooShort(Retry {
-                at: retry.at.min(expiration),
+                delay: retry.delay.min(left),
                 ..retry
             })
         }
-    }
-}
-
-/// The next thing to wake up for between attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wake {
-    /// The held set expires first: withdraw it then.
-    Withdraw(SystemTime),
-    /// The next attempt.
-    Refresh(SystemTime),
-}
-
-impl Wake {
-    pub fn at(&self) -> SystemTime {
-        match self {
-            Wake::Withdraw(at) | Wake::Refresh(at) => *at,
-        }
-    }
-}
-
-/// What comes first: the held set's `expiry` or the attempt due at `wake_at` (`None`: no
-/// attempt is scheduled; something upstream must wake the source). On a tie the attempt
-/// wins, so a set is replaced rather than withdrawn. `None` when there is nothing to wait
-/// for on the clock.
-pub fn next_wake(expiry: Option<SystemTime>, wake_at: Option<SystemTime>) -> Option<Wake> {
-    match (expiry, wake_at) {
-        (Some(expiry), Some(at)) if expiry < at => Some(Wake::Withdraw(expiry)),
-        (_, Some(at)) => Some(Wake::Refresh(at)),
-        (Some(expiry), None) => Some(Wake::Withdraw(expiry)),
-        (None, None) => None,
     }
 }
 
@@ -234,14 +218,14 @@ mod tests {
 
     #[test]
     fn each_failure_extends_the_run_and_backs_off() {
-        let first = after_failure(t0(), &policy(), 0, 0.0);
+        let first = after_failure(&policy(), 0, 0.0);
         assert_eq!(first.failures, 1);
-        assert_eq!(first.at, t0() + Duration::from_millis(500));
-        let third = after_failure(t0(), &policy(), 2, 0.0);
+        assert_eq!(first.delay, Duration::from_millis(500));
+        let third = after_failure(&policy(), 2, 0.0);
         assert_eq!(
             third,
             Retry {
-                at: t0() + 2 * Duration::from_secs(1),
+                delay: Duration::from_secs(2),
                 failures: 3
             }
         );
@@ -252,14 +236,14 @@ mod tests {
         let next = after_success(t0(), t0() + 6 * HOUR, &policy(), 7, 0.0);
         assert_eq!(next, AfterSuccess::Scheduled(t0() + HOUR));
         assert_eq!(next.failures(), 0);
-        assert_eq!(next.wake_at(), t0() + HOUR);
+        assert_eq!(next.attempt(), Attempt::At(t0() + HOUR));
     }
 
     #[test]
     fn a_set_inside_the_margin_is_retried_on_the_failure_schedule() {
         let next = after_success(t0(), t0() + 10 * MIN, &policy(), 2, 0.0);
         let retry = Retry {
-            at: t0() + Duration::from_secs(2),
+            delay: Duration::from_secs(2),
             failures: 3,
         };
         assert_eq!(next, AfterSuccess::TooShort(retry));
@@ -270,25 +254,6 @@ mod tests {
     fn the_retry_after_a_too_short_set_is_never_after_its_expiry() {
         let expiry = t0() + Duration::from_secs(5);
         let next = after_success(t0(), expiry, &policy(), 30, 0.999);
-        assert_eq!(next.wake_at(), expiry);
-    }
-
-    #[test]
-    fn an_expiry_before_the_next_attempt_is_a_withdrawal() {
-        let (early, late) = (Some(t0()), Some(t0() + MIN));
-        assert_eq!(next_wake(early, late), Some(Wake::Withdraw(t0())));
-        assert_eq!(next_wake(late, early), Some(Wake::Refresh(t0())));
-        assert_eq!(next_wake(None, late), Some(Wake::Refresh(t0() + MIN)));
-    }
-
-    #[test]
-    fn an_attempt_due_at_the_expiry_replaces_the_set_rather_than_withdrawing_it() {
-        assert_eq!(next_wake(Some(t0()), Some(t0())), Some(Wake::Refresh(t0())));
-    }
-
-    #[test]
-    fn without_a_scheduled_attempt_only_the_expiry_wakes() {
-        assert_eq!(next_wake(Some(t0()), None), Some(Wake::Withdraw(t0())));
-        assert_eq!(next_wake(None, None), None);
+        assert_eq!(next.attempt(), Attempt::After(Duration::from_secs(5)));
     }
 }

@@ -423,7 +423,7 @@ async fn bind_with_backoff(
         let wait = crate::backoff::ceiling(BIND_RETRY_FIRST, BIND_RETRY_MAX, attempt);
         tokio::select! {
             _ = shutdown.cancelled() => return false,
-            _ = service.clock.sleep_until(service.clock.now() + wait) => {}
+            _ = service.clock.sleep_for(wait) => {}
         }
         let next = crate::backoff::ceiling(BIND_RETRY_FIRST, BIND_RETRY_MAX, attempt + 1);
         for address in addresses.iter_mut().filter(|a| a.listener.is_none()) {
@@ -454,10 +454,10 @@ async fn bind_with_backoff(
 /// its mode, until `shutdown`.
 async fn keep_token_files(service: &Arc<ContainerService>, shutdown: &CancellationToken) {
     loop {
-        let next = service.clock.now() + RESYNC_INTERVAL;
+        // A delay, not a deadline: a clock step back does not put the check off.
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = service.clock.sleep_until(next) => {}
+            _ = service.clock.sleep_for(RESYNC_INTERVAL) => {}
         }
         let task_service = Arc::clone(service);
         let restored = tokio::task::spawn_blocking(move || {

@@ -24,6 +24,10 @@
 //!   a sink leaves its file alone: a restart does not withdraw the previous run's still-valid
 //!   credentials before the first fetch.
 //!
+//! The retry and the resync are delays, waited out in real elapsed time; the expiry is a
+//! deadline on the wall clock ([`crate::clock::Due`]): after a clock step back a failed
+//! write is still retried on time, and a set is still withdrawn when it expires.
+//!
 //! On a clean stop the files are left as they are: the credentials in them stay usable until
 //! they expire, and a restarted daemon takes over the same files. To remove them, stop the
 //! daemon and delete the env file or the profile section.
@@ -38,7 +42,7 @@ pub mod pid_file;
 pub use credentials_file::{merge_section, CredentialsFileSink};
 pub use env_file::EnvFileSink;
 
-use crate::clock::{SharedClock, Sleep};
+use crate::clock::{Due, SharedClock, Sleep};
 use crate::credentials::Credentials;
 use crate::failure::Fault;
 use crate::health::SinkReporter;
@@ -186,15 +190,15 @@ pub async fn run_sink<P: Publish>(
     loop {
         let now = clock.now();
         let wanted = wanted(&state.borrow_and_update(), now);
-        let wake_at = match wanted {
-            Wanted::Nothing => None,
+        let (next_check, expiry) = match wanted {
+            Wanted::Nothing => (None, None),
             Wanted::Publish(_) | Wanted::Withdraw => {
                 let outcome = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     outcome = apply(&sink, wanted.clone(), &reporter, STUCK_AFTER) => outcome,
                 };
                 let done_at = clock.now();
-                let next = match outcome {
+                let delay = match outcome {
                     Ok(change) => {
                         log_success(sink.as_ref(), &wanted, change, failures);
                         if let (Wanted::Publish(creds), Change::Written) = (&wanted, change) {
@@ -205,7 +209,7 @@ pub async fn run_sink<P: Publish>(
                         }
                         failures = 0;
                         reporter.succeeded(done_at);
-                        done_at + RESYNC_INTERVAL
+                        RESYNC_INTERVAL
                     }
                     Err(error) => {
                         failures = failures.saturating_add(1);
@@ -219,13 +223,14 @@ pub async fn run_sink<P: Publish>(
                             "could not update credentials sink"
                         );
                         reporter.failed(error);
-                        done_at + delay
+                        delay
                     }
                 };
-                Some(match &wanted {
-                    Wanted::Publish(creds) => next.min(creds.expiration),
-                    _ => next,
-                })
+                let expiry = match &wanted {
+                    Wanted::Publish(creds) => Some(Due::At(creds.expiration)),
+                    _ => None,
+                };
+                (Some(clock.after(delay)), expiry)
             }
         };
         tokio::select! {
@@ -234,7 +239,8 @@ pub async fn run_sink<P: Publish>(
                 // The refresher is gone (the daemon is stopping): keep honouring expiry.
                 refresher_alive = changed.is_ok();
             }
-            _ = sleep_until(&clock, wake_at) => {}
+            _ = sleep_until(&clock, next_check) => {}
+            _ = sleep_until(&clock, expiry) => {}
         }
     }
 }
@@ -272,9 +278,9 @@ async fn apply<P: Publish>(
     })
 }
 
-fn sleep_until(clock: &SharedClock, at: Option<SystemTime>) -> Sleep {
-    match at {
-        Some(at) => clock.sleep_until(at),
+fn sleep_until(clock: &SharedClock, due: Option<Due>) -> Sleep {
+    match due {
+        Some(due) => clock.sleep_until_due(due),
         None => Box::pin(std::future::pending()),
     }
 }
@@ -386,5 +392,85 @@ mod tests {
         assert!(matches!(wanted(&valid, now), Wanted::Publish(_)));
         let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         assert!(matches!(wanted(&valid, later), Wanted::Withdraw));
+    }
+
+    /// A sink whose first `fail` publishes fail; counts the attempts.
+    struct Flaky {
+        fail: usize,
+        attempts: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Publish for Flaky {
+        const KIND: &'static str = "file";
+        fn target(&self) -> &Path {
+            Path::new("/run/flaky/credentials")
+        }
+        fn publish_checked(&self, _: &Credentials) -> Result<Change, SinkError> {
+            let attempt = self
+                .attempts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if attempt < self.fail {
+                return Err(SinkError::Panicked {
+                    path: self.target().into(),
+                });
+            }
+            Ok(Change::Written)
+        }
+        fn withdraw(&self) -> Result<Change, SinkError> {
+            unreachable!("the set stays valid")
+        }
+    }
+
+    /// A write fails, then the wall clock steps an hour back: the retry is a delay, so it
+    /// comes a second later (its backoff), not an hour and a second later.
+    #[cfg(feature = "test-util")]
+    #[tokio::test]
+    async fn a_failed_write_is_retried_after_its_delay_across_a_step_back() {
+        use crate::clock::{Clock, ManualClock};
+        let clock = ManualClock::starting_now();
+        let sink = Flaky {
+            fail: 1,
+            attempts: Default::default(),
+        };
+        let health = crate::health::SinkHealth::default();
+        let reporter = health.register("file", "/run/flaky/credentials".into());
+        let hooks = RotationHooks::new("file /run/flaky/credentials", None, None).unwrap();
+        let (state, receiver) = crate::refresh::state_channel();
+        let mut set = creds("t");
+        set.expiration = clock.now() + Duration::from_secs(6 * 3600);
+        state.send_modify(|s| s.credentials = Some(Arc::new(set)));
+        let stop = CancellationToken::new();
+        let shared: SharedClock = Arc::new(clock.clone());
+        let task = tokio::spawn(run_sink(
+            sink,
+            receiver,
+            shared,
+            reporter,
+            hooks,
+            stop.clone(),
+        ));
+        let report = || health.snapshot()[0].clone();
+        wait_for("the first write to fail", || report().last_error.is_some()).await;
+
+        clock.jump_back(Duration::from_secs(3600));
+        clock.advance(Duration::from_secs(1));
+        wait_for("the retry a second after the failure", || {
+            report().last_error.is_none() && report().last_success.is_some()
+        })
+        .await;
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    /// Waits (real time, at most 5 s) for `done`.
+    #[cfg(feature = "test-util")]
+    async fn wait_for(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("timed out waiting for {what}");
     }
 }

@@ -176,14 +176,17 @@ impl StsClient {
         Ok(StsClient { http })
     }
 
-    /// Calls `AssumeRole` with `source` (the instance-role credentials) at `now`, retrying
-    /// transient failures a few times with jittered backoff.
+    /// Calls `AssumeRole` with `source` (the instance-role credentials) at `now`, signed as
+    /// of `signed_at` (`now` on AWS's clock when a skew was measured: STS refuses a
+    /// signature more than 5 minutes off), retrying transient failures a few times with
+    /// jittered backoff.
     pub async fn assume_role(
         &self,
         target: &StsTarget,
         params: &AssumeRoleParams,
         source: &Credentials,
         now: SystemTime,
+        signed_at: SystemTime,
     ) -> Result<AssumedRole, StsError> {
         let policy = RetryPolicy {
             max_attempts: ATTEMPTS,
@@ -191,7 +194,7 @@ impl StsClient {
             max_delay: RETRY_BASE * 4,
         };
         let attempt = || async {
-            let request = signed_request(target, params, source, now)?;
+            let request = signed_request(target, params, source, signed_at)?;
             self.call(request, &target.endpoint, now).await
         };
         retry(policy, &params.role_arn, StsError::is_retryable, attempt).await
@@ -254,12 +257,13 @@ fn form_body(params: &AssumeRoleParams) -> String {
     form.finish()
 }
 
-/// Builds the POST and signs it (SigV4, headers) with `source`, session token included.
+/// Builds the POST and signs it (SigV4, headers) with `source`, session token included,
+/// as of `signed_at`.
 fn signed_request(
     target: &StsTarget,
     params: &AssumeRoleParams,
     source: &Credentials,
-    now: SystemTime,
+    signed_at: SystemTime,
 ) -> Result<Request<Full<Bytes>>, StsError> {
     let signing = |e: Box<dyn std::error::Error + Send + Sync>| StsError::Signing(e);
     let body = form_body(params);
@@ -286,7 +290,7 @@ fn signed_request(
         .identity(&identity)
         .region(&target.region)
         .name(SIGNING_NAME)
-        .time(now)
+        .time(signed_at)
         .settings(SigningSettings::default())
         .build()
         .map_err(|e| signing(Box::new(e)))?
