@@ -538,6 +538,16 @@ fn activated_daemon(
     command.spawn().unwrap()
 }
 
+/// Stops an [`activated_daemon`] as systemd does (SIGTERM); it must exit cleanly.
+fn stop(daemon: &mut std::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(daemon.wait().unwrap().success());
+}
+
 /// The unit-credentials socket passed before the API's, under the same name (as
 /// `imds-credd.socket` passes them): each is told by its path; without a `[[unit]]` entry
 /// the unit socket is still answered (closed without a byte, so no unit start hangs), and
@@ -576,13 +586,54 @@ fn sockets_passed_by_systemd_are_told_apart_by_path() {
         }
         let mode = std::fs::metadata(&unit_path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(daemon.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        assert!(daemon.wait().unwrap().success());
+        stop(&mut daemon);
         common::assert_no_secrets(&sandbox.daemon_log(), &sandbox.sim, "daemon log");
     }
     assert!(unit_path.exists(), "a socket systemd owns is left in place");
+}
+
+/// A `[[unit]]` entry with `user`, and `imds-credd.socket` opened to that user by a drop-in
+/// (`SocketMode=0666`, docs/systemd-units.md): the daemon keeps that mode, so the user's
+/// manager gets its unit's set, and another uid that reaches the socket still gets nothing.
+#[test]
+fn a_socket_systemd_opened_to_a_user_manager_stays_open_to_it() {
+    let system_python = Path::new("/usr/bin/python3").exists()
+        || common::require::unavailable("needs /usr/bin/python3 (apt-get install python3)");
+    if !can_switch_users() || !system_python {
+        return;
+    }
+    let Some(unit) = our_unit() else { return };
+    let sandbox = common::daemon_process::Sandbox::simulator(Default::default());
+    std::fs::set_permissions(sandbox.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let unit_path = sandbox.socket.with_file_name("unit-credentials.sock");
+    let unit_socket = std::os::unix::net::UnixListener::bind(&unit_path).unwrap();
+    let api_socket = std::os::unix::net::UnixListener::bind(&sandbox.socket).unwrap();
+    std::fs::set_permissions(&unit_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let config = sandbox.path("user-manager.toml");
+    let entry = format!("[[unit]]\nname = \"{unit}\"\nuser = \"{APP_UID}\"\n");
+    std::fs::write(&config, entry).unwrap();
+    let mut daemon = activated_daemon(&sandbox, &config, &[&unit_socket, &api_socket]);
+    let process = sandbox.client("credential-process", &[]).output().unwrap();
+    assert!(process.status.success(), "{}", sandbox.daemon_log());
+    let peer = |uid: u32| {
+        let output = as_user(uid)
+            .args(["/usr/bin/python3", "-c", FORGED_PEER])
+            .arg(&unit_path)
+            .arg(format!("e6bcf1fad9213c61/unit/{unit}/aws"))
+            .output()
+            .unwrap();
+        let shown = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        (output.status.success(), shown.trim().to_string())
+    };
+    let (connected, app) = peer(APP_UID);
+    assert!(
+        connected && app.ends_with("bytes default") && !app.starts_with("0 "),
+        "the user's manager: {app}\n{}",
+        sandbox.daemon_log()
+    );
+    assert_eq!(peer(ATTACKER_UID), (true, "0 bytes".to_string()));
+    let mode = std::fs::metadata(&unit_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666, "the drop-in's mode is kept");
+    stop(&mut daemon);
+    common::assert_no_secrets(&sandbox.daemon_log(), &sandbox.sim, "daemon log");
 }
