@@ -158,6 +158,26 @@ fn assert_shared_credentials(ini: &str, creds: &Credentials) {
     }
 }
 
+/// The system's Python running `script` with `args` as `uid` (on the blocking pool): its
+/// output, trimmed, once it succeeded.
+async fn python_as(uid: u32, script: &'static str, args: [String; 2]) -> String {
+    let output = tokio::task::spawn_blocking(move || {
+        as_user(uid)
+            .args(["/usr/bin/python3", "-c", script])
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text(&output.stdout).trim().to_string()
+}
+
 fn unit_counter(h: &Harness, which: &str) -> u64 {
     let counters = &h.daemon.metrics.unit_credentials;
     match which {
@@ -266,26 +286,16 @@ async fn other_uids_get_nothing_whatever_name_they_bind_unless_an_entry_names_th
     // then only the peer check stands between other users and the credentials.
     std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let peer = |uid: u32, name: String| {
-        let socket = socket.clone();
-        tokio::task::spawn_blocking(move || {
-            let output = as_user(uid)
-                .args(["/usr/bin/python3", "-c", FORGED_PEER])
-                .arg(&socket)
-                .arg(name)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            text(&output.stdout).trim().to_string()
-        })
-    };
     let forged = format!("e6bcf1fad9213c61/unit/{unit}/aws");
-    assert_eq!(peer(ATTACKER_UID, forged.clone()).await.unwrap(), "0 bytes");
-    let app = peer(APP_UID, forged).await.unwrap();
+    let peer = |uid: u32| {
+        python_as(
+            uid,
+            FORGED_PEER,
+            [socket.display().to_string(), forged.clone()],
+        )
+    };
+    assert_eq!(peer(ATTACKER_UID).await, "0 bytes");
+    let app = peer(APP_UID).await;
     assert!(
         app.ends_with("bytes default") && !app.starts_with("0 "),
         "{app}"
@@ -636,4 +646,50 @@ fn a_socket_systemd_opened_to_a_user_manager_stays_open_to_it() {
     assert_eq!(mode, 0o666, "the drop-in's mode is kept");
     stop(&mut daemon);
     common::assert_no_secrets(&sandbox.daemon_log(), &sandbox.sim, "daemon log");
+}
+
+/// `argv[2]` connections to `argv[1]`, each from a name claiming another unit.
+const NAME_CHURN: &str = "import socket, sys
+for i in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(b'\\0' + ('%x/unit/churn-%d.service/aws' % (i + 1, i)).encode())
+    s.connect(sys.argv[1])
+    assert s.recv(1) == b''
+    s.close()
+";
+
+/// A uid that reaches the socket and claims a new unit at each connection gets one log line
+/// per interval, like any refused peer: the unit names it picks do not multiply the lines.
+#[tokio::test]
+async fn a_refused_uid_naming_many_units_does_not_fill_the_log() {
+    let system_python = Path::new("/usr/bin/python3").exists()
+        || common::require::unavailable("needs /usr/bin/python3 (apt-get install python3)");
+    if !can_switch_users() || !system_python {
+        return;
+    }
+    let Some(unit) = our_unit() else { return };
+    let h = start(vec![entry(&unit, "", Some(APP_UID))], true, |_| {}).await;
+    let socket = unit_socket(&h);
+    std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    const CONNECTIONS: u64 = 40;
+    for uid in [ATTACKER_UID, APP_UID] {
+        let args = [socket.display().to_string(), CONNECTIONS.to_string()];
+        python_as(uid, NAME_CHURN, args).await;
+    }
+    assert_eq!(
+        unit_counter(&h, "refused"),
+        2 * CONNECTIONS,
+        "each is counted"
+    );
+    let logs = h.logs.text();
+    for uid in [ATTACKER_UID, APP_UID] {
+        let lines = logs
+            .lines()
+            .filter(|l| l.contains("refusing a unit-credentials peer"))
+            .filter(|l| l.contains(&format!("uid={uid} ")))
+            .count();
+        assert_eq!(lines, 1, "uid {uid}: {logs}");
+    }
+    h.finish().await;
 }

@@ -230,11 +230,15 @@ impl Shared {
     }
 
     /// Logs (at a limited rate) and counts a refused connection, which is then closed
-    /// without a byte.
+    /// without a byte. The system manager's refusals are logged per unit (each names a
+    /// unit to fix); any other uid's per uid, since it picks the unit names it claims.
     fn refuse(&self, peer: &Peer, request: Option<&UnitRequest>, why: &str) {
         let unit = request.map(|r| r.unit.as_str());
         let credential = request.map(|r| r.credential_id.as_str());
-        let key = format!("uid {} unit {}", peer.uid, unit.unwrap_or("-"));
+        let key = match peer.uid {
+            0 => format!("uid 0 unit {}", unit.unwrap_or("-")),
+            uid => format!("uid {uid}"),
+        };
         if let Some(unlogged) = self.refusals.admit_line(key) {
             tracing::warn!(
                 uid = peer.uid,
