@@ -558,7 +558,8 @@ fn container_address_up_and_down_are_idempotent_and_need_privilege() {
     }
 }
 
-/// `sys.argv[4]` GETs from each `SOURCE` (`-`: the kernel's choice) to `sys.argv[1]`
+/// `sys.argv[4]` GETs from each `SOURCE` (`ADDRESS` or `ADDRESS,PORT`; `-`: the kernel's
+/// choice) to `sys.argv[1]`
 /// `sys.argv[2]` with the token in the file `sys.argv[3]`; prints how many were answered
 /// 200 and the seconds the whole took.
 const FROM_SOURCES: &str = r#"
@@ -567,7 +568,8 @@ host, port, token, count = sys.argv[1], int(sys.argv[2]), open(sys.argv[3]).read
 answered, started = 0, time.monotonic()
 for source in sys.argv[5:]:
     for _ in range(count):
-        bind = None if source == "-" else (source, 0)
+        source_ip, _, source_port = source.partition(",")
+        bind = None if source == "-" else (source_ip, int(source_port or 0))
         connection = http.client.HTTPConnection(host, port, timeout=5, source_address=bind)
         connection.request("GET", "/v1/credentials", headers={"Authorization": token})
         answered += connection.getresponse().status == 200
@@ -630,4 +632,65 @@ fn a_host_user_on_the_container_address_counts_by_its_uid_whatever_host_address_
             "{address}: {consumers}"
         );
     }
+}
+
+/// Listens on every address at port `sys.argv[1]`, says so, and exits after 20 s.
+const LISTENER: &str = r#"
+import socket, sys, time
+s = socket.socket()
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen()
+print("listening", flush=True)
+time.sleep(20)
+"#;
+
+/// A host user listening on the port a container connects from is not taken for that
+/// container (the kernel's uid lookup falls back to such a listener when the 4-tuple has
+/// no socket in the host's namespace): the container is answered, and its row names its
+/// client and address, no uid.
+#[test]
+fn a_host_listener_on_a_containers_source_port_does_not_make_it_that_user() {
+    if !require::root("make network namespaces")
+        || !require::tool("ip")
+        || !common::unit_user::can_switch_users()
+    {
+        return;
+    }
+    let run = start();
+    const SOURCE_PORT: &str = "45678";
+    let attacker = common::unit_user::as_user(common::unit_user::ATTACKER_UID);
+    let mut listener = run
+        .namespaces
+        .exec(&run.namespaces.host, Path::new("setpriv"))
+        .args(attacker.get_args())
+        .args(["/usr/bin/python3", "-c", LISTENER, SOURCE_PORT])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    let listening = std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(listener.stdout.as_mut().unwrap()),
+        &mut said,
+    );
+    let out = run
+        .python(0)
+        .args(["-c", FROM_SOURCES, "169.254.170.23"])
+        .arg(PORT.to_string())
+        .arg(run.token_file("web"))
+        .arg("1")
+        .arg(format!("169.254.201.2,{SOURCE_PORT}"))
+        .output()
+        .unwrap();
+    let _ = listener.kill();
+    let _ = listener.wait();
+    assert_eq!((listening.is_ok(), said.as_str()), (true, "listening\n"));
+    let answered = assert_success(&out, "the container's GET");
+    assert!(answered.starts_with("1 "), "{answered}");
+    let (consumers, rows) = run.consumer_rows();
+    let row = rows
+        .iter()
+        .find(|r| r["address"] == "169.254.201.2")
+        .unwrap_or_else(|| panic!("no row for the container in {consumers}"));
+    assert!(row["uid"].is_null(), "{consumers}");
+    assert_eq!(row["client"], "web", "{consumers}");
 }
