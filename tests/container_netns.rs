@@ -39,7 +39,10 @@ struct Namespaces {
 
 impl Namespaces {
     fn create() -> Namespaces {
-        let tag = std::process::id();
+        // Tests of this file run at once: each run's names differ.
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{run}-{}", std::process::id());
         let namespaces = Namespaces {
             host: format!("icd-host-{tag}"),
             containers: vec![format!("icd-c1-{tag}"), format!("icd-c2-{tag}")],
@@ -232,6 +235,20 @@ impl Run {
         (status.parse().unwrap(), body.to_string())
     }
 
+    /// `consumers --json`: its text, and its rows.
+    fn consumer_rows(&self) -> (String, Vec<Value>) {
+        let consumers = assert_success(
+            &self
+                .sandbox
+                .client("consumers", &["--json"])
+                .output()
+                .unwrap(),
+            "consumers --json",
+        );
+        let rows = serde_json::from_str(&consumers).unwrap();
+        (consumers, rows)
+    }
+
     fn token_file(&self, client: &str) -> PathBuf {
         self.dir.join(client).join("token")
     }
@@ -417,14 +434,7 @@ fn bridged_containers_get_their_own_clients_set_through_169_254_170_23() {
     assert_eq!(status, 200, "container 2 after container 1's flood: {body}");
 
     // consumers names each client and its container's address.
-    let consumers = assert_success(
-        &run.sandbox
-            .client("consumers", &["--json"])
-            .output()
-            .unwrap(),
-        "consumers --json",
-    );
-    let rows: Vec<Value> = serde_json::from_str(&consumers).unwrap();
+    let (consumers, rows) = run.consumer_rows();
     let answered = |client: &str, address: &str| {
         rows.iter().any(|r| {
             r["client"] == client
@@ -546,4 +556,141 @@ fn container_address_up_and_down_are_idempotent_and_need_privilege() {
             "{shown}"
         );
     }
+}
+
+/// `sys.argv[4]` GETs from each `SOURCE` (`ADDRESS` or `ADDRESS,PORT`; `-`: the kernel's
+/// choice) to `sys.argv[1]`
+/// `sys.argv[2]` with the token in the file `sys.argv[3]`; prints how many were answered
+/// 200 and the seconds the whole took.
+const FROM_SOURCES: &str = r#"
+import sys, time, http.client
+host, port, token, count = sys.argv[1], int(sys.argv[2]), open(sys.argv[3]).read(), int(sys.argv[4])
+answered, started = 0, time.monotonic()
+for source in sys.argv[5:]:
+    for _ in range(count):
+        source_ip, _, source_port = source.partition(",")
+        bind = None if source == "-" else (source_ip, int(source_port or 0))
+        connection = http.client.HTTPConnection(host, port, timeout=5, source_address=bind)
+        connection.request("GET", "/v1/credentials", headers={"Authorization": token})
+        answered += connection.getresponse().status == 200
+        connection.close()
+print(answered, time.monotonic() - started)
+"#;
+
+#[test]
+fn a_host_user_on_the_container_address_counts_by_its_uid_whatever_host_address_it_uses() {
+    if !require::root("make network namespaces")
+        || !require::tool("ip")
+        || !common::unit_user::can_switch_users()
+    {
+        return;
+    }
+    let run = start();
+    // The user was given a token (say, for its own containers): a copy it can read.
+    let shared = tempfile::tempdir().unwrap();
+    let token = shared.path().join("token");
+    std::fs::copy(run.token_file("default"), &token).unwrap();
+    for (path, mode) in [(shared.path(), 0o755), (token.as_path(), 0o644)] {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    // On the host, as another uid: first loopback, then the container address from each of
+    // the host's own addresses (the address itself, each veth's host end).
+    const EACH: usize = 8;
+    let attacker = common::unit_user::as_user(common::unit_user::ATTACKER_UID);
+    let mut command = run
+        .namespaces
+        .exec(&run.namespaces.host, Path::new("setpriv"));
+    command
+        .args(attacker.get_args())
+        .args(["/usr/bin/python3", "-c", FROM_SOURCES, "169.254.170.23"])
+        .arg(PORT.to_string())
+        .arg(&token)
+        .arg(EACH.to_string())
+        .args(["127.0.0.1", "-", "169.254.201.1", "169.254.202.1"]);
+    let out = assert_success(&command.output().unwrap(), "the attacker's GETs");
+    let (answered, took) = out.trim().split_once(' ').unwrap();
+    let (answered, took): (f64, f64) = (answered.parse().unwrap(), took.parse().unwrap());
+    // One budget, the uid's ([socket] rate_limit 2/s, burst 4): at most the burst plus what
+    // refilled meanwhile (and one for rounding), not a fresh burst per host address.
+    let budget = 4.0 + 2.0 * took + 1.0;
+    eprintln!("{answered} of {} answered in {took:.2} s", 4 * EACH);
+    assert!(
+        answered >= 4.0 && answered <= budget,
+        "{answered} answered in {took:.2} s: more than one uid's budget ({budget:.1})"
+    );
+
+    // consumers shows the user by its uid, at each address it used: not as a container.
+    let (consumers, rows) = run.consumer_rows();
+    for address in ["169.254.170.23", "169.254.201.1", "169.254.202.1"] {
+        let row = rows
+            .iter()
+            .find(|r| r["address"] == address)
+            .unwrap_or_else(|| panic!("no row for {address} in {consumers}"));
+        assert_eq!(
+            row["uid"],
+            common::unit_user::ATTACKER_UID,
+            "{address}: {consumers}"
+        );
+    }
+}
+
+/// Listens on every address at port `sys.argv[1]`, says so, and exits after 20 s.
+const LISTENER: &str = r#"
+import socket, sys, time
+s = socket.socket()
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen()
+print("listening", flush=True)
+time.sleep(20)
+"#;
+
+/// A host user listening on the port a container connects from is not taken for that
+/// container (the kernel's uid lookup falls back to such a listener when the 4-tuple has
+/// no socket in the host's namespace): the container is answered, and its row names its
+/// client and address, no uid.
+#[test]
+fn a_host_listener_on_a_containers_source_port_does_not_make_it_that_user() {
+    if !require::root("make network namespaces")
+        || !require::tool("ip")
+        || !common::unit_user::can_switch_users()
+    {
+        return;
+    }
+    let run = start();
+    const SOURCE_PORT: &str = "45678";
+    let attacker = common::unit_user::as_user(common::unit_user::ATTACKER_UID);
+    let mut listener = run
+        .namespaces
+        .exec(&run.namespaces.host, Path::new("setpriv"))
+        .args(attacker.get_args())
+        .args(["/usr/bin/python3", "-c", LISTENER, SOURCE_PORT])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    let listening = std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(listener.stdout.as_mut().unwrap()),
+        &mut said,
+    );
+    let out = run
+        .python(0)
+        .args(["-c", FROM_SOURCES, "169.254.170.23"])
+        .arg(PORT.to_string())
+        .arg(run.token_file("web"))
+        .arg("1")
+        .arg(format!("169.254.201.2,{SOURCE_PORT}"))
+        .output()
+        .unwrap();
+    let _ = listener.kill();
+    let _ = listener.wait();
+    assert_eq!((listening.is_ok(), said.as_str()), (true, "listening\n"));
+    let answered = assert_success(&out, "the container's GET");
+    assert!(answered.starts_with("1 "), "{answered}");
+    let (consumers, rows) = run.consumer_rows();
+    let row = rows
+        .iter()
+        .find(|r| r["address"] == "169.254.201.2")
+        .unwrap_or_else(|| panic!("no row for the container in {consumers}"));
+    assert!(row["uid"].is_null(), "{consumers}");
+    assert_eq!(row["client"], "web", "{consumers}");
 }

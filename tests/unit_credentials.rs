@@ -158,6 +158,26 @@ fn assert_shared_credentials(ini: &str, creds: &Credentials) {
     }
 }
 
+/// The system's Python running `script` with `args` as `uid` (on the blocking pool): its
+/// output, trimmed, once it succeeded.
+async fn python_as(uid: u32, script: &'static str, args: [String; 2]) -> String {
+    let output = tokio::task::spawn_blocking(move || {
+        as_user(uid)
+            .args(["/usr/bin/python3", "-c", script])
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text(&output.stdout).trim().to_string()
+}
+
 fn unit_counter(h: &Harness, which: &str) -> u64 {
     let counters = &h.daemon.metrics.unit_credentials;
     match which {
@@ -266,26 +286,16 @@ async fn other_uids_get_nothing_whatever_name_they_bind_unless_an_entry_names_th
     // then only the peer check stands between other users and the credentials.
     std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let peer = |uid: u32, name: String| {
-        let socket = socket.clone();
-        tokio::task::spawn_blocking(move || {
-            let output = as_user(uid)
-                .args(["/usr/bin/python3", "-c", FORGED_PEER])
-                .arg(&socket)
-                .arg(name)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            text(&output.stdout).trim().to_string()
-        })
-    };
     let forged = format!("e6bcf1fad9213c61/unit/{unit}/aws");
-    assert_eq!(peer(ATTACKER_UID, forged.clone()).await.unwrap(), "0 bytes");
-    let app = peer(APP_UID, forged).await.unwrap();
+    let peer = |uid: u32| {
+        python_as(
+            uid,
+            FORGED_PEER,
+            [socket.display().to_string(), forged.clone()],
+        )
+    };
+    assert_eq!(peer(ATTACKER_UID).await, "0 bytes");
+    let app = peer(APP_UID).await;
     assert!(
         app.ends_with("bytes default") && !app.starts_with("0 "),
         "{app}"
@@ -538,6 +548,16 @@ fn activated_daemon(
     command.spawn().unwrap()
 }
 
+/// Stops an [`activated_daemon`] as systemd does (SIGTERM); it must exit cleanly.
+fn stop(daemon: &mut std::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(daemon.wait().unwrap().success());
+}
+
 /// The unit-credentials socket passed before the API's, under the same name (as
 /// `imds-credd.socket` passes them): each is told by its path; without a `[[unit]]` entry
 /// the unit socket is still answered (closed without a byte, so no unit start hangs), and
@@ -576,12 +596,7 @@ fn sockets_passed_by_systemd_are_told_apart_by_path() {
         }
         let mode = std::fs::metadata(&unit_path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(daemon.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        assert!(daemon.wait().unwrap().success());
+        stop(&mut daemon);
         common::assert_no_secrets(&sandbox.daemon_log(), &sandbox.sim, "daemon log");
     }
     assert!(unit_path.exists(), "a socket systemd owns is left in place");
@@ -614,4 +629,96 @@ fn a_passed_socket_no_listener_serves_stops_the_start() {
         log.contains("which no listener serves") && log.contains(&stray_path.display().to_string()),
         "the log names the stray socket: {log}"
     );
+}
+
+/// A `[[unit]]` entry with `user`, and `imds-credd.socket` opened to that user by a drop-in
+/// (`SocketMode=0666`, docs/systemd-units.md): the daemon keeps that mode, so the user's
+/// manager gets its unit's set, and another uid that reaches the socket still gets nothing.
+#[test]
+fn a_socket_systemd_opened_to_a_user_manager_stays_open_to_it() {
+    let system_python = Path::new("/usr/bin/python3").exists()
+        || common::require::unavailable("needs /usr/bin/python3 (apt-get install python3)");
+    if !can_switch_users() || !system_python {
+        return;
+    }
+    let Some(unit) = our_unit() else { return };
+    let sandbox = common::daemon_process::Sandbox::simulator(Default::default());
+    std::fs::set_permissions(sandbox.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let unit_path = sandbox.socket.with_file_name("unit-credentials.sock");
+    let unit_socket = std::os::unix::net::UnixListener::bind(&unit_path).unwrap();
+    let api_socket = std::os::unix::net::UnixListener::bind(&sandbox.socket).unwrap();
+    std::fs::set_permissions(&unit_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let config = sandbox.path("user-manager.toml");
+    let entry = format!("[[unit]]\nname = \"{unit}\"\nuser = \"{APP_UID}\"\n");
+    std::fs::write(&config, entry).unwrap();
+    let mut daemon = activated_daemon(&sandbox, &config, &[&unit_socket, &api_socket]);
+    let process = sandbox.client("credential-process", &[]).output().unwrap();
+    assert!(process.status.success(), "{}", sandbox.daemon_log());
+    let peer = |uid: u32| {
+        let output = as_user(uid)
+            .args(["/usr/bin/python3", "-c", FORGED_PEER])
+            .arg(&unit_path)
+            .arg(format!("e6bcf1fad9213c61/unit/{unit}/aws"))
+            .output()
+            .unwrap();
+        let shown = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        (output.status.success(), shown.trim().to_string())
+    };
+    let (connected, app) = peer(APP_UID);
+    assert!(
+        connected && app.ends_with("bytes default") && !app.starts_with("0 "),
+        "the user's manager: {app}\n{}",
+        sandbox.daemon_log()
+    );
+    assert_eq!(peer(ATTACKER_UID), (true, "0 bytes".to_string()));
+    let mode = std::fs::metadata(&unit_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666, "the drop-in's mode is kept");
+    stop(&mut daemon);
+    common::assert_no_secrets(&sandbox.daemon_log(), &sandbox.sim, "daemon log");
+}
+
+/// `argv[2]` connections to `argv[1]`, each from a name claiming another unit.
+const NAME_CHURN: &str = "import socket, sys
+for i in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(b'\\0' + ('%x/unit/churn-%d.service/aws' % (i + 1, i)).encode())
+    s.connect(sys.argv[1])
+    assert s.recv(1) == b''
+    s.close()
+";
+
+/// A uid that reaches the socket and claims a new unit at each connection gets one log line
+/// per interval, like any refused peer: the unit names it picks do not multiply the lines.
+#[tokio::test]
+async fn a_refused_uid_naming_many_units_does_not_fill_the_log() {
+    let system_python = Path::new("/usr/bin/python3").exists()
+        || common::require::unavailable("needs /usr/bin/python3 (apt-get install python3)");
+    if !can_switch_users() || !system_python {
+        return;
+    }
+    let Some(unit) = our_unit() else { return };
+    let h = start(vec![entry(&unit, "", Some(APP_UID))], true, |_| {}).await;
+    let socket = unit_socket(&h);
+    std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    const CONNECTIONS: u64 = 40;
+    for uid in [ATTACKER_UID, APP_UID] {
+        let args = [socket.display().to_string(), CONNECTIONS.to_string()];
+        python_as(uid, NAME_CHURN, args).await;
+    }
+    assert_eq!(
+        unit_counter(&h, "refused"),
+        2 * CONNECTIONS,
+        "each is counted"
+    );
+    let logs = h.logs.text();
+    for uid in [ATTACKER_UID, APP_UID] {
+        let lines = logs
+            .lines()
+            .filter(|l| l.contains("refusing a unit-credentials peer"))
+            .filter(|l| l.contains(&format!("uid={uid} ")))
+            .count();
+        assert_eq!(lines, 1, "uid {uid}: {logs}");
+    }
+    h.finish().await;
 }

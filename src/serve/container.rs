@@ -45,7 +45,8 @@
 //! - A uid over `[socket] rate_limit`: 429 with `Retry-After`.
 //!
 //! A local peer's uid comes from one netlink lookup of its socket at accept time
-//! ([`crate::serve::socket::sock_diag`], non-blocking): the server's per-uid
+//! ([`crate::serve::socket::sock_diag`], non-blocking), on loopback and on a container
+//! address alike (a host process reaches that from any host address): the server's per-uid
 //! connection cap, the waiting connections and the rate limit key on it (a subordinate uid
 //! on its owner, [`crate::serve::subuid`]), not on the loopback address every local user
 //! shares. A peer in another network namespace (a bridged container) has no uid here: it
@@ -793,8 +794,26 @@ impl AddressFront {
                 None
             }
         };
+        Some(self.share_of(socket).await)
+    }
+
+    /// Who a peer on a container address is. A process on the host reaches that address
+    /// from any of the host's own addresses (the address itself, a bridge's, eth0's), not
+    /// from loopback: its socket is then in our network namespace, and it counts by its
+    /// uid as on loopback, or it would take a fresh share and rate-limit budget per host
+    /// address and pass for a container. A peer whose socket is not here is in another
+    /// namespace (a bridged container) and counts by its address.
+    async fn remote_peer(&self, addr: SocketAddr, local: SocketAddr) -> LocalPeer {
+        match peer_socket(addr, local) {
+            Ok(Some(socket)) => self.share_of(Some(socket)).await,
+            _ => (None, None, Share::Address(addr.ip().to_canonical())),
+        }
+    }
+
+    /// The owner of a local peer's uid and its share (`socket` `None`: the unknown one).
+    async fn share_of(&self, socket: Option<PeerSocket>) -> LocalPeer {
         let owner = match socket {
-            Some(socket) => service.subuids.owner_of(socket.uid).await,
+            Some(socket) => self.service.subuids.owner_of(socket.uid).await,
             None => None,
         };
         let share = match (socket, owner) {
@@ -802,7 +821,7 @@ impl AddressFront {
             (Some(socket), None) if socket.uid == 0 => Share::Exempt,
             (Some(socket), owner) => Share::Uid(owner.unwrap_or(socket.uid)),
         };
-        Some((socket, owner, share))
+        (socket, owner, share)
     }
 }
 
@@ -841,7 +860,7 @@ impl Frontend for AddressFront {
                 }
             }
         } else if self.takes_remote_peers() {
-            (None, None, Share::Address(addr.ip().to_canonical()))
+            self.remote_peer(addr, local).await
         } else {
             let reason = ApiError::NotLoopback;
             let key = format!("{} {reason}", addr.ip());

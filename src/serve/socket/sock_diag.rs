@@ -61,7 +61,7 @@ pub fn peer_socket(peer: SocketAddr, local: SocketAddr) -> io::Result<Option<Pee
     )?;
     let mut reply = [0u8; 1024];
     let length = recv(fd.as_raw_fd(), &mut reply, MsgFlags::MSG_DONTWAIT)?;
-    parse_reply(&reply[..length])
+    parse_reply(&reply[..length], peer, local)
 }
 
 /// The request for the socket bound to `source` and connected to `destination`.
@@ -99,7 +99,16 @@ fn address_bytes(ip: IpAddr) -> [u8; 16] {
     bytes
 }
 
-fn parse_reply(reply: &[u8]) -> io::Result<Option<PeerSocket>> {
+/// The socket in `reply` if it is the one connected from `peer` to `local`. For a 4-tuple
+/// nobody is connected on, the kernel answers with a socket listening on `peer`'s port if
+/// there is one (its remote port 0): anyone's, since any user may listen on a free port, and
+/// for a container peer (whose socket is in another namespace) it would pass that user off
+/// as the container. That answer is no peer.
+fn parse_reply(
+    reply: &[u8],
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> io::Result<Option<PeerSocket>> {
     let short = || io::Error::new(io::ErrorKind::InvalidData, "short sock_diag reply");
     let u32_at = |offset: usize| -> io::Result<u32> {
         let bytes = reply.get(offset..offset + 4).ok_or_else(short)?;
@@ -125,6 +134,14 @@ fn parse_reply(reply: &[u8]) -> io::Result<Option<PeerSocket>> {
             io::ErrorKind::InvalidData,
             format!("unexpected sock_diag reply type {kind}"),
         ));
+    }
+    let port_at = |offset: usize| -> io::Result<u16> {
+        let bytes = reply.get(offset..offset + 2).ok_or_else(short)?;
+        Ok(u16::from_be_bytes(bytes.try_into().expect("two bytes")))
+    };
+    let ports = (port_at(NLMSG_HEADER + 4)?, port_at(NLMSG_HEADER + 6)?);
+    if ports != (peer.port(), local.port()) {
+        return Ok(None);
     }
     let uid = u32_at(NLMSG_HEADER + UID_OFFSET)?;
     let inode = u32_at(NLMSG_HEADER + INODE_OFFSET)?;
@@ -171,5 +188,17 @@ mod tests {
         let never: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert_eq!(peer_socket(never, local).unwrap(), None, "never there");
         assert!(peer_socket("[::1]:1".parse().unwrap(), local).is_err());
+    }
+
+    #[test]
+    fn a_listener_on_the_peers_port_is_not_the_peer() {
+        // The kernel answers a 4-tuple nobody is connected on with a socket listening on
+        // its port, if any: anyone's, for a container peer whose socket is elsewhere.
+        let squatter = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = squatter.local_addr().unwrap().port();
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let container: SocketAddr = format!("169.254.201.2:{port}").parse().unwrap();
+        let local = server.local_addr().unwrap();
+        assert_eq!(peer_socket(container, local).unwrap(), None);
     }
 }

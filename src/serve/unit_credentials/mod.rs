@@ -12,7 +12,8 @@
 //! and is logged (unit and credential ID, never a value) at a limited rate and counted.
 //!
 //! The socket is mode 0600: only root (systemd) and the daemon's own user may connect; a
-//! user manager's units need a drop-in that opens it to that user (`docs/systemd-units.md`).
+//! user manager's units need `imds-credd.socket` with a drop-in that opens it to that user,
+//! whose mode is then kept (`docs/systemd-units.md`).
 
 pub mod cgroup;
 pub mod policy;
@@ -69,7 +70,7 @@ impl UnitCredentialsServer {
         let policy = UnitPolicy::from_config(&config.units);
         let opened = match listener::passed_at(&socket)? {
             Some(passed) => {
-                tighten_passed_mode(&socket);
+                tighten_passed_mode(&socket, &policy);
                 passed
             }
             None if config.units.is_empty() => return Ok(None),
@@ -137,8 +138,14 @@ impl UnitCredentialsServer {
 
 /// A socket systemd made has the API socket's mode and group (one `.socket` unit, one
 /// `SocketMode=`): narrowed to [`SOCKET_MODE`] at once. The peer check does not depend on
-/// it; this keeps other users from even connecting.
-fn tighten_passed_mode(socket: &SocketConfig) {
+/// it; this keeps other users from even connecting. Not when an entry names a user: the
+/// operator opened the socket to that user's manager (a `SocketMode=` drop-in, an ACL,
+/// which a chmod would void by clearing its mask), and the peer check is what stands.
+fn tighten_passed_mode(socket: &SocketConfig, policy: &UnitPolicy) {
+    if policy.serves_user_managers() {
+        tracing::info!(path = %socket.path.display(), "the unit-credentials socket keeps the mode systemd gave it: a [[unit]] entry names a user manager");
+        return;
+    }
     let mode = std::fs::Permissions::from_mode(SOCKET_MODE);
     if let Err(error) = std::fs::set_permissions(&socket.path, mode) {
         tracing::warn!(path = %socket.path.display(), error = %crate::error_chain::render(&error), "cannot narrow the unit-credentials socket to mode 0600; peers are still checked");
@@ -223,11 +230,15 @@ impl Shared {
     }
 
     /// Logs (at a limited rate) and counts a refused connection, which is then closed
-    /// without a byte.
+    /// without a byte. The system manager's refusals are logged per unit (each names a
+    /// unit to fix); any other uid's per uid, since it picks the unit names it claims.
     fn refuse(&self, peer: &Peer, request: Option<&UnitRequest>, why: &str) {
         let unit = request.map(|r| r.unit.as_str());
         let credential = request.map(|r| r.credential_id.as_str());
-        let key = format!("uid {} unit {}", peer.uid, unit.unwrap_or("-"));
+        let key = match peer.uid {
+            0 => format!("uid 0 unit {}", unit.unwrap_or("-")),
+            uid => format!("uid {uid}"),
+        };
         if let Some(unlogged) = self.refusals.admit_line(key) {
             tracing::warn!(
                 uid = peer.uid,

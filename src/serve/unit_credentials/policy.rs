@@ -52,6 +52,12 @@ impl UnitPolicy {
         self.entries.is_empty()
     }
 
+    /// Whether an entry names a user: that user's manager must reach the socket, through
+    /// the mode or ACL the operator gave it.
+    pub fn serves_user_managers(&self) -> bool {
+        self.entries.iter().any(|(entry, _)| entry.user.is_some())
+    }
+
     /// The profile (`None`: the instance role) that `unit` gets when asked for by a peer
     /// with `uid`, or why it gets nothing.
     pub fn decide(&self, uid: u32, unit: &str) -> Result<Option<&str>, Refusal> {
