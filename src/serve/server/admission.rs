@@ -26,6 +26,11 @@ use tokio_util::sync::CancellationToken;
 /// SDK one per fetch, so 64 cover a busy program's thread pool; against the socket's 1,024
 /// slots it takes 16 users acting together to fill them, where before one could.
 pub const PER_UID_CONNECTIONS: usize = 64;
+/// Peers in other network namespaces (bridged containers, [`Share::Address`]) hold at most
+/// this many shares' worth of connections together: a container that may add addresses to
+/// its interface (one with `CAP_NET_ADMIN`) takes a share per address, and without this cap
+/// could fill the endpoint's slots and shut out the host's own users.
+pub const REMOTE_SHARES: usize = 4;
 /// A connection that has sent no byte this long after its accept is closed: local clients
 /// send their request at once. (The header timeout, longer, bounds a slow request head.)
 pub const FIRST_BYTE_DEADLINE: Duration = Duration::from_secs(2);
@@ -86,6 +91,16 @@ impl Shares {
             return Some(ShareSlot { held: None });
         }
         let mut held = lock(&self.held);
+        if let Share::Address(_) = share {
+            let remote: usize = held
+                .iter()
+                .filter(|(held_by, _)| matches!(held_by, Share::Address(_)))
+                .map(|(_, count)| count)
+                .sum();
+            if remote >= cap * REMOTE_SHARES {
+                return None;
+            }
+        }
         let count = held.entry(share).or_default();
         if *count >= cap {
             return None;
@@ -260,6 +275,28 @@ mod tests {
         assert!((0..100).all(|_| shares.take(Share::Exempt, 3).is_some()));
         drop(a);
         assert!(shares.take(Share::Uid(1000), 3).is_some(), "given back");
+    }
+
+    #[test]
+    fn peers_without_a_uid_hold_a_few_shares_together_whatever_their_addresses() {
+        let shares = Shares::default();
+        let address = |i: u8| Share::Address(std::net::IpAddr::from([172, 17, 0, i]));
+        let held: Vec<ShareSlot> = (0..REMOTE_SHARES as u8 * 3)
+            .filter_map(|i| shares.take(address(i), 3))
+            .collect();
+        assert_eq!(
+            held.len(),
+            3 * REMOTE_SHARES,
+            "one slot per address, up to four shares' worth in all"
+        );
+        assert!(
+            shares.take(address(200), 3).is_none(),
+            "a new address is over the cap"
+        );
+        assert!(
+            shares.take(Share::Uid(1000), 3).is_some(),
+            "local users keep theirs"
+        );
     }
 
     #[tokio::test]
