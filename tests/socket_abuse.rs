@@ -406,7 +406,9 @@ impl Target<'_> {
         let rss_peak_kib = sampler.finish();
 
         self.good_request();
-        std::thread::sleep(Duration::from_millis(200));
+        // The daemon gives freed memory back once a second (`daemon::memory`): sample after
+        // that has happened, not at a moment that may fall before it.
+        std::thread::sleep(Duration::from_millis(1500));
         Round {
             latencies,
             rss_peak_kib,
