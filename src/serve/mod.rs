@@ -28,6 +28,7 @@ pub(crate) mod container_address;
 pub mod pipe;
 #[cfg(target_os = "linux")]
 pub mod socket;
+#[cfg(target_os = "linux")]
 pub mod subuid;
 #[cfg(target_os = "linux")]
 pub mod unit_credentials;
