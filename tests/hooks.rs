@@ -217,8 +217,10 @@ impl Trapper {
             marker.display(),
             pid_file.display()
         );
-        let child = std::process::Command::new("sh")
-            .args(["-c", &script])
+        // A shell cannot trap a signal ignored when it started (POSIX), as SIGHUP is under
+        // `nohup`: the signal's default is restored for it first.
+        let child = std::process::Command::new("env")
+            .args(["--default-signal=HUP", "sh", "-c", &script])
             .spawn()
             .unwrap();
         wait_for_file(&pid_file).await;

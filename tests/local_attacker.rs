@@ -326,7 +326,10 @@ fn a_pid_file_and_process_of_the_sinks_owner_are_signalled() {
     let pid_file = unit.path("home/app/app.pid");
     let marker = unit.path("home/app/got-hup");
     let script = "trap 'echo hup >> \"$2\"' HUP; echo $$ > \"$1\"; while :; do sleep 0.05; done";
+    // SIGHUP's default restored: a shell cannot trap it if it was ignored at start (nohup).
     let mut app = Process::spawn(as_user(APP_UID).args([
+        "env",
+        "--default-signal=HUP",
         "sh",
         "-c",
         script,
