@@ -14,13 +14,13 @@ mod common;
 
 use common::aws_clients::python_bin;
 use common::daemon_process::{assert_success, clear_aws_variables, text, Sandbox, BIN};
+use common::netns::{in_namespace, ip};
 use common::sts::StsServer;
 use common::{require, unix_http};
 use imds_credd::clock::{SharedClock, SystemClock};
 use imds_credd::credentials::Credentials;
 use imds_credd::demo::simulator::SimulatorOptions;
 use serde_json::Value;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -124,34 +124,6 @@ impl Drop for Namespaces {
 /// Interface names are at most 15 bytes.
 fn short(name: &str) -> String {
     name.chars().take(15).collect()
-}
-
-fn ip(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        text(&output.stderr)
-    );
-}
-
-/// Runs `start` on a thread that has entered the network namespace `namespace`: the
-/// sockets it binds, and the threads of any runtime it builds, are in that namespace.
-fn in_namespace<T: Send + 'static>(
-    namespace: &str,
-    start: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let file = std::fs::File::open(format!("/run/netns/{namespace}")).unwrap();
-    std::thread::spawn(move || {
-        // SAFETY: setns on a valid fd of a network namespace changes only this thread's
-        // namespace; no memory is involved.
-        let entered = unsafe { nix::libc::setns(file.as_raw_fd(), nix::libc::CLONE_NEWNET) };
-        assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
-        start()
-    })
-    .join()
-    .unwrap()
 }
 
 /// What botocore's container provider resolves in `namespace` with `token_file`: the

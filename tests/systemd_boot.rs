@@ -2,13 +2,15 @@
 //! once, cached under the target folder), the `.deb` from `packaging/build-packages.sh`
 //! installed into a copy of it, booted with `systemd-nspawn` (systemd as PID 1), and
 //! `tests/support/systemd-probe.sh` run inside as a unit after `multi-user.target`. The
-//! IMDS simulator runs here, on the loopback the container shares. The probe writes one
+//! machine runs in a network namespace of the test's own (the container address the
+//! package puts up lives only there), and the IMDS simulator listens on that namespace's
+//! loopback, bound from a thread that entered it. The probe writes one
 //! line per check; this test prints the table and fails on any failed check, and scans the
 //! booted system's journal for every secret the simulator issued. The unit checks start
 //! oneshot units with `DynamicUser=yes` and `LoadCredential=` from the unit-credentials
 //! socket, and a forged peer of another uid.
 //!
-//! Needs root, `debootstrap` and `systemd-nspawn` (`.ci/run` installs them) and, the first
+//! Needs root, `debootstrap`, `systemd-nspawn` and `ip` (`.ci/run` installs them) and, the first
 //! time, network to deb.debian.org (about a minute). Without them it says why in one line
 //! and passes, except in CI (`CI` set), where that is a failure.
 #![allow(clippy::disallowed_methods)] // Tests and benches time real processes and servers.
@@ -16,6 +18,7 @@
 
 mod common;
 
+use common::netns::{in_namespace, Netns};
 use imds_credd::demo::simulator::{Fault, ImdsSimulator, SimulatorOptions, Target};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -46,10 +49,10 @@ fn missing_prerequisite() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("not root (systemd-nspawn and debootstrap need it)".into());
     }
-    for tool in ["debootstrap", "systemd-nspawn", "dpkg-deb"] {
+    for tool in ["debootstrap", "systemd-nspawn", "dpkg-deb", "ip"] {
         if !has_tool(tool) {
             return Some(format!(
-                "{tool} is not installed (apt-get install debootstrap systemd-container)"
+                "{tool} is not installed (apt-get install debootstrap systemd-container iproute2)"
             ));
         }
     }
@@ -170,10 +173,14 @@ fn the_package_under_a_booted_systemd_passes_the_probe() {
         return;
     }
     let started = Instant::now();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let sim = runtime
-        .block_on(ImdsSimulator::start(SimulatorOptions::default()))
-        .unwrap();
+    let netns = Netns::create(format!("icd-boot-{}", std::process::id()));
+    let (_runtime, sim) = in_namespace(&netns.name, || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let sim = runtime
+            .block_on(ImdsSimulator::start(SimulatorOptions::default()))
+            .unwrap();
+        (runtime, sim)
+    });
     let port: u16 = sim.endpoint().rsplit(':').next().unwrap().parse().unwrap();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let shared = dir.path().join("shared");
@@ -186,6 +193,10 @@ fn the_package_under_a_booted_systemd_passes_the_probe() {
         .arg("-D")
         .arg(&machine)
         .args(["--register=no", "--keep-unit", "--quiet", "--boot"])
+        .arg(format!("--network-namespace-path={}", netns.path()))
+        // The namespace is the test's own: its root may put addresses on lo, as an
+        // instance's root may (the unit's ExecStartPre=+ container-address up).
+        .arg("--capability=CAP_NET_ADMIN")
         .arg(format!("--bind={}:/shared", shared.display()))
         .stdin(Stdio::null())
         .stdout(console.try_clone().unwrap())
@@ -234,7 +245,7 @@ fn the_package_under_a_booted_systemd_passes_the_probe() {
         "the probe did not finish; console:\n{tail}"
     );
     let failed: Vec<&str> = results.lines().filter(|l| !l.contains("\tok\t")).collect();
-    assert_eq!(results.lines().count(), 16, "{results}");
+    assert_eq!(results.lines().count(), 17, "{results}");
     assert!(failed.is_empty(), "failed checks:\n{}", failed.join("\n"));
 
     let journal = fs::read_to_string(shared.join("journal.txt")).unwrap();

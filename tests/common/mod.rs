@@ -8,6 +8,9 @@ pub mod aws_clients;
 pub mod client_view;
 /// The daemon and the client commands as child processes.
 pub mod daemon_process;
+/// Network namespaces of a test's own, and threads that bind inside them.
+#[cfg(target_os = "linux")]
+pub mod netns;
 /// Our binaries copied where other uids can run them.
 pub mod reachable;
 /// A loopback stand-in for STS that records and verifies how real clients signed.

@@ -3,8 +3,8 @@
 # systemd-nspawn): it installs the package and checks, as an operator would, what the
 # daemon does under a real systemd. One line per check goes to /shared/results:
 #   check<TAB>ok|FAIL<TAB>detail
-# The IMDS simulator runs in the test on the host's loopback (shared with the container);
-# its port is in /shared/imds-port. Needs what a minimal Debian has (bash, curl) and
+# The machine runs in a network namespace the test made; the IMDS simulator listens on its
+# loopback, its port in /shared/imds-port. Needs what a minimal Debian has (bash, curl) and
 # python3-minimal (the forged LoadCredential= peer).
 set -u
 R=/shared/results
@@ -152,7 +152,7 @@ malformed_answer_recovered() {
 }
 
 socket_activated_first_request() {
-    systemctl stop imds-credd
+    systemctl stop imds-credd 2>/dev/null
     systemctl enable --now imds-credd.socket 2>/dev/null || return 1
     [ "$(systemctl is-active imds-credd)" != active ] || { echo "the service did not stop"; return 1; }
     local code
@@ -268,6 +268,40 @@ print(len(data))'
     [ "$closed" = EACCES ] && [ "$opened" = 0 ] && journalctl -u imds-credd --no-pager | grep -q 'uid 65534, not 0'
 }
 
+# The container endpoint on 169.254.170.23 as docs/containers.md configures it: the unit's
+# ExecStartPre=+ puts the address on lo, ExecStopPost=+ takes it off. The client here is
+# on the machine itself, so its source is the address: the drop-in lets it through the
+# unit's IPAddressDeny= as an operator's lets a container subnet through.
+CONTAINER_TOKEN=/run/imds-credd/container/token
+has_container_address() { python3 -c 'import socket; socket.socket().bind(("169.254.170.23", 0))' 2>/dev/null; }
+container_code() {
+    curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "Authorization: $(cat "$CONTAINER_TOKEN")" \
+        http://169.254.170.23:28679/v1/credentials
+}
+container_key() {
+    curl -s --max-time 10 -H "Authorization: $(cat "$CONTAINER_TOKEN")" http://169.254.170.23:28679/v1/credentials \
+        | sed -n 's/.*"AccessKeyId" *: *"\([^"]*\)".*/\1/p'
+}
+container_address_follows_the_service() {
+    write_config '[container]
+listen = ["127.0.0.1:28679", "169.254.170.23:28679"]
+token_file = "/run/imds-credd/container/token"'
+    printf '[Service]\nIPAddressAllow=169.254.170.23/32\n' > "$DROPINS/container-clients.conf"
+    systemctl daemon-reload
+    has_container_address && { echo "the address was up before the service"; return 1; }
+    systemctl restart imds-credd || { journalctl -u imds-credd --no-pager -n 4 -o cat; return 1; }
+    has_container_address || { echo "not on lo after start"; return 1; }
+    wait_for 10 test -s "$CONTAINER_TOKEN" || { echo "no token file"; return 1; }
+    local code key
+    code=$(container_code); key=$(container_key)
+    [ "$code" = 200 ] && [ -n "$key" ] && [ "$key" = "$(served_key)" ] || { echo "169.254.170.23: $code, key '$key'"; return 1; }
+    systemctl stop imds-credd 2>/dev/null
+    has_container_address && { echo "still on lo after stop"; return 1; }
+    systemctl start imds-credd || return 1
+    has_container_address || { echo "not on lo after a new start"; return 1; }
+    echo "up at start (200, the served key $key), down at stop, up again"
+}
+
 security_inside() {
     systemd-analyze security --no-pager --threshold=20 imds-credd | tail -1
     [ "${PIPESTATUS[0]}" = 0 ]
@@ -283,6 +317,7 @@ purge_removes_everything() {
     done
     systemctl is-active --quiet imds-credd && left="$left (service still running)"
     systemctl is-active --quiet imds-credd.socket && left="$left (socket still listening)"
+    has_container_address && left="$left (169.254.170.23 still on lo)"
     [ -z "$left" ] || { echo "left behind:$left"; return 1; }
     echo "nothing left"
 }
@@ -301,6 +336,7 @@ check unit_gets_credentials unit_gets_credentials
 check unit_gets_the_rotated_set unit_gets_the_rotated_set
 check unlisted_unit_gets_nothing unlisted_unit_gets_nothing
 check forged_peer_gets_nothing forged_peer_gets_nothing
+check container_address_follows_the_service container_address_follows_the_service
 check security_inside security_inside
 journalctl -b --no-pager -o cat > /shared/journal.txt 2>&1
 check purge_removes_everything purge_removes_everything
