@@ -4,7 +4,8 @@
 //! container-address up` run inside it), and two "container" namespaces, each joined to the
 //! host by a veth pair with link-local addresses and a default route via the host end. In
 //! each container botocore (the test venv) with `AWS_CONTAINER_CREDENTIALS_FULL_URI` and its
-//! client's token file gets its client's set; the refusals are checked from inside the
+//! client's token file gets its client's set, and the AWS CLI signs a call with it (to a
+//! recorder listening inside that container); the refusals are checked from inside the
 //! containers too. The namespaces go away even when the test fails (a Drop guard).
 #![allow(clippy::disallowed_methods)]
 // Tests time real processes and servers.
@@ -15,6 +16,7 @@ mod common;
 use common::aws_clients::python_bin;
 use common::daemon_process::{assert_success, clear_aws_variables, text, Sandbox, BIN};
 use common::netns::{in_namespace, ip};
+use common::recorder::Recorder;
 use common::sts::StsServer;
 use common::{require, unix_http};
 use imds_credd::clock::{SharedClock, SystemClock};
@@ -168,10 +170,12 @@ struct Run {
 }
 
 impl Run {
-    fn python(&self, container: usize) -> Command {
+    /// A program of the test venv (`python`, `aws`) in `container`, with no credentials
+    /// file, no config file and no IMDS to fall back to.
+    fn venv_program(&self, container: usize, program: &str) -> Command {
         let mut command = self.namespaces.exec(
             &self.namespaces.containers[container],
-            &python_bin().join("python"),
+            &python_bin().join(program),
         );
         command
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -180,18 +184,59 @@ impl Run {
         command
     }
 
+    fn python(&self, container: usize) -> Command {
+        self.venv_program(container, "python")
+    }
+
+    /// `program` in `container` pointed at the endpoint with the token of `client`, as a
+    /// container is configured for it.
+    fn container_provider(&self, container: usize, program: &str, client: &str) -> Command {
+        let uri = format!("http://169.254.170.23:{PORT}/v1/credentials");
+        let mut command = self.venv_program(container, program);
+        command.env("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri).env(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            self.token_file(client),
+        );
+        command
+    }
+
     /// botocore in `container` with the token of `client`.
     fn botocore(&self, container: usize, client: &str) -> Output {
-        let uri = format!("http://169.254.170.23:{PORT}/v1/credentials");
-        self.python(container)
-            .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri)
-            .env(
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-                self.token_file(client),
-            )
+        self.container_provider(container, "python", client)
             .args(["-c", BOTOCORE])
             .output()
             .unwrap()
+    }
+
+    /// The AWS CLI in `container` with the token of `client`, calling
+    /// `sts get-caller-identity` on a recorder that listens inside that container.
+    fn aws_cli_signs(&self, container: usize, client: &str, expected: &Credentials) {
+        let handle = self.sandbox.runtime().handle().clone();
+        // The recorder's socket is made on a thread inside the container's namespace.
+        let recorder = in_namespace(&self.namespaces.containers[container], move || {
+            handle.block_on(Recorder::start())
+        });
+        let home = self.dir.join(format!("home-{client}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let out = self
+            .container_provider(container, "aws", client)
+            .env("HOME", &home)
+            .args(["sts", "get-caller-identity", "--endpoint-url"])
+            .arg(recorder.url())
+            .args(["--region", "us-east-1", "--output", "json"])
+            .output()
+            .unwrap();
+        assert_success(&out, &format!("the AWS CLI in container {}", container + 1));
+        let requests = recorder.requests();
+        let signed_with = requests
+            .last()
+            .and_then(|r| r.access_key_id())
+            .unwrap_or("nothing");
+        eprintln!(
+            "container {} ({client}): the AWS CLI signed sts get-caller-identity with {signed_with}",
+            container + 1,
+        );
+        recorder.assert_last_signed_with(expected, &format!("the AWS CLI as {client}"));
     }
 
     /// A GET of `query` from `container`, with `client`'s token if given: (status, body).
@@ -355,6 +400,8 @@ fn bridged_containers_get_their_own_clients_set_through_169_254_170_23() {
     let issued = run.sts.issued();
     assert_is(&audit, issued.last().unwrap(), "audit");
     assert_ne!(audit["key"], web["key"]);
+    run.aws_cli_signs(0, "web", &instance);
+    run.aws_cli_signs(1, "audit", issued.last().unwrap());
     eprintln!(
         "container 1 (web) saw {}, container 2 (audit) saw {}",
         web["key"], audit["key"]
