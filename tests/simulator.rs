@@ -565,31 +565,11 @@ async fn server_stops_on_shutdown_and_when_the_last_handle_drops() {
     );
 }
 
-/// Collects everything the tracing subscriber writes.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn logs_name_requests_but_never_secrets_or_tokens() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
+    let logs = common::LogCapture::default();
     // A current-thread test runtime: the server's tasks log on this thread too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = logs.install();
 
     let f = Fixture::start().await;
     let token = f.token().await;
@@ -599,7 +579,7 @@ async fn logs_name_requests_but_never_secrets_or_tokens() {
     f.sim.inject(Target::Credentials, Fault::Reset, 1);
     let _ = f.try_get(DEMO_ROLE, Some(&token)).await;
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("security-credentials/demo-role"), "{logs}");
     for creds in f.sim.issued_credentials() {
         assert!(!logs.contains(creds.secret_access_key.expose()));
