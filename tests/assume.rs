@@ -33,18 +33,6 @@ struct Setup {
     sts: StsServer,
 }
 
-fn profile() -> AssumeConfig {
-    AssumeConfig {
-        profile: PROFILE.into(),
-        role_arn: ROLE_ARN.into(),
-        external_id: String::new(),
-        session_name: String::new(),
-        duration: HOUR,
-        region: String::new(),
-        sts_endpoint: String::new(),
-    }
-}
-
 /// Starts STS, then the daemon with one profile pointing at it. `faults` are queued before
 /// the first `AssumeRole`.
 async fn start(
@@ -61,8 +49,7 @@ async fn start(
     let mut options = HarnessOptions::new(&clock);
     edit_sim(&mut options.sim);
     options.prepare = sts.attach();
-    let mut assume = profile();
-    assume.sts_endpoint = sts.endpoint();
+    let mut assume = sts.profile(PROFILE, ROLE_ARN);
     edit_profile(&mut assume);
     options.configure = Box::new(move |config| config.assumes.push(assume));
     let h = Harness::start_with(clock, options).await;
