@@ -9,10 +9,11 @@
 
 mod common;
 
-use common::daemon_process::{clear_aws_variables, BIN};
+use common::daemon_process::{clear_aws_variables, run_args, BIN};
 use common::reachable::reachable_binary;
 use common::unit_user::{
-    as_daemon_user, as_user, can_switch_users, unit_capabilities, ATTACKER_UID, DAEMON_UID,
+    as_daemon_user, as_user, can_switch_users, local_flood_as_attacker, local_flood_report,
+    unit_capabilities, ATTACKER_UID, DAEMON_UID,
 };
 use imds_credd::demo::simulator::{Fault, ImdsSimulator, SimulatorOptions, Target};
 use std::io::{Read, Write};
@@ -70,7 +71,7 @@ fn spawn_daemon(dir: &Path, endpoint: &str, listen: &str) -> (Daemon, PathBuf, P
     let mut command = as_daemon_user(&unit_capabilities());
     command
         .arg(reachable_binary())
-        .args(["run", "--config", "/dev/null", "--imds-endpoint", endpoint])
+        .args(run_args(endpoint))
         .arg("--socket")
         .arg(run_dir.join("credentials.sock"))
         .args(["--container-listen", listen, "--container-token-file"])
@@ -358,13 +359,7 @@ fn sockets_passed_by_systemd_are_taken_by_name() {
         .arg("-c")
         .arg(r#"LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@""#)
         .arg(BIN)
-        .args([
-            "run",
-            "--config",
-            "/dev/null",
-            "--imds-endpoint",
-            &sim.endpoint(),
-        ])
+        .args(run_args(&sim.endpoint()))
         .arg("--socket")
         .arg(&socket)
         .args([
@@ -415,42 +410,9 @@ fn sockets_passed_by_systemd_are_taken_by_name() {
     common::assert_no_secrets(&read(&log_path), &sim, "the daemon's log");
 }
 
-/// Runs `tests/support/local_flood.py ARGS…` as the attacker (a copy it can read, made
-/// once: copying again would rewrite it under an interpreter still reading it).
-fn local_flood(dir: &Path, args: &[&str]) -> Child {
-    let script = dir.join("local_flood.py");
-    if !script.exists() {
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/local_flood.py"),
-            &script,
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    as_user(ATTACKER_UID)
-        .arg("/usr/bin/python3")
-        .arg(&script)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3 runs as the attacker")
-}
-
 /// What a flood printed (its first number: connections made), once it ended.
 fn connections_made(flood: Child) -> u64 {
-    let output = flood.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        output.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("the flood printed {stdout:?}"))
+    local_flood_report(flood)[0]
 }
 
 /// Fetches `count` times on fresh connections (as SDKs do), asserting every one is a 200
@@ -488,7 +450,7 @@ fn connection_churners_as_another_uid_never_cut_off_the_token_holder() {
     println!("token holder unattacked: 100 of 100, median {unattacked_median:?}, worst {unattacked_worst:?}");
     let (host, port) = (addr.ip().to_string(), addr.port().to_string());
     let churners: Vec<Child> = (0..3)
-        .map(|_| local_flood(dir.path(), &["churn-tcp", &host, &port, "8"]))
+        .map(|_| local_flood_as_attacker(dir.path(), &["churn-tcp", &host, &port, "8"]))
         .collect();
     std::thread::sleep(Duration::from_secs(1));
     let (median, worst) = fetch_all(addr, &token, 100);
@@ -515,7 +477,7 @@ fn connect_and_reset_in_a_loop_neither_floods_the_log_nor_blocks_the_token_holde
     let lines_before = read(&log_path).lines().count();
     let (host, port) = (addr.ip().to_string(), addr.port().to_string());
     let resetters: Vec<Child> = (0..2)
-        .map(|_| local_flood(dir.path(), &["reset-tcp", &host, &port, "5"]))
+        .map(|_| local_flood_as_attacker(dir.path(), &["reset-tcp", &host, &port, "5"]))
         .collect();
     std::thread::sleep(Duration::from_millis(500));
     let (median, worst) = fetch_all(addr, &token, 40);
@@ -552,7 +514,7 @@ fn the_token_holder_is_answered_during_the_readiness_window_beside_churners() {
     let token = read(&run_dir.join("container-token"));
     let (host, port) = (addr.ip().to_string(), addr.port().to_string());
     let churners: Vec<Child> = (0..3)
-        .map(|_| local_flood(dir.path(), &["churn-tcp", &host, &port, "4"]))
+        .map(|_| local_flood_as_attacker(dir.path(), &["churn-tcp", &host, &port, "4"]))
         .collect();
     assert!(
         !read(&log_path).contains("published new credentials"),
@@ -606,7 +568,10 @@ fn a_full_tcp_table_costs_the_token_holder_and_the_socket_nothing() {
         (times[count / 2], times[count - 1])
     };
     let before = (fetch_all(addr, &token, 40), socket_times(40));
-    let made = connections_made(local_flood(dir.path(), &["timewait", &ROWS.to_string()]));
+    let made = connections_made(local_flood_as_attacker(
+        dir.path(),
+        &["timewait", &ROWS.to_string()],
+    ));
     let rows = read(Path::new("/proc/net/tcp")).lines().count() as u64;
     let after = (fetch_all(addr, &token, 40), socket_times(40));
     println!(

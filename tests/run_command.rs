@@ -94,22 +94,16 @@ async fn run_publishes_then_stops_cleanly_on_sigterm_without_logging_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("credentials.sock");
     let endpoint = sim.endpoint();
-    let mut daemon = Daemon::spawn(
-        &[
-            "run",
-            "--config",
-            "/dev/null",
-            "--imds-endpoint",
-            &endpoint,
-            "--socket",
-            socket.to_str().unwrap(),
-            "--log-level",
-            "trace",
-            "--log-format",
-            "json",
-        ],
-        &[],
-    );
+    let mut args = common::daemon_process::run_args(&endpoint).to_vec();
+    args.extend([
+        "--socket",
+        socket.to_str().unwrap(),
+        "--log-level",
+        "trace",
+        "--log-format",
+        "json",
+    ]);
+    let mut daemon = Daemon::spawn(&args, &[]);
     daemon.wait_for_log("published new credentials");
     for line in daemon.stderr().lines() {
         serde_json::from_str::<serde_json::Value>(line).expect("every log line is JSON");
@@ -145,11 +139,8 @@ fn a_bad_config_is_refused_with_file_line_and_key_and_exit_2() {
 /// `check-config` alike, exit 2, with the file, the line and the key.
 #[test]
 fn configurations_that_put_secrets_at_risk_are_refused_with_file_line_and_key() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let shared = dir.path().join("shared");
-    std::fs::create_dir(&shared).unwrap();
-    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let shared = common::folder_with_mode(dir.path().join("shared"), 0o1777);
     let own_socket = format!(
         "[socket]\npath = \"{}\"\n",
         dir.path().join("s.sock").display()
