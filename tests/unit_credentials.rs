@@ -34,12 +34,7 @@ const FORGED_PEER: &str = "import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.bind(b'\\0' + sys.argv[2].encode())
 s.connect(sys.argv[1])
-data = b''
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
+data = s.makefile('rb').read()
 print(len(data), 'bytes', 'default' if b'[default]' in data else '')
 ";
 
