@@ -117,12 +117,10 @@ async fn run_publishes_then_stops_cleanly_on_sigterm_without_logging_secrets() {
 #[test]
 fn a_bad_config_is_refused_with_file_line_and_key_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(
-        &path,
+    let path = config_file(
+        dir.path(),
         "[imds]\ntimeout = \"2s\"\n\n[refresh]\nmax_interval = \"soon\"\n",
-    )
-    .unwrap();
+    );
     for command in ["run", "check-config"] {
         let out = Command::new(BIN)
             .args([command, "--config", path.to_str().unwrap()])
@@ -141,6 +139,7 @@ fn a_bad_config_is_refused_with_file_line_and_key_and_exit_2() {
 fn configurations_that_put_secrets_at_risk_are_refused_with_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let shared = common::folder_with_mode(dir.path().join("shared"), 0o1777);
+    let shared = shared.display();
     let own_socket = format!(
         "[socket]\npath = \"{}\"\n",
         dir.path().join("s.sock").display()
@@ -185,34 +184,33 @@ fn configurations_that_put_secrets_at_risk_are_refused_with_file_line_and_key() 
             "allow_uids",
         ),
         (
-            format!("[log]\nlevel = \"info\"\n[socket]\npath = \"{}\"\n", shared.join("s.sock").display()),
+            format!("[log]\nlevel = \"info\"\n[socket]\npath = \"{shared}/s.sock\"\n"),
             4,
             "socket.path",
             "can be written by other users",
         ),
         (
-            format!("{own_socket}[[file]]\nprofile = \"instance\"\npath = \"{}\"\n", shared.join("credentials").display()),
+            format!("{own_socket}[[file]]\nprofile = \"instance\"\npath = \"{shared}/credentials\"\n"),
             5,
             "file.path",
             "can be written by other users, who could create the file first",
         ),
         (
-            format!("{own_socket}[[env]]\npath = \"{}\"\n", shared.join("not-yet/x.env").display()),
+            format!("{own_socket}[[env]]\npath = \"{shared}/not-yet/x.env\"\n"),
             4,
             "env.path",
             "can be written by other users, who could create the file first",
         ),
         (
-            format!("{own_socket}[container]\ntoken_file = \"{}\"\n", shared.join("token").display()),
+            format!("{own_socket}[container]\ntoken_file = \"{shared}/token\"\n"),
             4,
             "container.token_file",
             "who could create or replace the token file",
         ),
         (
             format!(
-                "{own_socket}[container]\ntoken_file = \"{}\"\n[[container.client]]\nname = \"web\"\ntoken_file = \"{}\"\n",
+                "{own_socket}[container]\ntoken_file = \"{}\"\n[[container.client]]\nname = \"web\"\ntoken_file = \"{shared}/web/token\"\n",
                 dir.path().join("own/token").display(),
-                shared.join("web/token").display()
             ),
             7,
             "container.client.token_file",
@@ -242,8 +240,7 @@ fn configurations_that_put_secrets_at_risk_are_refused_with_file_line_and_key() 
 #[test]
 fn check_config_accepts_a_valid_file_and_a_missing_explicit_file_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, "[refresh]\nbefore_expiry = \"10m\"\n").unwrap();
+    let path = config_file(dir.path(), "[refresh]\nbefore_expiry = \"10m\"\n");
     let out = Command::new(BIN)
         .args(["check-config", "--config", path.to_str().unwrap()])
         .output()
@@ -371,6 +368,13 @@ fn wait_for_new_set(sim: &ImdsSimulator, old: &Credentials) -> Credentials {
         assert!(Instant::now() < deadline, "the simulator never rotated");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Writes `text` to `config.toml` in `dir`; returns its path.
+fn config_file(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 /// Waits until the file at `path` holds `needle`.
