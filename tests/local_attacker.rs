@@ -408,10 +408,7 @@ fn fifos_for_pid_files_and_targets_block_nothing() {
                 .all(|path| std::fs::read_to_string(path).is_ok_and(|t| t.contains(&key)))
         });
     assert!(
-        std::fs::symlink_metadata(&fifo_env)
-            .unwrap()
-            .file_type()
-            .is_fifo(),
+        common::file_type(&fifo_env).is_fifo(),
         "the FIFO was left alone"
     );
     let took = unit.stop();

@@ -724,10 +724,7 @@ async fn a_stale_socket_is_replaced_but_a_live_one_or_a_regular_file_is_refused(
     let (dir, path) = temp_socket();
     // A crashed run: the socket file stays, nothing listens on it.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-    assert!(std::fs::symlink_metadata(&path)
-        .unwrap()
-        .file_type()
-        .is_socket());
+    assert!(common::file_type(&path).is_socket());
     let served = Served::start(&w.api, &socket_config(&path), ServerLimits::default());
     assert_eq!(get(&path, "/healthz").await.status, 200);
 
@@ -1007,10 +1004,7 @@ async fn systemd_activation_serves_the_passed_socket_and_leaves_it() {
         "the child ran the server: {status:?}"
     );
     assert!(
-        std::fs::symlink_metadata(&path)
-            .unwrap()
-            .file_type()
-            .is_socket(),
+        common::file_type(&path).is_socket(),
         "a socket systemd owns is not unlinked"
     );
     assert_no_secret(&status.1, "the child's output");

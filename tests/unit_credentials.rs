@@ -335,9 +335,8 @@ async fn no_valid_set_means_not_a_byte_and_a_log_line() {
         .await
         .is_empty());
     assert_eq!(unit_counter(&h, "unavailable"), 1);
-    assert!(h
-        .logs
-        .contains("no valid credentials for a unit; closing without a byte"));
+    h.logs
+        .assert_contains("no valid credentials for a unit; closing without a byte");
     h.finish().await;
 }
 

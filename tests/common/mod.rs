@@ -89,6 +89,12 @@ impl LogCapture {
     pub fn contains(&self, needle: &str) -> bool {
         self.text().contains(needle)
     }
+
+    /// Fails, showing the logs, unless something logged contains `needle`.
+    pub fn assert_contains(&self, needle: &str) {
+        let text = self.text();
+        assert!(text.contains(needle), "nothing logged {needle:?}:\n{text}");
+    }
 }
 
 /// Fails if any secret the simulator ever issued (secret keys, session tokens, IMDS
@@ -127,6 +133,11 @@ pub fn folder_with_mode(path: std::path::PathBuf, mode: u32) -> std::path::PathB
     std::fs::create_dir(&path).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     path
+}
+
+/// The type of what is at `path`, a link not followed.
+pub fn file_type(path: &std::path::Path) -> std::fs::FileType {
+    std::fs::symlink_metadata(path).unwrap().file_type()
 }
 
 /// Polls `condition` (real time, for up to 10 s) until it holds: for what a task does on
