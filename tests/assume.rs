@@ -33,18 +33,6 @@ struct Setup {
     sts: StsServer,
 }
 
-fn profile() -> AssumeConfig {
-    AssumeConfig {
-        profile: PROFILE.into(),
-        role_arn: ROLE_ARN.into(),
-        external_id: String::new(),
-        session_name: String::new(),
-        duration: HOUR,
-        region: String::new(),
-        sts_endpoint: String::new(),
-    }
-}
-
 /// Starts STS, then the daemon with one profile pointing at it. `faults` are queued before
 /// the first `AssumeRole`.
 async fn start(
@@ -61,8 +49,7 @@ async fn start(
     let mut options = HarnessOptions::new(&clock);
     edit_sim(&mut options.sim);
     options.prepare = sts.attach();
-    let mut assume = profile();
-    assume.sts_endpoint = sts.endpoint();
+    let mut assume = sts.profile(PROFILE, ROLE_ARN);
     edit_profile(&mut assume);
     options.configure = Box::new(move |config| config.assumes.push(assume));
     let h = Harness::start_with(clock, options).await;
@@ -160,14 +147,10 @@ async fn publishes_chained_credentials_signed_with_the_instance_role() {
     );
     assert_eq!(request.params["DurationSeconds"], "3600");
     assert!(!request.params.contains_key("ExternalId"));
-    assert!(s
-        .h
-        .logs
-        .contains("assumed role; published chained credentials"));
-    assert!(s
-        .h
-        .logs
-        .contains("assumed-role/efgh/imds-credd-i-0123456789abcdef0"));
+    s.h.logs
+        .assert_contains("assumed role; published chained credentials");
+    s.h.logs
+        .assert_contains("assumed-role/efgh/imds-credd-i-0123456789abcdef0");
     s.finish().await;
 }
 
@@ -243,7 +226,8 @@ async fn reassumes_as_soon_as_the_instance_credentials_rotate() {
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[1].signed_by, instance_after);
     assert_eq!(s.served().as_ref(), s.sts.issued().last());
-    assert!(s.h.logs.contains("instance-role credentials rotated"));
+    s.h.logs
+        .assert_contains("instance-role credentials rotated");
     s.finish().await;
 }
 
@@ -319,10 +303,8 @@ async fn access_denied_keeps_the_last_good_set_until_expiry_then_withdraws_it() 
         Some(good.clone()),
         "the last good set is served"
     );
-    assert!(s
-        .h
-        .logs
-        .contains("AssumeRole failed; still serving the last good chained credentials"));
+    s.h.logs
+        .assert_contains("AssumeRole failed; still serving the last good chained credentials");
 
     // Retries back off while the set is still valid, then it is withdrawn at expiry.
     while s.h.clock.now() + 2 * MINUTE < good.expiration {
@@ -335,10 +317,8 @@ async fn access_denied_keeps_the_last_good_set_until_expiry_then_withdraws_it() 
     assert!(s.served().is_none());
     assert!(s.sts.requests().len() > 3, "retried with backoff");
     assert!(s.metric(|m| &m.assume_failures) >= 3);
-    assert!(s
-        .h
-        .logs
-        .contains("chained credentials expired without a successful refresh; withdrawn"));
+    s.h.logs
+        .assert_contains("chained credentials expired without a successful refresh; withdrawn");
 
     // Once the role trusts us again, credentials come back within the retry cap.
     s.sts.clear_faults();
@@ -415,10 +395,8 @@ async fn without_instance_credentials_the_chained_set_lasts_only_until_it_expire
         calls,
         "nothing to sign with: no calls"
     );
-    assert!(s
-        .h
-        .logs
-        .contains("no instance-role credentials to assume the role with"));
+    s.h.logs
+        .assert_contains("no instance-role credentials to assume the role with");
     s.finish().await;
 }
 

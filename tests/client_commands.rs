@@ -443,11 +443,13 @@ struct RunningExec {
 }
 
 impl RunningExec {
-    /// Starts `exec EXEC_ARGS -- sh -c SCRIPT` and waits for the script's `ready` line.
-    /// The stderr of both goes to the sandbox file `exec.stderr`.
-    fn start(setup: &Sandbox, exec_args: &[&str], script: &str) -> RunningExec {
+    /// Starts `exec EXEC_ARGS -- sh -c 'SETUP; echo ready; IDLE'` (idling until a signal
+    /// it traps ends it) and waits for the `ready` line. The stderr of both goes to the
+    /// sandbox file `exec.stderr`.
+    fn start(setup: &Sandbox, exec_args: &[&str], script_setup: &str) -> RunningExec {
+        let script = format!("{script_setup}; echo ready; while :; do sleep 0.05; done");
         let mut args = exec_args.to_vec();
-        args.extend(["--", "sh", "-c", script]);
+        args.extend(["--", "sh", "-c", &script]);
         let stderr = std::fs::File::create(setup.path("exec.stderr")).unwrap();
         let mut child = setup
             .client("exec", &args)
@@ -469,6 +471,12 @@ impl RunningExec {
     fn signal(&self, signal: Signal) {
         let pid = self.child.as_ref().expect("running").id();
         kill(Pid::from_raw(pid as i32), signal).unwrap();
+    }
+
+    /// Ends the command with SIGTERM, which its script traps to exit 0.
+    fn stop(self) {
+        self.signal(Signal::SIGTERM);
+        assert_eq!(self.wait().0, Some(0));
     }
 
     /// Waits for the exit; returns the exit code and what the command printed after `ready`.
@@ -507,9 +515,7 @@ fn exec_forwards_signals_to_the_command() {
         (Signal::SIGUSR2, 45),
     ] {
         let name = signal.as_str().trim_start_matches("SIG");
-        let script = format!(
-            "trap 'echo got {name}; exit {code}' {name}; echo ready; while :; do sleep 0.05; done"
-        );
+        let script = format!("trap 'echo got {name}; exit {code}' {name}");
         let exec = RunningExec::start(&setup, &[], &script);
         exec.signal(signal);
         let (code_seen, printed) = exec.wait();
@@ -527,16 +533,20 @@ fn lines_of(path: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn exec_restarts_the_command_with_the_new_set_when_the_daemon_rotates() {
-    // The daemon refreshes every ~2 s, so a rotation reaches it quickly.
-    let setup = Sandbox::with_daemon(
+/// A daemon that refreshes every ~2 s, so a rotation reaches it quickly.
+fn quick_to_rotate() -> Sandbox {
+    Sandbox::with_daemon(
         SimulatorOptions::default(),
         &["--refresh-max-interval", "2s"],
-    );
-    let keys = setup.dir.path().join("keys");
+    )
+}
+
+#[test]
+fn exec_restarts_the_command_with_the_new_set_when_the_daemon_rotates() {
+    let setup = quick_to_rotate();
+    let keys = setup.path("keys");
     let script = format!(
-        "echo \"$AWS_ACCESS_KEY_ID\" >> '{}'; trap 'exit 0' TERM; echo ready; while :; do sleep 0.05; done",
+        "echo \"$AWS_ACCESS_KEY_ID\" >> '{}'; trap 'exit 0' TERM",
         keys.display()
     );
     let exec = RunningExec::start(&setup, &["--on-rotation", "restart"], &script);
@@ -551,22 +561,18 @@ fn exec_restarts_the_command_with_the_new_set_when_the_daemon_rotates() {
         || lines_of(&keys).len() >= 2,
     );
     assert_eq!(lines_of(&keys), [first, second]);
-    exec.signal(Signal::SIGTERM);
-    assert_eq!(exec.wait().0, Some(0));
+    exec.stop();
 }
 
 #[test]
 fn exec_kills_a_command_that_ignores_sigterm_after_the_grace_period() {
-    let setup = Sandbox::with_daemon(
-        SimulatorOptions::default(),
-        &["--refresh-max-interval", "2s"],
-    );
+    let setup = quick_to_rotate();
     let keys = setup.path("keys");
     let marker = setup.path("started-once");
     // The first run ignores SIGTERM; the restarted one does not (so the test can end it).
     let script = format!(
         "if [ -e '{m}' ]; then trap 'exit 0' TERM; else touch '{m}'; trap '' TERM; fi; \
-         echo \"$AWS_ACCESS_KEY_ID\" >> '{k}'; echo ready; while :; do sleep 0.05; done",
+         echo \"$AWS_ACCESS_KEY_ID\" >> '{k}'",
         m = marker.display(),
         k = keys.display()
     );
@@ -585,19 +591,15 @@ fn exec_kills_a_command_that_ignores_sigterm_after_the_grace_period() {
         "{stderr}"
     );
     assert_eq!(lines_of(&keys)[1], setup.current().access_key_id);
-    exec.signal(Signal::SIGTERM);
-    assert_eq!(exec.wait().0, Some(0));
+    exec.stop();
 }
 
 #[test]
 fn exec_signals_the_command_when_the_daemon_rotates() {
-    let setup = Sandbox::with_daemon(
-        SimulatorOptions::default(),
-        &["--refresh-max-interval", "2s"],
-    );
+    let setup = quick_to_rotate();
     let seen = setup.dir.path().join("seen");
     let script = format!(
-        "trap 'echo \"rotated $AWS_ACCESS_KEY_ID\" >> {}' USR1; trap 'exit 0' TERM; echo ready; while :; do sleep 0.05; done",
+        "trap 'echo \"rotated $AWS_ACCESS_KEY_ID\" >> {}' USR1; trap 'exit 0' TERM",
         seen.display()
     );
     let exec = RunningExec::start(&setup, &["--on-rotation", "signal:USR1"], &script);
@@ -610,8 +612,7 @@ fn exec_signals_the_command_when_the_daemon_rotates() {
     );
     // Signalled, not restarted: the environment still holds the first set.
     assert_eq!(lines_of(&seen), [format!("rotated {first}")]);
-    exec.signal(Signal::SIGTERM);
-    assert_eq!(exec.wait().0, Some(0));
+    exec.stop();
 }
 
 #[test]

@@ -30,7 +30,6 @@ use common::sts::StsServer;
 use common::{Harness, HarnessOptions};
 use imds_credd::clock::skew::SkewVerdict;
 use imds_credd::clock::{Clock, ManualClock, SharedClock, Sleep, SystemClock};
-use imds_credd::config::AssumeConfig;
 use imds_credd::credentials::{format_utc_timestamp, Credentials};
 use imds_credd::demo::simulator::{Fault, SimulatorOptions, Target};
 use imds_credd::refresh::state::CredentialState;
@@ -367,18 +366,8 @@ async fn in_process() -> (Harness, StsServer) {
 
 /// The config step adding the one-hour `[[assume]]` profile [`PROFILE`] against `sts`.
 fn assume_profile(sts: &StsServer) -> Box<dyn FnOnce(&mut imds_credd::config::Config)> {
-    let endpoint = sts.endpoint();
-    Box::new(move |config| {
-        config.assumes.push(AssumeConfig {
-            profile: PROFILE.into(),
-            role_arn: "arn:aws:iam::222222222222:role/efgh".into(),
-            external_id: String::new(),
-            session_name: String::new(),
-            duration: HOUR,
-            region: String::new(),
-            sts_endpoint: endpoint,
-        })
-    })
+    let assume = sts.profile(PROFILE, "arn:aws:iam::222222222222:role/efgh");
+    Box::new(move |config| config.assumes.push(assume))
 }
 
 async fn wait_profile(h: &Harness, what: &str, condition: impl FnMut(&CredentialState) -> bool) {

@@ -14,7 +14,7 @@ mod common;
 use common::unix_http;
 
 use common::assert_no_secrets;
-use common::daemon_process::{assert_success, text, Sandbox};
+use common::daemon_process::{assert_success, run_args, text, Sandbox};
 use common::reachable::reachable_binary;
 use common::unit_user::{as_daemon_user, as_user, can_switch_users, unit_capabilities, DAEMON_UID};
 use imds_credd::demo::simulator::SimulatorOptions;
@@ -95,8 +95,7 @@ impl Setup {
         let token_file = run_dir.join("container/token");
         let daemon = as_daemon_user(&unit_capabilities())
             .arg(reachable_binary())
-            .args(["run", "--config", "/dev/null", "--imds-endpoint"])
-            .arg(sandbox.sim.endpoint())
+            .args(run_args(&sandbox.sim.endpoint()))
             .arg("--socket")
             .arg(&sandbox.socket)
             .args([

@@ -12,11 +12,11 @@ use bytes::Bytes;
 use common::aws_clients::python_bin;
 use common::recorder::Recorder;
 use common::sts::StsServer;
-use common::{Harness, HarnessOptions};
+use common::{wait_until, Harness, HarnessOptions};
 use http_body_util::Empty;
 use hyper::{Method, Request};
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
-use imds_credd::config::{AssumeConfig, Config, ContainerConfig};
+use imds_credd::config::{Config, ContainerConfig};
 use imds_credd::demo::simulator::{Fault, Target};
 use imds_credd::sink::RESYNC_INTERVAL;
 use std::net::SocketAddr;
@@ -126,17 +126,6 @@ async fn send(addr: SocketAddr, method: Method, uri: &str, headers: &[(&str, &st
 
 fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
-}
-
-/// Waits (real time, bounded) until `condition` holds.
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test]
@@ -364,20 +353,10 @@ async fn a_profile_is_served_with_its_role_arn() {
     let clock = ManualClock::starting_now();
     let sts = StsServer::start(Arc::new(clock.clone()) as SharedClock, "us-east-1").await;
     let attach = sts.attach();
-    let endpoint = sts.endpoint();
+    let assume = sts.profile(PROFILE, ROLE_ARN);
     let edit = move |options: &mut HarnessOptions| {
         options.prepare = attach;
-        options.configure = Box::new(move |config: &mut Config| {
-            config.assumes.push(AssumeConfig {
-                profile: PROFILE.into(),
-                role_arn: ROLE_ARN.into(),
-                external_id: String::new(),
-                session_name: String::new(),
-                duration: HOUR,
-                region: String::new(),
-                sts_endpoint: endpoint,
-            })
-        });
+        options.configure = Box::new(move |config: &mut Config| config.assumes.push(assume));
     };
     let s = Setup::start_at(&dir.path().join("token"), clock, edit).await;
     let token = s.token();

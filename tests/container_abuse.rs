@@ -9,10 +9,11 @@
 
 mod common;
 
-use common::daemon_process::{clear_aws_variables, BIN};
+use common::daemon_process::{clear_aws_variables, run_args, BIN};
 use common::reachable::reachable_binary;
 use common::unit_user::{
-    as_daemon_user, as_user, can_switch_users, unit_capabilities, ATTACKER_UID, DAEMON_UID,
+    as_daemon_user, as_user, can_switch_users, local_flood_as_attacker, local_flood_report,
+    unit_capabilities, ATTACKER_UID, DAEMON_UID,
 };
 use imds_credd::demo::simulator::{Fault, ImdsSimulator, SimulatorOptions, Target};
 use std::io::{Read, Write};
@@ -70,7 +71,7 @@ fn spawn_daemon(dir: &Path, endpoint: &str, listen: &str) -> (Daemon, PathBuf, P
     let mut command = as_daemon_user(&unit_capabilities());
     command
         .arg(reachable_binary())
-        .args(["run", "--config", "/dev/null", "--imds-endpoint", endpoint])
+        .args(run_args(endpoint))
         .arg("--socket")
         .arg(run_dir.join("credentials.sock"))
         .args(["--container-listen", listen, "--container-token-file"])
@@ -358,13 +359,7 @@ fn sockets_passed_by_systemd_are_taken_by_name() {
         .arg("-c")
         .arg(r#"LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@""#)
         .arg(BIN)
-        .args([
-            "run",
-            "--config",
-            "/dev/null",
-            "--imds-endpoint",
-            &sim.endpoint(),
-        ])
+        .args(run_args(&sim.endpoint()))
         .arg("--socket")
         .arg(&socket)
         .args([
@@ -415,42 +410,54 @@ fn sockets_passed_by_systemd_are_taken_by_name() {
     common::assert_no_secrets(&read(&log_path), &sim, "the daemon's log");
 }
 
-/// Runs `tests/support/local_flood.py ARGS…` as the attacker (a copy it can read, made
-/// once: copying again would rewrite it under an interpreter still reading it).
-fn local_flood(dir: &Path, args: &[&str]) -> Child {
-    let script = dir.join("local_flood.py");
-    if !script.exists() {
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/local_flood.py"),
-            &script,
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    as_user(ATTACKER_UID)
-        .arg("/usr/bin/python3")
-        .arg(&script)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3 runs as the attacker")
-}
-
 /// What a flood printed (its first number: connections made), once it ended.
 fn connections_made(flood: Child) -> u64 {
-    let output = flood.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        output.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("the flood printed {stdout:?}"))
+    local_flood_report(flood)[0]
+}
+
+/// The daemon as the unit with the container endpoint on a free loopback port, ready, and
+/// the token its token holder presents.
+struct Endpoint {
+    daemon: Daemon,
+    token: String,
+    addr: SocketAddr,
+    log_path: PathBuf,
+    run_dir: PathBuf,
+    dir: tempfile::TempDir,
+    sim: ImdsSimulator,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Endpoint {
+    /// `None` (the test skipped) when this machine cannot switch uids.
+    fn start() -> Option<Endpoint> {
+        if !can_switch_users() {
+            return None;
+        }
+        let (runtime, sim) = simulator();
+        let dir = tempfile::tempdir().unwrap();
+        let (daemon, run_dir, log_path) = start_daemon(dir.path(), &sim.endpoint(), "127.0.0.1:0");
+        let addr = ready_address(&log_path).expect("the endpoint is ready");
+        let token = read(&run_dir.join("container-token"));
+        Some(Endpoint {
+            daemon,
+            token,
+            addr,
+            log_path,
+            run_dir,
+            dir,
+            sim,
+            _runtime: runtime,
+        })
+    }
+}
+
+/// `count` runs of `local_flood.py MODE HOST PORT SECONDS` as the attacker against `addr`.
+fn floods(dir: &Path, addr: SocketAddr, mode: &str, count: usize, seconds: &str) -> Vec<Child> {
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    (0..count)
+        .map(|_| local_flood_as_attacker(dir, &[mode, &host, &port, seconds]))
+        .collect()
 }
 
 /// Fetches `count` times on fresh connections (as SDKs do), asserting every one is a 200
@@ -476,27 +483,19 @@ fn fetch_all(addr: SocketAddr, token: &str, count: usize) -> (Duration, Duration
 /// token holder gets every answer, quickly.
 #[test]
 fn connection_churners_as_another_uid_never_cut_off_the_token_holder() {
-    if !can_switch_users() {
+    let Some(e) = Endpoint::start() else {
         return;
-    }
-    let (_runtime, sim) = simulator();
-    let dir = tempfile::tempdir().unwrap();
-    let (daemon, run_dir, log_path) = start_daemon(dir.path(), &sim.endpoint(), "127.0.0.1:0");
-    let addr = ready_address(&log_path).expect("the endpoint is ready");
-    let token = read(&run_dir.join("container-token"));
-    let (unattacked_median, unattacked_worst) = fetch_all(addr, &token, 100);
+    };
+    let (unattacked_median, unattacked_worst) = fetch_all(e.addr, &e.token, 100);
     println!("token holder unattacked: 100 of 100, median {unattacked_median:?}, worst {unattacked_worst:?}");
-    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
-    let churners: Vec<Child> = (0..3)
-        .map(|_| local_flood(dir.path(), &["churn-tcp", &host, &port, "8"]))
-        .collect();
+    let churners = floods(e.dir.path(), e.addr, "churn-tcp", 3, "8");
     std::thread::sleep(Duration::from_secs(1));
-    let (median, worst) = fetch_all(addr, &token, 100);
+    let (median, worst) = fetch_all(e.addr, &e.token, 100);
     let connects: u64 = churners.into_iter().map(connections_made).sum();
     println!("token holder beside 3 churners: 100 of 100, median {median:?}, worst {worst:?}; churners: {connects} connections");
     assert!(connects > 1000, "the churners ran: {connects} connections");
-    stop(daemon);
-    common::assert_no_secrets(&read(&log_path), &sim, "the daemon's log");
+    stop(e.daemon);
+    common::assert_no_secrets(&read(&e.log_path), &e.sim, "the daemon's log");
 }
 
 /// Connect-and-reset in a loop (issue #18: 184,176 log lines in 8 s, past journald's rate
@@ -504,34 +503,26 @@ fn connection_churners_as_another_uid_never_cut_off_the_token_holder() {
 /// the token holder is served meanwhile.
 #[test]
 fn connect_and_reset_in_a_loop_neither_floods_the_log_nor_blocks_the_token_holder() {
-    if !can_switch_users() {
+    let Some(e) = Endpoint::start() else {
         return;
-    }
-    let (_runtime, sim) = simulator();
-    let dir = tempfile::tempdir().unwrap();
-    let (daemon, run_dir, log_path) = start_daemon(dir.path(), &sim.endpoint(), "127.0.0.1:0");
-    let addr = ready_address(&log_path).expect("the endpoint is ready");
-    let token = read(&run_dir.join("container-token"));
-    let lines_before = read(&log_path).lines().count();
-    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
-    let resetters: Vec<Child> = (0..2)
-        .map(|_| local_flood(dir.path(), &["reset-tcp", &host, &port, "5"]))
-        .collect();
+    };
+    let lines_before = read(&e.log_path).lines().count();
+    let resetters = floods(e.dir.path(), e.addr, "reset-tcp", 2, "5");
     std::thread::sleep(Duration::from_millis(500));
-    let (median, worst) = fetch_all(addr, &token, 40);
+    let (median, worst) = fetch_all(e.addr, &e.token, 40);
     let resets: u64 = resetters.into_iter().map(connections_made).sum();
-    let metrics = socket_get(&run_dir.join("credentials.sock"), "/metrics");
-    let lines = read(&log_path).lines().count() - lines_before;
+    let metrics = socket_get(&e.run_dir.join("credentials.sock"), "/metrics");
+    let lines = read(&e.log_path).lines().count() - lines_before;
     println!("token holder beside 2 resetters: 40 of 40, median {median:?}, worst {worst:?}; {resets} resets, {lines} log lines");
     assert!(resets > 1000, "the resetters ran: {resets} connections");
-    assert!(lines < 20, "{lines} log lines:\n{}", read(&log_path));
+    assert!(lines < 20, "{lines} log lines:\n{}", read(&e.log_path));
     assert!(
         metrics.lines().any(|l| l.starts_with(
             "imds_credd_connections_closed_total{server=\"container\",reason=\"vanished\"}"
         ) && !l.ends_with(" 0")),
         "the resets are counted:\n{metrics}"
     );
-    stop(daemon);
+    stop(e.daemon);
 }
 
 /// The readiness window (issue #18: 0 of 4 fetches answered while three churners ran):
@@ -550,10 +541,7 @@ fn the_token_holder_is_answered_during_the_readiness_window_beside_churners() {
     wait_for("the endpoint", || ready_address(&log_path).is_some());
     let addr = ready_address(&log_path).unwrap();
     let token = read(&run_dir.join("container-token"));
-    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
-    let churners: Vec<Child> = (0..3)
-        .map(|_| local_flood(dir.path(), &["churn-tcp", &host, &port, "4"]))
-        .collect();
+    let churners = floods(dir.path(), addr, "churn-tcp", 3, "4");
     assert!(
         !read(&log_path).contains("published new credentials"),
         "the window is open"
@@ -583,16 +571,11 @@ fn the_token_holder_is_answered_during_the_readiness_window_beside_churners() {
 /// lookup now, whatever the table holds.
 #[test]
 fn a_full_tcp_table_costs_the_token_holder_and_the_socket_nothing() {
-    if !can_switch_users() {
-        return;
-    }
     const ROWS: u64 = 60_000;
-    let (_runtime, sim) = simulator();
-    let dir = tempfile::tempdir().unwrap();
-    let (daemon, run_dir, log_path) = start_daemon(dir.path(), &sim.endpoint(), "127.0.0.1:0");
-    let addr = ready_address(&log_path).expect("the endpoint is ready");
-    let token = read(&run_dir.join("container-token"));
-    let socket = run_dir.join("credentials.sock");
+    let Some(e) = Endpoint::start() else {
+        return;
+    };
+    let socket = e.run_dir.join("credentials.sock");
     let socket_times = |count: usize| -> (Duration, Duration) {
         let mut times: Vec<Duration> = (0..count)
             .map(|_| {
@@ -605,10 +588,13 @@ fn a_full_tcp_table_costs_the_token_holder_and_the_socket_nothing() {
         times.sort();
         (times[count / 2], times[count - 1])
     };
-    let before = (fetch_all(addr, &token, 40), socket_times(40));
-    let made = connections_made(local_flood(dir.path(), &["timewait", &ROWS.to_string()]));
+    let before = (fetch_all(e.addr, &e.token, 40), socket_times(40));
+    let made = connections_made(local_flood_as_attacker(
+        e.dir.path(),
+        &["timewait", &ROWS.to_string()],
+    ));
     let rows = read(Path::new("/proc/net/tcp")).lines().count() as u64;
-    let after = (fetch_all(addr, &token, 40), socket_times(40));
+    let after = (fetch_all(e.addr, &e.token, 40), socket_times(40));
     println!(
         "unattacked: container median {:?} worst {:?}, socket median {:?} worst {:?}",
         before.0 .0, before.0 .1, before.1 .0, before.1 .1
@@ -616,5 +602,5 @@ fn a_full_tcp_table_costs_the_token_holder_and_the_socket_nothing() {
     println!("{rows} rows in /proc/net/tcp ({made} TIME_WAIT made): container median {:?} worst {:?}, socket median {:?} worst {:?}", after.0 .0, after.0 .1, after.1 .0, after.1 .1);
     assert!(rows > ROWS / 2, "the table was filled: {rows} rows");
     assert!(after.1 .1 < MAX_LATENCY, "socket worst {:?}", after.1 .1);
-    stop(daemon);
+    stop(e.daemon);
 }

@@ -13,9 +13,10 @@ mod common;
 
 use common::aws_clients::python_bin;
 use common::recorder::Recorder;
-use common::LogCapture;
+use common::sink_config::{env_sink, file_sink};
+use common::{wait_until, LogCapture};
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
-use imds_credd::config::{EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig};
+use imds_credd::config::{EnvFormat, FileSinkConfig};
 use imds_credd::credentials::render::EnvSyntax;
 use imds_credd::credentials::secret::Secret;
 use imds_credd::credentials::Credentials;
@@ -55,29 +56,7 @@ fn in_an_hour() -> SystemTime {
 }
 
 fn file_config(path: &Path, mode: u32) -> FileSinkConfig {
-    FileSinkConfig {
-        path: path.to_path_buf(),
-        profile: PROFILE.into(),
-        mode: FileMode(mode),
-        owner: None,
-        group: None,
-        source: None,
-        on_rotate: None,
-        signal: None,
-    }
-}
-
-fn env_config(path: &Path, format: EnvFormat, mode: u32) -> EnvSinkConfig {
-    EnvSinkConfig {
-        path: path.to_path_buf(),
-        format,
-        mode: FileMode(mode),
-        owner: None,
-        group: None,
-        source: None,
-        on_rotate: None,
-        signal: None,
-    }
+    file_sink(path, PROFILE, mode)
 }
 
 fn mode_of(path: &Path) -> u32 {
@@ -98,17 +77,6 @@ fn temp_files_in(dir: &Path) -> Vec<String> {
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-/// Polls `condition` until it holds; the sink tasks write on their own schedule.
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 const OTHERS: &str = "# my own profiles\n[default]\naws_access_key_id = AKIADEFAULTNOTOURS\naws_secret_access_key = notours\n\n; work account\n[work]\nregion = eu-west-1\n";
@@ -276,7 +244,7 @@ fn files_get_the_configured_mode_and_leave_no_temp_files() {
         assert_eq!(mode_of(&path), mode, "credentials file");
 
         let env_path = dir.path().join(format!("env-{mode:o}"));
-        let env = EnvFileSink::new(&env_config(&env_path, EnvFormat::Sh, mode)).unwrap();
+        let env = EnvFileSink::new(&env_sink(&env_path, EnvFormat::Sh, mode)).unwrap();
         env.publish(&creds(1, expiration)).unwrap();
         assert_eq!(mode_of(&env_path), mode, "env file");
     }
@@ -295,13 +263,13 @@ fn missing_folders_are_created_with_traverse_rights_for_the_readers_only() {
     assert_eq!(mode_of(&dir.path().join("a")), 0o700);
     assert_eq!(mode_of(&dir.path().join("a/b")), 0o700);
     let shared = dir.path().join("shared/credentials.env");
-    EnvFileSink::new(&env_config(&shared, EnvFormat::Systemd, 0o644))
+    EnvFileSink::new(&env_sink(&shared, EnvFormat::Systemd, 0o644))
         .unwrap()
         .publish(&creds(1, expiration))
         .unwrap();
     assert_eq!(mode_of(&dir.path().join("shared")), 0o755);
     let group = dir.path().join("group/credentials.env");
-    EnvFileSink::new(&env_config(&group, EnvFormat::Sh, 0o640))
+    EnvFileSink::new(&env_sink(&group, EnvFormat::Sh, 0o640))
         .unwrap()
         .publish(&creds(1, expiration))
         .unwrap();
@@ -328,7 +296,7 @@ fn a_symlink_at_the_target_is_refused_and_what_it_points_to_untouched() {
     );
     assert!(sink.withdraw().is_err());
 
-    let env = EnvFileSink::new(&env_config(&link, EnvFormat::Sh, 0o600)).unwrap();
+    let env = EnvFileSink::new(&env_sink(&link, EnvFormat::Sh, 0o600)).unwrap();
     assert!(env.publish(&creds(1, in_an_hour())).is_err());
     // Withdrawal does not delete through (or instead of) a link we did not make.
     assert!(env.withdraw().is_err());
@@ -382,9 +350,7 @@ fn folder_links_are_followed_only_when_root_or_the_daemon_owns_them() {
 #[test]
 fn a_world_writable_folder_needs_the_sticky_bit() {
     let dir = tempfile::tempdir().unwrap();
-    let open = dir.path().join("open");
-    std::fs::create_dir(&open).unwrap();
-    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let open = common::folder_with_mode(dir.path().join("open"), 0o777);
     let sink = CredentialsFileSink::new(&file_config(&open.join("credentials"), 0o600)).unwrap();
     let err = sink.publish(&creds(1, in_an_hour())).unwrap_err();
     assert!(
@@ -635,7 +601,7 @@ async fn env_file_task_writes_and_deletes_on_withdrawal_and_expiry() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run/credentials.env");
     let mut h = Harness::new();
-    h.spawn(EnvFileSink::new(&env_config(&path, EnvFormat::Systemd, 0o600)).unwrap());
+    h.spawn(EnvFileSink::new(&env_sink(&path, EnvFormat::Systemd, 0o600)).unwrap());
 
     let issued = [creds(1, h.in_secs(3600)), creds(2, h.in_secs(7200))];
     let read = || std::fs::read_to_string(&path).ok();
@@ -673,7 +639,7 @@ async fn a_failing_sink_is_reported_retried_and_recovers_without_holding_back_ot
     let good_path = dir.path().join("credentials.env");
     let mut h = Harness::new();
     h.spawn(CredentialsFileSink::new(&file_config(&broken_path, 0o600)).unwrap());
-    h.spawn(EnvFileSink::new(&env_config(&good_path, EnvFormat::Sh, 0o600)).unwrap());
+    h.spawn(EnvFileSink::new(&env_sink(&good_path, EnvFormat::Sh, 0o600)).unwrap());
     let issued = [creds(1, h.in_secs(3600))];
     h.send(Some(&issued[0]));
 
@@ -808,7 +774,7 @@ async fn disk_full_and_read_only_are_reported_and_recovered_while_other_sinks_go
     let other_path = dir.path().join("credentials.env");
     let mut h = Harness::new();
     h.spawn(CredentialsFileSink::new(&file_config(&path, 0o600)).unwrap());
-    h.spawn(EnvFileSink::new(&env_config(&other_path, EnvFormat::Sh, 0o600)).unwrap());
+    h.spawn(EnvFileSink::new(&env_sink(&other_path, EnvFormat::Sh, 0o600)).unwrap());
     let issued: Vec<Credentials> = (1..=3).map(|n| creds(n, h.in_secs(6 * 3600))).collect();
     let read = || std::fs::read_to_string(&path).unwrap_or_default();
     let other = || std::fs::read_to_string(&other_path).unwrap_or_default();
@@ -950,7 +916,7 @@ async fn a_shell_sourcing_the_env_file_signs_with_our_credentials() {
     let home = tempfile::tempdir().unwrap();
     let env_path = home.path().join("credentials.env");
     let issued = creds(7, in_an_hour());
-    EnvFileSink::new(&env_config(&env_path, EnvFormat::Sh, 0o600))
+    EnvFileSink::new(&env_sink(&env_path, EnvFormat::Sh, 0o600))
         .unwrap()
         .publish(&issued)
         .unwrap();

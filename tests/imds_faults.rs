@@ -16,6 +16,7 @@ use common::skewed_clock::SkewedClock;
 use common::{Harness, HarnessOptions};
 use imds_credd::clock::{Clock, ManualClock};
 use imds_credd::demo::simulator::{Fault, Target};
+use imds_credd::refresh::state::CredentialState;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,6 +133,59 @@ async fn a_slow_answer_past_the_timeout_and_a_reset_are_retried() {
     }
 }
 
+/// A fault IMDS (or the network) shows for one refresh: meanwhile clients see the last good
+/// set and the error, and after the retry the new set and no error.
+struct FaultThenRecover<'a> {
+    /// Whether the daemon's IMDS token is made stale too, so the refresh starts with a PUT.
+    stale_token: bool,
+    /// Where, what and how many times (the simulator's `inject` arguments).
+    injected: (Target, Fault, usize),
+    /// Names the checks while the fault lasts.
+    during: &'a str,
+    /// What `/v1/status` and `imds-credd status` show as the last error meanwhile.
+    error: &'a str,
+    /// How long after the failed refresh the retry has succeeded.
+    retry_after: Duration,
+    /// Names the checks after the retry.
+    after: &'a str,
+}
+
+impl FaultThenRecover<'_> {
+    async fn run(&self) {
+        let h = Harness::start_with_file_sinks().await;
+        self.fails(&h).await;
+        self.recovers(h).await;
+    }
+
+    /// Injects the fault, rotates, moves past the next refresh and checks what clients see;
+    /// returns the state after that refresh and how long (real time) it took.
+    async fn fails(&self, h: &Harness) -> (CredentialState, Duration) {
+        let good = h.served().unwrap();
+        if self.stale_token {
+            h.sim.invalidate_tokens();
+        }
+        let (target, fault, times) = self.injected.clone();
+        h.sim.inject(target, fault, times);
+        h.sim.rotate_now();
+        let started = std::time::Instant::now();
+        let state = h.advance_and_settle(HOUR).await;
+        let took = started.elapsed();
+        h.assert_clients_see(Some(&good), self.during)
+            .await
+            .assert_error(Some(self.error), self.during);
+        (state, took)
+    }
+
+    /// Moves on to the retry and checks that clients see the new set and no error.
+    async fn recovers(&self, h: Harness) {
+        h.advance_and_settle(self.retry_after).await;
+        h.assert_clients_see(h.sim.current_credentials().as_ref(), self.after)
+            .await
+            .assert_error(None, self.after);
+        h.finish().await;
+    }
+}
+
 /// Faults that are answers, not glitches: the refresh fails at once, the last good
 /// credentials stay served, the error is visible, and the next retry recovers.
 #[tokio::test]
@@ -152,26 +206,24 @@ async fn bad_answers_keep_the_last_good_credentials_and_recover_on_retry() {
         ),
     ];
     for (target, fault, message) in cases {
+        let during = format!("{fault:?}: the last good set still served");
+        let after = format!("{fault:?}: recovered");
+        let case = FaultThenRecover {
+            stale_token: false,
+            injected: (target, fault, 1),
+            during: &during,
+            error: message,
+            retry_after: 2 * SECOND,
+            after: &after,
+        };
         let h = Harness::start_with_file_sinks().await;
-        let good = h.served().unwrap();
-        h.sim.inject(target, fault.clone(), 1);
-        h.sim.rotate_now();
-        let state = h.advance_and_settle(HOUR).await;
-        let what = format!("{fault:?}: the last good set still served");
-        h.assert_clients_see(Some(&good), &what)
-            .await
-            .assert_error(Some(message), &what);
+        let (state, _) = case.fails(&h).await;
         let retry_at = state.next_refresh.unwrap();
         assert!(
             retry_at <= h.clock.now() + 2 * SECOND,
-            "{fault:?}: retried soon"
+            "{during}: retried soon"
         );
-        h.advance_and_settle(2 * SECOND).await;
-        let what = format!("{fault:?}: recovered");
-        h.assert_clients_see(h.sim.current_credentials().as_ref(), &what)
-            .await
-            .assert_error(None, &what);
-        h.finish().await;
+        case.recovers(h).await;
     }
 }
 
@@ -331,12 +383,11 @@ async fn a_replaced_role_is_followed_and_a_removed_role_withdraws_credentials() 
 
 #[tokio::test]
 async fn an_instance_without_a_role_serves_nothing_until_one_is_attached() {
-    let clock = ManualClock::starting_now();
-    let mut options = HarnessOptions::new(&clock);
-    options.file_sinks = true;
-    options.sim.role = None;
-    options.wait_for_credentials = false;
-    let h = Harness::start_with(clock, options).await;
+    let h = Harness::start_with_file_sinks_and(|options| {
+        options.sim.role = None;
+        options.wait_for_credentials = false;
+    })
+    .await;
     let state = h.wait_for("an error", |s| s.last_error.is_some()).await;
     assert!(state.credentials.is_none());
     assert!(state.last_error.unwrap().contains("no IAM role"));
@@ -353,11 +404,10 @@ async fn an_instance_without_a_role_serves_nothing_until_one_is_attached() {
 
 #[tokio::test]
 async fn a_configured_role_is_used_without_listing() {
-    let clock = ManualClock::starting_now();
-    let mut options = HarnessOptions::new(&clock);
-    options.file_sinks = true;
-    options.configure = Box::new(|c| c.imds.role = "demo-role".into());
-    let h = Harness::start_with(clock, options).await;
+    let h = Harness::start_with_file_sinks_and(|options| {
+        options.configure = Box::new(|c| c.imds.role = "demo-role".into());
+    })
+    .await;
     assert_eq!(h.sim.counts().role_lists, 0);
     h.assert_clients_see(h.sim.current_credentials().as_ref(), "a configured role")
         .await;
@@ -367,13 +417,12 @@ async fn a_configured_role_is_used_without_listing() {
 #[tokio::test]
 async fn imdsv2_only_by_default_and_v1_fallback_when_allowed() {
     // The token PUT is refused: without allow_imdsv1 the daemon says why and serves nothing.
-    let clock = ManualClock::starting_now();
-    let mut options = HarnessOptions::new(&clock);
-    options.file_sinks = true;
-    options.wait_for_credentials = false;
-    options.sim.allow_imdsv1 = true;
-    options.prepare = Box::new(|sim| sim.inject(Target::Token, Fault::Status(403), usize::MAX));
-    let h = Harness::start_with(clock.clone(), options).await;
+    let h = Harness::start_with_file_sinks_and(|options| {
+        options.wait_for_credentials = false;
+        options.sim.allow_imdsv1 = true;
+        options.prepare = Box::new(|sim| sim.inject(Target::Token, Fault::Status(403), usize::MAX));
+    })
+    .await;
     let state = h.wait_for("an error", |s| s.last_error.is_some()).await;
     assert!(state.credentials.is_none());
     assert!(state.last_error.unwrap().contains("IMDSv2 is required"));
@@ -383,14 +432,13 @@ async fn imdsv2_only_by_default_and_v1_fallback_when_allowed() {
     assert_eq!(h.sim.counts().credential_gets, 0);
     h.finish().await;
 
-    let clock = ManualClock::starting_now();
-    let mut options = HarnessOptions::new(&clock);
-    options.file_sinks = true;
-    options.wait_for_credentials = false;
-    options.sim.allow_imdsv1 = true;
-    options.configure = Box::new(|c| c.imds.allow_imdsv1 = true);
-    options.prepare = Box::new(|sim| sim.inject(Target::Token, Fault::Status(405), usize::MAX));
-    let h = Harness::start_with(clock, options).await;
+    let h = Harness::start_with_file_sinks_and(|options| {
+        options.wait_for_credentials = false;
+        options.sim.allow_imdsv1 = true;
+        options.configure = Box::new(|c| c.imds.allow_imdsv1 = true);
+        options.prepare = Box::new(|sim| sim.inject(Target::Token, Fault::Status(405), usize::MAX));
+    })
+    .await;
     h.wait_for("credentials over IMDSv1", |s| s.credentials.is_some())
         .await;
     assert!(h.logs.contains("falling back to IMDSv1"));
@@ -401,74 +449,56 @@ async fn imdsv2_only_by_default_and_v1_fallback_when_allowed() {
 
 #[tokio::test]
 async fn a_401_on_the_token_put_keeps_the_last_good_set_and_recovers() {
-    let h = Harness::start_with_file_sinks().await;
-    let good = h.served().unwrap();
-    h.sim.invalidate_tokens();
-    h.sim.inject(Target::Token, Fault::Status(401), 1);
-    h.sim.rotate_now();
-    h.advance_and_settle(HOUR).await;
-    h.assert_clients_see(Some(&good), "token PUT answered 401")
-        .await
-        .assert_error(
-            Some("IMDS answered /latest/api/token with HTTP 401"),
-            "token PUT answered 401",
-        );
-    h.advance_and_settle(2 * SECOND).await;
-    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the 401")
-        .await
-        .assert_error(None, "after the 401");
-    h.finish().await;
+    FaultThenRecover {
+        stale_token: true,
+        injected: (Target::Token, Fault::Status(401), 1),
+        during: "token PUT answered 401",
+        error: "IMDS answered /latest/api/token with HTTP 401",
+        retry_after: 2 * SECOND,
+        after: "after the 401",
+    }
+    .run()
+    .await;
 }
 
 /// The hop-limit case: the token answer never arrives (here: later than the timeout).
 #[tokio::test]
 async fn a_token_put_that_times_out_names_the_hop_limit_and_keeps_the_last_good_set() {
-    let h = Harness::start_with_file_sinks().await;
-    let good = h.served().unwrap();
-    h.sim.invalidate_tokens();
-    h.sim.inject(Target::Token, Fault::Delay(2 * SECOND), 3);
-    h.sim.rotate_now();
-    h.advance_and_settle(HOUR).await;
-    h.assert_clients_see(Some(&good), "token PUT timed out")
-        .await
-        .assert_error(Some("hop limit"), "token PUT timed out");
-    h.advance_and_settle(MINUTE).await;
-    h.assert_clients_see(h.sim.current_credentials().as_ref(), "token answered again")
-        .await
-        .assert_error(None, "token answered again");
-    h.finish().await;
+    FaultThenRecover {
+        stale_token: true,
+        injected: (Target::Token, Fault::Delay(2 * SECOND), 3),
+        during: "token PUT timed out",
+        error: "hop limit",
+        retry_after: MINUTE,
+        after: "token answered again",
+    }
+    .run()
+    .await;
 }
 
 /// IMDS lists the role but has no credentials for it (briefly, while a profile changes):
 /// a glitch, not a removed role.
 #[tokio::test]
 async fn a_404_on_the_credentials_of_a_listed_role_keeps_the_last_good_set() {
-    let h = Harness::start_with_file_sinks().await;
-    let good = h.served().unwrap();
-    // Both credentials paths: the `-extended` one first, then the legacy one.
-    h.sim.inject(Target::Credentials, Fault::Status(404), 2);
-    h.sim.rotate_now();
-    h.advance_and_settle(HOUR).await;
-    h.assert_clients_see(Some(&good), "credentials path 404")
-        .await
-        .assert_error(
-            Some("IMDS lists role demo-role but answers 404 for its credentials"),
-            "credentials path 404",
-        );
-    h.advance_and_settle(2 * SECOND).await;
-    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the 404")
-        .await
-        .assert_error(None, "after the 404");
-    h.finish().await;
+    FaultThenRecover {
+        stale_token: false,
+        // Both credentials paths: the `-extended` one first, then the legacy one.
+        injected: (Target::Credentials, Fault::Status(404), 2),
+        during: "credentials path 404",
+        error: "IMDS lists role demo-role but answers 404 for its credentials",
+        retry_after: 2 * SECOND,
+        after: "after the 404",
+    }
+    .run()
+    .await;
 }
 
 #[tokio::test]
 async fn a_configured_role_that_answers_404_is_not_attached_and_nothing_is_served() {
-    let clock = ManualClock::starting_now();
-    let mut options = HarnessOptions::new(&clock);
-    options.file_sinks = true;
-    options.configure = Box::new(|c| c.imds.role = "demo-role".into());
-    let h = Harness::start_with(clock, options).await;
+    let h = Harness::start_with_file_sinks_and(|options| {
+        options.configure = Box::new(|c| c.imds.role = "demo-role".into());
+    })
+    .await;
     h.sim.set_role(Some("another-role"));
     h.advance_and_settle(HOUR).await;
     h.assert_clients_see(None, "configured role gone")
@@ -517,12 +547,11 @@ async fn a_connect_timeout_serves_nothing_and_says_it_timed_out() {
         .filter_map(|_| std::net::TcpStream::connect_timeout(&address, 200 * MILLISECOND).ok())
         .collect();
     assert!(!fillers.is_empty(), "the backlog filled");
-    let clock = ManualClock::starting_now();
-    let mut options = HarnessOptions::new(&clock);
-    options.file_sinks = true;
-    options.wait_for_credentials = false;
-    options.configure = Box::new(move |c| c.imds.endpoint = format!("http://{address}"));
-    let h = Harness::start_with(clock, options).await;
+    let h = Harness::start_with_file_sinks_and(|options| {
+        options.wait_for_credentials = false;
+        options.configure = Box::new(move |c| c.imds.endpoint = format!("http://{address}"));
+    })
+    .await;
     h.wait_for("an error", |s| s.last_error.is_some()).await;
     h.assert_clients_see(None, "connect timed out")
         .await
@@ -635,24 +664,19 @@ async fn an_instance_clock_20_minutes_fast_does_not_refresh_in_a_loop() {
 /// document): the request timeout covers the body too, so each try gives up at 500 ms.
 #[tokio::test]
 async fn a_body_that_trickles_in_times_out_and_keeps_the_last_good_set() {
+    let case = FaultThenRecover {
+        stale_token: false,
+        injected: (Target::Credentials, Fault::Trickle(20 * MILLISECOND), 3),
+        during: "a trickling body",
+        error: "timed out",
+        retry_after: MINUTE,
+        after: "after the trickle",
+    };
     let h = Harness::start_with_file_sinks().await;
-    let good = h.served().unwrap();
-    h.sim
-        .inject(Target::Credentials, Fault::Trickle(20 * MILLISECOND), 3);
-    h.sim.rotate_now();
-    let started = std::time::Instant::now();
-    h.advance_and_settle(HOUR).await;
+    let (_, took) = case.fails(&h).await;
     assert!(
-        started.elapsed() < 5 * SECOND,
-        "three tries of at most 500 ms each, with backoff: {:?}",
-        started.elapsed()
+        took < 5 * SECOND,
+        "three tries of at most 500 ms each, with backoff: {took:?}"
     );
-    h.assert_clients_see(Some(&good), "a trickling body")
-        .await
-        .assert_error(Some("timed out"), "a trickling body");
-    h.advance_and_settle(MINUTE).await;
-    h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the trickle")
-        .await
-        .assert_error(None, "after the trickle");
-    h.finish().await;
+    case.recovers(h).await;
 }

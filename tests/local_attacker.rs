@@ -13,8 +13,8 @@ use common::unix_http;
 use common::daemon_process::Sandbox;
 use common::reachable::reachable_binary;
 use common::unit_user::{
-    as_daemon_user, as_user, can_switch_users, capability_sets, unit_capabilities, APP_UID,
-    ATTACKER_UID, DAEMON_UID,
+    as_daemon_user, as_user, can_switch_users, capability_sets, local_flood_as_attacker,
+    local_flood_report, local_flood_script, unit_capabilities, APP_UID, ATTACKER_UID, DAEMON_UID,
 };
 use imds_credd::demo::simulator::SimulatorOptions;
 use nix::sys::signal::{kill, Signal};
@@ -408,10 +408,7 @@ fn fifos_for_pid_files_and_targets_block_nothing() {
                 .all(|path| std::fs::read_to_string(path).is_ok_and(|t| t.contains(&key)))
         });
     assert!(
-        std::fs::symlink_metadata(&fifo_env)
-            .unwrap()
-            .file_type()
-            .is_fifo(),
+        common::file_type(&fifo_env).is_fifo(),
         "the FIFO was left alone"
     );
     let took = unit.stop();
@@ -547,50 +544,6 @@ const APP_FETCHES: usize = 20;
 /// Each of them must succeed within this.
 const APP_MAX_LATENCY: Duration = Duration::from_secs(1);
 
-/// A copy of `tests/support/local_flood.py` that other users can read (the checkout may
-/// sit in a folder only its owner enters), made once: copying again would rewrite it under
-/// an interpreter still reading it.
-fn flood_script(unit: &UnitDaemon) -> PathBuf {
-    let script = unit.path("local_flood.py");
-    if !script.exists() {
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/local_flood.py"),
-            &script,
-        )
-        .unwrap();
-        chmod(&script, 0o644);
-    }
-    script
-}
-
-/// Runs `local_flood.py MODE ARGS…` as the attacker.
-fn flood_as_attacker(unit: &UnitDaemon, args: &[&str]) -> Child {
-    let script = flood_script(unit);
-    as_user(ATTACKER_UID)
-        .arg("/usr/bin/python3")
-        .arg(&script)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3 runs as the attacker")
-}
-
-/// The numbers a flood printed, once it ended.
-fn flood_report(flood: Child) -> Vec<u64> {
-    let output = flood.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect()
-}
-
 /// [`APP_FETCHES`] credentials requests as the app user, each on a new connection with a
 /// blocking connect (the client commands wait for room in the listen backlog the same
 /// way): each must be a 200; returns how long each took.
@@ -656,11 +609,11 @@ fn a_socket_user_holding_idle_connections_cannot_shut_out_another() {
         let mut unit = UnitDaemon::prepare();
         unit.start(config);
         let socket = unit.sandbox.socket.to_str().unwrap().to_string();
-        flood_script(&unit);
+        local_flood_script(unit.sandbox.dir.path());
         let mut unattacked = app_fetches(&unit);
         unattacked.sort();
-        let flood = flood_as_attacker(
-            &unit,
+        let flood = local_flood_as_attacker(
+            unit.sandbox.dir.path(),
             &[
                 "hold-unix",
                 &socket,
@@ -670,7 +623,7 @@ fn a_socket_user_holding_idle_connections_cannot_shut_out_another() {
         );
         std::thread::sleep(Duration::from_secs(2));
         let mut latencies = app_fetches(&unit);
-        let [connects, answers, forbidden, unavailable] = flood_report(flood)[..] else {
+        let [connects, answers, forbidden, unavailable] = local_flood_report(flood)[..] else {
             panic!("the flood printed something else")
         };
         // Read once the flood is over: this helper does not wait for room in the backlog.

@@ -16,36 +16,24 @@ const SIGHUP_LINE: &str = "SIGHUP: re-reading the configuration";
 fn check_config_signals_the_daemon_only_when_the_config_is_valid() {
     let sandbox = Sandbox::healthy();
     let pid = sandbox.daemon_pid().to_string();
-    let bad = sandbox.path("bad.toml");
-    std::fs::write(&bad, "[refresh]\nbefore_expiry = \"15 parsecs\"\n").unwrap();
-    let refused = Command::new(BIN)
-        .args([
-            "check-config",
-            "--config",
-            bad.to_str().unwrap(),
-            "--reload-pid",
-            &pid,
-        ])
-        .output()
-        .unwrap();
+    // `check-config --reload-pid PID` on a file `name` holding `config`.
+    let check_config = |name: &str, config: &str| {
+        let path = sandbox.path(name);
+        std::fs::write(&path, config).unwrap();
+        Command::new(BIN)
+            .args(["check-config", "--config", path.to_str().unwrap()])
+            .args(["--reload-pid", &pid])
+            .output()
+            .unwrap()
+    };
+    let refused = check_config("bad.toml", "[refresh]\nbefore_expiry = \"15 parsecs\"\n");
     assert_eq!(refused.status.code(), Some(2));
     assert!(
         text(&refused.stderr).contains("bad.toml:2"),
         "{}",
         text(&refused.stderr)
     );
-    let good = sandbox.path("good.toml");
-    std::fs::write(&good, "[refresh]\nbefore_expiry = \"20m\"\n").unwrap();
-    let accepted = Command::new(BIN)
-        .args([
-            "check-config",
-            "--config",
-            good.to_str().unwrap(),
-            "--reload-pid",
-            &pid,
-        ])
-        .output()
-        .unwrap();
+    let accepted = check_config("good.toml", "[refresh]\nbefore_expiry = \"20m\"\n");
     assert_eq!(
         accepted.status.code(),
         Some(0),

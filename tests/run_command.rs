@@ -94,22 +94,16 @@ async fn run_publishes_then_stops_cleanly_on_sigterm_without_logging_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("credentials.sock");
     let endpoint = sim.endpoint();
-    let mut daemon = Daemon::spawn(
-        &[
-            "run",
-            "--config",
-            "/dev/null",
-            "--imds-endpoint",
-            &endpoint,
-            "--socket",
-            socket.to_str().unwrap(),
-            "--log-level",
-            "trace",
-            "--log-format",
-            "json",
-        ],
-        &[],
-    );
+    let mut args = common::daemon_process::run_args(&endpoint).to_vec();
+    args.extend([
+        "--socket",
+        socket.to_str().unwrap(),
+        "--log-level",
+        "trace",
+        "--log-format",
+        "json",
+    ]);
+    let mut daemon = Daemon::spawn(&args, &[]);
     daemon.wait_for_log("published new credentials");
     for line in daemon.stderr().lines() {
         serde_json::from_str::<serde_json::Value>(line).expect("every log line is JSON");
@@ -123,12 +117,10 @@ async fn run_publishes_then_stops_cleanly_on_sigterm_without_logging_secrets() {
 #[test]
 fn a_bad_config_is_refused_with_file_line_and_key_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(
-        &path,
+    let path = config_file(
+        dir.path(),
         "[imds]\ntimeout = \"2s\"\n\n[refresh]\nmax_interval = \"soon\"\n",
-    )
-    .unwrap();
+    );
     for command in ["run", "check-config"] {
         let out = Command::new(BIN)
             .args([command, "--config", path.to_str().unwrap()])
@@ -145,11 +137,9 @@ fn a_bad_config_is_refused_with_file_line_and_key_and_exit_2() {
 /// `check-config` alike, exit 2, with the file, the line and the key.
 #[test]
 fn configurations_that_put_secrets_at_risk_are_refused_with_file_line_and_key() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let shared = dir.path().join("shared");
-    std::fs::create_dir(&shared).unwrap();
-    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let shared = common::folder_with_mode(dir.path().join("shared"), 0o1777);
+    let shared = shared.display();
     let own_socket = format!(
         "[socket]\npath = \"{}\"\n",
         dir.path().join("s.sock").display()
@@ -194,34 +184,33 @@ fn configurations_that_put_secrets_at_risk_are_refused_with_file_line_and_key() 
             "allow_uids",
         ),
         (
-            format!("[log]\nlevel = \"info\"\n[socket]\npath = \"{}\"\n", shared.join("s.sock").display()),
+            format!("[log]\nlevel = \"info\"\n[socket]\npath = \"{shared}/s.sock\"\n"),
             4,
             "socket.path",
             "can be written by other users",
         ),
         (
-            format!("{own_socket}[[file]]\nprofile = \"instance\"\npath = \"{}\"\n", shared.join("credentials").display()),
+            format!("{own_socket}[[file]]\nprofile = \"instance\"\npath = \"{shared}/credentials\"\n"),
             5,
             "file.path",
             "can be written by other users, who could create the file first",
         ),
         (
-            format!("{own_socket}[[env]]\npath = \"{}\"\n", shared.join("not-yet/x.env").display()),
+            format!("{own_socket}[[env]]\npath = \"{shared}/not-yet/x.env\"\n"),
             4,
             "env.path",
             "can be written by other users, who could create the file first",
         ),
         (
-            format!("{own_socket}[container]\ntoken_file = \"{}\"\n", shared.join("token").display()),
+            format!("{own_socket}[container]\ntoken_file = \"{shared}/token\"\n"),
             4,
             "container.token_file",
             "who could create or replace the token file",
         ),
         (
             format!(
-                "{own_socket}[container]\ntoken_file = \"{}\"\n[[container.client]]\nname = \"web\"\ntoken_file = \"{}\"\n",
+                "{own_socket}[container]\ntoken_file = \"{}\"\n[[container.client]]\nname = \"web\"\ntoken_file = \"{shared}/web/token\"\n",
                 dir.path().join("own/token").display(),
-                shared.join("web/token").display()
             ),
             7,
             "container.client.token_file",
@@ -251,8 +240,7 @@ fn configurations_that_put_secrets_at_risk_are_refused_with_file_line_and_key() 
 #[test]
 fn check_config_accepts_a_valid_file_and_a_missing_explicit_file_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, "[refresh]\nbefore_expiry = \"10m\"\n").unwrap();
+    let path = config_file(dir.path(), "[refresh]\nbefore_expiry = \"10m\"\n");
     let out = Command::new(BIN)
         .args(["check-config", "--config", path.to_str().unwrap()])
         .output()
@@ -380,6 +368,13 @@ fn wait_for_new_set(sim: &ImdsSimulator, old: &Credentials) -> Credentials {
         assert!(Instant::now() < deadline, "the simulator never rotated");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Writes `text` to `config.toml` in `dir`; returns its path.
+fn config_file(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 /// Waits until the file at `path` holds `needle`.

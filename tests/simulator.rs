@@ -42,6 +42,13 @@ impl Fixture {
         Self::with(|_| {}).await
     }
 
+    /// The default simulator and an IMDSv2 token it issued.
+    async fn start_with_token() -> (Fixture, String) {
+        let f = Fixture::start().await;
+        let token = f.token().await;
+        (f, token)
+    }
+
     async fn with(adjust: impl FnOnce(&mut SimulatorOptions)) -> Fixture {
         let clock = ManualClock::starting_now();
         let mut options = SimulatorOptions {
@@ -189,8 +196,7 @@ async fn forwarded_puts_other_paths_and_other_methods_are_refused() {
 
 #[tokio::test]
 async fn serves_credentials_in_the_imds_layout() {
-    let f = Fixture::start().await;
-    let token = f.token().await;
+    let (f, token) = Fixture::start_with_token().await;
     let with_token = [(TOKEN_HEADER, token.as_str())];
     let response = f.send(Method::GET, DEMO_ROLE, &with_token).await.unwrap();
     assert_eq!(response.status, 200);
@@ -236,8 +242,7 @@ async fn serves_credentials_in_the_imds_layout() {
 
 #[tokio::test]
 async fn the_extended_path_adds_the_account_id_to_the_same_credentials() {
-    let f = Fixture::start().await;
-    let token = f.token().await;
+    let (f, token) = Fixture::start_with_token().await;
     let (status, body) = f.get(EXTENDED_DEMO_ROLE, Some(&token)).await;
     assert_eq!(status, 200);
     assert!(
@@ -271,8 +276,7 @@ async fn an_older_imds_answers_the_extended_path_404_and_still_serves_the_legacy
 
 #[tokio::test]
 async fn extended_credentials_get_the_credentials_faults() {
-    let f = Fixture::start().await;
-    let token = f.token().await;
+    let (f, token) = Fixture::start_with_token().await;
     f.sim.inject(Target::Credentials, Fault::Status(503), 1);
     assert_eq!(f.get(EXTENDED_DEMO_ROLE, Some(&token)).await.0, 503);
     assert_eq!(f.get(EXTENDED_DEMO_ROLE, Some(&token)).await.0, 200);
@@ -280,8 +284,7 @@ async fn extended_credentials_get_the_credentials_faults() {
 
 #[tokio::test]
 async fn serves_instance_identity_and_profile_info() {
-    let f = Fixture::start().await;
-    let token = f.token().await;
+    let (f, token) = Fixture::start_with_token().await;
     let (status, info) = f.get("/latest/meta-data/iam/info", Some(&token)).await;
     assert_eq!(status, 200);
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
@@ -335,8 +338,7 @@ async fn rotates_credentials_once_they_reach_rotate_every() {
 
 #[tokio::test]
 async fn set_role_removes_and_replaces_the_role() {
-    let f = Fixture::start().await;
-    let token = f.token().await;
+    let (f, token) = Fixture::start_with_token().await;
     let before = f.sim.current_credentials().unwrap();
 
     f.sim.set_role(None);
@@ -389,8 +391,7 @@ async fn imdsv1_mode_answers_without_a_token_but_not_with_a_bad_one() {
 
 #[tokio::test]
 async fn status_faults_hit_only_their_target_then_stop() {
-    let f = Fixture::start().await;
-    let token = f.token().await;
+    let (f, token) = Fixture::start_with_token().await;
     for code in [401, 403, 404, 429, 500, 503] {
         f.sim.inject(Target::Credentials, Fault::Status(code), 2);
         assert_eq!(f.get(ROLES, Some(&token)).await.0, 200, "other target");
@@ -413,8 +414,7 @@ async fn status_faults_hit_only_their_target_then_stop() {
 
 #[tokio::test]
 async fn delay_fault_outlasts_a_client_timeout_then_answers_normally() {
-    let f = Fixture::start().await;
-    let token = f.token().await;
+    let (f, token) = Fixture::start_with_token().await;
     f.sim.inject(
         Target::Credentials,
         Fault::Delay(Duration::from_millis(400)),
@@ -434,8 +434,7 @@ async fn delay_fault_outlasts_a_client_timeout_then_answers_normally() {
 
 #[tokio::test]
 async fn reset_fault_resets_the_connection() {
-    let f = Fixture::start().await;
-    let token = f.token().await;
+    let (f, token) = Fixture::start_with_token().await;
     f.sim.inject(Target::Credentials, Fault::Reset, 1);
     let error = f.try_get(DEMO_ROLE, Some(&token)).await.unwrap_err();
     let mut cause: Option<&dyn std::error::Error> = error.source();
@@ -461,8 +460,7 @@ async fn reset_fault_resets_the_connection() {
 
 #[tokio::test]
 async fn body_faults_serve_what_they_promise() {
-    let f = Fixture::start().await;
-    let token = f.token().await;
+    let (f, token) = Fixture::start_with_token().await;
     let fetch = |fault: Fault| {
         f.sim.inject(Target::Credentials, fault, 1);
         f.get(DEMO_ROLE, Some(&token))
@@ -565,41 +563,20 @@ async fn server_stops_on_shutdown_and_when_the_last_handle_drops() {
     );
 }
 
-/// Collects everything the tracing subscriber writes.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn logs_name_requests_but_never_secrets_or_tokens() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
+    let logs = common::LogCapture::default();
     // A current-thread test runtime: the server's tasks log on this thread too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = logs.install();
 
-    let f = Fixture::start().await;
-    let token = f.token().await;
+    let (f, token) = Fixture::start_with_token().await;
     f.get(DEMO_ROLE, Some(&token)).await;
     f.sim.inject(Target::Credentials, Fault::ExpiresIn(HOUR), 1);
     f.get(DEMO_ROLE, Some(&token)).await;
     f.sim.inject(Target::Credentials, Fault::Reset, 1);
     let _ = f.try_get(DEMO_ROLE, Some(&token)).await;
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("security-credentials/demo-role"), "{logs}");
     for creds in f.sim.issued_credentials() {
         assert!(!logs.contains(creds.secret_access_key.expose()));

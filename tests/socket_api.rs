@@ -9,11 +9,10 @@
 #![cfg(unix)]
 #![cfg(target_os = "linux")]
 
-#[path = "common/reachable.rs"]
-mod reachable;
-#[path = "common/unix_http.rs"]
-mod unix_http;
+mod common;
 
+use common::reachable::reachable;
+use common::{unix_http, LogCapture};
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
 use imds_credd::config::{FileMode, SocketConfig};
 use imds_credd::credentials::secret::Secret;
@@ -23,14 +22,13 @@ use imds_credd::health::SinkHealth;
 use imds_credd::refresh::state::{CredentialState, StateSender};
 use imds_credd::serve::{Api, ServerLimits, SocketError, SocketServer};
 use nix::unistd::{getegid, geteuid, Gid, Group};
-use reachable::reachable;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -46,34 +44,17 @@ const SECRETS: [&str; 4] = [SECRET_KEY, SESSION_TOKEN, AUDIT_SECRET_KEY, AUDIT_T
 const CRED_TTL: Duration = Duration::from_secs(6 * 3600);
 
 /// Everything the daemon logs in this test binary, at `trace`.
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+fn logs() -> &'static LogCapture {
+    static LOGS: OnceLock<LogCapture> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = Arc::clone(&buffer);
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(Arc::clone(&writer)))
-            .init();
-        buffer
+        let capture = LogCapture::default();
+        capture.install_for_the_process();
+        capture
     })
 }
 
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn captured_logs() -> String {
-    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+    logs().text()
 }
 
 fn assert_no_secret(text: &str, what: &str) {
@@ -743,10 +724,7 @@ async fn a_stale_socket_is_replaced_but_a_live_one_or_a_regular_file_is_refused(
     let (dir, path) = temp_socket();
     // A crashed run: the socket file stays, nothing listens on it.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-    assert!(std::fs::symlink_metadata(&path)
-        .unwrap()
-        .file_type()
-        .is_socket());
+    assert!(common::file_type(&path).is_socket());
     let served = Served::start(&w.api, &socket_config(&path), ServerLimits::default());
     assert_eq!(get(&path, "/healthz").await.status, 200);
 
@@ -1026,10 +1004,7 @@ async fn systemd_activation_serves_the_passed_socket_and_leaves_it() {
         "the child ran the server: {status:?}"
     );
     assert!(
-        std::fs::symlink_metadata(&path)
-            .unwrap()
-            .file_type()
-            .is_socket(),
+        common::file_type(&path).is_socket(),
         "a socket systemd owns is not unlinked"
     );
     assert_no_secret(&status.1, "the child's output");

@@ -34,12 +34,7 @@ const FORGED_PEER: &str = "import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.bind(b'\\0' + sys.argv[2].encode())
 s.connect(sys.argv[1])
-data = b''
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
+data = s.makefile('rb').read()
 print(len(data), 'bytes', 'default' if b'[default]' in data else '')
 ";
 
@@ -340,9 +335,8 @@ async fn no_valid_set_means_not_a_byte_and_a_log_line() {
         .await
         .is_empty());
     assert_eq!(unit_counter(&h, "unavailable"), 1);
-    assert!(h
-        .logs
-        .contains("no valid credentials for a unit; closing without a byte"));
+    h.logs
+        .assert_contains("no valid credentials for a unit; closing without a byte");
     h.finish().await;
 }
 

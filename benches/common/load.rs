@@ -26,6 +26,28 @@ impl Run {
     pub fn rate(&self) -> f64 {
         self.requests as f64 / self.seconds
     }
+
+    /// The table cells `req/s | p50 µs | p99 µs | vs bare req/s | vs bare p99` of this run
+    /// against `bare`'s.
+    pub fn against(&self, bare: &Run) -> String {
+        format!(
+            "{:.0} | {} | {} | {:.2} | {:.2}",
+            self.rate(),
+            self.p50.as_micros(),
+            self.p99.as_micros(),
+            self.rate() / bare.rate(),
+            self.p99.as_secs_f64() / bare.p99.as_secs_f64(),
+        )
+    }
+}
+
+/// A figure the bench's caller may set in the environment `name` (a longer run, more
+/// clients), else `default`.
+pub fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The run with the median rate, its latencies with it.

@@ -5,7 +5,7 @@ mod load;
 
 use bytes::Bytes;
 use imds_credd::demo::simulator::{ImdsSimulator, SimulatorOptions};
-use load::{get_once, load, median, rss_kib};
+use load::{get_once, load, median, rss_kib, setting};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader};
@@ -22,13 +22,6 @@ const MORE_RUNS: usize = 8;
 /// Set in the child that serves as the bare reference: its socket path, then its body file.
 const BARE_SOCKET_ENV: &str = "DAEMON_BENCH_BARE_SOCKET";
 const BARE_BODY_ENV: &str = "DAEMON_BENCH_BARE_BODY";
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 pub fn main() {
     if let Ok(socket) = std::env::var(BARE_SOCKET_ENV) {
@@ -133,12 +126,8 @@ async fn bench() {
             ("imds-credd", &ours, our_peak),
         ] {
             table.push(format!(
-                "| {connections} | {name} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} |",
-                run.rate(),
-                run.p50.as_micros(),
-                run.p99.as_micros(),
-                run.rate() / bare_run.rate(),
-                run.p99.as_secs_f64() / bare_run.p99.as_secs_f64(),
+                "| {connections} | {name} | {} | {:.2} |",
+                run.against(&bare_run),
                 mib(peak),
             ));
         }

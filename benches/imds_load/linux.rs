@@ -16,10 +16,7 @@ use tokio::task::JoinSet;
 const MINUTE: Duration = Duration::from_secs(60);
 
 pub fn main() {
-    let clients = std::env::var("IMDS_BENCH_CLIENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+    let clients = load::setting("IMDS_BENCH_CLIENTS", 1000) as usize;
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let (daemon, daemon_reads) = runtime.block_on(through_the_daemon(clients));
     let direct = runtime.block_on(each_client_to_imds(clients));

@@ -14,10 +14,7 @@ const WARM_UP: Duration = Duration::from_secs(10);
 const READ_EVERY: Duration = Duration::from_millis(50);
 
 pub fn main() {
-    let seconds = std::env::var("ROTATION_SOAK_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(120);
+    let seconds = load::setting("ROTATION_SOAK_SECONDS", 120);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(soak(Duration::from_secs(seconds)));
 }

@@ -12,7 +12,7 @@ use imds_credd::health::metrics::Metrics;
 use imds_credd::health::SinkHealth;
 use imds_credd::refresh::state::CredentialState;
 use imds_credd::serve::{Api, ServerLimits, SocketServer};
-use load::{bare_server, get_once, load, median};
+use load::{bare_server, get_once, load, median, setting};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,12 +21,6 @@ use tokio_util::sync::CancellationToken;
 const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
 
 pub fn main() {
-    let setting = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
     let length = Duration::from_secs(setting("SOCKET_BENCH_SECONDS", 1));
     let rounds = setting("SOCKET_BENCH_ROUNDS", 5) as usize;
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -74,14 +68,7 @@ async fn bench(length: Duration, rounds: usize) {
         }
         let (bare, ours) = (median(bare_runs), median(our_runs));
         for (name, run) in [("bare hyper", &bare), ("imds-credd", &ours)] {
-            println!(
-                "| {connections} | {name} | {:.0} | {} | {} | {:.2} | {:.2} |",
-                run.rate(),
-                run.p50.as_micros(),
-                run.p99.as_micros(),
-                run.rate() / bare.rate(),
-                run.p99.as_secs_f64() / bare.p99.as_secs_f64(),
-            );
+            println!("| {connections} | {name} | {} |", run.against(&bare));
         }
     }
     shutdown.cancel();

@@ -3,9 +3,10 @@
 //! the `imds-credd status` command run as a child process.
 
 use super::daemon_process::BIN;
+use super::sink_config::{env_sink, file_sink};
 use super::unix_http;
 use super::Harness;
-use imds_credd::config::{Config, EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig};
+use imds_credd::config::{Config, EnvFormat};
 use imds_credd::credentials::Credentials;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,26 +16,12 @@ pub const PROFILE: &str = "instance";
 
 /// Adds one credentials file and one `sh` env file in `dir` to `config`.
 pub fn add_file_sinks(config: &mut Config, dir: &Path) {
-    config.files.push(FileSinkConfig {
-        path: credentials_file(dir),
-        profile: PROFILE.into(),
-        mode: FileMode(0o600),
-        owner: None,
-        group: None,
-        source: None,
-        on_rotate: None,
-        signal: None,
-    });
-    config.envs.push(EnvSinkConfig {
-        path: env_file(dir),
-        format: EnvFormat::Sh,
-        mode: FileMode(0o600),
-        owner: None,
-        group: None,
-        source: None,
-        on_rotate: None,
-        signal: None,
-    });
+    config
+        .files
+        .push(file_sink(&credentials_file(dir), PROFILE, 0o600));
+    config
+        .envs
+        .push(env_sink(&env_file(dir), EnvFormat::Sh, 0o600));
 }
 
 pub fn credentials_file(dir: &Path) -> PathBuf {

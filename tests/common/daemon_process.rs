@@ -33,6 +33,12 @@ pub const AWS_VARIABLES: [&str; 15] = [
     "IMDS_CREDD_SOCKET",
 ];
 
+/// `imds-credd run` on its built-in defaults (no config file) against `endpoint`: the
+/// start of every daemon command line, before the flags a test adds.
+pub fn run_args(endpoint: &str) -> [&str; 5] {
+    ["run", "--config", "/dev/null", "--imds-endpoint", endpoint]
+}
+
 /// The simulator (on its own runtime, so the test thread may block on child processes),
 /// the daemon as a child process, and a temp folder holding the socket and the daemon's log.
 pub struct Sandbox {
@@ -92,8 +98,7 @@ impl Sandbox {
         let mut command = Command::new(BIN);
         command
             .envs(env.iter().map(|(name, value)| (name, value)))
-            .args(["run", "--config", "/dev/null", "--imds-endpoint"])
-            .arg(self.sim.endpoint())
+            .args(run_args(&self.sim.endpoint()))
             .arg("--socket")
             .arg(&self.socket)
             .args(daemon_args)
@@ -232,15 +237,8 @@ pub fn activated_daemon(
 ) -> Child {
     let endpoint = sandbox.sim.endpoint();
     let socket = sandbox.socket.to_str().unwrap();
-    let args = [
-        "run",
-        "--config",
-        "/dev/null",
-        "--imds-endpoint",
-        &endpoint,
-        "--socket",
-        socket,
-    ];
+    let mut args = run_args(&endpoint).to_vec();
+    args.extend(["--socket", socket]);
     activated(listener, &sandbox.path(log), &args)
 }
 

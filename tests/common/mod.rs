@@ -17,6 +17,8 @@ pub mod reachable;
 pub mod recorder;
 /// Root and tools a test needs: skipped outside CI, a failure in CI.
 pub mod require;
+/// Sink configurations with only the keys a test sets.
+pub mod sink_config;
 /// An IMDS clock skewed against the daemon's.
 pub mod skewed_clock;
 pub mod sts;
@@ -62,12 +64,22 @@ impl<'a> MakeWriter<'a> for LogCapture {
 impl LogCapture {
     /// Captures this thread's logs (use a current-thread runtime) until the guard drops.
     pub fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let subscriber = tracing_subscriber::fmt()
+        tracing::subscriber::set_default(self.subscriber())
+    }
+
+    /// Captures every thread's logs for the rest of the process: for a test binary whose
+    /// tests share one capture (and may run on several threads).
+    pub fn install_for_the_process(&self) {
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        self.subscriber().init();
+    }
+
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+        tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
             .with_writer(self.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
+            .finish()
     }
 
     pub fn text(&self) -> String {
@@ -76,6 +88,12 @@ impl LogCapture {
 
     pub fn contains(&self, needle: &str) -> bool {
         self.text().contains(needle)
+    }
+
+    /// Fails, showing the logs, unless something logged contains `needle`.
+    pub fn assert_contains(&self, needle: &str) {
+        let text = self.text();
+        assert!(text.contains(needle), "nothing logged {needle:?}:\n{text}");
     }
 }
 
@@ -104,6 +122,34 @@ pub fn assert_no_credential_secrets(
                 "{what} contains a credential secret"
             );
         }
+    }
+}
+
+/// Creates the folder `path` with exactly `mode` (set after creating it: the umask would
+/// clear the bits a test wants others to have).
+#[cfg(unix)]
+pub fn folder_with_mode(path: std::path::PathBuf, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// The type of what is at `path`, a link not followed.
+pub fn file_type(path: &std::path::Path) -> std::fs::FileType {
+    std::fs::symlink_metadata(path).unwrap().file_type()
+}
+
+/// Polls `condition` (real time, for up to 10 s) until it holds: for what a task does on
+/// its own schedule, such as a sink writing its file.
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -155,9 +201,15 @@ impl Harness {
 
     /// [`Harness::start`] with the sinks a client reads: a credentials file and an env file.
     pub async fn start_with_file_sinks() -> Harness {
+        Harness::start_with_file_sinks_and(|_| {}).await
+    }
+
+    /// [`Harness::start_with_file_sinks`] with `edit` applied to its options first.
+    pub async fn start_with_file_sinks_and(edit: impl FnOnce(&mut HarnessOptions)) -> Harness {
         let clock = ManualClock::starting_now();
         let mut options = HarnessOptions::new(&clock);
         options.file_sinks = true;
+        edit(&mut options);
         Harness::start_with(clock, options).await
     }
 

@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use imds_credd::clock::SharedClock;
+use imds_credd::config::AssumeConfig;
 use imds_credd::credentials::secret::Secret;
 use imds_credd::credentials::{format_utc_timestamp, parse_utc_timestamp, Credentials};
 use imds_credd::demo::simulator::ImdsSimulator;
@@ -137,6 +138,20 @@ impl StsServer {
         self.state.lock().unwrap().faults.clear();
     }
 
+    /// An hour-long `[[assume]]` profile `name` of `role_arn` against this server, its
+    /// other keys left empty.
+    pub fn profile(&self, name: &str, role_arn: &str) -> AssumeConfig {
+        AssumeConfig {
+            profile: name.into(),
+            role_arn: role_arn.into(),
+            external_id: String::new(),
+            session_name: String::new(),
+            duration: Duration::from_secs(3600),
+            region: String::new(),
+            sts_endpoint: self.endpoint(),
+        }
+    }
+
     /// Every credential set handed out, in order.
     pub fn issued(&self) -> Vec<Credentials> {
         self.state.lock().unwrap().issued.clone()
@@ -148,17 +163,7 @@ impl StsServer {
 
     /// Fails if a secret this server issued appears in `text`.
     pub fn assert_no_issued_secrets(&self, text: &str, what: &str) {
-        for creds in self.issued() {
-            for secret in [
-                creds.secret_access_key.expose(),
-                creds.session_token.expose(),
-            ] {
-                assert!(
-                    !text.contains(secret),
-                    "{what} contains an STS-issued secret"
-                );
-            }
-        }
+        super::assert_no_credential_secrets(text, &self.issued(), &format!("{what} (STS)"));
     }
 
     /// Fails the test if any request's signature did not check out.

@@ -3,8 +3,9 @@
 //! does for `User=` and the capability lines), and other local users, through `setpriv`.
 //! Switching uids needs root.
 
-use std::path::Path;
-use std::process::Command;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 /// The throwaway daemon user (`User=imds-credd` in the unit).
 pub const DAEMON_UID: u32 = 64_243;
@@ -65,6 +66,50 @@ pub fn as_user(uid: u32) -> Command {
         .arg(format!("--regid={uid}"))
         .args(["--clear-groups", "--inh-caps=-all", "--"]);
     command
+}
+
+/// A copy in `dir` of `tests/support/local_flood.py` that other users can read (the
+/// checkout may sit in a folder only its owner enters), made once: copying again would
+/// rewrite it under an interpreter still reading it.
+pub fn local_flood_script(dir: &Path) -> PathBuf {
+    let script = dir.join("local_flood.py");
+    if !script.exists() {
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/local_flood.py"),
+            &script,
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    script
+}
+
+/// Runs `local_flood.py MODE ARGS…` (copied into `dir`) as [`ATTACKER_UID`], its output
+/// piped.
+pub fn local_flood_as_attacker(dir: &Path, args: &[&str]) -> Child {
+    as_user(ATTACKER_UID)
+        .arg("/usr/bin/python3")
+        .arg(local_flood_script(dir))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 runs as the attacker")
+}
+
+/// The numbers a `local_flood.py` run printed, once it ended (it must exit 0).
+pub fn local_flood_report(flood: Child) -> Vec<u64> {
+    let output = flood.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect()
 }
 
 /// The `Cap…` lines (`CapInh`, `CapPrm`, `CapEff`, `CapBnd`, `CapAmb`) of a

@@ -139,12 +139,8 @@ def fetch_unix(path):
         s.connect(path)
         s.settimeout(5)
         s.sendall(REQUEST)
-        answer = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
+        # Everything until the daemon closes (the request asks it to).
+        answer = s.makefile("rb").read()
         return answer.split(b" ", 2)[1].decode() if answer else "none"
     except OSError as error:
         return type(error).__name__
