@@ -15,7 +15,7 @@ use common::aws_clients::python_bin;
 use common::recorder::Recorder;
 use common::LogCapture;
 use imds_credd::clock::{Clock, ManualClock, SharedClock};
-use imds_credd::config::{EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig};
+use imds_credd::config::{EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig, SinkConfig};
 use imds_credd::credentials::render::EnvSyntax;
 use imds_credd::credentials::secret::Secret;
 use imds_credd::credentials::Credentials;
@@ -56,27 +56,21 @@ fn in_an_hour() -> SystemTime {
 
 fn file_config(path: &Path, mode: u32) -> FileSinkConfig {
     FileSinkConfig {
-        path: path.to_path_buf(),
+        sink: SinkConfig {
+            mode: FileMode(mode),
+            ..SinkConfig::new(path.to_path_buf())
+        },
         profile: PROFILE.into(),
-        mode: FileMode(mode),
-        owner: None,
-        group: None,
-        source: None,
-        on_rotate: None,
-        signal: None,
     }
 }
 
 fn env_config(path: &Path, format: EnvFormat, mode: u32) -> EnvSinkConfig {
     EnvSinkConfig {
-        path: path.to_path_buf(),
+        sink: SinkConfig {
+            mode: FileMode(mode),
+            ..SinkConfig::new(path.to_path_buf())
+        },
         format,
-        mode: FileMode(mode),
-        owner: None,
-        group: None,
-        source: None,
-        on_rotate: None,
-        signal: None,
     }
 }
 
@@ -406,8 +400,8 @@ fn owner_and_group_are_set_and_foreign_files_refused() {
     let path = dir.path().join("home/.aws/credentials");
     std::fs::create_dir(dir.path().join("home")).unwrap();
     let mut config = file_config(&path, 0o600);
-    config.owner = Some("nobody".into());
-    config.group = Some("65534".into());
+    config.sink.owner = Some("nobody".into());
+    config.sink.group = Some("65534".into());
     let sink = CredentialsFileSink::new(&config).unwrap();
     sink.publish(&creds(1, in_an_hour())).unwrap();
     let meta = std::fs::metadata(&path).unwrap();
@@ -437,7 +431,7 @@ fn owner_and_group_are_set_and_foreign_files_refused() {
 
     // An unknown user is a clear error, and nothing is written.
     let mut unknown = file_config(&dir.path().join("x/credentials"), 0o600);
-    unknown.owner = Some("no-such-user-imds-credd".into());
+    unknown.sink.owner = Some("no-such-user-imds-credd".into());
     let err = CredentialsFileSink::new(&unknown)
         .unwrap()
         .publish(&creds(1, in_an_hour()))

@@ -307,7 +307,7 @@ async fn bad_pid_files_are_refused_and_nothing_is_signalled() {
 /// writes, and not again for a rewrite of the same set.
 #[tokio::test]
 async fn a_sink_runs_its_hook_once_per_rotation() {
-    use imds_credd::config::{FileMode, FileSinkConfig};
+    use imds_credd::config::{FileSinkConfig, SinkConfig};
     let clock = imds_credd::clock::ManualClock::starting_now();
     let mut options = common::HarnessOptions::new(&clock);
     let folder = tempfile::tempdir().unwrap();
@@ -316,19 +316,16 @@ async fn a_sink_runs_its_hook_once_per_rotation() {
     let (file, hook_marker) = (credentials.clone(), marker.clone());
     options.configure = Box::new(move |config| {
         config.files.push(FileSinkConfig {
-            path: file,
+            sink: SinkConfig {
+                on_rotate: Some(argv(&[
+                    "sh",
+                    "-c",
+                    "echo rotated >> \"$0\"",
+                    hook_marker.to_str().unwrap(),
+                ])),
+                ..SinkConfig::new(file)
+            },
             profile: "instance".into(),
-            mode: FileMode(0o600),
-            owner: None,
-            group: None,
-            source: None,
-            on_rotate: Some(argv(&[
-                "sh",
-                "-c",
-                "echo rotated >> \"$0\"",
-                hook_marker.to_str().unwrap(),
-            ])),
-            signal: None,
         })
     });
     let h = common::Harness::start_with(clock, options).await;

@@ -30,7 +30,7 @@ pub use container::{
 pub use flags::ConfigOverrides;
 pub use model::{
     AssumeConfig, Config, EnvSinkConfig, FileSinkConfig, ImdsConfig, LogConfig, RefreshConfig,
-    SignalConfig, SocketConfig,
+    SignalConfig, SinkConfig, SocketConfig,
 };
 #[cfg(target_os = "linux")]
 pub use socket_folder::{check_config_folders, PathsFromFlags};
@@ -208,9 +208,9 @@ token_file = "/run/imds-credd/container-token"
 "#;
         let config = parse(text).unwrap();
         assert_eq!(config.files[0].profile, "instance");
-        assert_eq!(config.files[0].mode, FileMode(0o600));
+        assert_eq!(config.files[0].sink.mode, FileMode(0o600));
         assert_eq!(config.envs[0].format, EnvFormat::Sh);
-        assert_eq!(config.envs[0].signal.as_ref().unwrap().signal, "HUP");
+        assert_eq!(config.envs[0].sink.signal.as_ref().unwrap().signal, "HUP");
         assert_eq!(config.assumes[0].duration, Duration::from_secs(3600));
         assert_eq!(config.container.unwrap().listen[0].port(), 28679);
     }
@@ -228,6 +228,20 @@ token_file = "/run/imds-credd/container-token"
         assert_refused(
             "[imds]\ntimeout = \"2s\"\ntoken_tll = \"6h\"\n",
             &[":3:", "token_tll"],
+        );
+    }
+
+    /// The keys every sink shares are read in place (not through serde's `flatten`, which
+    /// would point these errors at the table's header).
+    #[test]
+    fn a_sink_key_is_refused_at_its_own_line() {
+        assert_refused(
+            "[[file]]\npath = \"/a/x\"\nprofile = \"p\"\nmdoe = \"0600\"\n",
+            &[":4:", "key `file.mdoe`: unknown field `mdoe`"],
+        );
+        assert_refused(
+            "[[env]]\npath = \"/a/x\"\n\nowner = 5\n",
+            &[":4:", "key `env.owner`: invalid type"],
         );
     }
 

@@ -28,6 +28,17 @@ pub struct Config {
     pub units: Vec<super::units::UnitConfig>,
 }
 
+impl Config {
+    /// Every sink's common part, with its table (`file`, `env`) and its index among that
+    /// table's entries, `[[file]]` entries first: what a rule over all sinks walks.
+    pub(super) fn sinks(&self) -> impl Iterator<Item = (&'static str, usize, &SinkConfig)> {
+        let files = self.files.iter().map(|file| ("file", &file.sink));
+        let envs = self.envs.iter().map(|env| ("env", &env.sink));
+        (files.enumerate().chain(envs.enumerate()))
+            .map(|(index, (table, sink))| (table, index, sink))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImdsConfig {
@@ -116,37 +127,105 @@ pub struct SignalConfig {
     pub signal: String,
 }
 
-/// A `[[file]]` sink: one profile section in a shared-credentials file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSinkConfig {
+/// What every sink table (`[[file]]`, `[[env]]`) has: which credentials it writes, the file
+/// it writes them to and who owns it, and whom to tell after each write. One part, so that
+/// a rule or a use of these keys is written once for every kind of sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkConfig {
+    /// An `[[assume]]` profile to publish instead of the instance role.
+    pub source: Option<String>,
     pub path: PathBuf,
-    #[serde(deserialize_with = "values::profile_name")]
-    pub profile: String,
-    #[serde(default = "values::private_mode")]
     pub mode: FileMode,
     pub owner: Option<String>,
     pub group: Option<String>,
-    /// An `[[assume]]` profile to publish instead of the instance role.
-    pub source: Option<String>,
     pub on_rotate: Option<Vec<String>>,
     pub signal: Option<SignalConfig>,
 }
 
+impl SinkConfig {
+    /// A sink writing `path`, every other key at the default a table without it gets.
+    pub fn new(path: PathBuf) -> Self {
+        SinkConfig {
+            source: None,
+            path,
+            mode: values::private_mode(),
+            owner: None,
+            group: None,
+            on_rotate: None,
+            signal: None,
+        }
+    }
+}
+
+/// A `[[file]]` sink: one profile section in a shared-credentials file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "tables::FileSinkConfig")]
+pub struct FileSinkConfig {
+    pub sink: SinkConfig,
+    pub profile: String,
+}
+
 /// An `[[env]]` sink: a file of environment assignments.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "tables::EnvSinkConfig")]
 pub struct EnvSinkConfig {
-    pub path: PathBuf,
-    #[serde(default)]
+    pub sink: SinkConfig,
     pub format: EnvFormat,
-    #[serde(default = "values::private_mode")]
-    pub mode: FileMode,
-    pub owner: Option<String>,
-    pub group: Option<String>,
-    pub source: Option<String>,
-    pub on_rotate: Option<Vec<String>>,
-    pub signal: Option<SignalConfig>,
+}
+
+/// The sink tables as serde reads them: flat, so that an error keeps toml's span of its key
+/// and value (serde's `flatten` would buffer the keys of [`SinkConfig`] and point their
+/// errors, and an unknown key's, at the table's header instead). Each is `path`, the sink's
+/// own keys, then [`SinkConfig`]'s, which [`sink_table`] writes once for both.
+mod tables {
+    use super::{values, EnvFormat, FileMode, PathBuf, SignalConfig, SinkConfig};
+    use serde::Deserialize;
+
+    /// Declares the flat table `$name` with the sink's own `$key`s, and its conversion into
+    /// the model's `$name` (its own keys beside a [`SinkConfig`]).
+    macro_rules! sink_table {
+        ($name:ident { $($(#[$attr:meta])* $key:ident: $type:ty,)* }) => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            pub(super) struct $name {
+                path: PathBuf,
+                $($(#[$attr])* $key: $type,)*
+                #[serde(default = "values::private_mode")]
+                mode: FileMode,
+                owner: Option<String>,
+                group: Option<String>,
+                source: Option<String>,
+                on_rotate: Option<Vec<String>>,
+                signal: Option<SignalConfig>,
+            }
+
+            impl From<$name> for super::$name {
+                fn from(table: $name) -> Self {
+                    super::$name {
+                        $($key: table.$key,)*
+                        sink: SinkConfig {
+                            source: table.source,
+                            path: table.path,
+                            mode: table.mode,
+                            owner: table.owner,
+                            group: table.group,
+                            on_rotate: table.on_rotate,
+                            signal: table.signal,
+                        },
+                    }
+                }
+            }
+        };
+    }
+
+    sink_table!(FileSinkConfig {
+        #[serde(deserialize_with = "values::profile_name")]
+        profile: String,
+    });
+    sink_table!(EnvSinkConfig {
+        #[serde(default)]
+        format: EnvFormat,
+    });
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]

@@ -137,16 +137,15 @@ pub fn check_config_folders(
             });
         }
     }
-    let files = config.files.iter().map(|sink| &sink.path).enumerate();
-    let envs = config.envs.iter().map(|sink| &sink.path).enumerate();
-    let sinks = files
-        .map(|(index, path)| ("file", "file.path", index, path))
-        .chain(envs.map(|(index, path)| ("env", "env.path", index, path)));
-    for (table, key, index, path) in sinks {
+    for (table, index, sink) in config.sinks() {
         checks.push(Checked {
-            verdict: check_sink_folder(path),
+            verdict: check_sink_folder(&sink.path),
             spot: Spot::EntryKey(table, index, "path"),
-            key,
+            key: if table == "file" {
+                "file.path"
+            } else {
+                "env.path"
+            },
             flag: None,
         });
     }

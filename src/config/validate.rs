@@ -61,18 +61,8 @@ impl Config {
     fn check_sinks(&self) -> Result<Vec<&Path>, (Spot, String)> {
         let known_profiles = self.assume_profiles();
         let mut seen_paths: Vec<&Path> = Vec::new();
-        let sinks = self
-            .files
-            .iter()
-            .map(|f| ("file", &f.path, &f.source))
-            .enumerate()
-            .chain(
-                self.envs
-                    .iter()
-                    .map(|e| ("env", &e.path, &e.source))
-                    .enumerate(),
-            );
-        for (index, (table, path, source)) in sinks {
+        for (table, index, sink) in self.sinks() {
+            let (path, source) = (&sink.path, &sink.source);
             let refuse = |key: &str, message: String| {
                 Err((
                     Spot::Entry(table, index),
@@ -202,19 +192,11 @@ impl Config {
         }
         const ACL: &str = "files take the ACL of their folder; set the folder's ACL instead";
         const NO_SIGNALS: &str = "there are no signals to send; use on_rotate instead";
-        let files = self
-            .files
-            .iter()
-            .map(|f| ("file", &f.owner, &f.group, &f.signal));
-        let envs = self
-            .envs
-            .iter()
-            .map(|e| ("env", &e.owner, &e.group, &e.signal));
-        for (index, (table, owner, group, signal)) in files.enumerate().chain(envs.enumerate()) {
+        for (table, index, sink) in self.sinks() {
             let refused = [
-                ("owner", owner.is_some(), ACL),
-                ("group", group.is_some(), ACL),
-                ("signal", signal.is_some(), NO_SIGNALS),
+                ("owner", sink.owner.is_some(), ACL),
+                ("group", sink.group.is_some(), ACL),
+                ("signal", sink.signal.is_some(), NO_SIGNALS),
             ];
             if let Some((key, _, why)) = refused.into_iter().find(|(_, set, _)| *set) {
                 return Err((

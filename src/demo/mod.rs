@@ -9,7 +9,7 @@
 pub mod simulator;
 
 use crate::clock::SystemClock;
-use crate::config::{Config, EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig};
+use crate::config::{Config, EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig, SinkConfig};
 use crate::credentials::format_utc_timestamp;
 use crate::demo::simulator::{ImdsSimulator, SimulatorOptions};
 use crate::failure::Fault;
@@ -164,32 +164,20 @@ fn demo_config(folder: &Path, endpoint: &str) -> Config {
     config.socket.path = demo_socket_path(folder);
     config.socket.mode = FileMode(0o600);
     config.files.push(FileSinkConfig {
-        path: folder.join("credentials"),
+        sink: SinkConfig::new(folder.join("credentials")),
         profile: "demo".to_string(),
-        mode: FileMode(0o600),
-        owner: None,
-        group: None,
-        source: None,
-        on_rotate: None,
-        signal: None,
     });
     config.envs.push(EnvSinkConfig {
-        path: folder.join(DEMO_ENV_FILE),
+        sink: SinkConfig::new(folder.join(DEMO_ENV_FILE)),
         format: DEMO_ENV_FORMAT,
-        mode: FileMode(0o600),
-        owner: None,
-        group: None,
-        source: None,
-        on_rotate: None,
-        signal: None,
     });
     config
 }
 
 fn print_guide(config: &Config, endpoint: &str) {
     let socket = config.socket.path.display();
-    let file = config.files[0].path.display();
-    let env = config.envs[0].path.display();
+    let file = config.files[0].sink.path.display();
+    let env = config.envs[0].sink.path.display();
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "imds-credd".to_string());

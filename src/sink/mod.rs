@@ -43,6 +43,7 @@ pub use credentials_file::{merge_section, CredentialsFileSink};
 pub use env_file::EnvFileSink;
 
 use crate::clock::{Due, SharedClock, Sleep};
+use crate::config::SinkConfig;
 use crate::credentials::Credentials;
 use crate::failure::Fault;
 use crate::health::SinkReporter;
@@ -90,6 +91,16 @@ impl SinkError {
             | SinkError::Stuck { .. } => Fault::Unavailable,
         }
     }
+}
+
+/// The file a sink's table names, written with the table's mode, owner and group.
+fn managed_file(config: &SinkConfig) -> Result<atomic::ManagedFile, SinkError> {
+    Ok(atomic::ManagedFile::new(
+        &config.path,
+        config.mode.0,
+        config.owner.clone(),
+        config.group.clone(),
+    )?)
 }
 
 /// What a publish or withdraw did to the file.

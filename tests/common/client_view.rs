@@ -5,7 +5,7 @@
 use super::daemon_process::BIN;
 use super::unix_http;
 use super::Harness;
-use imds_credd::config::{Config, EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig};
+use imds_credd::config::{Config, EnvFormat, EnvSinkConfig, FileSinkConfig, SinkConfig};
 use imds_credd::credentials::Credentials;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,24 +16,12 @@ pub const PROFILE: &str = "instance";
 /// Adds one credentials file and one `sh` env file in `dir` to `config`.
 pub fn add_file_sinks(config: &mut Config, dir: &Path) {
     config.files.push(FileSinkConfig {
-        path: credentials_file(dir),
+        sink: SinkConfig::new(credentials_file(dir)),
         profile: PROFILE.into(),
-        mode: FileMode(0o600),
-        owner: None,
-        group: None,
-        source: None,
-        on_rotate: None,
-        signal: None,
     });
     config.envs.push(EnvSinkConfig {
-        path: env_file(dir),
+        sink: SinkConfig::new(env_file(dir)),
         format: EnvFormat::Sh,
-        mode: FileMode(0o600),
-        owner: None,
-        group: None,
-        source: None,
-        on_rotate: None,
-        signal: None,
     });
 }
 
