@@ -539,6 +539,11 @@ mod tests {
         }
     }
 
+    /// A failed attempt that keeps the held set.
+    fn down() -> Result<Credentials, Refused> {
+        Err(Refused("down"))
+    }
+
     fn credentials(key: &str, expiration: SystemTime) -> Credentials {
         Credentials {
             access_key_id: key.into(),
@@ -558,15 +563,25 @@ mod tests {
     }
 
     impl Running {
-        fn start(
-            clock: ManualClock,
-            answers: Vec<Result<Credentials, Refused>>,
-            upstream: Option<StateReceiver>,
+        /// Starts an unchained source whose first answer is the set `KEY1`, expiring
+        /// `lasting` after the start, then `then`'s (written from the start time), and waits
+        /// for that first set (the manual clock still reads the start time then).
+        async fn first_set(
+            lasting: Duration,
+            then: impl FnOnce(SystemTime) -> Vec<Result<Credentials, Refused>>,
+            heartbeat: Option<Heartbeat>,
         ) -> Self {
-            Self::start_with_heartbeat(clock, answers, upstream, None)
+            let clock = ManualClock::starting_now();
+            let t0 = clock.now();
+            let answers = std::iter::once(Ok(credentials("KEY1", t0 + lasting)));
+            let answers = answers.chain(then(t0)).collect();
+            let mut run = Self::start(clock, answers, None, heartbeat);
+            run.until("the first set", |s| s.credentials.is_some())
+                .await;
+            run
         }
 
-        fn start_with_heartbeat(
+        fn start(
             clock: ManualClock,
             answers: Vec<Result<Credentials, Refused>>,
             upstream: Option<StateReceiver>,
@@ -610,16 +625,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_keeps_the_last_good_set_until_it_expires_then_withdraws_it() {
-        let clock = ManualClock::starting_now();
-        let t0 = clock.now();
-        let answers = vec![
-            Ok(credentials("KEY1", t0 + 40 * MIN)),
-            Err(Refused("down")),
-            Err(Refused("down")),
-        ];
-        let mut run = Running::start(clock, answers, None);
-        run.until("the first set", |s| s.credentials.is_some())
-            .await;
+        let mut run = Running::first_set(40 * MIN, |_| vec![down(), down()], None).await;
 
         run.clock.advance(25 * MIN);
         run.until("the failure", |s| s.last_error.is_some()).await;
@@ -637,12 +643,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_that_revokes_the_set_withdraws_it_at_once() {
-        let clock = ManualClock::starting_now();
-        let t0 = clock.now();
-        let answers = vec![Ok(credentials("KEY1", t0 + 6 * HOUR)), Err(Refused("gone"))];
-        let mut run = Running::start(clock, answers, None);
-        run.until("the first set", |s| s.credentials.is_some())
-            .await;
+        let mut run = Running::first_set(6 * HOUR, |_| vec![Err(Refused("gone"))], None).await;
+        let t0 = run.clock.now();
         assert!(run
             .state
             .borrow()
@@ -666,7 +668,7 @@ mod tests {
             Ok(credentials("CHAIN1", t0 + HOUR)),
             Ok(credentials("CHAIN2", t0 + HOUR)),
         ];
-        let mut run = Running::start(clock, answers, Some(upstream_state));
+        let mut run = Running::start(clock, answers, Some(upstream_state), None);
         let publish = |key: &str| {
             let set = Arc::new(credentials(key, t0 + 6 * HOUR));
             upstream.send_modify(|s| s.credentials = Some(set));
@@ -700,13 +702,8 @@ mod tests {
     /// sleeps, so the watchdog does not take it for hung.
     #[tokio::test(start_paused = true)]
     async fn a_step_back_does_not_make_the_sleeping_engine_look_hung() {
-        let clock = ManualClock::starting_now();
-        let t0 = clock.now();
         let heartbeat = Heartbeat::new(MIN);
-        let answers = vec![Ok(credentials("KEY1", t0 + 6 * HOUR))];
-        let mut run = Running::start_with_heartbeat(clock, answers, None, Some(heartbeat.clone()));
-        run.until("the first set", |s| s.credentials.is_some())
-            .await;
+        let run = Running::first_set(6 * HOUR, |_| Vec::new(), Some(heartbeat.clone())).await;
         run.clock.jump_back(2 * HOUR);
         // Past the hour the engine promised before the step, plus the allowance.
         for _ in 0..8 {
@@ -721,16 +718,12 @@ mod tests {
     /// is not withdrawn early.
     #[tokio::test]
     async fn a_retry_after_a_step_back_comes_after_its_delay() {
-        let clock = ManualClock::starting_now();
-        let t0 = clock.now();
-        let answers = vec![
-            Ok(credentials("KEY1", t0 + 40 * MIN)),
-            Err(Refused("down")),
-            Ok(credentials("KEY2", t0 + 2 * HOUR)),
-        ];
-        let mut run = Running::start(clock, answers, None);
-        run.until("the first set", |s| s.credentials.is_some())
-            .await;
+        let mut run = Running::first_set(
+            40 * MIN,
+            |t0| vec![down(), Ok(credentials("KEY2", t0 + 2 * HOUR))],
+            None,
+        )
+        .await;
         run.clock.advance(25 * MIN);
         run.until("the failure", |s| s.last_error.is_some()).await;
         assert_eq!(run.key().as_deref(), Some("KEY1"), "still served");
@@ -752,18 +745,19 @@ mod tests {
     /// retry still due, the replacement follows.
     #[tokio::test]
     async fn an_expiry_before_the_retry_withdraws_the_set_and_the_retry_still_follows() {
-        let clock = ManualClock::starting_now();
-        let t0 = clock.now();
-        let answers = vec![
-            Ok(credentials("KEY1", t0 + 40 * MIN)),
-            Err(Refused("down")),
-            Err(Refused("down")),
-            Err(Refused("down")),
-            Ok(credentials("KEY2", t0 + 2 * HOUR)),
-        ];
-        let mut run = Running::start(clock, answers, None);
-        run.until("the first set", |s| s.credentials.is_some())
-            .await;
+        let mut run = Running::first_set(
+            40 * MIN,
+            |t0| {
+                vec![
+                    down(),
+                    down(),
+                    down(),
+                    Ok(credentials("KEY2", t0 + 2 * HOUR)),
+                ]
+            },
+            None,
+        )
+        .await;
         // Just before the expiry: three failures in a row back off to 2-4 s.
         run.clock.advance(40 * MIN - Duration::from_millis(1500));
         run.until("the failure", |s| s.last_error.is_some()).await;
