@@ -42,7 +42,9 @@ pub struct ChainContext {
     pub source: StateReceiver,
     /// For the region and instance id, when the config does not give them.
     pub imds: Arc<ImdsClient>,
+    /// The clock each profile's engine reads and sleeps on.
     pub clock: SharedClock,
+    /// The counters the STS calls go to.
     pub metrics: Arc<Metrics>,
     /// The `[refresh]` policy; each profile adapts it to its session length
     /// ([`RefreshPolicy::for_session`]).
@@ -99,7 +101,9 @@ pub fn start_profiles(
 #[derive(Debug, Error)]
 #[error("assume-role profile {profile}")]
 pub struct ProfileError {
+    /// The `[[assume]]` profile that failed.
     pub profile: String,
+    /// What failed.
     #[source]
     pub cause: ProfileFailure,
 }

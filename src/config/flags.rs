@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The flags that override config keys, each naming its key in its help.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigOverrides {
     /// IMDS base URL (`[imds] endpoint`).

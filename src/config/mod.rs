@@ -60,19 +60,32 @@ pub const DEFAULT_SOCKET_PATH: &str = r"\\.\pipe\imds-credd";
 /// A configuration that cannot be used. The message names the file, the line and the key.
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read config file {path}")]
     Read {
+        /// The config file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// The file's text breaks a rule: `message` names the key.
     #[error("{path}:{line}: {message}")]
     Invalid {
+        /// The config file.
         path: PathBuf,
+        /// The line the error points at (1-based).
         line: usize,
+        /// What is wrong, with the key.
         message: String,
     },
+    /// A command-line flag breaks a rule.
     #[error("{origin}: {message}")]
-    Flag { origin: String, message: String },
+    Flag {
+        /// The flag, or the entry a flag added.
+        origin: String,
+        /// What is wrong, with the key.
+        message: String,
+    },
 }
 
 impl Config {

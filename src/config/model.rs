@@ -12,16 +12,24 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `[imds]`.
     pub imds: ImdsConfig,
+    /// `[refresh]`.
     pub refresh: RefreshConfig,
+    /// `[socket]`.
     pub socket: SocketConfig,
+    /// The `[[file]]` sinks.
     #[serde(rename = "file")]
     pub files: Vec<FileSinkConfig>,
+    /// The `[[env]]` sinks.
     #[serde(rename = "env")]
     pub envs: Vec<EnvSinkConfig>,
+    /// `[log]`.
     pub log: LogConfig,
+    /// The `[[assume]]` profiles.
     #[serde(rename = "assume")]
     pub assumes: Vec<AssumeConfig>,
+    /// `[container]`, if the container endpoint is wanted.
     pub container: Option<super::ContainerConfig>,
     /// systemd units served on the unit-credentials socket (`super::units`).
     #[serde(rename = "unit")]
@@ -39,6 +47,7 @@ impl Config {
     }
 }
 
+/// `[imds]`: how to reach IMDS and which role to read.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImdsConfig {
@@ -46,10 +55,13 @@ pub struct ImdsConfig {
     pub endpoint: String,
     /// `IPv4` or `IPv6`; unset: `AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE`, else IPv4.
     pub endpoint_mode: Option<EndpointMode>,
+    /// Lifetime asked for each IMDSv2 session token (1 s to 6 h).
     #[serde(with = "values::token_ttl")]
     pub token_ttl: Duration,
+    /// Timeout of one IMDS request.
     #[serde(with = "values::positive_duration")]
     pub timeout: Duration,
+    /// Fall back to IMDSv1 when the token request is refused.
     pub allow_imdsv1: bool,
     /// Empty: discover the attached role on every refresh.
     pub role: String,
@@ -68,11 +80,14 @@ impl Default for ImdsConfig {
     }
 }
 
+/// `[refresh]`: when to ask for a new set.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RefreshConfig {
+    /// Ask this long before the set expires.
     #[serde(with = "values::positive_duration")]
     pub before_expiry: Duration,
+    /// Ask at least this often, whatever the expiry.
     #[serde(with = "values::positive_duration")]
     pub max_interval: Duration,
 }
@@ -86,15 +101,19 @@ impl Default for RefreshConfig {
     }
 }
 
+/// `[socket]`: where the API listens and who may use it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SocketConfig {
+    /// The socket file (the pipe's name on Windows).
     pub path: PathBuf,
+    /// The socket file's mode.
     pub mode: FileMode,
     /// `None`: the `imds-credd` group if it exists, else the daemon's own group.
     pub group: Option<String>,
     /// Empty: anyone who can open the socket.
     pub allow_uids: Vec<u32>,
+    /// Peer gids admitted (any of the peer's groups).
     pub allow_gids: Vec<u32>,
     /// Windows: accounts (SIDs such as `S-1-5-21-…-1001`, from `whoami /user`) admitted to
     /// the named pipe besides SYSTEM and Administrators.
@@ -122,7 +141,9 @@ impl Default for SocketConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignalConfig {
+    /// The file holding the pid to signal.
     pub pid_file: PathBuf,
+    /// The signal's name (`HUP`, `USR1`…).
     #[serde(default = "values::default_signal")]
     pub signal: String,
 }
@@ -134,11 +155,17 @@ pub struct SignalConfig {
 pub struct SinkConfig {
     /// An `[[assume]]` profile to publish instead of the instance role.
     pub source: Option<String>,
+    /// The file the sink writes.
     pub path: PathBuf,
+    /// The file's mode.
     pub mode: FileMode,
+    /// The file's owner; `None`: the daemon's user.
     pub owner: Option<String>,
+    /// The file's group; `None`: the daemon's group.
     pub group: Option<String>,
+    /// A program (and its arguments) to run after each new set.
     pub on_rotate: Option<Vec<String>>,
+    /// A process to signal after each new set.
     pub signal: Option<SignalConfig>,
 }
 
@@ -161,7 +188,9 @@ impl SinkConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(from = "tables::FileSinkConfig")]
 pub struct FileSinkConfig {
+    /// The keys every sink has.
     pub sink: SinkConfig,
+    /// The INI section it writes (`[profile]`).
     pub profile: String,
 }
 
@@ -169,7 +198,9 @@ pub struct FileSinkConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(from = "tables::EnvSinkConfig")]
 pub struct EnvSinkConfig {
+    /// The keys every sink has.
     pub sink: SinkConfig,
+    /// The syntax of the assignments.
     pub format: EnvFormat,
 }
 
@@ -228,10 +259,13 @@ mod tables {
     });
 }
 
+/// `[log]`: how much the daemon logs, and in which form.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
+    /// The lowest level logged.
     pub level: LogLevel,
+    /// Text or JSON lines.
     pub format: LogFormat,
 }
 
@@ -239,17 +273,24 @@ pub struct LogConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssumeConfig {
+    /// The name sinks, clients and `?profile=` ask for it by.
     #[serde(deserialize_with = "values::profile_name")]
     pub profile: String,
+    /// The role to assume.
     pub role_arn: String,
+    /// `ExternalId`, when the role's trust policy asks for one; empty: none.
     #[serde(default)]
     pub external_id: String,
+    /// `RoleSessionName`; empty: made from the profile and the instance id.
     #[serde(default)]
     pub session_name: String,
+    /// How long each assumed set lasts.
     #[serde(default = "values::one_hour", with = "values::positive_duration")]
     pub duration: Duration,
+    /// The STS region; empty: the instance's.
     #[serde(default)]
     pub region: String,
+    /// The STS URL; empty: the region's endpoint.
     #[serde(default)]
     pub sts_endpoint: String,
 }

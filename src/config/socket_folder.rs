@@ -95,7 +95,9 @@ fn nearest_existing_folder(
 /// Which paths a command-line flag set, so that an error names the flag instead of a line.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PathsFromFlags {
+    /// `--socket` set the socket path.
     pub socket: bool,
+    /// `--container-token-file` set the token file.
     pub token_file: bool,
 }
 

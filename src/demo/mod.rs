@@ -32,14 +32,19 @@ pub struct DemoArgs {
 /// Why the demo could not run.
 #[derive(Debug, Error)]
 pub enum DemoError {
+    /// The demo's temp folder could not be made.
     #[error("cannot create a temporary folder")]
     Folder(#[source] std::io::Error),
+    /// The tokio runtime could not start.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// The simulated IMDS could not listen on loopback.
     #[error("cannot start the simulated IMDS on loopback")]
     Simulator(#[source] std::io::Error),
+    /// The daemon could not start.
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
+    /// A supervised task of the daemon ended or panicked.
     #[error(transparent)]
     TaskFailed(crate::daemon::supervisor::TaskFailure),
 }

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Fetched<D> {
     /// What the state names as the role: the instance role's name, a profile's role ARN.
     pub role: String,
+    /// The set.
     pub credentials: Credentials,
     /// What only the source's own log needs (the assumed-role ARN STS answered).
     pub detail: D,
@@ -38,26 +39,37 @@ pub struct Fetched<D> {
 pub enum Event<'a, D, E> {
     /// The published role appears, changes or disappears.
     RoleChanged {
+        /// The role published before; `None`: none.
         previous: Option<&'a str>,
+        /// The role published now; `None`: none.
         current: Option<&'a str>,
     },
     /// The set expires within `before_expiry`: published, asked for again soon.
     TooShort(&'a Fetched<D>),
     /// The set is about to be published; the next attempt is at `next_refresh`.
     Published {
+        /// The set.
         fetched: &'a Fetched<D>,
+        /// When the next attempt is due.
         next_refresh: SystemTime,
     },
     /// An attempt failed. `message` is the chain the state records; `held`: a valid last
     /// good set is still served; `failures`: how many failed in a row before this one.
     Failed {
+        /// The attempt's error.
         error: &'a E,
+        /// The error rendered, as the state records it.
         message: &'a str,
+        /// A valid last good set is still served.
         held: bool,
+        /// How many attempts failed in a row before this one.
         failures: u32,
     },
     /// The held set expired with no replacement and was withdrawn.
-    Expired { last_error: &'a str },
+    Expired {
+        /// The last attempt's error, as the state records it.
+        last_error: &'a str,
+    },
     /// The upstream state has no valid credentials to sign with: nothing is scheduled until
     /// it has.
     WaitingForUpstream,
@@ -75,6 +87,7 @@ pub trait Source: Send {
     type Input: Send;
     /// What [`Fetched::detail`] carries.
     type Detail: Send;
+    /// Why an attempt failed.
     type Error: std::error::Error + Send + 'static;
 
     /// What the next attempt works from; `None` while there is nothing (a chained source
@@ -132,6 +145,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// Follows `state`, judging validity by `clock`.
     pub fn new(state: StateReceiver, clock: SharedClock) -> Self {
         Upstream {
             state,
@@ -226,6 +240,7 @@ pub struct Engine<S: Source> {
 }
 
 impl<S: Source> Engine<S> {
+    /// An engine that asks `source` on `policy` and publishes on `state`.
     pub fn new(
         source: S,
         clock: SharedClock,

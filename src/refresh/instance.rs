@@ -19,26 +19,34 @@ use thiserror::Error;
 /// Why a refresh produced no credentials.
 #[derive(Debug, Error)]
 pub enum RefreshError {
+    /// IMDS lists no role.
     #[error("no IAM role is attached to this instance")]
     NoRole,
+    /// The configured role is not the one attached.
     #[error("role {0} is not attached to this instance (IMDS answers 404)")]
     RoleNotFound(String),
     /// IMDS lists the role but has no credentials for it yet (it happens briefly while a
     /// profile is being replaced): a glitch, so the last good set stays served.
     #[error("IMDS lists role {0} but answers 404 for its credentials")]
     ListedRoleWithoutCredentials(String),
+    /// IMDS could not be asked.
     #[error(transparent)]
     Imds(#[from] ImdsError),
 }
 
 /// What the instance role's refresher is built from.
 pub struct RefresherParts {
+    /// The IMDS client.
     pub imds: Arc<ImdsClient>,
+    /// The clock expiry is judged by.
     pub clock: SharedClock,
+    /// When to ask again.
     pub policy: RefreshPolicy,
     /// The configured role; `None` to discover the attached one on every refresh.
     pub configured_role: Option<String>,
+    /// Where the instance role's state is published.
     pub state: StateSender,
+    /// The counters of refreshes.
     pub metrics: Arc<Metrics>,
     /// Checked in with on every pass, for the systemd watchdog.
     pub heartbeat: Heartbeat,

@@ -39,7 +39,9 @@ const OTHER_PROGRAMS: &str = "(other programs)";
 pub struct Program {
     /// The executable: `/proc/PID/exe` when readable (`verified`), else `argv[0]`.
     pub exe: String,
+    /// `exe` is `/proc/PID/exe`, not the peer's own `argv[0]`.
     pub verified: bool,
+    /// The command line, shortened.
     pub cmdline: String,
 }
 
@@ -86,8 +88,11 @@ pub struct Consumer {
     pub uid: Option<u32>,
     /// The peer's own uid when it is a subordinate uid of [`Self::uid`].
     pub subordinate: Option<u32>,
+    /// The peer's gid, when known.
     pub gid: Option<u32>,
+    /// The peer's pid, when known.
     pub pid: Option<i32>,
+    /// The peer's program.
     pub program: Program,
     /// On the container endpoint: the client whose token it showed (`None` elsewhere, or
     /// before a token was shown).
@@ -142,8 +147,11 @@ pub enum Outcome {
 /// Per-uid counts, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UidCounts {
+    /// Requests answered with credentials.
     pub answered: u64,
+    /// Requests refused.
     pub refused: u64,
+    /// Requests over the rate limit.
     pub rate_limited: u64,
 }
 

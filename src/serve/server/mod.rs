@@ -136,7 +136,9 @@ pub struct ServerLimits {
 /// How many connections may wait for their first byte; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnauthenticatedLimits {
+    /// Waiting connections one uid (or address) may hold.
     pub per_peer: usize,
+    /// Waiting connections in all.
     pub total: usize,
 }
 
@@ -156,6 +158,7 @@ impl Default for ServerLimits {
 
 /// A listening socket the loop accepts connections from.
 pub trait Listener: Send + 'static {
+    /// A connection, as accepted.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// The next connection; an error is logged and the loop goes on after a pause.
     fn next_connection(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
@@ -171,7 +174,12 @@ impl Listener for TcpListener {
 /// What a frontend decides about a new connection.
 pub enum Admission<P> {
     /// Served, within `share`'s cap.
-    Admit { peer: P, share: Share },
+    Admit {
+        /// What the frontend found out about the peer.
+        peer: P,
+        /// The share of the slots it counts in.
+        share: Share,
+    },
     /// Answered with this at once and closed (the frontend logged and counted why).
     Refuse(Response<Body>),
     /// Closed at once: the peer is gone (the frontend logged and counted it).
@@ -180,6 +188,7 @@ pub enum Admission<P> {
 
 /// What a server does with its connections: who is let in, and the answer to each request.
 pub trait Frontend: Send + Sync + 'static {
+    /// The listener's connections.
     type Stream;
     /// What [`Frontend::respond`] needs to know about an admitted connection.
     type Peer: Send + Sync + 'static;
@@ -194,6 +203,7 @@ pub trait Frontend: Send + Sync + 'static {
     /// [`Api::first_outcome`]: at start, a credentials request waits (boundedly) for the
     /// first refresh outcome instead of getting `503` at once.
     fn api(&self) -> &Api;
+    /// The answer to one request of an admitted `peer`.
     fn respond(
         &self,
         peer: &Self::Peer,
