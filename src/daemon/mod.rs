@@ -43,7 +43,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// A running daemon: the refresher and its sinks, and what they share.
 pub struct DaemonHandle {
     /// The instance role's state channel.
-    pub state: StateReceiver,
+    pub instance_role: StateReceiver,
     /// Assumed-role profiles by name, each with its own state channel.
     pub profiles: BTreeMap<String, StateReceiver>,
     /// The counters `/metrics` and `status` report.

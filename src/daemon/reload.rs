@@ -121,7 +121,7 @@ impl DaemonHandle {
     /// Starts one file or env sink on the instance role's state or its `source` profile's.
     pub(super) fn start_sink(&mut self, spec: SinkSpec) -> Result<(), DaemonError> {
         let source = match spec.source() {
-            None => self.state.clone(),
+            None => self.instance_role.clone(),
             Some(profile) => self
                 .profiles
                 .get(profile)

@@ -93,7 +93,7 @@ async fn run_demo(folder: &Path, run_for: Option<Duration>) -> Result<(), DemoEr
     let config = demo_config(folder, &sim.endpoint());
     let mut daemon = crate::daemon::start(&config, Arc::new(SystemClock)).await?;
     print_guide(&config, &sim.endpoint());
-    let mut state = daemon.state.clone();
+    let mut state = daemon.instance_role.clone();
     let announce = async {
         let mut last_key = None;
         while state.changed().await.is_ok() {
