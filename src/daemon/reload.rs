@@ -120,7 +120,7 @@ impl DaemonHandle {
 
     /// Starts one file or env sink on the instance role's state or its `source` profile's.
     pub(super) fn start_sink(&mut self, spec: SinkSpec) -> Result<(), DaemonError> {
-        let source = match spec.source() {
+        let state = match spec.source() {
             None => self.instance_role.clone(),
             Some(profile) => self
                 .profiles
@@ -135,11 +135,11 @@ impl DaemonHandle {
         match &spec {
             SinkSpec::File(c) => {
                 let sink = CredentialsFileSink::new(c)?;
-                self.spawn_publisher(sink, source, hooks, stop.clone())
+                self.spawn_publisher(sink, state, hooks, stop.clone())
             }
             SinkSpec::Env(c) => {
                 let sink = EnvFileSink::new(c)?;
-                self.spawn_publisher(sink, source, hooks, stop.clone())
+                self.spawn_publisher(sink, state, hooks, stop.clone())
             }
         }
         self.sinks.push(RunningSink { spec, stop });
@@ -149,7 +149,7 @@ impl DaemonHandle {
     fn spawn_publisher<P: Publish>(
         &mut self,
         sink: P,
-        source: StateReceiver,
+        state: StateReceiver,
         hooks: RotationHooks,
         stop: CancellationToken,
     ) {
@@ -157,7 +157,7 @@ impl DaemonHandle {
         let name = format!("sink {} {target}", P::KIND);
         let reporter = self.health.register(P::KIND, target);
         let clock = self.clock.clone();
-        let task = run_sink(sink, source, clock, reporter, hooks, stop.clone());
+        let task = run_sink(sink, state, clock, reporter, hooks, stop.clone());
         self.tasks.spawn(name, &stop, task);
     }
 }

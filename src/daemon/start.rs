@@ -68,7 +68,7 @@ impl DaemonHandle {
         imds: &Arc<ImdsClient>,
     ) -> Result<(), DaemonError> {
         let chains = ChainContext {
-            source: self.instance_role.clone(),
+            instance_role: self.instance_role.clone(),
             imds: imds.clone(),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),

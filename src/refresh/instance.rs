@@ -1,4 +1,4 @@
-//! The instance role as a [`Source`]: IMDS's role and its credentials, with `Expiration`
+//! The instance role as an [`Issuer`]: IMDS's role and its credentials, with `Expiration`
 //! moved onto the local clock when the instance clock is off, and the log lines operators
 //! grep for. The loop around it is [`super::engine`]; see `docs/ARCHITECTURE.md`.
 
@@ -8,7 +8,7 @@ use crate::credentials::format_utc_timestamp;
 use crate::health::heartbeat::Heartbeat;
 use crate::health::metrics::Metrics;
 use crate::imds::{ImdsClient, ImdsError};
-use crate::refresh::engine::{Counters, Engine, Event, Fetched, Source};
+use crate::refresh::engine::{Counters, Engine, Event, Fetched, Issuer};
 use crate::refresh::masked;
 use crate::refresh::policy::RefreshPolicy;
 use crate::refresh::state::StateSender;
@@ -54,12 +54,12 @@ pub struct RefresherParts {
 
 /// The instance role's refresh loop: the engine on IMDS, checking in with `heartbeat`.
 pub fn refresher(parts: RefresherParts) -> Engine<InstanceRole> {
-    let source = InstanceRole {
+    let issuer = InstanceRole {
         imds: parts.imds,
         configured_role: parts.configured_role,
     };
     Engine::new(
-        source,
+        issuer,
         parts.clock,
         parts.policy,
         parts.state,
@@ -75,7 +75,7 @@ pub struct InstanceRole {
     configured_role: Option<String>,
 }
 
-impl Source for InstanceRole {
+impl Issuer for InstanceRole {
     type Input = ();
     type Detail = ();
     type Error = RefreshError;
