@@ -32,7 +32,7 @@ use crate::config::RateLimit;
 use crate::health::metrics::{ClosedCounters, Metrics, RequestCounters};
 use crate::health::SinkHealth;
 use crate::refresh::state::{CredentialState, StateReceiver};
-use crate::serve::consumers::{Consumer, Consumers, Outcome};
+use crate::serve::consumers::{Consumer, Consumers, RequestResult};
 use crate::serve::rate_limit::{retry_after_seconds, Budget, RateLimiter};
 use bytes::Bytes;
 use credentials::Channel;
@@ -348,7 +348,7 @@ impl Api {
             false => self.limiter.check(budget, now),
         };
         if let Err(wait) = limited {
-            self.record(endpoint, consumer, uri, Outcome::RateLimited);
+            self.record(endpoint, consumer, uri, RequestResult::RateLimited);
             let error = ApiError::RateLimited {
                 per_second: self.limiter.limit().per_second,
                 retry_after: retry_after_seconds(wait),
@@ -356,7 +356,7 @@ impl Api {
             return self.refuse(endpoint, error);
         }
         if Route::from_path(uri.path()) == Some(Route::Credentials) {
-            self.record(endpoint, consumer, uri, Outcome::Answered);
+            self.record(endpoint, consumer, uri, RequestResult::Answered);
         }
         self.respond(endpoint, consumer, method, uri)
     }
@@ -369,16 +369,21 @@ impl Api {
         uri: &Uri,
         error: ApiError,
     ) -> Response<Body> {
-        self.record(endpoint, consumer, uri, Outcome::Refused);
+        self.record(endpoint, consumer, uri, RequestResult::Refused);
         self.refuse(endpoint, error)
     }
 
     /// Records a refusal made before any request was read (a peer not allowed).
     pub fn note_refused(&self, endpoint: Endpoint, consumer: &Consumer) {
-        self.record(endpoint, consumer, &Uri::from_static("/"), Outcome::Refused);
+        self.record(
+            endpoint,
+            consumer,
+            &Uri::from_static("/"),
+            RequestResult::Refused,
+        );
     }
 
-    fn record(&self, endpoint: Endpoint, consumer: &Consumer, uri: &Uri, outcome: Outcome) {
+    fn record(&self, endpoint: Endpoint, consumer: &Consumer, uri: &Uri, result: RequestResult) {
         let name = match endpoint {
             Endpoint::Socket => "socket",
             Endpoint::Container => "container",
@@ -386,7 +391,7 @@ impl Api {
         let profile = self.profile_named(uri.query());
         let now = self.clock.now();
         self.consumers
-            .record(name, consumer, profile.as_deref(), outcome, now);
+            .record(name, consumer, profile.as_deref(), result, now);
     }
 
     /// The `?profile=` of a query as the consumer table keeps it: a configured profile's
