@@ -156,17 +156,19 @@ impl FileError {
     pub fn fault(&self) -> Fault {
         match self {
             FileError::BadPath { .. } | FileError::UnknownId { .. } => Fault::Setup,
+            // Links on the way or at the target that the daemon does not follow.
             FileError::Symlink { .. }
             | FileError::UntrustedLink { .. }
-            | FileError::NotRegularFile { .. }
             | FileError::HardLinked { .. }
-            | FileError::TooManyLinks { .. }
+            | FileError::TooManyLinks { .. } => Fault::Unavailable,
+            // Something other than a file the daemon wrote, or a folder, is at the path.
+            FileError::NotRegularFile { .. }
             | FileError::NotAFolder { .. }
-            | FileError::ForeignOwner { .. }
-            | FileError::UnsafeFolder { .. }
-            | FileError::TooLarge { .. }
-            | FileError::Lookup { .. }
-            | FileError::Io { .. } => Fault::Unavailable,
+            | FileError::TooLarge { .. } => Fault::Unavailable,
+            // Others own the file, or may swap the folder's entries.
+            FileError::ForeignOwner { .. } | FileError::UnsafeFolder { .. } => Fault::Unavailable,
+            // The system failed a call.
+            FileError::Lookup { .. } | FileError::Io { .. } => Fault::Unavailable,
         }
     }
 }
