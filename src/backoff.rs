@@ -19,6 +19,7 @@ pub struct RetryPolicy {
     /// The wait before attempt n+1 is uniform in `[0, ceiling(base_delay, max_delay, n)]`
     /// ("full jitter"), so many clients throttled at once spread their retries.
     pub base_delay: Duration,
+    /// The longest wait between two attempts.
     pub max_delay: Duration,
 }
 

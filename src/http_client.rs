@@ -43,8 +43,11 @@ pub struct HttpClient<C> {
 /// An answer read in full. The body is wiped on drop: IMDS and STS answers hold credentials.
 #[derive(Debug)]
 pub struct Answer {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The answer's headers.
     pub headers: HeaderMap,
+    /// The whole body, wiped on drop.
     pub body: Zeroizing<Vec<u8>>,
 }
 
@@ -70,7 +73,10 @@ pub enum HttpError {
     Read(hyper::Error),
     /// The answer's body is larger than [`Limits::max_body_bytes`].
     #[error("the answer exceeds {limit} bytes")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
 }
 
 impl HttpClient<HttpConnector> {

@@ -378,7 +378,7 @@ async fn without_instance_credentials_the_chained_set_lasts_only_until_it_expire
     s.h.sim.set_role(None);
     // Run until the refresher notices the role is gone (the profile may refresh once
     // before that, while the instance credentials are still valid).
-    while s.h.daemon.state.borrow().credentials.is_some() {
+    while s.h.daemon.instance_role.borrow().credentials.is_some() {
         s.advance(10 * MINUTE).await;
     }
     let calls = s.sts.requests().len();

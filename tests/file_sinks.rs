@@ -372,8 +372,8 @@ fn owner_and_group_are_set_and_foreign_files_refused() {
     let path = dir.path().join("home/.aws/credentials");
     std::fs::create_dir(dir.path().join("home")).unwrap();
     let mut config = file_config(&path, 0o600);
-    config.owner = Some("nobody".into());
-    config.group = Some("65534".into());
+    config.sink.owner = Some("nobody".into());
+    config.sink.group = Some("65534".into());
     let sink = CredentialsFileSink::new(&config).unwrap();
     sink.publish(&creds(1, in_an_hour())).unwrap();
     let meta = std::fs::metadata(&path).unwrap();
@@ -403,7 +403,7 @@ fn owner_and_group_are_set_and_foreign_files_refused() {
 
     // An unknown user is a clear error, and nothing is written.
     let mut unknown = file_config(&dir.path().join("x/credentials"), 0o600);
-    unknown.owner = Some("no-such-user-imds-credd".into());
+    unknown.sink.owner = Some("no-such-user-imds-credd".into());
     let err = CredentialsFileSink::new(&unknown)
         .unwrap()
         .publish(&creds(1, in_an_hour()))

@@ -307,7 +307,6 @@ async fn bad_pid_files_are_refused_and_nothing_is_signalled() {
 /// writes, and not again for a rewrite of the same set.
 #[tokio::test]
 async fn a_sink_runs_its_hook_once_per_rotation() {
-    use imds_credd::config::FileSinkConfig;
     let clock = imds_credd::clock::ManualClock::starting_now();
     let mut options = common::HarnessOptions::new(&clock);
     let folder = tempfile::tempdir().unwrap();
@@ -315,15 +314,14 @@ async fn a_sink_runs_its_hook_once_per_rotation() {
     let credentials = folder.path().join("credentials");
     let (file, hook_marker) = (credentials.clone(), marker.clone());
     options.configure = Box::new(move |config| {
-        config.files.push(FileSinkConfig {
-            on_rotate: Some(argv(&[
-                "sh",
-                "-c",
-                "echo rotated >> \"$0\"",
-                hook_marker.to_str().unwrap(),
-            ])),
-            ..common::sink_config::file_sink(&file, "instance", 0o600)
-        })
+        let mut sink = common::sink_config::file_sink(&file, "instance", 0o600);
+        sink.sink.on_rotate = Some(argv(&[
+            "sh",
+            "-c",
+            "echo rotated >> \"$0\"",
+            hook_marker.to_str().unwrap(),
+        ]));
+        config.files.push(sink)
     });
     let h = common::Harness::start_with(clock, options).await;
     wait_for_lines(&marker, 1).await;

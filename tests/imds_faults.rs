@@ -72,7 +72,7 @@ async fn a_stale_token_gets_401_then_a_new_token_and_the_request_succeeds() {
     let counts = h.sim.counts();
     assert_eq!(counts.token_puts, 2);
     assert!(counts.unauthorized >= 1);
-    assert!(h.daemon.state.borrow().last_error.is_none());
+    assert!(h.daemon.instance_role.borrow().last_error.is_none());
     h.assert_clients_see(h.sim.current_credentials().as_ref(), "after a new token")
         .await
         .assert_error(None, "after a new token");
@@ -85,7 +85,7 @@ async fn an_injected_401_is_retried_once_with_a_new_token() {
     h.sim.inject(Target::Credentials, Fault::Status(401), 1);
     h.sim.rotate_now();
     h.advance_and_settle(HOUR).await;
-    assert!(h.daemon.state.borrow().last_error.is_none());
+    assert!(h.daemon.instance_role.borrow().last_error.is_none());
     assert_eq!(h.sim.counts().token_puts, 2);
     h.assert_clients_see(h.sim.current_credentials().as_ref(), "after the 401")
         .await
@@ -112,7 +112,7 @@ async fn throttling_and_server_errors_are_retried_within_one_refresh() {
             3,
             "{fault:?}: two retries"
         );
-        assert!(h.daemon.state.borrow().last_error.is_none());
+        assert!(h.daemon.instance_role.borrow().last_error.is_none());
         h.finish().await;
     }
 }
@@ -125,7 +125,10 @@ async fn a_slow_answer_past_the_timeout_and_a_reset_are_retried() {
         h.sim.rotate_now();
         h.advance_and_settle(HOUR).await;
         assert_eq!(h.served(), h.sim.current_credentials(), "{fault:?}");
-        assert!(h.daemon.state.borrow().last_error.is_none(), "{fault:?}");
+        assert!(
+            h.daemon.instance_role.borrow().last_error.is_none(),
+            "{fault:?}"
+        );
         h.assert_clients_see(h.sim.current_credentials().as_ref(), &format!("{fault:?}"))
             .await
             .assert_error(None, &format!("{fault:?}"));
@@ -332,7 +335,7 @@ async fn an_outage_serves_until_expiry_then_withdraws_then_recovers() {
     assert!(h.logs.contains("withdrawn"));
     assert!(h
         .daemon
-        .state
+        .instance_role
         .borrow()
         .last_error
         .as_deref()
@@ -638,7 +641,7 @@ async fn an_instance_clock_20_minutes_fast_does_not_refresh_in_a_loop() {
     local.expiration = issued.expiration + 20 * MINUTE;
     let view = h.assert_clients_see(Some(&local), "a fast clock").await;
     assert_skew_reported(&h, &view, -1200, "20m ahead of IMDS").await;
-    let next = h.daemon.state.borrow().next_refresh.unwrap();
+    let next = h.daemon.instance_role.borrow().next_refresh.unwrap();
     // At the margin, less the refresh jitter (at most a tenth of the 15-minute wait).
     let margin = local.expiration - 15 * MINUTE;
     let wait = margin.duration_since(h.clock.now()).unwrap();

@@ -62,7 +62,7 @@ async fn through_the_daemon(clients: usize) -> (RequestCounts, usize) {
     config.socket.path = dir.path().join("credentials.sock");
     config.socket.mode = FileMode(0o600);
     let daemon = daemon::start(&config, shared).await.expect("daemon starts");
-    let mut state = daemon.state.clone();
+    let mut state = daemon.instance_role.clone();
     state
         .wait_for(|s| s.credentials.is_some())
         .await

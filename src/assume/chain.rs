@@ -1,5 +1,5 @@
 //! One task per `[[assume]]` profile: the refresh engine ([`crate::refresh::engine`]) over
-//! an STS source chained on the instance-role state. It assumes the profile's role with the
+//! an STS issuer chained on the instance-role state. It assumes the profile's role with the
 //! instance credentials and publishes the chained credentials on the profile's own watch
 //! channel (same [`CredentialState`](crate::refresh::state::CredentialState) shape as the
 //! instance role, so every sink reads either the same way). What stays here: resolving the
@@ -24,7 +24,7 @@ use crate::credentials::{format_utc_timestamp, Credentials};
 use crate::health::metrics::Metrics;
 use crate::imds::paths::{INSTANCE_ID_PATH, REGION_PATH};
 use crate::imds::{ImdsClient, ImdsError};
-use crate::refresh::engine::{Counters, Engine, Event, Fetched, Source, Upstream};
+use crate::refresh::engine::{Counters, Engine, Event, Fetched, Issuer, Upstream};
 use crate::refresh::policy::RefreshPolicy;
 use crate::refresh::state::StateReceiver;
 use crate::refresh::{masked, state_channel};
@@ -39,10 +39,12 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 pub struct ChainContext {
     /// The instance-role state the refresher publishes.
-    pub source: StateReceiver,
+    pub instance_role: StateReceiver,
     /// For the region and instance id, when the config does not give them.
     pub imds: Arc<ImdsClient>,
+    /// The clock each profile's engine reads and sleeps on.
     pub clock: SharedClock,
+    /// The counters the STS calls go to.
     pub metrics: Arc<Metrics>,
     /// The `[refresh]` policy; each profile adapts it to its session length
     /// ([`RefreshPolicy::for_session`]).
@@ -71,16 +73,16 @@ pub fn start_profiles(
     let sts = Arc::new(StsClient::new()?);
     for config in configs {
         let (state, receiver) = state_channel();
-        let source = AssumedProfile {
+        let issuer = AssumedProfile {
             config: config.clone(),
             sts: sts.clone(),
             imds: context.imds.clone(),
             clock: context.clock.clone(),
-            upstream: Upstream::new(context.source.clone(), context.clock.clone()),
+            upstream: Upstream::new(context.instance_role.clone(), context.clock.clone()),
             resolved: None,
         };
         let engine = Engine::new(
-            source,
+            issuer,
             context.clock.clone(),
             context.policy.for_session(config.duration),
             state,
@@ -99,7 +101,9 @@ pub fn start_profiles(
 #[derive(Debug, Error)]
 #[error("assume-role profile {profile}")]
 pub struct ProfileError {
+    /// The `[[assume]]` profile that failed.
     pub profile: String,
+    /// What failed.
     #[source]
     pub cause: ProfileFailure,
 }
@@ -132,7 +136,7 @@ struct AssumedProfile {
     resolved: Option<(StsTarget, AssumeRoleParams)>,
 }
 
-impl Source for AssumedProfile {
+impl Issuer for AssumedProfile {
     /// The instance-role credentials to sign with.
     type Input = Arc<Credentials>;
     /// `AssumedRoleUser/Arn`, for the log.

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 #[cfg(target_os = "linux")]
 use thiserror::Error;
 
+/// The whole command line: one subcommand.
 #[derive(Debug, Parser)]
 #[command(
     name = "imds-credd",
@@ -25,11 +26,13 @@ use thiserror::Error;
     long_about = None,
 )]
 pub struct Cli {
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
 // Parsed once per process: the size of the largest variant costs nothing worth boxing for.
+/// Every command; the doc comment of each is its one-line help.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -67,6 +70,7 @@ pub struct ContainerAddressArgs {
     /// whatever the config says now.
     #[arg(value_enum)]
     pub action: crate::serve::container_address::Action,
+    /// The configuration, whose `[container] listen` says which addresses `up` adds.
     #[command(flatten)]
     pub config: ConfigArgs,
 }
@@ -75,10 +79,12 @@ pub struct ContainerAddressArgs {
 #[cfg(windows)]
 #[derive(Debug, clap::Args)]
 pub struct ServiceArgs {
+    /// What to do with the service.
     #[command(subcommand)]
     pub action: ServiceAction,
 }
 
+/// `install`, `uninstall` or `run` (the last is what the SCM starts).
 #[cfg(windows)]
 #[derive(Debug, clap::Subcommand)]
 pub enum ServiceAction {
@@ -100,6 +106,7 @@ pub struct ConfigArgs {
     /// Config file (default /etc/imds-credd/config.toml; a missing default file means defaults).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// One flag per config key, on top of the file.
     #[command(flatten)]
     pub overrides: ConfigOverrides,
 }
@@ -108,6 +115,7 @@ pub struct ConfigArgs {
 /// `ExecReload=`) the daemon to tell to re-read it once it is valid.
 #[derive(Debug, clap::Args)]
 pub struct CheckConfigArgs {
+    /// The configuration to validate.
     #[command(flatten)]
     pub config: ConfigArgs,
     /// After a successful check, send SIGHUP to this process (the unit's `$MAINPID`):
@@ -294,11 +302,15 @@ fn container_address(args: &ContainerAddressArgs) -> Result<Exit, CommandError> 
 #[cfg(target_os = "linux")]
 #[derive(Debug, Error)]
 pub enum ReloadError {
+    /// The pid is not a running `imds-credd run`: signalling it could hit another program.
     #[error("--reload-pid {0} is not a daemon's process id")]
     NotADaemon(i32),
+    /// `kill(2)` failed.
     #[error("cannot send SIGHUP to process {pid}")]
     Signal {
+        /// The process signalled.
         pid: i32,
+        /// Why `kill(2)` failed.
         #[source]
         source: nix::Error,
     },

@@ -19,18 +19,29 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 /// Why a client command got nothing usable from the daemon.
 #[derive(Debug, Error)]
 pub enum ClientError {
+    /// The socket could not be reached.
     #[error(transparent)]
     Unreachable(#[from] UnreachableDaemon),
+    /// The daemon answered with an error document.
     #[error("daemon answered {status}: {code}: {message}")]
     Refused {
+        /// The HTTP status.
         status: StatusCode,
+        /// The error document's `code`.
         code: String,
+        /// The error document's `message`.
         message: String,
     },
+    /// The credentials document did not pass the rules a set must meet.
     #[error("daemon sent an unusable credentials document")]
     BadCredentials(#[source] CredentialsError),
+    /// The set the daemon served had expired by the time it arrived.
     #[error("daemon served credentials that expired at {expiration}; refusing to pass them on")]
-    Expired { expiration: String },
+    Expired {
+        /// Its `Expiration`, as the daemon sent it.
+        expiration: String,
+    },
+    /// `/v1/status` answered something other than a JSON object.
     #[error("daemon sent a status document that is not a JSON object")]
     BadStatus,
 }
@@ -62,6 +73,7 @@ pub struct DaemonApi {
 }
 
 impl DaemonApi {
+    /// The API behind `socket`.
     pub fn new(socket: SocketClient) -> Self {
         DaemonApi { socket }
     }

@@ -10,8 +10,10 @@ use super::{block_on, print_stdout, ClientCommandError, SocketArgs};
 use serde_json::Value;
 use std::fmt::Write as _;
 
+/// `imds-credd consumers`: which daemon to ask.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConsumersArgs {
+    /// The daemon's socket.
     #[command(flatten)]
     pub socket: SocketArgs,
     /// Print the daemon's JSON array instead of the table.

@@ -5,10 +5,13 @@ use super::{block_on, print_stdout, ClientCommandError, ProfileArgs, SocketArgs}
 use crate::clock::{Clock, SystemClock};
 use crate::credentials::render::{render_env, EnvSyntax};
 
+/// `imds-credd env`: which daemon to ask, which profile, in which syntax.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EnvArgs {
+    /// The daemon's socket.
     #[command(flatten)]
     pub socket: SocketArgs,
+    /// Which profile's set.
     #[command(flatten)]
     pub profile: ProfileArgs,
     /// Syntax of the assignments: sh (`export NAME='value'`), systemd (`EnvironmentFile=`),

@@ -49,11 +49,16 @@ pub enum ExecError {
     Signals(io::Error),
     /// CMD does not exist (a shell's 127).
     #[error("{command}: command not found")]
-    CommandNotFound { command: String },
+    CommandNotFound {
+        /// The program as given.
+        command: String,
+    },
     /// CMD exists but cannot be run (a shell's 126).
     #[error("{command}")]
     CannotRun {
+        /// The program as given.
         command: String,
+        /// Why it could not run.
         #[source]
         source: io::Error,
     },
@@ -126,10 +131,14 @@ const AFTER_REFRESH: Duration = Duration::from_secs(2);
 /// The wait when the daemon's `next_refresh` has passed (a refresh is under way).
 const REFRESH_UNDER_WAY: Duration = Duration::from_secs(5);
 
+/// `imds-credd exec`: which daemon to ask, which profile, the command and what to do at a
+/// rotation.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExecArgs {
+    /// The daemon's socket.
     #[command(flatten)]
     pub socket: SocketArgs,
+    /// Which profile's set.
     #[command(flatten)]
     pub profile: ProfileArgs,
     /// When the daemon rotates the credentials: `none`, `restart` (SIGTERM, then start CMD
@@ -153,8 +162,11 @@ pub struct ExecArgs {
 /// What `exec` does to CMD when the daemon rotates the credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnRotation {
+    /// Leave CMD alone: it keeps the set it started with.
     None,
+    /// Stop CMD and start it again with the new set.
     Restart,
+    /// Send CMD this signal; it reads the new set itself.
     Signal(Signal),
 }
 

@@ -44,6 +44,7 @@ pub enum ClientCommandError {
         error_chain::render(fallback)
     )]
     Fallback {
+        /// Why the daemon could not be asked.
         no_daemon: UnreachableDaemon,
         /// Boxed: IMDS's errors are large, and every command's `Result` carries this one.
         fallback: Box<FallbackError>,
@@ -85,6 +86,7 @@ pub struct SocketArgs {
 }
 
 impl SocketArgs {
+    /// The daemon's API on this socket.
     pub fn api(&self) -> DaemonApi {
         DaemonApi::new(SocketClient::new(&self.socket))
     }

@@ -36,48 +36,82 @@ pub struct SocketClient {
 /// What the daemon answered: any status, with its (capped) body.
 #[derive(Debug)]
 pub struct Answer {
+    /// The HTTP status.
     pub status: StatusCode,
     /// `Retry-After` in seconds, when the daemon sent one (with `429`).
     pub retry_after: Option<u64>,
+    /// The body, capped at [`MAX_BODY_BYTES`].
     pub body: Bytes,
 }
 
 /// Why no answer came back. Every variant means "cannot reach the daemon".
 #[derive(Debug, Error)]
 pub enum UnreachableDaemon {
+    /// Nothing at the socket path.
     #[error("no daemon socket at {} (is imds-credd running?)", path.display())]
-    Missing { path: PathBuf },
+    Missing {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// A socket file with no daemon behind it.
     #[error("daemon socket {} refused the connection (imds-credd is not running)", path.display())]
-    Refused { path: PathBuf },
+    Refused {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// This user may not connect.
     #[cfg_attr(not(windows), error("permission denied on daemon socket {} (is this user in the socket's group?)", path.display()))]
     #[cfg_attr(windows, error("permission denied on daemon pipe {} (is this account an Administrator or in [socket] allow_sids?)", path.display()))]
-    PermissionDenied { path: PathBuf },
+    PermissionDenied {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Every connection slot stayed busy for the whole wait.
     #[cfg(target_os = "linux")]
     #[error("daemon socket {} had no free connection slot within {}", path.display(), humantime::format_duration(BUSY_WAIT))]
     Busy {
+        /// The socket path.
         path: PathBuf,
+        /// The last connect's error.
         #[source]
         source: io::Error,
     },
+    /// Connecting failed otherwise.
     #[error("cannot connect to daemon socket {}", path.display())]
     Connect {
+        /// The socket path.
         path: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// No whole answer within the timeout.
     #[error("daemon at {} did not answer within {}", path.display(), humantime::format_duration(*timeout))]
-    Timeout { path: PathBuf, timeout: Duration },
+    Timeout {
+        /// The socket path.
+        path: PathBuf,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The HTTP exchange broke off.
     #[error("HTTP exchange with the daemon at {} failed", path.display())]
     Http {
+        /// The socket path.
         path: PathBuf,
+        /// Why.
         #[source]
         source: hyper::Error,
     },
+    /// The answer is larger than [`MAX_BODY_BYTES`].
     #[error("answer from the daemon at {} is larger than {MAX_BODY_BYTES} bytes", path.display())]
-    TooLarge { path: PathBuf },
+    TooLarge {
+        /// The socket path.
+        path: PathBuf,
+    },
 }
 
 impl SocketClient {
+    /// A client of the daemon listening at `path` (the pipe's name on Windows).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         SocketClient {
             path: path.into(),
@@ -85,6 +119,7 @@ impl SocketClient {
         }
     }
 
+    /// Where it connects, for messages.
     pub fn path(&self) -> &Path {
         &self.path
     }

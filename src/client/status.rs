@@ -18,8 +18,10 @@ pub enum Verdict {
     NoValidCredentials,
 }
 
+/// `imds-credd status`: which daemon to ask, and how to print.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
+    /// The daemon's socket.
     #[command(flatten)]
     pub socket: SocketArgs,
     /// Print the daemon's status document (JSON) instead of the summary.

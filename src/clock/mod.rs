@@ -26,6 +26,7 @@ pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The source of "now" for every expiry and scheduling decision.
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current wall-clock time.
     fn now(&self) -> SystemTime;
     /// Completes once `now() >= deadline`, within [`wall::RECHECK`] of a jump that gets it
     /// there.

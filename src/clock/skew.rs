@@ -28,6 +28,7 @@ pub const MAX_CORRECTED_SKEW: Duration = Duration::from_secs(12 * 3600);
 /// IMDS time minus local time, in whole seconds (a `Date` header has 1 s resolution).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClockSkew {
+    /// Seconds IMDS's clock is ahead of the instance's (negative: behind).
     pub imds_ahead_secs: i64,
 }
 
@@ -89,7 +90,9 @@ impl ClockSkew {
 /// less the session length asked for).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AnswerTimes {
+    /// The answer's `Date` header.
     pub date: SystemTime,
+    /// When the set was issued, if the answer says.
     pub issued: Option<SystemTime>,
 }
 
@@ -224,10 +227,12 @@ impl Default for ClockSkewGauge {
 }
 
 impl ClockSkewGauge {
+    /// Records the latest measured skew.
     pub fn set(&self, skew: ClockSkew) {
         self.0.store(skew.imds_ahead_secs, Ordering::Relaxed);
     }
 
+    /// The latest measured skew; `None` before the first measurement.
     pub fn get(&self) -> Option<ClockSkew> {
         let imds_ahead_secs = self.0.load(Ordering::Relaxed);
         (imds_ahead_secs != UNMEASURED).then_some(ClockSkew { imds_ahead_secs })

@@ -33,6 +33,7 @@ pub struct ContainerConfig {
     pub listen: Vec<SocketAddr>,
     /// The default client's token (name [`DEFAULT_CLIENT_NAME`]).
     pub token_file: PathBuf,
+    /// `[[container.client]]`: clients with tokens of their own.
     #[serde(rename = "client")]
     pub clients: Vec<ContainerClientConfig>,
 }
@@ -41,7 +42,9 @@ pub struct ContainerConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerClientConfig {
+    /// The client's name, in logs and `consumers`.
     pub name: String,
+    /// The file its token is written to.
     pub token_file: PathBuf,
     /// The one `[[assume]]` profile the token grants; `None`: the instance role.
     #[serde(default)]
@@ -64,7 +67,9 @@ impl Default for ContainerConfig {
 /// What a `[container]` rule points at: a key of the table, or a key of client `index`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContainerKey {
+    /// A key of `[container]` itself.
     Table(&'static str),
+    /// A key of the `[[container.client]]` entry at this index.
     Client(usize, &'static str),
 }
 

@@ -14,9 +14,8 @@ const SOCKET_OTHERS_WRITE: u32 = 0o002;
 impl Config {
     /// The mode rules for `[[file]]`, `[[env]]` and `[socket]`; see the module doc.
     pub(super) fn check_exposure(&self) -> Result<(), (Spot, String)> {
-        let files = self.files.iter().map(|f| ("file", f.mode.0));
-        let envs = self.envs.iter().map(|e| ("env", e.mode.0));
-        for (index, (table, mode)) in files.enumerate().chain(envs.enumerate()) {
+        for (table, index, sink) in self.sinks() {
+            let mode = sink.mode.0;
             if mode & SINK_FORBIDDEN_BITS != 0 {
                 return Err((
                     Spot::EntryKey(table, index, "mode"),

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The flags that override config keys, each naming its key in its help.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigOverrides {
     /// IMDS base URL (`[imds] endpoint`).
@@ -200,7 +201,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.imds.endpoint, "http://127.0.0.1:1");
         assert_eq!(config.refresh.before_expiry, Duration::from_secs(300));
-        assert_eq!(config.files[0].mode, FileMode(0o640));
+        assert_eq!(config.files[0].sink.mode, FileMode(0o640));
         assert_eq!(config.envs[0].format, super::super::EnvFormat::Systemd);
         assert_eq!(config.socket.allow_uids, vec![1000]);
     }

@@ -30,7 +30,7 @@ pub use container::{
 pub use flags::ConfigOverrides;
 pub use model::{
     AssumeConfig, Config, EnvSinkConfig, FileSinkConfig, ImdsConfig, LogConfig, RefreshConfig,
-    SignalConfig, SocketConfig,
+    SignalConfig, SinkConfig, SocketConfig,
 };
 #[cfg(target_os = "linux")]
 pub use socket_folder::{check_config_folders, PathsFromFlags};
@@ -60,19 +60,32 @@ pub const DEFAULT_SOCKET_PATH: &str = r"\\.\pipe\imds-credd";
 /// A configuration that cannot be used. The message names the file, the line and the key.
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read config file {path}")]
     Read {
+        /// The config file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// The file's text breaks a rule: `message` names the key.
     #[error("{path}:{line}: {message}")]
     Invalid {
+        /// The config file.
         path: PathBuf,
+        /// The line the error points at (1-based).
         line: usize,
+        /// What is wrong, with the key.
         message: String,
     },
+    /// A command-line flag breaks a rule.
     #[error("{origin}: {message}")]
-    Flag { origin: String, message: String },
+    Flag {
+        /// The flag, or the entry a flag added.
+        origin: String,
+        /// What is wrong, with the key.
+        message: String,
+    },
 }
 
 impl Config {
@@ -208,9 +221,9 @@ token_file = "/run/imds-credd/container-token"
 "#;
         let config = parse(text).unwrap();
         assert_eq!(config.files[0].profile, "instance");
-        assert_eq!(config.files[0].mode, FileMode(0o600));
+        assert_eq!(config.files[0].sink.mode, FileMode(0o600));
         assert_eq!(config.envs[0].format, EnvFormat::Sh);
-        assert_eq!(config.envs[0].signal.as_ref().unwrap().signal, "HUP");
+        assert_eq!(config.envs[0].sink.signal.as_ref().unwrap().signal, "HUP");
         assert_eq!(config.assumes[0].duration, Duration::from_secs(3600));
         assert_eq!(config.container.unwrap().listen[0].port(), 28679);
     }
@@ -228,6 +241,20 @@ token_file = "/run/imds-credd/container-token"
         assert_refused(
             "[imds]\ntimeout = \"2s\"\ntoken_tll = \"6h\"\n",
             &[":3:", "token_tll"],
+        );
+    }
+
+    /// The keys every sink shares are read in place (not through serde's `flatten`, which
+    /// would point these errors at the table's header).
+    #[test]
+    fn a_sink_key_is_refused_at_its_own_line() {
+        assert_refused(
+            "[[file]]\npath = \"/a/x\"\nprofile = \"p\"\nmdoe = \"0600\"\n",
+            &[":4:", "key `file.mdoe`: unknown field `mdoe`"],
+        );
+        assert_refused(
+            "[[env]]\npath = \"/a/x\"\n\nowner = 5\n",
+            &[":4:", "key `env.owner`: invalid type"],
         );
     }
 

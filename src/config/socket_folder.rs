@@ -95,7 +95,9 @@ fn nearest_existing_folder(
 /// Which paths a command-line flag set, so that an error names the flag instead of a line.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PathsFromFlags {
+    /// `--socket` set the socket path.
     pub socket: bool,
+    /// `--container-token-file` set the token file.
     pub token_file: bool,
 }
 
@@ -137,16 +139,15 @@ pub fn check_config_folders(
             });
         }
     }
-    let files = config.files.iter().map(|sink| &sink.path).enumerate();
-    let envs = config.envs.iter().map(|sink| &sink.path).enumerate();
-    let sinks = files
-        .map(|(index, path)| ("file", "file.path", index, path))
-        .chain(envs.map(|(index, path)| ("env", "env.path", index, path)));
-    for (table, key, index, path) in sinks {
+    for (table, index, sink) in config.sinks() {
         checks.push(Checked {
-            verdict: check_sink_folder(path),
+            verdict: check_sink_folder(&sink.path),
             spot: Spot::EntryKey(table, index, "path"),
-            key,
+            key: if table == "file" {
+                "file.path"
+            } else {
+                "env.path"
+            },
             flag: None,
         });
     }

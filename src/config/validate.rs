@@ -61,18 +61,8 @@ impl Config {
     fn check_sinks(&self) -> Result<Vec<&Path>, (Spot, String)> {
         let known_profiles = self.assume_profiles();
         let mut seen_paths: Vec<&Path> = Vec::new();
-        let sinks = self
-            .files
-            .iter()
-            .map(|f| ("file", &f.path, &f.source))
-            .enumerate()
-            .chain(
-                self.envs
-                    .iter()
-                    .map(|e| ("env", &e.path, &e.source))
-                    .enumerate(),
-            );
-        for (index, (table, path, source)) in sinks {
+        for (table, index, sink) in self.sinks() {
+            let (path, source) = (&sink.path, &sink.source);
             let refuse = |key: &str, message: String| {
                 Err((
                     Spot::Entry(table, index),
@@ -202,19 +192,11 @@ impl Config {
         }
         const ACL: &str = "files take the ACL of their folder; set the folder's ACL instead";
         const NO_SIGNALS: &str = "there are no signals to send; use on_rotate instead";
-        let files = self
-            .files
-            .iter()
-            .map(|f| ("file", &f.owner, &f.group, &f.signal));
-        let envs = self
-            .envs
-            .iter()
-            .map(|e| ("env", &e.owner, &e.group, &e.signal));
-        for (index, (table, owner, group, signal)) in files.enumerate().chain(envs.enumerate()) {
+        for (table, index, sink) in self.sinks() {
             let refused = [
-                ("owner", owner.is_some(), ACL),
-                ("group", group.is_some(), ACL),
-                ("signal", signal.is_some(), NO_SIGNALS),
+                ("owner", sink.owner.is_some(), ACL),
+                ("group", sink.group.is_some(), ACL),
+                ("signal", sink.signal.is_some(), NO_SIGNALS),
             ];
             if let Some((key, _, why)) = refused.into_iter().find(|(_, set, _)| *set) {
                 return Err((
@@ -310,47 +292,42 @@ mod tests {
         let client = |body: &str| {
             format!("{head}[[container.client]]\nname = \"web\"\ntoken_file = \"/run/c/web/token\"\n[[container.client]]\n{body}")
         };
-        // The second client's header is line 12; its keys follow in the order written.
-        let cases: [(&str, &[&str]); 9] = [
+        // The second client's header is line 12, then its `name`, its `token_file` and a
+        // third key, in the order written.
+        for (name, says) in [
+            ("web", "already taken"),
+            ("default", "already taken"),
+            ("a b", "not a client name"),
+        ] {
+            let body = format!("name = \"{name}\"\ntoken_file = \"/run/c/b/token\"\n");
+            assert_refused(&client(&body), &[":13:", "container.client.name", says]);
+        }
+        for (token_file, says) in [
+            ("/run/c/web/other", "\"web\"'s token"),
+            ("/run/c/token2", "\"default\"'s token"),
+            ("b/token", "absolute"),
+            ("/srv/x", "sink's path"),
+        ] {
+            let body = format!("name = \"b\"\ntoken_file = \"{token_file}\"\n");
+            assert_refused(
+                &client(&body),
+                &[":14:", "container.client.token_file", says],
+            );
+        }
+        for (third, key, says) in [
             (
-                "name = \"web\"\ntoken_file = \"/run/c/b/token\"\n",
-                &[":13:", "container.client.name", "already taken"],
+                "profile = \"nope\"",
+                "container.client.profile",
+                "no [[assume]]",
             ),
             (
-                "name = \"default\"\ntoken_file = \"/run/c/b/token\"\n",
-                &[":13:", "container.client.name", "already taken"],
+                "allow_from = [\"172.17.0.2/16\"]",
+                "allow_from",
+                "past its /16 prefix",
             ),
-            (
-                "name = \"a b\"\ntoken_file = \"/run/c/b/token\"\n",
-                &[":13:", "container.client.name", "not a client name"],
-            ),
-            (
-                "name = \"b\"\ntoken_file = \"/run/c/web/other\"\n",
-                &[":14:", "container.client.token_file", "\"web\"'s token"],
-            ),
-            (
-                "name = \"b\"\ntoken_file = \"/run/c/token2\"\n",
-                &[":14:", "container.client.token_file", "\"default\"'s token"],
-            ),
-            (
-                "name = \"b\"\ntoken_file = \"b/token\"\n",
-                &[":14:", "container.client.token_file", "absolute"],
-            ),
-            (
-                "name = \"b\"\ntoken_file = \"/run/c/b/token\"\nprofile = \"nope\"\n",
-                &[":15:", "container.client.profile", "no [[assume]]"],
-            ),
-            (
-                "name = \"b\"\ntoken_file = \"/run/c/b/token\"\nallow_from = [\"172.17.0.2/16\"]\n",
-                &[":15:", "allow_from", "past its /16 prefix"],
-            ),
-            (
-                "name = \"b\"\ntoken_file = \"/srv/x\"\n",
-                &[":14:", "container.client.token_file", "sink's path"],
-            ),
-        ];
-        for (body, fragments) in cases {
-            assert_refused(&client(body), fragments);
+        ] {
+            let body = format!("name = \"b\"\ntoken_file = \"/run/c/b/token\"\n{third}\n");
+            assert_refused(&client(&body), &[":15:", key, says]);
         }
         let good = parse(&client(
             "name = \"b\"\ntoken_file = \"/run/c/b/token\"\nprofile = \"audit\"\nallow_from = [\"172.18.0.0/16\", \"fd00:1::/64\"]\n",

@@ -11,6 +11,7 @@ use std::time::Duration;
 /// `[socket] rate_limit`: requests per second per uid; 0 turns the limit off. Written `"100/s"` or `"0"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
+    /// Requests per second; 0: no limit.
     pub per_second: u32,
 }
 
@@ -193,26 +194,45 @@ impl From<EnvFormat> for EnvSyntax {
     }
 }
 
+/// `[log] format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    // `help = None`: these docs are for the code; `--help` lists the names alone.
+    /// One line of text per event.
     #[default]
+    #[value(help = None)]
     Text,
+    /// One JSON object per line.
+    #[value(help = None)]
     Json,
 }
 
+/// `[log] level`: the lowest level logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
+    // `help = None`: these docs are for the code; `--help` lists the names alone.
+    /// Failures only.
+    #[value(help = None)]
     Error,
+    /// Failures and what may become one.
+    #[value(help = None)]
     Warn,
+    /// Also each refresh and rotation.
     #[default]
+    #[value(help = None)]
     Info,
+    /// Also each decision and request.
+    #[value(help = None)]
     Debug,
+    /// Everything.
+    #[value(help = None)]
     Trace,
 }
 
 impl LogLevel {
+    /// The level as tracing's filter spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             LogLevel::Error => "error",
@@ -227,11 +247,14 @@ impl LogLevel {
 /// Which default IMDS address to use when no endpoint is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 pub enum EndpointMode {
+    // `help = None`: these docs are for the code; `--help` lists the names alone.
+    /// `169.254.169.254`.
     #[serde(alias = "ipv4", alias = "IPV4")]
-    #[value(name = "IPv4", alias = "ipv4")]
+    #[value(name = "IPv4", alias = "ipv4", help = None)]
     IPv4,
+    /// `[fd00:ec2::254]`.
     #[serde(alias = "ipv6", alias = "IPV6")]
-    #[value(name = "IPv6", alias = "ipv6")]
+    #[value(name = "IPv6", alias = "ipv6", help = None)]
     IPv6,
 }
 

@@ -11,37 +11,54 @@ use thiserror::Error;
 /// Why the daemon could not start, or a reload could not start a sink.
 #[derive(Debug, Error)]
 pub enum DaemonError {
+    /// IMDS could not be set up.
     #[error(transparent)]
     Imds(#[from] ImdsError),
+    /// An `[[assume]]` profile could not be set up.
     #[error(transparent)]
     Assume(#[from] StsError),
+    /// A sink could not be set up.
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
+    /// The API socket could not be opened.
     #[cfg(target_os = "linux")]
     #[error(transparent)]
     Socket(#[from] crate::serve::SocketError),
+    /// The container endpoint could not be set up.
     #[cfg(target_os = "linux")]
     #[error(transparent)]
     Container(#[from] crate::serve::container::ContainerError),
+    /// The named pipe could not be created.
     #[cfg(windows)]
     #[error(transparent)]
     Pipe(#[from] crate::serve::pipe::PipeError),
+    /// A sink's rotation hooks are wrong.
     #[error(transparent)]
     Hooks(#[from] HookConfigError),
+    /// A sink names a profile the running daemon does not have (after a reload).
     #[error("sink {sink} publishes profile {profile:?}, which no [[assume]] entry provides")]
-    UnknownProfile { sink: String, profile: String },
+    UnknownProfile {
+        /// The sink, as its table and path.
+        sink: String,
+        /// The profile it names.
+        profile: String,
+    },
 }
 
 /// Why `run` ended other than by a stop signal. Each is logged where it happens (the
 /// daemon's log, in its format), so whoever turns it into an exit code prints nothing.
 #[derive(Debug, Error)]
 pub enum RunError {
+    /// The tokio runtime could not start.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// The daemon could not start.
     #[error("cannot start")]
     Start(#[source] DaemonError),
+    /// The signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
+    /// A supervised task ended or panicked.
     #[error("a supervised task failed")]
     TaskFailed(#[source] TaskFailure),
 }

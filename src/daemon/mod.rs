@@ -42,11 +42,15 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// A running daemon: the refresher and its sinks, and what they share.
 pub struct DaemonHandle {
-    pub state: StateReceiver,
+    /// The instance role's state channel.
+    pub instance_role: StateReceiver,
     /// Assumed-role profiles by name, each with its own state channel.
     pub profiles: BTreeMap<String, StateReceiver>,
+    /// The counters `/metrics` and `status` report.
     pub metrics: Arc<Metrics>,
+    /// Each sink's last outcome.
     pub health: SinkHealth,
+    /// The IMDS endpoint in use, for the logs and `demo`'s guide.
     pub endpoint: String,
     /// Where the `[container]` endpoint listens on its first `listen` address (its port
     /// resolved), if configured and bound at start (a busy port is retried in the

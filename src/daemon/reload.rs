@@ -2,7 +2,7 @@
 //! compared as configured ([`SinkSpec`]); removed ones stop, new ones start, unchanged ones
 //! keep running, and the credentials are never dropped.
 
-use crate::config::{Config, EnvSinkConfig, FileSinkConfig, SignalConfig};
+use crate::config::{Config, EnvSinkConfig, FileSinkConfig, SignalConfig, SinkConfig};
 use crate::daemon::{DaemonError, DaemonHandle};
 use crate::refresh::state::StateReceiver;
 use crate::sink::hooks::RotationHooks;
@@ -25,34 +25,35 @@ impl SinkSpec {
             .collect()
     }
 
-    fn source(&self) -> Option<&str> {
+    /// The keys every kind of sink has.
+    fn sink(&self) -> &SinkConfig {
         match self {
-            SinkSpec::File(c) => c.source.as_deref(),
-            SinkSpec::Env(c) => c.source.as_deref(),
+            SinkSpec::File(c) => &c.sink,
+            SinkSpec::Env(c) => &c.sink,
         }
+    }
+
+    fn source(&self) -> Option<&str> {
+        self.sink().source.as_deref()
     }
 
     /// The sink's `owner` setting, which also says whose pid file its `signal` may read.
     fn owner(&self) -> Option<&str> {
-        match self {
-            SinkSpec::File(c) => c.owner.as_deref(),
-            SinkSpec::Env(c) => c.owner.as_deref(),
-        }
+        self.sink().owner.as_deref()
     }
 
     /// The sink's `on_rotate` command and `signal` target.
     fn hooks(&self) -> (Option<&[String]>, Option<&SignalConfig>) {
-        match self {
-            SinkSpec::File(c) => (c.on_rotate.as_deref(), c.signal.as_ref()),
-            SinkSpec::Env(c) => (c.on_rotate.as_deref(), c.signal.as_ref()),
-        }
+        let sink = self.sink();
+        (sink.on_rotate.as_deref(), sink.signal.as_ref())
     }
 
     fn describe(&self) -> String {
-        match self {
-            SinkSpec::File(c) => format!("[[file]] {}", c.path.display()),
-            SinkSpec::Env(c) => format!("[[env]] {}", c.path.display()),
-        }
+        let table = match self {
+            SinkSpec::File(_) => "file",
+            SinkSpec::Env(_) => "env",
+        };
+        format!("[[{table}]] {}", self.sink().path.display())
     }
 }
 
@@ -119,8 +120,8 @@ impl DaemonHandle {
 
     /// Starts one file or env sink on the instance role's state or its `source` profile's.
     pub(super) fn start_sink(&mut self, spec: SinkSpec) -> Result<(), DaemonError> {
-        let source = match spec.source() {
-            None => self.state.clone(),
+        let state = match spec.source() {
+            None => self.instance_role.clone(),
             Some(profile) => self
                 .profiles
                 .get(profile)
@@ -134,11 +135,11 @@ impl DaemonHandle {
         match &spec {
             SinkSpec::File(c) => {
                 let sink = CredentialsFileSink::new(c)?;
-                self.spawn_publisher(sink, source, hooks, stop.clone())
+                self.spawn_publisher(sink, state, hooks, stop.clone())
             }
             SinkSpec::Env(c) => {
                 let sink = EnvFileSink::new(c)?;
-                self.spawn_publisher(sink, source, hooks, stop.clone())
+                self.spawn_publisher(sink, state, hooks, stop.clone())
             }
         }
         self.sinks.push(RunningSink { spec, stop });
@@ -148,7 +149,7 @@ impl DaemonHandle {
     fn spawn_publisher<P: Publish>(
         &mut self,
         sink: P,
-        source: StateReceiver,
+        state: StateReceiver,
         hooks: RotationHooks,
         stop: CancellationToken,
     ) {
@@ -156,7 +157,7 @@ impl DaemonHandle {
         let name = format!("sink {} {target}", P::KIND);
         let reporter = self.health.register(P::KIND, target);
         let clock = self.clock.clone();
-        let task = run_sink(sink, source, clock, reporter, hooks, stop.clone());
+        let task = run_sink(sink, state, clock, reporter, hooks, stop.clone());
         self.tasks.spawn(name, &stop, task);
     }
 }

@@ -42,14 +42,19 @@ const STOP_WAIT: Duration = Duration::from_secs(10);
 /// Why a service command failed.
 #[derive(Debug, Error)]
 pub enum ServiceError {
+    /// The service manager refused a step.
     #[error("cannot {action} the service {SERVICE_NAME} (run as Administrator?)")]
     Manager {
+        /// The step (`open`, `create`, `stop`, `delete`…).
         action: &'static str,
+        /// The manager's error.
         #[source]
         source: windows_service::Error,
     },
+    /// This program's path, which the service runs, could not be found.
     #[error("cannot find this program's path")]
     Executable(#[source] std::io::Error),
+    /// The service did not stop in time for its removal.
     #[error("the service {SERVICE_NAME} did not stop within {}s", STOP_WAIT.as_secs())]
     StopTimeout,
 }
@@ -57,8 +62,10 @@ pub enum ServiceError {
 /// Why the service's daemon did not run to a clean stop.
 #[derive(Debug, Error)]
 pub enum ServiceRunError {
+    /// The configuration could not be read.
     #[error(transparent)]
     Config(ConfigError),
+    /// The daemon could not start or stopped on a failure.
     #[error(transparent)]
     Run(RunError),
 }

@@ -35,9 +35,9 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<DaemonHandle, 
     };
     let metrics = Arc::new(Metrics::default());
     let imds = Arc::new(ImdsClient::new(settings, clock.clone(), metrics.clone())?);
-    let (state_tx, state) = state_channel();
+    let (state_tx, instance_role) = state_channel();
     let mut daemon = DaemonHandle {
-        state,
+        instance_role,
         profiles: BTreeMap::new(),
         metrics,
         health: SinkHealth::default(),
@@ -68,7 +68,7 @@ impl DaemonHandle {
         imds: &Arc<ImdsClient>,
     ) -> Result<(), DaemonError> {
         let chains = ChainContext {
-            source: self.state.clone(),
+            instance_role: self.instance_role.clone(),
             imds: imds.clone(),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
@@ -85,7 +85,7 @@ impl DaemonHandle {
     /// The API every server answers with, on the daemon's state and profiles.
     fn api(&self, config: &Config) -> Arc<Api> {
         let api = Api::new(
-            self.state.clone(),
+            self.instance_role.clone(),
             self.profiles.clone(),
             self.clock.clone(),
             self.metrics.clone(),
@@ -161,7 +161,7 @@ impl DaemonHandle {
             "systemd notify",
             &stop,
             crate::daemon::notify::run(
-                self.state.clone(),
+                self.instance_role.clone(),
                 self.health.clone(),
                 self.clock.clone(),
                 heartbeat,

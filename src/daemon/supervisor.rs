@@ -23,8 +23,10 @@ tokio::task_local! {
 /// A supervised task that ended without being asked to stop.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TaskFailure {
+    /// The named task returned, though it should run until the stop.
     #[error("task {0:?} ended unexpectedly")]
     Ended(String),
+    /// The named task panicked.
     #[error("task {0:?} panicked")]
     Panicked(String),
 }

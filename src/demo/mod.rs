@@ -9,7 +9,7 @@
 pub mod simulator;
 
 use crate::clock::SystemClock;
-use crate::config::{Config, EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig};
+use crate::config::{Config, EnvFormat, EnvSinkConfig, FileMode, FileSinkConfig, SinkConfig};
 use crate::credentials::format_utc_timestamp;
 use crate::demo::simulator::{ImdsSimulator, SimulatorOptions};
 use crate::failure::Fault;
@@ -32,14 +32,19 @@ pub struct DemoArgs {
 /// Why the demo could not run.
 #[derive(Debug, Error)]
 pub enum DemoError {
+    /// The demo's temp folder could not be made.
     #[error("cannot create a temporary folder")]
     Folder(#[source] std::io::Error),
+    /// The tokio runtime could not start.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// The simulated IMDS could not listen on loopback.
     #[error("cannot start the simulated IMDS on loopback")]
     Simulator(#[source] std::io::Error),
+    /// The daemon could not start.
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
+    /// A supervised task of the daemon ended or panicked.
     #[error(transparent)]
     TaskFailed(crate::daemon::supervisor::TaskFailure),
 }
@@ -88,7 +93,7 @@ async fn run_demo(folder: &Path, run_for: Option<Duration>) -> Result<(), DemoEr
     let config = demo_config(folder, &sim.endpoint());
     let mut daemon = crate::daemon::start(&config, Arc::new(SystemClock)).await?;
     print_guide(&config, &sim.endpoint());
-    let mut state = daemon.state.clone();
+    let mut state = daemon.instance_role.clone();
     let announce = async {
         let mut last_key = None;
         while state.changed().await.is_ok() {
@@ -164,32 +169,20 @@ fn demo_config(folder: &Path, endpoint: &str) -> Config {
     config.socket.path = demo_socket_path(folder);
     config.socket.mode = FileMode(0o600);
     config.files.push(FileSinkConfig {
-        path: folder.join("credentials"),
+        sink: SinkConfig::new(folder.join("credentials")),
         profile: "demo".to_string(),
-        mode: FileMode(0o600),
-        owner: None,
-        group: None,
-        source: None,
-        on_rotate: None,
-        signal: None,
     });
     config.envs.push(EnvSinkConfig {
-        path: folder.join(DEMO_ENV_FILE),
+        sink: SinkConfig::new(folder.join(DEMO_ENV_FILE)),
         format: DEMO_ENV_FORMAT,
-        mode: FileMode(0o600),
-        owner: None,
-        group: None,
-        source: None,
-        on_rotate: None,
-        signal: None,
     });
     config
 }
 
 fn print_guide(config: &Config, endpoint: &str) {
     let socket = config.socket.path.display();
-    let file = config.files[0].path.display();
-    let env = config.envs[0].path.display();
+    let file = config.files[0].sink.path.display();
+    let env = config.envs[0].sink.path.display();
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "imds-credd".to_string());

@@ -1,10 +1,10 @@
-//! The one refresh loop, for the instance role and every `[[assume]]` profile: ask a
-//! [`Source`] for a credential set, publish it on a state channel or keep the last good set
+//! The one refresh loop, for the instance role and every `[[assume]]` profile: ask an
+//! [`Issuer`] for a credential set, publish it on a state channel or keep the last good set
 //! and back off, withdraw a set at its expiry, sleep until the next decision. The decisions
-//! are [`super::policy`]'s; what to ask and what to log belong to each source
+//! are [`super::policy`]'s; what to ask and what to log belong to each issuer
 //! ([`super::instance`], `crate::assume::chain`). See `docs/ARCHITECTURE.md`.
 //!
-//! Between attempts the loop sleeps on the injected clock; nothing polls. A source chained on
+//! Between attempts the loop sleeps on the injected clock; nothing polls. An issuer chained on
 //! another (a profile on the instance role) also wakes when that upstream state brings
 //! credentials it has not signed with yet.
 
@@ -22,68 +22,81 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
-/// A set a source fetched, as the engine publishes it.
+/// A set an issuer fetched, as the engine publishes it.
 pub struct Fetched<D> {
     /// What the state names as the role: the instance role's name, a profile's role ARN.
     pub role: String,
+    /// The set.
     pub credentials: Credentials,
-    /// What only the source's own log needs (the assumed-role ARN STS answered).
+    /// What only the issuer's own log needs (the assumed-role ARN STS answered).
     pub detail: D,
     /// The answer's `Date` and the set's issue time, when the answer gave them: what the
     /// clock-skew correction judges the set by.
     pub times: Option<AnswerTimes>,
 }
 
-/// What the engine tells a source to report; each source words its own log lines.
+/// What the engine tells an issuer to report; each issuer words its own log lines.
 pub enum Event<'a, D, E> {
     /// The published role appears, changes or disappears.
     RoleChanged {
+        /// The role published before; `None`: none.
         previous: Option<&'a str>,
+        /// The role published now; `None`: none.
         current: Option<&'a str>,
     },
     /// The set expires within `before_expiry`: published, asked for again soon.
     TooShort(&'a Fetched<D>),
     /// The set is about to be published; the next attempt is at `next_refresh`.
     Published {
+        /// The set.
         fetched: &'a Fetched<D>,
+        /// When the next attempt is due.
         next_refresh: SystemTime,
     },
     /// An attempt failed. `message` is the chain the state records; `held`: a valid last
     /// good set is still served; `failures`: how many failed in a row before this one.
     Failed {
+        /// The attempt's error.
         error: &'a E,
+        /// The error rendered, as the state records it.
         message: &'a str,
+        /// A valid last good set is still served.
         held: bool,
+        /// How many attempts failed in a row before this one.
         failures: u32,
     },
     /// The held set expired with no replacement and was withdrawn.
-    Expired { last_error: &'a str },
+    Expired {
+        /// The last attempt's error, as the state records it.
+        last_error: &'a str,
+    },
     /// The upstream state has no valid credentials to sign with: nothing is scheduled until
     /// it has.
     WaitingForUpstream,
-    /// The upstream state brought credentials this source has not signed with.
+    /// The upstream state brought credentials this issuer has not signed with.
     UpstreamRotated,
     /// The clock-skew verdict on the sets changed kind (corrected, refused, back within the
     /// threshold): reported once per change, not per set.
     ClockSkew(SkewVerdict),
 }
 
-/// Where credential sets come from: IMDS for the instance role, STS for a profile.
-pub trait Source: Send {
+/// Who issues the sets an engine keeps fresh: IMDS for the instance role, STS for a profile.
+pub trait Issuer: Send {
     /// What an attempt works from: nothing for the instance role, the instance-role
     /// credentials to sign with for a profile.
     type Input: Send;
     /// What [`Fetched::detail`] carries.
     type Detail: Send;
+    /// Why an attempt failed.
     type Error: std::error::Error + Send + 'static;
 
-    /// What the next attempt works from; `None` while there is nothing (a chained source
+    /// What the next attempt works from; `None` while there is nothing (a chained issuer
     /// whose [`Upstream`] holds no valid credentials): no attempt is scheduled until
-    /// [`Source::upstream_rotated`] completes.
+    /// [`Issuer::upstream_rotated`] completes.
     fn input(&mut self) -> Option<Self::Input>;
 
     /// Completes when the upstream calls for a new attempt (see [`Upstream::rotated`]);
-    /// never, for a source with no upstream.
+    /// never, for an issuer with no upstream.
     fn upstream_rotated(&mut self, waiting: bool) -> impl Future<Output = ()> + Send;
 
     /// Asks for a new set.
@@ -100,18 +113,18 @@ pub trait Source: Send {
         now: SystemTime,
     ) -> Result<(), Self::Error>;
 
-    /// Whether `error` means the held set is no longer this source's to serve (the instance
+    /// Whether `error` means the held set is no longer this issuer's to serve (the instance
     /// role was removed): withdrawn at once, not at its expiry.
     fn revokes(&self, error: &Self::Error) -> bool;
 
     /// Logs what happened.
     fn report(&self, event: Event<'_, Self::Detail, Self::Error>);
 
-    /// The counters this source's outcomes add to.
+    /// The counters this issuer's outcomes add to.
     fn counters<'m>(&self, metrics: &'m Metrics) -> Counters<'m>;
 }
 
-/// A source's two counters in [`Metrics`].
+/// An issuer's two counters in [`Metrics`].
 pub struct Counters<'m> {
     /// Sets published.
     pub published: &'m AtomicU64,
@@ -119,19 +132,20 @@ pub struct Counters<'m> {
     pub failed: &'m AtomicU64,
 }
 
-/// The state a chained source signs with (a profile: the instance role's), and what it
+/// The state a chained issuer signs with (a profile: the instance role's), and what it
 /// signed with last.
 pub struct Upstream {
     state: StateReceiver,
     clock: SharedClock,
     /// False once the upstream loop is gone (the daemon is stopping): only the clock and the
-    /// shutdown can wake the source then.
+    /// shutdown can wake the issuer then.
     open: bool,
     /// The access key id of the credentials the last attempt signed with.
     signed_with: Option<String>,
 }
 
 impl Upstream {
+    /// Follows `state`, judging validity by `clock`.
     pub fn new(state: StateReceiver, clock: SharedClock) -> Self {
         Upstream {
             state,
@@ -214,9 +228,9 @@ enum Woke {
 /// must not make the refresher look hung to the watchdog.
 const CHECK_IN_EVERY: Duration = crate::clock::wall::RECHECK;
 
-/// Keeps one source's set fresh on its state channel.
-pub struct Engine<S: Source> {
-    source: S,
+/// Keeps one issuer's set fresh on its state channel.
+pub struct Engine<S: Issuer> {
+    issuer: S,
     clock: SharedClock,
     policy: RefreshPolicy,
     state: StateSender,
@@ -225,16 +239,17 @@ pub struct Engine<S: Source> {
     heartbeat: Option<Heartbeat>,
 }
 
-impl<S: Source> Engine<S> {
+impl<S: Issuer> Engine<S> {
+    /// An engine that asks `issuer` on `policy` and publishes on `state`.
     pub fn new(
-        source: S,
+        issuer: S,
         clock: SharedClock,
         policy: RefreshPolicy,
         state: StateSender,
         metrics: Arc<Metrics>,
     ) -> Self {
         Engine {
-            source,
+            issuer,
             clock,
             policy,
             state,
@@ -255,17 +270,17 @@ impl<S: Source> Engine<S> {
         let mut failures: u32 = 0;
         loop {
             self.check_in(Duration::ZERO);
-            let wake_at = match self.source.input() {
+            let wake_at = match self.issuer.input() {
                 Some(input) => {
                     // A fetch can take its full timeout: do not hold up a stop.
                     let outcome = tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        outcome = self.source.fetch(input) => outcome,
+                        outcome = self.issuer.fetch(input) => outcome,
                     };
                     Some(self.settle(outcome, &mut failures))
                 }
                 None => {
-                    self.source.report(Event::WaitingForUpstream);
+                    self.issuer.report(Event::WaitingForUpstream);
                     None
                 }
             };
@@ -282,7 +297,7 @@ impl<S: Source> Engine<S> {
         let now = self.clock.now();
         let admitted = outcome.and_then(|mut fetched| {
             let verdict = judge_skew(&mut fetched, now);
-            self.source
+            self.issuer
                 .admit(&mut fetched, now)
                 .map(|()| (fetched, verdict))
         });
@@ -307,7 +322,7 @@ impl<S: Source> Engine<S> {
             None => !matches!(verdict, SkewVerdict::Tolerated(_)),
         };
         if news {
-            self.source.report(Event::ClockSkew(verdict));
+            self.issuer.report(Event::ClockSkew(verdict));
         }
         self.state.send_modify(|s| s.clock_skew = Some(verdict));
     }
@@ -323,15 +338,15 @@ impl<S: Source> Engine<S> {
             fastrand::f64(),
         );
         if let AfterSuccess::TooShort(_) = next {
-            self.source.report(Event::TooShort(&fetched));
+            self.issuer.report(Event::TooShort(&fetched));
         }
         *failures = next.failures();
         let next_refresh = self.due(next.attempt());
-        self.source.report(Event::Published {
+        self.issuer.report(Event::Published {
             fetched: &fetched,
             next_refresh: self.clock.wall_time_of(next_refresh),
         });
-        Metrics::incr(self.source.counters(&self.metrics).published);
+        Metrics::incr(self.issuer.counters(&self.metrics).published);
         let Fetched {
             role, credentials, ..
         } = fetched;
@@ -350,20 +365,20 @@ impl<S: Source> Engine<S> {
         let message = error_chain::render(&error);
         let now = self.clock.now();
         let held = self.state.borrow().valid_credentials(now).is_some();
-        self.source.report(Event::Failed {
+        self.issuer.report(Event::Failed {
             error: &error,
             message: &message,
             held,
             failures: *failures,
         });
-        if self.source.revokes(&error) {
+        if self.issuer.revokes(&error) {
             self.note_role(None);
             self.state.send_modify(|s| {
                 s.role = None;
                 s.credentials = None;
             });
         }
-        Metrics::incr(self.source.counters(&self.metrics).failed);
+        Metrics::incr(self.issuer.counters(&self.metrics).failed);
         self.state.send_modify(|s| s.last_error = Some(message));
         let retry = policy::after_failure(&self.policy, *failures, fastrand::f64());
         *failures = retry.failures;
@@ -382,7 +397,7 @@ impl<S: Source> Engine<S> {
     fn note_role(&self, current: Option<&str>) {
         let previous = self.state.borrow().role.clone();
         if previous.as_deref() != current {
-            self.source.report(Event::RoleChanged {
+            self.issuer.report(Event::RoleChanged {
                 previous: previous.as_deref(),
                 current,
             });
@@ -416,7 +431,7 @@ impl<S: Source> Engine<S> {
                         None => std::future::pending().await,
                     }
                 };
-                let upstream = self.source.upstream_rotated(wake_at.is_none());
+                let upstream = self.issuer.upstream_rotated(wake_at.is_none());
                 let check_in = async {
                     match self.heartbeat {
                         // Monotonic: the heartbeat counts monotonic time.
@@ -438,7 +453,7 @@ impl<S: Source> Engine<S> {
                 Woke::Stop => return false,
                 Woke::CheckIn => {}
                 Woke::Upstream => {
-                    self.source.report(Event::UpstreamRotated);
+                    self.issuer.report(Event::UpstreamRotated);
                     return true;
                 }
                 Woke::Expiry => self.withdraw_expired(),
@@ -451,7 +466,7 @@ impl<S: Source> Engine<S> {
     fn withdraw_expired(&self) {
         if withdraw_if_expired(&self.state, self.clock.now()) {
             let last_error = self.state.borrow().last_error.clone().unwrap_or_default();
-            self.source.report(Event::Expired {
+            self.issuer.report(Event::Expired {
                 last_error: &last_error,
             });
         }
@@ -489,7 +504,7 @@ mod tests {
         signed: Arc<Mutex<Vec<String>>>,
     }
 
-    impl Source for Scripted {
+    impl Issuer for Scripted {
         type Input = Option<String>;
         type Detail = ();
         type Error = Refused;
@@ -539,6 +554,11 @@ mod tests {
         }
     }
 
+    /// A failed attempt that keeps the held set.
+    fn down() -> Result<Credentials, Refused> {
+        Err(Refused("down"))
+    }
+
     fn credentials(key: &str, expiration: SystemTime) -> Credentials {
         Credentials {
             access_key_id: key.into(),
@@ -558,15 +578,25 @@ mod tests {
     }
 
     impl Running {
-        fn start(
-            clock: ManualClock,
-            answers: Vec<Result<Credentials, Refused>>,
-            upstream: Option<StateReceiver>,
+        /// Starts an unchained issuer whose first answer is the set `KEY1`, expiring
+        /// `lasting` after the start, then `then`'s (written from the start time), and waits
+        /// for that first set (the manual clock still reads the start time then).
+        async fn first_set(
+            lasting: Duration,
+            then: impl FnOnce(SystemTime) -> Vec<Result<Credentials, Refused>>,
+            heartbeat: Option<Heartbeat>,
         ) -> Self {
-            Self::start_with_heartbeat(clock, answers, upstream, None)
+            let clock = ManualClock::starting_now();
+            let t0 = clock.now();
+            let answers = std::iter::once(Ok(credentials("KEY1", t0 + lasting)));
+            let answers = answers.chain(then(t0)).collect();
+            let mut run = Self::start(clock, answers, None, heartbeat);
+            run.until("the first set", |s| s.credentials.is_some())
+                .await;
+            run
         }
 
-        fn start_with_heartbeat(
+        fn start(
             clock: ManualClock,
             answers: Vec<Result<Credentials, Refused>>,
             upstream: Option<StateReceiver>,
@@ -574,7 +604,7 @@ mod tests {
         ) -> Self {
             let shared: SharedClock = Arc::new(clock.clone());
             let signed = Arc::new(Mutex::new(Vec::new()));
-            let source = Scripted {
+            let issuer = Scripted {
                 answers: answers.into(),
                 upstream: upstream.map(|state| Upstream::new(state, shared.clone())),
                 signed: signed.clone(),
@@ -582,7 +612,7 @@ mod tests {
             let (sender, state) = state_channel();
             let metrics = Arc::new(Metrics::default());
             let policy = RefreshPolicy::from(&crate::config::RefreshConfig::default());
-            let mut engine = Engine::new(source, shared, policy, sender, metrics.clone());
+            let mut engine = Engine::new(issuer, shared, policy, sender, metrics.clone());
             engine.heartbeat = heartbeat;
             let stop = CancellationToken::new();
             tokio::spawn(engine.run(stop.clone()));
@@ -610,16 +640,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_keeps_the_last_good_set_until_it_expires_then_withdraws_it() {
-        let clock = ManualClock::starting_now();
-        let t0 = clock.now();
-        let answers = vec![
-            Ok(credentials("KEY1", t0 + 40 * MIN)),
-            Err(Refused("down")),
-            Err(Refused("down")),
-        ];
-        let mut run = Running::start(clock, answers, None);
-        run.until("the first set", |s| s.credentials.is_some())
-            .await;
+        let mut run = Running::first_set(40 * MIN, |_| vec![down(), down()], None).await;
 
         run.clock.advance(25 * MIN);
         run.until("the failure", |s| s.last_error.is_some()).await;
@@ -637,12 +658,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_that_revokes_the_set_withdraws_it_at_once() {
-        let clock = ManualClock::starting_now();
-        let t0 = clock.now();
-        let answers = vec![Ok(credentials("KEY1", t0 + 6 * HOUR)), Err(Refused("gone"))];
-        let mut run = Running::start(clock, answers, None);
-        run.until("the first set", |s| s.credentials.is_some())
-            .await;
+        let mut run = Running::first_set(6 * HOUR, |_| vec![Err(Refused("gone"))], None).await;
+        let t0 = run.clock.now();
         assert!(run
             .state
             .borrow()
@@ -658,7 +675,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_chained_source_waits_for_upstream_credentials_and_signs_again_when_they_rotate() {
+    async fn a_chained_issuer_waits_for_upstream_credentials_and_signs_again_when_they_rotate() {
         let clock = ManualClock::starting_now();
         let t0 = clock.now();
         let (upstream, upstream_state) = state_channel();
@@ -666,7 +683,7 @@ mod tests {
             Ok(credentials("CHAIN1", t0 + HOUR)),
             Ok(credentials("CHAIN2", t0 + HOUR)),
         ];
-        let mut run = Running::start(clock, answers, Some(upstream_state));
+        let mut run = Running::start(clock, answers, Some(upstream_state), None);
         let publish = |key: &str| {
             let set = Arc::new(credentials(key, t0 + 6 * HOUR));
             upstream.send_modify(|s| s.credentials = Some(set));
@@ -700,13 +717,8 @@ mod tests {
     /// sleeps, so the watchdog does not take it for hung.
     #[tokio::test(start_paused = true)]
     async fn a_step_back_does_not_make_the_sleeping_engine_look_hung() {
-        let clock = ManualClock::starting_now();
-        let t0 = clock.now();
         let heartbeat = Heartbeat::new(MIN);
-        let answers = vec![Ok(credentials("KEY1", t0 + 6 * HOUR))];
-        let mut run = Running::start_with_heartbeat(clock, answers, None, Some(heartbeat.clone()));
-        run.until("the first set", |s| s.credentials.is_some())
-            .await;
+        let run = Running::first_set(6 * HOUR, |_| Vec::new(), Some(heartbeat.clone())).await;
         run.clock.jump_back(2 * HOUR);
         // Past the hour the engine promised before the step, plus the allowance.
         for _ in 0..8 {
@@ -721,16 +733,12 @@ mod tests {
     /// is not withdrawn early.
     #[tokio::test]
     async fn a_retry_after_a_step_back_comes_after_its_delay() {
-        let clock = ManualClock::starting_now();
-        let t0 = clock.now();
-        let answers = vec![
-            Ok(credentials("KEY1", t0 + 40 * MIN)),
-            Err(Refused("down")),
-            Ok(credentials("KEY2", t0 + 2 * HOUR)),
-        ];
-        let mut run = Running::start(clock, answers, None);
-        run.until("the first set", |s| s.credentials.is_some())
-            .await;
+        let mut run = Running::first_set(
+            40 * MIN,
+            |t0| vec![down(), Ok(credentials("KEY2", t0 + 2 * HOUR))],
+            None,
+        )
+        .await;
         run.clock.advance(25 * MIN);
         run.until("the failure", |s| s.last_error.is_some()).await;
         assert_eq!(run.key().as_deref(), Some("KEY1"), "still served");
@@ -752,18 +760,19 @@ mod tests {
     /// retry still due, the replacement follows.
     #[tokio::test]
     async fn an_expiry_before_the_retry_withdraws_the_set_and_the_retry_still_follows() {
-        let clock = ManualClock::starting_now();
-        let t0 = clock.now();
-        let answers = vec![
-            Ok(credentials("KEY1", t0 + 40 * MIN)),
-            Err(Refused("down")),
-            Err(Refused("down")),
-            Err(Refused("down")),
-            Ok(credentials("KEY2", t0 + 2 * HOUR)),
-        ];
-        let mut run = Running::start(clock, answers, None);
-        run.until("the first set", |s| s.credentials.is_some())
-            .await;
+        let mut run = Running::first_set(
+            40 * MIN,
+            |t0| {
+                vec![
+                    down(),
+                    down(),
+                    down(),
+                    Ok(credentials("KEY2", t0 + 2 * HOUR)),
+                ]
+            },
+            None,
+        )
+        .await;
         // Just before the expiry: three failures in a row back off to 2-4 s.
         run.clock.advance(40 * MIN - Duration::from_millis(1500));
         run.until("the failure", |s| s.last_error.is_some()).await;

@@ -1,4 +1,4 @@
-//! The instance role as a [`Source`]: IMDS's role and its credentials, with `Expiration`
+//! The instance role as an [`Issuer`]: IMDS's role and its credentials, with `Expiration`
 //! moved onto the local clock when the instance clock is off, and the log lines operators
 //! grep for. The loop around it is [`super::engine`]; see `docs/ARCHITECTURE.md`.
 
@@ -8,7 +8,7 @@ use crate::credentials::format_utc_timestamp;
 use crate::health::heartbeat::Heartbeat;
 use crate::health::metrics::Metrics;
 use crate::imds::{ImdsClient, ImdsError};
-use crate::refresh::engine::{Counters, Engine, Event, Fetched, Source};
+use crate::refresh::engine::{Counters, Engine, Event, Fetched, Issuer};
 use crate::refresh::masked;
 use crate::refresh::policy::RefreshPolicy;
 use crate::refresh::state::StateSender;
@@ -19,26 +19,34 @@ use thiserror::Error;
 /// Why a refresh produced no credentials.
 #[derive(Debug, Error)]
 pub enum RefreshError {
+    /// IMDS lists no role.
     #[error("no IAM role is attached to this instance")]
     NoRole,
+    /// The configured role is not the one attached.
     #[error("role {0} is not attached to this instance (IMDS answers 404)")]
     RoleNotFound(String),
     /// IMDS lists the role but has no credentials for it yet (it happens briefly while a
     /// profile is being replaced): a glitch, so the last good set stays served.
     #[error("IMDS lists role {0} but answers 404 for its credentials")]
     ListedRoleWithoutCredentials(String),
+    /// IMDS could not be asked.
     #[error(transparent)]
     Imds(#[from] ImdsError),
 }
 
 /// What the instance role's refresher is built from.
 pub struct RefresherParts {
+    /// The IMDS client.
     pub imds: Arc<ImdsClient>,
+    /// The clock expiry is judged by.
     pub clock: SharedClock,
+    /// When to ask again.
     pub policy: RefreshPolicy,
     /// The configured role; `None` to discover the attached one on every refresh.
     pub configured_role: Option<String>,
+    /// Where the instance role's state is published.
     pub state: StateSender,
+    /// The counters of refreshes.
     pub metrics: Arc<Metrics>,
     /// Checked in with on every pass, for the systemd watchdog.
     pub heartbeat: Heartbeat,
@@ -46,12 +54,12 @@ pub struct RefresherParts {
 
 /// The instance role's refresh loop: the engine on IMDS, checking in with `heartbeat`.
 pub fn refresher(parts: RefresherParts) -> Engine<InstanceRole> {
-    let source = InstanceRole {
+    let issuer = InstanceRole {
         imds: parts.imds,
         configured_role: parts.configured_role,
     };
     Engine::new(
-        source,
+        issuer,
         parts.clock,
         parts.policy,
         parts.state,
@@ -67,7 +75,7 @@ pub struct InstanceRole {
     configured_role: Option<String>,
 }
 
-impl Source for InstanceRole {
+impl Issuer for InstanceRole {
     type Input = ();
     type Detail = ();
     type Error = RefreshError;

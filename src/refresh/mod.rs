@@ -1,8 +1,8 @@
 //! When to ask again, and the loop that asks and publishes the result on a watch channel:
 //! for the instance role (IMDS) and every `[[assume]]` profile (STS) alike.
 //! - [`policy`]: the decisions, pure functions of time, expiry, policy and failures.
-//! - [`engine`]: the one loop that carries them out over a [`engine::Source`].
-//! - [`instance`]: the instance role as a source.
+//! - [`engine`]: the one loop that carries them out over an [`engine::Issuer`].
+//! - [`instance`]: the instance role as an issuer.
 //! - [`state`]: what the loop publishes and every sink reads.
 //!
 //! See `docs/ARCHITECTURE.md` for where this sits between IMDS and the sinks.

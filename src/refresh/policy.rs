@@ -22,7 +22,9 @@ const MAX_JITTER: Duration = Duration::from_secs(300);
 /// The timing rules, from `[refresh]` plus the retry schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefreshPolicy {
+    /// `[refresh] before_expiry`.
     pub before_expiry: Duration,
+    /// `[refresh] max_interval`.
     pub max_interval: Duration,
     /// First retry after a failed refresh; doubles each time...
     pub retry_base: Duration,
@@ -88,6 +90,7 @@ pub enum Attempt {
 /// A try again on the failure schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
+    /// How long to wait before trying again.
     pub delay: Duration,
     /// The run of failures, this one included.
     pub failures: u32,
@@ -113,6 +116,7 @@ pub enum AfterSuccess {
 }
 
 impl AfterSuccess {
+    /// When the next attempt is due.
     pub fn attempt(&self) -> Attempt {
         match self {
             AfterSuccess::Scheduled(at) => Attempt::At(*at),

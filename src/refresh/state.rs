@@ -58,5 +58,7 @@ pub fn withdraw_if_expired(state: &StateSender, now: SystemTime) -> bool {
     })
 }
 
+/// The refresher's end of a state channel.
 pub type StateSender = watch::Sender<CredentialState>;
+/// A reader's end of a state channel: a sink's, a server's, a chained profile's.
 pub type StateReceiver = watch::Receiver<CredentialState>;

@@ -39,7 +39,9 @@ const OTHER_PROGRAMS: &str = "(other programs)";
 pub struct Program {
     /// The executable: `/proc/PID/exe` when readable (`verified`), else `argv[0]`.
     pub exe: String,
+    /// `exe` is `/proc/PID/exe`, not the peer's own `argv[0]`.
     pub verified: bool,
+    /// The command line, shortened.
     pub cmdline: String,
 }
 
@@ -86,8 +88,11 @@ pub struct Consumer {
     pub uid: Option<u32>,
     /// The peer's own uid when it is a subordinate uid of [`Self::uid`].
     pub subordinate: Option<u32>,
+    /// The peer's gid, when known.
     pub gid: Option<u32>,
+    /// The peer's pid, when known.
     pub pid: Option<i32>,
+    /// The peer's program.
     pub program: Program,
     /// On the container endpoint: the client whose token it showed (`None` elsewhere, or
     /// before a token was shown).
@@ -128,9 +133,9 @@ impl Consumer {
     }
 }
 
-/// How a request ended, for the counters.
+/// How a request ended, for the counters (the `result` label of `/metrics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RequestResult {
     /// Answered (with credentials, or why there are none).
     Answered,
     /// Refused: a peer not allowed, a missing or wrong token.
@@ -142,8 +147,11 @@ pub enum Outcome {
 /// Per-uid counts, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UidCounts {
+    /// Requests answered with credentials.
     pub answered: u64,
+    /// Requests refused.
     pub refused: u64,
+    /// Requests over the rate limit.
     pub rate_limited: u64,
 }
 
@@ -196,7 +204,7 @@ impl Consumers {
         endpoint: &'static str,
         consumer: &Consumer,
         profile: Option<&str>,
-        outcome: Outcome,
+        result: RequestResult,
         now: SystemTime,
     ) {
         let mut table = self.table.lock().expect("consumer table lock");
@@ -206,13 +214,13 @@ impl Consumers {
             } else {
                 None
             };
-        table.per_uid.entry(counted_uid).or_default().add(outcome);
+        table.per_uid.entry(counted_uid).or_default().add(result);
         if let Some(client) = &consumer.client {
             let mut pair = (Arc::clone(client), consumer.address);
             if table.per_client.len() >= MAX_UIDS && !table.per_client.contains_key(&pair) {
                 pair.1 = None;
             }
-            table.per_client.entry(pair).or_default().add(outcome);
+            table.per_client.entry(pair).or_default().add(result);
         }
         let mut key = Key {
             uid: consumer.uid,
@@ -265,7 +273,7 @@ impl Consumers {
         }
         let row = table.rows.get_mut(&key).expect("inserted above");
         row.requests += 1;
-        if outcome != Outcome::Answered {
+        if result != RequestResult::Answered {
             row.refused += 1;
         }
         row.last_seen = now;
@@ -332,11 +340,11 @@ impl Consumers {
 }
 
 impl UidCounts {
-    fn add(&mut self, outcome: Outcome) {
-        match outcome {
-            Outcome::Answered => self.answered += 1,
-            Outcome::Refused => self.refused += 1,
-            Outcome::RateLimited => self.rate_limited += 1,
+    fn add(&mut self, result: RequestResult) {
+        match result {
+            RequestResult::Answered => self.answered += 1,
+            RequestResult::Refused => self.refused += 1,
+            RequestResult::RateLimited => self.rate_limited += 1,
         }
     }
 }
@@ -432,14 +440,14 @@ mod tests {
     fn one_row_per_uid_program_and_profile_with_counts_and_times() {
         let table = Consumers::default();
         let aws = consumer(1000, "/usr/bin/aws");
-        table.record("socket", &aws, None, Outcome::Answered, t(0));
-        table.record("socket", &aws, None, Outcome::RateLimited, t(5));
-        table.record("socket", &aws, Some("audit"), Outcome::Answered, t(6));
+        table.record("socket", &aws, None, RequestResult::Answered, t(0));
+        table.record("socket", &aws, None, RequestResult::RateLimited, t(5));
+        table.record("socket", &aws, Some("audit"), RequestResult::Answered, t(6));
         table.record(
             "container",
             &consumer(1001, "/usr/bin/python3"),
             None,
-            Outcome::Refused,
+            RequestResult::Refused,
             t(7),
         );
         let rows = table.to_json(&root());
@@ -479,7 +487,7 @@ mod tests {
                 "socket",
                 &consumer(uid, exe),
                 None,
-                Outcome::Answered,
+                RequestResult::Answered,
                 t(at),
             );
         };
@@ -512,12 +520,12 @@ mod tests {
     #[test]
     fn subordinate_uids_share_their_owners_rows_and_cannot_evict_anyone_else() {
         let table = Consumers::default();
-        table.record("socket", &root(), None, Outcome::Answered, t(0));
+        table.record("socket", &root(), None, RequestResult::Answered, t(0));
         table.record(
             "socket",
             &consumer(1000, "/usr/bin/aws"),
             None,
-            Outcome::Answered,
+            RequestResult::Answered,
             t(1),
         );
         for sub in 0..5000u32 {
@@ -529,7 +537,7 @@ mod tests {
                 "socket",
                 &flood,
                 None,
-                Outcome::Answered,
+                RequestResult::Answered,
                 t(2 + u64::from(sub)),
             );
         }
@@ -555,7 +563,7 @@ mod tests {
             ..consumer(1000, "/usr/bin/podman-app")
         };
         for who in [&root(), &app, &sub, &consumer(2000, "/usr/bin/other")] {
-            table.record("socket", who, None, Outcome::Answered, t(0));
+            table.record("socket", who, None, RequestResult::Answered, t(0));
         }
         let seen = |viewer: &Consumer| -> Vec<String> {
             let mut exes: Vec<String> = table

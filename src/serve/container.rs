@@ -157,10 +157,18 @@ const BIND_RETRY_MAX: Duration = Duration::from_secs(60);
 /// port that cannot be bound is not one of these: see the module doc.)
 #[derive(Debug, Error)]
 pub enum ContainerError {
+    /// A `[container]` setting the endpoint cannot use.
     #[error("key `{key}`: {message}")]
-    Config { key: ContainerKey, message: String },
+    Config {
+        /// The key.
+        key: ContainerKey,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No random bytes for a token.
     #[error("cannot read the operating system's random source for the container token")]
     Random(#[source] getrandom::Error),
+    /// A token file could not be written.
     #[error("cannot write the container token file")]
     TokenFile(#[source] FileError),
 }

@@ -43,14 +43,24 @@ pub const MAX_INSTANCES: usize = 254;
 /// Why the pipe could not be opened. Nothing is served, and the daemon should stop.
 #[derive(Debug, Error)]
 pub enum PipeError {
+    /// The pipe's access list could not be built.
     #[error("cannot build the security descriptor of pipe {path} from {sddl:?}")]
     SecurityDescriptor {
+        /// The pipe's name.
         path: PathBuf,
+        /// The access list, as SDDL.
         sddl: String,
+        /// Why.
         source: io::Error,
     },
+    /// The pipe could not be created.
     #[error("cannot create the pipe {path} (another process may own the name)")]
-    Create { path: PathBuf, source: io::Error },
+    Create {
+        /// The pipe's name.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 }
 
 /// The DACL of the pipe, in SDDL (see the module doc). `allow_sids` are checked SIDs

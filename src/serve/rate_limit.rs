@@ -45,6 +45,7 @@ struct Bucket {
 }
 
 impl RateLimiter {
+    /// A limiter with no bucket yet, at `limit`.
     pub fn new(limit: RateLimit) -> Self {
         RateLimiter {
             limit,
@@ -52,6 +53,7 @@ impl RateLimiter {
         }
     }
 
+    /// The limit it enforces.
     pub fn limit(&self) -> RateLimit {
         self.limit
     }

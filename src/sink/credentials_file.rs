@@ -140,12 +140,7 @@ impl CredentialsFileSink {
     /// on each write (see [`super::atomic::FileOwner::resolve`]).
     pub fn new(config: &FileSinkConfig) -> Result<Self, SinkError> {
         Ok(CredentialsFileSink {
-            file: ManagedFile::new(
-                &config.path,
-                config.mode.0,
-                config.owner.clone(),
-                config.group.clone(),
-            )?,
+            file: super::managed_file(&config.sink)?,
             section: config.profile.clone(),
         })
     }

@@ -47,12 +47,7 @@ impl EnvFileSink {
     /// Fails only on a path that is not an absolute file path.
     pub fn new(config: &EnvSinkConfig) -> Result<Self, SinkError> {
         Ok(EnvFileSink {
-            file: ManagedFile::new(
-                &config.path,
-                config.mode.0,
-                config.owner.clone(),
-                config.group.clone(),
-            )?,
+            file: super::managed_file(&config.sink)?,
             syntax: config.format.into(),
         })
     }

@@ -43,6 +43,7 @@ pub use credentials_file::{merge_section, CredentialsFileSink};
 pub use env_file::EnvFileSink;
 
 use crate::clock::{Due, SharedClock, Sleep};
+use crate::config::SinkConfig;
 use crate::credentials::Credentials;
 use crate::failure::Fault;
 use crate::health::SinkReporter;
@@ -67,16 +68,35 @@ pub const STUCK_AFTER: Duration = Duration::from_secs(10);
 /// Why a sink could not publish or withdraw. Messages name paths and fields, never values.
 #[derive(Debug, Error)]
 pub enum SinkError {
+    /// The file could not be read or replaced.
     #[error(transparent)]
     File(#[from] atomic::FileError),
+    /// The file is not UTF-8.
     #[error("{}: not UTF-8 text; refusing to rewrite it", .path.display())]
-    NotUtf8 { path: PathBuf },
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A credential value would break a line of the file.
     #[error("credential field `{field}` is empty or holds a control character or edge space; not written")]
-    UnsafeValue { field: &'static str },
+    UnsafeValue {
+        /// The field (never its value).
+        field: &'static str,
+    },
+    /// The write task panicked.
     #[error("{}: the write task panicked", .path.display())]
-    Panicked { path: PathBuf },
+    Panicked {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A write is still running.
     #[error("{}: a write has not finished after {} (a hung disk or network file system?); still waiting for it", .path.display(), humantime::format_duration(*.after))]
-    Stuck { path: PathBuf, after: Duration },
+    Stuck {
+        /// The file.
+        path: PathBuf,
+        /// How long it has run.
+        after: Duration,
+    },
 }
 
 impl SinkError {
@@ -92,9 +112,20 @@ impl SinkError {
     }
 }
 
+/// The file a sink's table names, written with the table's mode, owner and group.
+fn managed_file(config: &SinkConfig) -> Result<atomic::ManagedFile, SinkError> {
+    Ok(atomic::ManagedFile::new(
+        &config.path,
+        config.mode.0,
+        config.owner.clone(),
+        config.group.clone(),
+    )?)
+}
+
 /// What a publish or withdraw did to the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
+    /// The file was written.
     Written,
     /// The file already was as wanted: nothing was written.
     Unchanged,
@@ -115,6 +146,7 @@ impl Change {
 pub trait Publish: Send + Sync + 'static {
     /// `file` or `env`, the sink kind in the status table.
     const KIND: &'static str;
+    /// The file it writes, for the status table and logs.
     fn target(&self) -> &Path;
     /// Makes the output hold `creds`, refusing values that would break a line first: every
     /// sink writes a line-based file.

@@ -36,42 +36,86 @@ const MAX_PID_FILE_BYTES: usize = 64;
 /// Why a signal was not sent. Every message names the pid file.
 #[derive(Debug, Error)]
 pub enum PidFileError {
+    /// The pid file could not be read.
     #[error("cannot read pid file")]
     Read(#[source] FileError),
+    /// There is no pid file.
     #[error("pid file {}: missing", .path.display())]
-    Missing { path: PathBuf },
+    Missing {
+        /// The pid file.
+        path: PathBuf,
+    },
+    /// The pid file is owned by neither root nor the sink's owner.
     #[error(
         "pid file {}: owned by uid {uid}; only root or the sink's owner (uid {owner}) may own it",
         .path.display()
     )]
-    ForeignOwner { path: PathBuf, uid: u32, owner: u32 },
+    ForeignOwner {
+        /// The pid file.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// The sink's owner.
+        owner: u32,
+    },
+    /// Others could write another pid into the pid file.
     #[error("pid file {}: writable by group or others (mode {mode:04o})", .path.display())]
-    Writable { path: PathBuf, mode: u32 },
+    Writable {
+        /// The pid file.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
+    /// The pid file holds no pid above 1.
     #[error("pid file {}: does not hold a process id above 1", .path.display())]
-    BadPid { path: PathBuf },
+    BadPid {
+        /// The pid file.
+        path: PathBuf,
+    },
+    /// The pid is the daemon's own.
     #[error("pid file {}: names the daemon itself (pid {pid})", .path.display())]
-    Daemon { path: PathBuf, pid: i32 },
+    Daemon {
+        /// The pid file.
+        path: PathBuf,
+        /// The pid.
+        pid: i32,
+    },
+    /// The process is not the sink owner's.
     #[error(
         "pid file {}: pid {pid} runs as uid {uids}, not as the pid file's owner (uid {owner})",
         .path.display()
     )]
     ForeignProcess {
+        /// The pid file.
         path: PathBuf,
+        /// The pid.
         pid: i32,
         /// Real, effective and saved uid, as `1000/1000/1000`.
         uids: String,
+        /// The sink's owner.
         owner: u32,
     },
+    /// Whose process it is cannot be read.
     #[error(
         "pid file {}: cannot tell who runs pid {pid} (this kernel lacks PIDFD_GET_INFO and /proc hides the process: the unit's ProtectProc=invisible); use a root-owned pid file or Linux 6.13+",
         .path.display()
     )]
-    Unknowable { path: PathBuf, pid: i32 },
+    Unknowable {
+        /// The pid file.
+        path: PathBuf,
+        /// The pid.
+        pid: i32,
+    },
+    /// `kill(2)` failed.
     #[error("cannot send SIG{signal} to pid {pid} (from {})", .path.display())]
     Signal {
+        /// The signal.
         signal: &'static str,
+        /// The pid.
         pid: i32,
+        /// The pid file.
         path: PathBuf,
+        /// The errno.
         #[source]
         source: Errno,
     },

@@ -256,13 +256,13 @@ impl Harness {
         what: &str,
         condition: impl FnMut(&CredentialState) -> bool,
     ) -> CredentialState {
-        let mut rx = self.daemon.state.clone();
+        let mut rx = self.daemon.instance_role.clone();
         let outcome = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(condition)).await;
         let state = match outcome {
             Ok(Ok(state)) => state.clone(),
             _ => panic!(
                 "timed out waiting for {what}; state: {:?}\nlogs:\n{}",
-                *self.daemon.state.borrow(),
+                *self.daemon.instance_role.borrow(),
                 self.logs.text()
             ),
         };
@@ -272,20 +272,20 @@ impl Harness {
     /// Moves the clock and waits until the daemon has acted on it: the refresher publishes
     /// a new `next_refresh` after every attempt.
     pub async fn advance_and_settle(&self, by: Duration) -> CredentialState {
-        let before = self.daemon.state.borrow().next_refresh;
+        let before = self.daemon.instance_role.borrow().next_refresh;
         let target = Clock::now(&self.clock) + by;
         self.clock.advance(by);
         if before.is_some_and(|at| at <= target) {
             self.wait_for("a refresh attempt", |s| s.next_refresh != before)
                 .await
         } else {
-            self.daemon.state.borrow().clone()
+            self.daemon.instance_role.borrow().clone()
         }
     }
 
     /// The credentials the daemon now serves, if any.
     pub fn served(&self) -> Option<imds_credd::credentials::Credentials> {
-        let state = self.daemon.state.borrow();
+        let state = self.daemon.instance_role.borrow();
         state
             .valid_credentials(Clock::now(&self.clock))
             .map(|c| (**c).clone())

@@ -55,8 +55,11 @@ const THROTTLING_CODES: &[&str] = &[
 /// One `AssumeRole` call's parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssumeRoleParams {
+    /// The role to assume (`role_arn`).
     pub role_arn: String,
+    /// `RoleSessionName`: what CloudTrail shows for the session.
     pub session_name: String,
+    /// `DurationSeconds`: how long the set lasts.
     pub duration: Duration,
     /// Sent only when set.
     pub external_id: Option<String>,
@@ -65,6 +68,7 @@ pub struct AssumeRoleParams {
 /// Where and how to reach STS for one profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StsTarget {
+    /// The STS URL the call goes to.
     pub endpoint: Uri,
     /// The SigV4 signing region.
     pub region: String,
@@ -73,6 +77,7 @@ pub struct StsTarget {
 /// A successful `AssumeRole`.
 #[derive(Debug, Clone)]
 pub struct AssumedRole {
+    /// The assumed role's set.
     pub credentials: Credentials,
     /// `AssumedRoleUser/Arn`: `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
     pub assumed_role_arn: String,
@@ -83,32 +88,59 @@ pub struct AssumedRole {
 /// Why `AssumeRole` produced no credentials.
 #[derive(Debug, Error)]
 pub enum StsError {
+    /// STS answered with an error document.
     #[error("STS refused AssumeRole with HTTP {status} {code}: {message}")]
     Refused {
+        /// The HTTP status.
         status: u16,
+        /// The error document's `Code`, which decides whether it is retried.
         code: String,
+        /// The error document's `Message`.
         message: String,
     },
+    /// STS answered an error status with no error document.
     #[error("STS answered HTTP {status} without an error document")]
-    Status { status: u16 },
+    Status {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The request did not get through.
     #[error("cannot reach STS at {endpoint}")]
     Transport {
+        /// The STS URL.
         endpoint: String,
+        /// Why.
         #[source]
         source: HttpError,
     },
+    /// The answer's body broke off.
     #[error("reading the STS answer failed")]
     Read(#[source] HttpError),
+    /// No answer within the request timeout.
     #[error("STS at {endpoint} did not answer within {}s", REQUEST_TIMEOUT.as_secs())]
-    Timeout { endpoint: String },
+    Timeout {
+        /// The STS URL.
+        endpoint: String,
+    },
+    /// The answer is larger than any `AssumeRoleResponse` (a body cap, so a broken or hostile
+    /// endpoint cannot fill memory).
     #[error("STS answer exceeds {MAX_RESPONSE_BYTES} bytes")]
     TooLarge,
+    /// The answer is no `AssumeRoleResponse` with a usable set; the text says what is wrong.
     #[error("STS answer is not a usable AssumeRoleResponse: {0}")]
     BadResponse(String),
+    /// SigV4 signing failed.
     #[error("cannot sign the AssumeRole request")]
     Signing(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The configured endpoint is no URL STS can be reached at.
     #[error("invalid STS endpoint {endpoint:?}: {reason}")]
-    BadEndpoint { endpoint: String, reason: String },
+    BadEndpoint {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// HTTPS to STS needs the system's roots, and they could not be read.
     #[error("cannot load the system's trusted root certificates for HTTPS to STS")]
     TrustRoots(#[source] std::io::Error),
 }

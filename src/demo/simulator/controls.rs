@@ -12,8 +12,11 @@ use hyper::Method;
 /// How many requests of each kind the simulator has answered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestCounts {
+    /// `PUT /latest/api/token` requests.
     pub token_puts: usize,
+    /// Requests for the role list.
     pub role_lists: usize,
+    /// Requests for a role's credentials.
     pub credential_gets: usize,
     /// Every other `GET`/`HEAD`.
     pub other_gets: usize,
@@ -26,7 +29,9 @@ pub struct RequestCounts {
 /// One answered request, in the order answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
+    /// The HTTP method.
     pub method: String,
+    /// The path asked for.
     pub path: String,
     /// The status sent; 0 when the connection was reset instead.
     pub status: u16,

@@ -61,7 +61,12 @@ pub enum Fault {
     Trickle(Duration),
     /// 200 with a fresh credential set whose field `name` (`AccessKeyId`, `Token`,
     /// `Expiration`, …) holds `value` instead: an answer that parses but must be refused.
-    Field { name: &'static str, value: String },
+    Field {
+        /// The field of the IMDS document.
+        name: &'static str,
+        /// What it holds instead.
+        value: String,
+    },
 }
 
 /// The faults waiting for requests: queued ones first, then the random draw.

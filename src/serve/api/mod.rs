@@ -32,7 +32,7 @@ use crate::config::RateLimit;
 use crate::health::metrics::{ClosedCounters, Metrics, RequestCounters};
 use crate::health::SinkHealth;
 use crate::refresh::state::{CredentialState, StateReceiver};
-use crate::serve::consumers::{Consumer, Consumers, Outcome};
+use crate::serve::consumers::{Consumer, Consumers, RequestResult};
 use crate::serve::rate_limit::{retry_after_seconds, Budget, RateLimiter};
 use bytes::Bytes;
 use credentials::Channel;
@@ -174,36 +174,59 @@ impl Status {
 /// in the JSON error; none holds a secret.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ApiError {
+    /// `?format=` names no format.
     #[error("unknown format {0:?}: use json, container or env")]
     UnknownFormat(String),
+    /// The query string is malformed.
     #[error("bad query: {0}")]
     BadQuery(String),
+    /// The peer is not in the socket's allow lists.
     #[error("this peer is not allowed by socket.allow_uids / socket.allow_gids")]
     Forbidden,
+    /// A container request without its token.
     #[error("no Authorization header: send the token from the file named by AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")]
     MissingToken,
+    /// A container request with a token that is not the current one.
     #[error("the Authorization header is not the current token: read the token file again")]
     WrongToken,
+    /// A request that came through a proxy.
     #[error("forwarded requests (X-Forwarded-For, Forwarded) are refused")]
     Forwarded,
+    /// A container request from a peer not on loopback.
     #[error("only loopback peers may use the container endpoint")]
     NotLoopback,
+    /// A token shown from an address its client's `allow_from` does not list.
     #[error("this token is not accepted from this address (container.client.allow_from)")]
     NotAllowedFrom,
+    /// A token asked for a profile it does not grant.
     #[error("this token grants {0} only")]
     ProfileNotGranted(String),
+    /// No route at this path.
     #[error("no such path {0:?}")]
     NotFound(String),
+    /// `?profile=` names no `[[assume]]` profile.
     #[error("no [[assume]] profile named {0:?}")]
     UnknownProfile(String),
+    /// A method other than GET.
     #[error("method {0} not allowed: only GET")]
     MethodNotAllowed(Method),
+    /// The peer's uid (or container address) is over its rate limit.
     #[error("too many requests from this uid (a container: this address; socket.rate_limit is {per_second}/s); retry after {retry_after} s")]
-    RateLimited { per_second: u32, retry_after: u64 },
+    RateLimited {
+        /// The configured rate.
+        per_second: u32,
+        /// Seconds until a token is back.
+        retry_after: u64,
+    },
+    /// No valid set to serve; the text says why.
     #[error("{0}")]
     NoCredentials(String),
+    /// The peer's uid holds all its connections.
     #[error("this uid holds all the connections it may ({cap}); close one, or retry after 1 s")]
-    TooManyConnections { cap: usize },
+    TooManyConnections {
+        /// Connections a uid may hold.
+        cap: usize,
+    },
 }
 
 impl ApiError {
@@ -325,7 +348,7 @@ impl Api {
             false => self.limiter.check(budget, now),
         };
         if let Err(wait) = limited {
-            self.record(endpoint, consumer, uri, Outcome::RateLimited);
+            self.record(endpoint, consumer, uri, RequestResult::RateLimited);
             let error = ApiError::RateLimited {
                 per_second: self.limiter.limit().per_second,
                 retry_after: retry_after_seconds(wait),
@@ -333,7 +356,7 @@ impl Api {
             return self.refuse(endpoint, error);
         }
         if Route::from_path(uri.path()) == Some(Route::Credentials) {
-            self.record(endpoint, consumer, uri, Outcome::Answered);
+            self.record(endpoint, consumer, uri, RequestResult::Answered);
         }
         self.respond(endpoint, consumer, method, uri)
     }
@@ -346,16 +369,21 @@ impl Api {
         uri: &Uri,
         error: ApiError,
     ) -> Response<Body> {
-        self.record(endpoint, consumer, uri, Outcome::Refused);
+        self.record(endpoint, consumer, uri, RequestResult::Refused);
         self.refuse(endpoint, error)
     }
 
     /// Records a refusal made before any request was read (a peer not allowed).
     pub fn note_refused(&self, endpoint: Endpoint, consumer: &Consumer) {
-        self.record(endpoint, consumer, &Uri::from_static("/"), Outcome::Refused);
+        self.record(
+            endpoint,
+            consumer,
+            &Uri::from_static("/"),
+            RequestResult::Refused,
+        );
     }
 
-    fn record(&self, endpoint: Endpoint, consumer: &Consumer, uri: &Uri, outcome: Outcome) {
+    fn record(&self, endpoint: Endpoint, consumer: &Consumer, uri: &Uri, result: RequestResult) {
         let name = match endpoint {
             Endpoint::Socket => "socket",
             Endpoint::Container => "container",
@@ -363,7 +391,7 @@ impl Api {
         let profile = self.profile_named(uri.query());
         let now = self.clock.now();
         self.consumers
-            .record(name, consumer, profile.as_deref(), outcome, now);
+            .record(name, consumer, profile.as_deref(), result, now);
     }
 
     /// The `?profile=` of a query as the consumer table keeps it: a configured profile's

@@ -4,7 +4,7 @@
 
 use super::{Api, ApiError, Format};
 use crate::health::metrics::Metrics;
-use crate::serve::consumers::{Consumer, Outcome};
+use crate::serve::consumers::{Consumer, RequestResult};
 use bytes::Bytes;
 
 /// The consumer table's endpoint name for units.
@@ -27,7 +27,7 @@ impl Api {
         });
         let now = self.clock.now();
         self.consumers
-            .record(ENDPOINT, consumer, profile, Outcome::Answered, now);
+            .record(ENDPOINT, consumer, profile, RequestResult::Answered, now);
         body
     }
 
@@ -36,6 +36,6 @@ impl Api {
         Metrics::incr(&self.metrics.unit_credentials.refused);
         let now = self.clock.now();
         self.consumers
-            .record(ENDPOINT, consumer, None, Outcome::Refused, now);
+            .record(ENDPOINT, consumer, None, RequestResult::Refused, now);
     }
 }

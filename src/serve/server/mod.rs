@@ -136,7 +136,9 @@ pub struct ServerLimits {
 /// How many connections may wait for their first byte; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnauthenticatedLimits {
+    /// Waiting connections one uid (or address) may hold.
     pub per_peer: usize,
+    /// Waiting connections in all.
     pub total: usize,
 }
 
@@ -156,6 +158,7 @@ impl Default for ServerLimits {
 
 /// A listening socket the loop accepts connections from.
 pub trait Listener: Send + 'static {
+    /// A connection, as accepted.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// The next connection; an error is logged and the loop goes on after a pause.
     fn next_connection(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
@@ -171,7 +174,12 @@ impl Listener for TcpListener {
 /// What a frontend decides about a new connection.
 pub enum Admission<P> {
     /// Served, within `share`'s cap.
-    Admit { peer: P, share: Share },
+    Admit {
+        /// What the frontend found out about the peer.
+        peer: P,
+        /// The share of the slots it counts in.
+        share: Share,
+    },
     /// Answered with this at once and closed (the frontend logged and counted why).
     Refuse(Response<Body>),
     /// Closed at once: the peer is gone (the frontend logged and counted it).
@@ -180,6 +188,7 @@ pub enum Admission<P> {
 
 /// What a server does with its connections: who is let in, and the answer to each request.
 pub trait Frontend: Send + Sync + 'static {
+    /// The listener's connections.
     type Stream;
     /// What [`Frontend::respond`] needs to know about an admitted connection.
     type Peer: Send + Sync + 'static;
@@ -194,6 +203,7 @@ pub trait Frontend: Send + Sync + 'static {
     /// [`Api::first_outcome`]: at start, a credentials request waits (boundedly) for the
     /// first refresh outcome instead of getting `503` at once.
     fn api(&self) -> &Api;
+    /// The answer to one request of an admitted `peer`.
     fn respond(
         &self,
         peer: &Self::Peer,
@@ -351,9 +361,7 @@ async fn connection<F>(
     F: Frontend,
     F::Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let frontend = &shared.frontend;
-    let closed = frontend.api().closed_counters(F::ENDPOINT);
-    let admitted = tokio::time::timeout(ADMISSION_TIMEOUT, frontend.admit(&stream))
+    let admitted = tokio::time::timeout(ADMISSION_TIMEOUT, shared.frontend.admit(&stream))
         .await
         .unwrap_or(Admission::Drop);
     let (peer, share) = match admitted {
@@ -370,17 +378,7 @@ async fn connection<F>(
         .take(share, shared.limits.max_connections_per_uid)
     else {
         drop(permit);
-        crate::health::metrics::Metrics::incr(&closed.over_share);
-        if let Some(unlogged) = frontend
-            .refusals()
-            .admit_line(format!("{share} over share"))
-        {
-            tracing::warn!(server = F::NAME, peer = %share, cap = shared.limits.max_connections_per_uid, refused_since_last_line = unlogged, "refusing a connection: its uid holds all the connections it may");
-        }
-        let response = frontend
-            .api()
-            .over_share(F::ENDPOINT, shared.limits.max_connections_per_uid);
-        shared.lingering.answer_and_close(stream, response).await;
+        refuse_over_share(&shared, stream, share).await;
         return;
     };
     let waiting_entry = shared
@@ -389,6 +387,76 @@ async fn connection<F>(
         .map(|caps| lock(&shared.waiting).enter(share, caps));
     let id = waiting_entry.as_ref().map(|(id, _)| *id);
     let closed_for_newcomer = waiting_entry.map(|(_, close)| close);
+    let ended = serve_http(&shared, stream, peer, share, id, closed_for_newcomer).await;
+    if let Err(error) = ended {
+        let frontend = &shared.frontend;
+        if let Some(unlogged) = frontend.refusals().admit_line(format!("{share} error")) {
+            tracing::debug!(server = F::NAME, peer = %share, error = %crate::error_chain::render(&error), refused_since_last_line = unlogged, "connection ended with an error");
+        }
+    }
+    if let Some(id) = id {
+        lock(&shared.waiting).leave(id);
+    }
+    drop(share_slot);
+    drop(permit);
+}
+
+/// Answers a connection whose uid holds all the connections it may (`503`, counted and
+/// logged at most once an interval), without a slot.
+async fn refuse_over_share<F>(shared: &Shared<F>, stream: F::Stream, share: Share)
+where
+    F: Frontend,
+    F::Stream: AsyncRead + AsyncWrite + Unpin,
+{
+    let frontend = &shared.frontend;
+    let closed = frontend.api().closed_counters(F::ENDPOINT);
+    crate::health::metrics::Metrics::incr(&closed.over_share);
+    if let Some(unlogged) = frontend
+        .refusals()
+        .admit_line(format!("{share} over share"))
+    {
+        tracing::warn!(server = F::NAME, peer = %share, cap = shared.limits.max_connections_per_uid, refused_since_last_line = unlogged, "refusing a connection: its uid holds all the connections it may");
+    }
+    let response = frontend
+        .api()
+        .over_share(F::ENDPOINT, shared.limits.max_connections_per_uid);
+    shared.lingering.answer_and_close(stream, response).await;
+}
+
+/// The answer to one request of an admitted connection: at start it waits (boundedly) for
+/// the first refresh outcome, and a refusal closes the connection.
+async fn answer<F: Frontend>(
+    frontend: &F,
+    peer: &F::Peer,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    frontend.api().first_outcome(request.uri()).await;
+    let mut response = frontend.respond(peer, &request).await;
+    if is_refusal(&response) {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(response)
+}
+
+/// Serves an admitted connection's requests until it ends: closed if it sends nothing
+/// before [`FIRST_BYTE_DEADLINE`] or, while still silent, for a newcomer (its waiting entry
+/// `id` leaves once it is heard from), and wound down at the stop.
+async fn serve_http<F>(
+    shared: &Arc<Shared<F>>,
+    stream: F::Stream,
+    peer: F::Peer,
+    share: Share,
+    id: Option<u64>,
+    closed_for_newcomer: Option<CancellationToken>,
+) -> Result<(), hyper::Error>
+where
+    F: Frontend,
+    F::Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let frontend = &shared.frontend;
+    let closed = frontend.api().closed_counters(F::ENDPOINT);
     let peer = Arc::new(peer);
     let first_request = Arc::new(Notify::new());
     let request_arrived = Arc::clone(&first_request);
@@ -397,16 +465,7 @@ async fn connection<F>(
         let frontend = Arc::clone(&service_frontend);
         let peer = Arc::clone(&peer);
         request_arrived.notify_one();
-        async move {
-            frontend.api().first_outcome(request.uri()).await;
-            let mut response = frontend.respond(&peer, &request).await;
-            if is_refusal(&response) {
-                response
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            Ok::<_, Infallible>(response)
-        }
+        async move { answer(&*frontend, &peer, request).await }
     });
     let (stream, heard) = Heard::new(stream);
     let connection = shared
@@ -457,23 +516,13 @@ async fn connection<F>(
             },
         }
     };
-    let ended = match ended {
+    match ended {
         Some(ended) => ended,
         None => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }
-    };
-    if let Err(error) = ended {
-        if let Some(unlogged) = frontend.refusals().admit_line(format!("{share} error")) {
-            tracing::debug!(server = F::NAME, peer = %share, error = %crate::error_chain::render(&error), refused_since_last_line = unlogged, "connection ended with an error");
-        }
     }
-    if let Some(id) = id {
-        lock(&shared.waiting).leave(id);
-    }
-    drop(share_slot);
-    drop(permit);
 }
 
 /// Counts a connection closed at accept for `reason` on `counter`, and says whether to log

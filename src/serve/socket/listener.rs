@@ -31,6 +31,7 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// A listening socket, and whether we own its path.
 #[derive(Debug)]
 pub struct OpenedSocket {
+    /// The listening socket.
     pub listener: UnixListener,
     /// Removes the socket file on drop; `None` for a socket systemd owns.
     pub guard: Option<SocketGuard>,

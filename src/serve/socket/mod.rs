@@ -36,34 +36,85 @@ use tokio_util::sync::CancellationToken;
 /// Why the socket could not be opened. Nothing is served, and the daemon should stop.
 #[derive(Debug, Error)]
 pub enum SocketError {
+    /// The socket's folder could not be made or opened.
     #[error("cannot create or use the socket folder {path}")]
-    Folder { path: PathBuf, source: io::Error },
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The socket path could not be inspected.
     #[error("cannot inspect {path}")]
-    Inspect { path: PathBuf, source: io::Error },
+    Inspect {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Something other than a socket is at the path.
     #[error("{path} exists and is not a socket; refusing to replace it")]
-    NotASocket { path: PathBuf },
+    NotASocket {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// A live daemon already listens at the path.
     #[error("another process is already answering on {path}")]
-    AlreadyServing { path: PathBuf },
+    AlreadyServing {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Connecting to the existing socket failed in a way that says neither.
     #[error("cannot tell whether the existing socket {path} is in use")]
-    Probe { path: PathBuf, source: io::Error },
+    Probe {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The path ends in `..` or `/`.
     #[error("socket path {path} has no file name")]
-    NoFileName { path: PathBuf },
+    NoFileName {
+        /// The socket path.
+        path: PathBuf,
+    },
     /// The limit (108 bytes) applies to the temporary name used while binding, which is the
     /// path plus about ten bytes.
     #[error("socket path {path} is too long for a unix socket address (108 bytes, with a temporary name while binding)")]
-    PathTooLong { path: PathBuf },
+    PathTooLong {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The configured group does not exist.
     #[error("socket group {group:?} does not exist")]
-    UnknownGroup { group: String },
+    UnknownGroup {
+        /// The group as configured.
+        group: String,
+    },
+    /// The group database could not be read.
     #[error("cannot look up the socket group {group:?}")]
-    GroupLookup { group: String, source: nix::Error },
+    GroupLookup {
+        /// The group as configured.
+        group: String,
+        /// Why.
+        source: nix::Error,
+    },
+    /// A step of binding the socket failed.
     #[error("cannot create the socket {path} ({step})")]
     Create {
+        /// The socket path.
         path: PathBuf,
+        /// The step (`bind`, `chmod`, `chown`, `rename`…).
         step: &'static str,
+        /// Why.
         source: io::Error,
     },
+    /// The API's socket from systemd cannot be served.
     #[error("the socket systemd passed for the API is unusable: {detail}")]
-    ActivationFd { detail: String },
+    ActivationFd {
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 /// An open socket, not yet served.

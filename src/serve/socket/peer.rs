@@ -19,8 +19,11 @@ use std::os::fd::AsFd;
 /// The peer's identity as the kernel recorded it when it connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer {
+    /// The peer's uid.
     pub uid: u32,
+    /// The peer's primary gid.
     pub gid: u32,
+    /// The peer's pid.
     pub pid: i32,
 }
 
@@ -42,6 +45,7 @@ pub struct PeerPolicy {
 }
 
 impl PeerPolicy {
+    /// Admits the listed uids and gids; both empty: everyone.
     pub fn new(allow_uids: Vec<u32>, allow_gids: Vec<u32>) -> Self {
         PeerPolicy {
             allow_uids,
@@ -49,6 +53,7 @@ impl PeerPolicy {
         }
     }
 
+    /// The policy of `[socket]`.
     pub fn from_config(config: &SocketConfig) -> Self {
         Self::new(config.allow_uids.clone(), config.allow_gids.clone())
     }

@@ -77,6 +77,7 @@ pub struct SocketOwners {
 }
 
 impl SocketOwners {
+    /// The pid of `uid`'s process holding the socket `inode`, if one is found.
     pub fn pid_of(&self, uid: u32, inode: u64) -> Option<i32> {
         let target = format!("socket:[{inode}]");
         let cached = self

@@ -15,8 +15,13 @@ use thiserror::Error;
 /// Why a peer gets nothing. Logged; never sent (the connection closes without a byte).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Refusal {
+    /// The peer is no system manager and no `[[unit]]` entry names its user.
     #[error("the peer is not the system manager (uid {uid}, not 0) and no [[unit]] entry names its user")]
-    NotAManager { uid: u32 },
+    NotAManager {
+        /// The peer's uid.
+        uid: u32,
+    },
+    /// No `[[unit]]` entry names this unit.
     #[error("no [[unit]] entry names this unit for this manager")]
     Unlisted,
 }

@@ -19,7 +19,9 @@ const CREDENTIAL_ID_MAX: usize = 255;
 /// A well-formed request: which unit, and which credential of its.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitRequest {
+    /// The unit asking (`app.service`).
     pub unit: String,
+    /// The credential ID its `LoadCredential=` names.
     pub credential_id: String,
 }
 
@@ -27,16 +29,22 @@ pub struct UnitRequest {
 /// beyond what the variant says, so an attacker's text cannot reach the log raw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum NameError {
+    /// The peer's socket is not bound to an abstract name.
     #[error("the peer has no abstract socket name (not systemd's LoadCredential=)")]
     NotAbstract,
+    /// The name is longer than a socket address holds.
     #[error("the peer's name is longer than a unix socket address")]
     TooLong,
+    /// The name does not start with systemd's random number.
     #[error("the peer's name does not start with a random hex number")]
     BadRandom,
+    /// The name has no `/unit/` part.
     #[error("the peer's name has no /unit/ part")]
     NoUnitPart,
+    /// The unit part is not a unit name.
     #[error("the peer's name holds no valid unit name")]
     BadUnit,
+    /// The credential ID is not one systemd accepts.
     #[error("the peer's name holds no valid credential ID")]
     BadCredentialId,
 }

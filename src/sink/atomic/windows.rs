@@ -34,20 +34,46 @@ use crate::failure::Fault;
 /// Why a file could not be read, replaced or removed. Messages name the path, never content.
 #[derive(Debug, Error)]
 pub enum FileError {
+    /// A symbolic link or junction is at the target.
     #[error("{}: is a symbolic link or junction; refusing to write through it", .path.display())]
-    Symlink { path: PathBuf },
+    Symlink {
+        /// The target.
+        path: PathBuf,
+    },
+    /// Something other than a file is at the target.
     #[error("{}: is not a regular file", .path.display())]
-    NotRegularFile { path: PathBuf },
+    NotRegularFile {
+        /// The target.
+        path: PathBuf,
+    },
+    /// The target is too large to be a file the daemon wrote.
     #[error("{}: larger than {MAX_FILE_SIZE} bytes; refusing to rewrite it", .path.display())]
-    TooLarge { path: PathBuf },
+    TooLarge {
+        /// The target.
+        path: PathBuf,
+    },
+    /// The path is not an absolute path to a file.
     #[error("{}: not an absolute path to a file", .path.display())]
-    BadPath { path: PathBuf },
+    BadPath {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A key with no Windows meaning is set.
     #[error("{}: `{key}` is not supported on Windows; the folder's ACL decides who can read the file", .path.display())]
-    Unsupported { path: PathBuf, key: &'static str },
+    Unsupported {
+        /// The target.
+        path: PathBuf,
+        /// The key (`owner`, `group`).
+        key: &'static str,
+    },
+    /// A file operation failed.
     #[error("{action} {}", .path.display())]
     Io {
+        /// What was being done (`open`, `rename`…).
         action: &'static str,
+        /// The path it was done to.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
@@ -70,6 +96,7 @@ impl FileError {
 /// What is at the target now.
 #[derive(Debug)]
 pub struct Existing {
+    /// What it holds.
     pub contents: Vec<u8>,
 }
 
@@ -109,6 +136,7 @@ impl ManagedFile {
         })
     }
 
+    /// The target.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -51,47 +51,78 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 /// A hook configuration that cannot work, refused when the sink is set up.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum HookConfigError {
+    /// `on_rotate` is an empty list.
     #[error("on_rotate for {sink} is empty; give the program and its arguments, e.g. [\"systemctl\", \"reload\", \"nginx\"]")]
-    EmptyCommand { sink: String },
+    EmptyCommand {
+        /// The sink.
+        sink: String,
+    },
+    /// `signal` names no signal.
     #[error("signal {name:?} for {sink} is not a signal name such as HUP, USR1 or TERM")]
-    UnknownSignal { sink: String, name: String },
+    UnknownSignal {
+        /// The sink.
+        sink: String,
+        /// The name as configured.
+        name: String,
+    },
+    /// `signal` on Windows.
     #[error("signal for {sink}: Windows has no signals to send; use on_rotate instead")]
-    SignalUnsupported { sink: String },
+    SignalUnsupported {
+        /// The sink.
+        sink: String,
+    },
 }
 
 /// Why a hook did not do its work. Logged; never fatal to the sink.
 #[derive(Debug, Error)]
 pub enum HookError {
+    /// The command could not start.
     #[error("cannot start {program}")]
     Spawn {
+        /// The program.
         program: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// Waiting for the command failed.
     #[error("waiting for {program} failed")]
     Wait {
+        /// The program.
         program: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The pid file refused the signal.
     #[cfg(target_os = "linux")]
     #[error(transparent)]
     Signal(#[from] PidFileError),
+    /// The pid file is not read yet.
     #[cfg(target_os = "linux")]
     #[error("pid file {}: not read within {} s (a hung file system?); the signal goes out only if the read ever ends", path.display(), SIGNAL_TIMEOUT.as_secs())]
-    SignalStuck { path: PathBuf },
+    SignalStuck {
+        /// The pid file.
+        path: PathBuf,
+    },
+    /// The signal task panicked.
     #[cfg(target_os = "linux")]
     #[error("pid file {}: the signal task panicked; signal not sent", path.display())]
-    SignalPanicked { path: PathBuf },
+    SignalPanicked {
+        /// The pid file.
+        path: PathBuf,
+    },
 }
 
 /// How an `on_rotate` command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandOutcome {
+    /// It ended on its own, with this status.
     Exited(ExitStatus),
     /// Still running at the timeout: killed (SIGKILL, or TerminateProcess on Windows) and
     /// reaped.
     Killed {
+        /// Its pid, if the system gave one.
         pid: Option<u32>,
     },
 }
@@ -99,6 +130,7 @@ pub enum CommandOutcome {
 /// What one run of a sink's hooks did.
 #[derive(Debug)]
 pub struct HookReport {
+    /// How the `on_rotate` command went, if there is one.
     pub command: Option<Result<CommandOutcome, HookError>>,
     /// The pid signalled.
     pub signal: Option<Result<i32, HookError>>,

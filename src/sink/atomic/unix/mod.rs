@@ -39,56 +39,112 @@ use zeroize::{Zeroize, Zeroizing};
 /// Why a file could not be read, replaced or removed. Messages name the path, never content.
 #[derive(Debug, Error)]
 pub enum FileError {
+    /// A symbolic link is at the target.
     #[error("{}: is a symbolic link; refusing to write through it", .path.display())]
-    Symlink { path: PathBuf },
+    Symlink {
+        /// The target.
+        path: PathBuf,
+    },
+    /// A link on the way is owned by someone who could point it anywhere.
     #[error(
         "{}: is a symbolic link owned by uid {uid}; only links owned by root or the daemon are followed",
         .path.display()
     )]
-    UntrustedLink { path: PathBuf, uid: u32 },
+    UntrustedLink {
+        /// The link.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+    },
+    /// Something other than a file is at the target.
     #[error("{}: is not a regular file", .path.display())]
-    NotRegularFile { path: PathBuf },
+    NotRegularFile {
+        /// The target.
+        path: PathBuf,
+    },
+    /// The target is also reachable under another name.
     #[error(
         "{}: has {links} hard links; refusing a file that is also reachable under another name",
         .path.display()
     )]
-    HardLinked { path: PathBuf, links: u64 },
+    HardLinked {
+        /// The target.
+        path: PathBuf,
+        /// Its link count.
+        links: u64,
+    },
+    /// Too many links to follow on the way.
     #[error("{}: more than {MAX_LINKS} symbolic links on the way", .path.display())]
-    TooManyLinks { path: PathBuf },
+    TooManyLinks {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Something other than a folder is on the way.
     #[error("{}: is not a folder", .path.display())]
-    NotAFolder { path: PathBuf },
+    NotAFolder {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The target is owned by someone the daemon does not write for.
     #[error(
         "{}: owned by uid {uid}, which is neither the daemon (uid {daemon}) nor the configured owner",
         .path.display()
     )]
     ForeignOwner {
+        /// The target.
         path: PathBuf,
+        /// Its owner.
         uid: u32,
+        /// The daemon's uid.
         daemon: u32,
     },
+    /// A folder on the way lets anyone replace what is in it.
     #[error("{}: folder is writable by everyone and has no sticky bit", .path.display())]
-    UnsafeFolder { path: PathBuf },
+    UnsafeFolder {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// The target is too large to be a file the daemon wrote.
     #[error("{}: larger than {MAX_FILE_SIZE} bytes; refusing to rewrite it", .path.display())]
-    TooLarge { path: PathBuf },
+    TooLarge {
+        /// The target.
+        path: PathBuf,
+    },
+    /// The path is not an absolute path to a file.
     #[error("{}: not an absolute path to a file", .path.display())]
-    BadPath { path: PathBuf },
+    BadPath {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The configured owner or group does not exist.
     #[error("{key} {name:?}: no such {what}")]
     UnknownId {
+        /// The config key (`owner`, `group`).
         key: &'static str,
+        /// `user` or `group`.
         what: &'static str,
+        /// The name as configured.
         name: String,
     },
+    /// The user or group database could not be read.
     #[error("looking up {what} {name:?}")]
     Lookup {
+        /// `user` or `group`.
         what: &'static str,
+        /// The name as configured.
         name: String,
+        /// Why.
         #[source]
         source: Errno,
     },
+    /// A system call failed.
     #[error("{action} {}", .path.display())]
     Io {
+        /// What was being done (`open`, `rename`…).
         action: &'static str,
+        /// The path it was done to.
         path: PathBuf,
+        /// The errno.
         #[source]
         source: Errno,
     },
@@ -100,17 +156,19 @@ impl FileError {
     pub fn fault(&self) -> Fault {
         match self {
             FileError::BadPath { .. } | FileError::UnknownId { .. } => Fault::Setup,
+            // Links on the way or at the target that the daemon does not follow.
             FileError::Symlink { .. }
             | FileError::UntrustedLink { .. }
-            | FileError::NotRegularFile { .. }
             | FileError::HardLinked { .. }
-            | FileError::TooManyLinks { .. }
+            | FileError::TooManyLinks { .. } => Fault::Unavailable,
+            // Something other than a file the daemon wrote, or a folder, is at the path.
+            FileError::NotRegularFile { .. }
             | FileError::NotAFolder { .. }
-            | FileError::ForeignOwner { .. }
-            | FileError::UnsafeFolder { .. }
-            | FileError::TooLarge { .. }
-            | FileError::Lookup { .. }
-            | FileError::Io { .. } => Fault::Unavailable,
+            | FileError::TooLarge { .. } => Fault::Unavailable,
+            // Others own the file, or may swap the folder's entries.
+            FileError::ForeignOwner { .. } | FileError::UnsafeFolder { .. } => Fault::Unavailable,
+            // The system failed a call.
+            FileError::Lookup { .. } | FileError::Io { .. } => Fault::Unavailable,
         }
     }
 }
@@ -120,8 +178,11 @@ impl FileError {
 pub struct Existing {
     /// Zeroized on drop: it holds the credentials the daemon wrote last time.
     pub contents: Vec<u8>,
+    /// Its mode, which a rewrite keeps checking.
     pub mode: u32,
+    /// Its owner.
     pub uid: u32,
+    /// Its group.
     pub gid: u32,
 }
 
@@ -165,6 +226,7 @@ impl ManagedFile {
         })
     }
 
+    /// The target.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -14,7 +14,9 @@ use std::os::fd::OwnedFd;
 /// Who should own a written file; `None` keeps the daemon's own uid or gid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FileOwner {
+    /// The uid to give the file.
     pub uid: Option<Uid>,
+    /// The gid to give the file.
     pub gid: Option<Gid>,
 }
 
