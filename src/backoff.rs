@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 /// `base · 2^(attempt−1)`, capped at `max`; `attempt` counts from 1.
-pub fn ceiling(base: Duration, max: Duration, attempt: u32) -> Duration {
+pub(crate) fn ceiling(base: Duration, max: Duration, attempt: u32) -> Duration {
     base.saturating_mul(1 << attempt.saturating_sub(1).min(16))
         .min(max)
 }
@@ -36,7 +36,7 @@ impl Default for RetryPolicy {
 
 /// Runs `attempt` until it succeeds, fails with an error `retryable` refuses, or the policy's
 /// attempts are spent; logs each retry at debug with `what`.
-pub async fn retry<T, E, F, Fut>(
+pub(crate) async fn retry<T, E, F, Fut>(
     policy: RetryPolicy,
     what: &str,
     retryable: impl Fn(&E) -> bool,

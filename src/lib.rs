@@ -29,6 +29,8 @@
 // The library is the binary's body and the tests' handle on it, not an API: its docs are read
 // by maintainers, and link to the private modules they describe.
 #![allow(rustdoc::private_intra_doc_links)]
+// Items only the crate reaches say so (`pub(crate)`); what is `pub` is the crate's surface.
+#![warn(unreachable_pub)]
 #![warn(missing_docs)]
 // Unit tests time real I/O; the shipped code reads time through `clock` (`clippy.toml`).
 #![cfg_attr(test, allow(clippy::disallowed_methods))]

@@ -13,7 +13,7 @@
 use nix::libc;
 
 /// Makes the process not dumpable (`PR_SET_DUMPABLE` 0). Call once, first thing in `run`.
-pub fn forbid_core_dumps() -> nix::Result<()> {
+pub(crate) fn forbid_core_dumps() -> nix::Result<()> {
     nix::sys::prctl::set_dumpable(false)
 }
 
@@ -41,7 +41,7 @@ const CAPABILITY_LIMIT: libc::c_ulong = 64;
 /// Drops every capability of the calling process (see the module doc). Only system calls:
 /// safe between fork and exec. Fails only if clearing the ambient set or `capset` fails;
 /// a bounding set the process may not change is left as it is.
-pub fn drop_capabilities() -> std::io::Result<()> {
+pub(crate) fn drop_capabilities() -> std::io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     if unsafe {
         libc::prctl(

@@ -2,8 +2,6 @@
 //! returning its own error; the one place where errors are printed for the operator and
 //! become exit codes ([`exit`]: 0 ok, 1 no valid credentials, 2 usage or config error).
 
-#![warn(unreachable_pub)]
-
 mod assets;
 pub mod exit;
 mod fast_path;

@@ -23,7 +23,7 @@ pub struct CredentialProcessArgs {
 }
 
 /// Runs the command: the document on stdout, or why there is none.
-pub fn run(args: &CredentialProcessArgs) -> Result<(), ClientCommandError> {
+pub(crate) fn run(args: &CredentialProcessArgs) -> Result<(), ClientCommandError> {
     block_on(async {
         let now = SystemClock.now();
         let api = args.socket.api();

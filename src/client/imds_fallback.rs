@@ -44,7 +44,7 @@ impl FallbackError {
 
 /// Fetches the attached role's credentials from IMDS, refusing a set already expired at
 /// `now`. `env` reads an environment variable (the process environment in the command).
-pub async fn instance_role_credentials(
+pub(crate) async fn instance_role_credentials(
     env: impl Fn(&str) -> Option<String> + Copy,
     now: SystemTime,
 ) -> Result<Credentials, FallbackError> {

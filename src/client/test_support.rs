@@ -5,13 +5,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
 /// The runtime the client commands use.
-pub fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     super::runtime().unwrap()
 }
 
 /// Serves one connection with `answer` (a whole raw HTTP response) and returns the request
 /// head it read.
-pub async fn serve_once(listener: UnixListener, answer: Vec<u8>) -> String {
+pub(super) async fn serve_once(listener: UnixListener, answer: Vec<u8>) -> String {
     let (mut stream, _) = listener.accept().await.unwrap();
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
@@ -26,7 +26,7 @@ pub async fn serve_once(listener: UnixListener, answer: Vec<u8>) -> String {
 }
 
 /// A raw answer with `status_line` (e.g. `200 OK`) carrying `body` as JSON.
-pub fn json_answer(status_line: &str, body: &str) -> Vec<u8> {
+pub(super) fn json_answer(status_line: &str, body: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 {status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()

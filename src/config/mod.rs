@@ -8,8 +8,6 @@
 //! Linux), the `[container]` table and its rules in `container`, where an
 //! error points in `spot`, the value types in `values`, the flags in `flags`.
 
-#![warn(unreachable_pub)]
-
 mod container;
 mod exposure;
 mod flags;

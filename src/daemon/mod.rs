@@ -4,8 +4,6 @@
 //! its module: `start` (building and wiring), `reload` (SIGHUP), `signals`, `run` (the
 //! foreground loop) and `errors`.
 
-#![warn(unreachable_pub)]
-
 mod errors;
 pub mod logging;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

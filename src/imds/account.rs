@@ -16,11 +16,11 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 /// How long to use the legacy path after the extended one answered 404.
-pub const LEGACY_PERIOD: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const LEGACY_PERIOD: Duration = Duration::from_secs(24 * 3600);
 
 /// What the client has learnt about this IMDS.
 #[derive(Debug, Default)]
-pub struct AccountSource {
+pub(crate) struct AccountSource {
     inner: Mutex<Learnt>,
 }
 
@@ -38,28 +38,28 @@ impl AccountSource {
     }
 
     /// Whether to ask the extended path at `now`.
-    pub fn try_extended(&self, now: SystemTime) -> bool {
+    pub(crate) fn try_extended(&self, now: SystemTime) -> bool {
         self.learnt().legacy_until.is_none_or(|until| now >= until)
     }
 
     /// The extended path answered 404 and the legacy one answered: an older IMDS.
-    pub fn extended_missing(&self, now: SystemTime) {
+    pub(crate) fn extended_missing(&self, now: SystemTime) {
         self.learnt().legacy_until = Some(now + LEGACY_PERIOD);
     }
 
     /// The account read from `iam/info`, once it has been.
-    pub fn profile_account(&self) -> Option<String> {
+    pub(crate) fn profile_account(&self) -> Option<String> {
         self.learnt().profile_account.clone()
     }
 
     /// Keeps the account `iam/info` named, so it is read only once.
-    pub fn set_profile_account(&self, account: String) {
+    pub(crate) fn set_profile_account(&self, account: String) {
         self.learnt().profile_account = Some(account);
     }
 }
 
 /// The account in an `iam/info` document's `InstanceProfileArn`, if it has a valid one.
-pub fn account_of_info(body: &[u8]) -> Option<String> {
+pub(crate) fn account_of_info(body: &[u8]) -> Option<String> {
     let info: serde_json::Value = serde_json::from_slice(body).ok()?;
     account_of_arn(info.get("InstanceProfileArn")?.as_str()?)
 }

@@ -27,7 +27,7 @@ use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
 /// Largest IMDS answer we read; a credentials document is about 1.5 KiB.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// After falling back to IMDSv1, try IMDSv2 again this much later.
 const V1_FALLBACK_PERIOD: Duration = Duration::from_secs(300);
 

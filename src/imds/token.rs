@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 
 /// A token is replaced this long before IMDS would expire it (the AWS SDK for Rust uses
 /// the same 120 s).
-pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(120);
+pub(crate) const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(120);
 
 /// How this client currently authenticates to IMDS.
 #[derive(Debug, Clone)]
-pub enum Session {
+pub(crate) enum Session {
     /// IMDSv2: send this token on every GET until `replace_at`.
     Token {
         /// The session token; never leaves `imds`.
@@ -28,7 +28,7 @@ pub enum Session {
 impl Session {
     /// A token granted at `now` for `ttl`, replaced [`TOKEN_REFRESH_MARGIN`] early (or at
     /// half its life when the TTL is short).
-    pub fn token(token: Secret, now: SystemTime, ttl: Duration) -> Session {
+    pub(crate) fn token(token: Secret, now: SystemTime, ttl: Duration) -> Session {
         let margin = TOKEN_REFRESH_MARGIN.min(ttl / 2);
         Session::Token {
             token,
@@ -37,7 +37,7 @@ impl Session {
     }
 
     /// True while the session may be used without asking IMDS for a new token.
-    pub fn is_fresh(&self, now: SystemTime) -> bool {
+    pub(crate) fn is_fresh(&self, now: SystemTime) -> bool {
         match self {
             Session::Token { replace_at, .. } => now < *replace_at,
             Session::V1 { retry_v2_at } => now < *retry_v2_at,
@@ -45,7 +45,7 @@ impl Session {
     }
 
     /// The token to send, or `None` in IMDSv1 mode.
-    pub fn header_value(&self) -> Option<&Secret> {
+    pub(crate) fn header_value(&self) -> Option<&Secret> {
         match self {
             Session::Token { token, .. } => Some(token),
             Session::V1 { .. } => None,
@@ -55,7 +55,7 @@ impl Session {
 
 /// Reads the TTL IMDS grants from its answer header, falling back to what we asked for
 /// (moto's IMDS does not send the header).
-pub fn granted_ttl(header: Option<&str>, requested: Duration) -> Duration {
+pub(crate) fn granted_ttl(header: Option<&str>, requested: Duration) -> Duration {
     header
         .and_then(|v| v.trim().parse::<u64>().ok())
         .filter(|secs| *secs > 0)

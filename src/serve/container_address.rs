@@ -57,7 +57,7 @@ pub enum AddressError {
 }
 
 /// Carries out `action` for `config`; returns the addresses it put on or took off.
-pub fn apply(action: Action, config: &Config) -> Result<Vec<IpAddr>, AddressError> {
+pub(crate) fn apply(action: Action, config: &Config) -> Result<Vec<IpAddr>, AddressError> {
     let addresses = match action {
         Action::Up => config
             .container

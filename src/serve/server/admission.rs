@@ -30,12 +30,12 @@ pub const PER_UID_CONNECTIONS: usize = 64;
 /// this many shares' worth of connections together: a container that may add addresses to
 /// its interface (one with `CAP_NET_ADMIN`) takes a share per address, and without this cap
 /// could fill the endpoint's slots and shut out the host's own users.
-pub const REMOTE_SHARES: usize = 4;
+pub(super) const REMOTE_SHARES: usize = 4;
 /// A connection that has sent no byte this long after its accept is closed: local clients
 /// send their request at once. (The header timeout, longer, bounds a slow request head.)
 pub const FIRST_BYTE_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a refused peer's request head is waited for before its answer.
-pub const LINGER: Duration = Duration::from_secs(1);
+pub(super) const LINGER: Duration = Duration::from_secs(1);
 /// Refused connections waiting for their request head at once, at most.
 const MAX_LINGERING: usize = 256;
 /// Bytes read and dropped from a refused peer, at most (the server's head limit).
@@ -74,19 +74,19 @@ type Held = Arc<Mutex<HashMap<Share, usize>>>;
 
 /// The connections each share holds now.
 #[derive(Debug, Default)]
-pub struct Shares {
+pub(super) struct Shares {
     held: Held,
 }
 
 /// One connection's place in its share; given back on drop.
 #[derive(Debug)]
-pub struct ShareSlot {
+pub(super) struct ShareSlot {
     held: Option<(Held, Share)>,
 }
 
 impl Shares {
     /// A slot in `share` if it holds fewer than `cap` connections (always, when exempt).
-    pub fn take(&self, share: Share, cap: usize) -> Option<ShareSlot> {
+    pub(super) fn take(&self, share: Share, cap: usize) -> Option<ShareSlot> {
         if share == Share::Exempt {
             return Some(ShareSlot { held: None });
         }
@@ -134,7 +134,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Refused connections draining now (see the module doc).
 #[derive(Debug)]
-pub struct Lingering(Arc<Semaphore>);
+pub(super) struct Lingering(Arc<Semaphore>);
 
 impl Default for Lingering {
     fn default() -> Self {
@@ -145,7 +145,7 @@ impl Default for Lingering {
 impl Lingering {
     /// Reads `stream`'s request head when a waiting place is free (see the module doc),
     /// then writes `response` (with `Connection: close`) and closes it.
-    pub async fn answer_and_close<S>(&self, mut stream: S, response: Response<Body>)
+    pub(super) async fn answer_and_close<S>(&self, mut stream: S, response: Response<Body>)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -208,13 +208,13 @@ async fn serialize(response: Response<Body>) -> Vec<u8> {
 }
 
 /// A stream that says when its first byte arrived: `heard` is cancelled then.
-pub struct Heard<S> {
+pub(super) struct Heard<S> {
     inner: S,
     heard: CancellationToken,
 }
 
 impl<S> Heard<S> {
-    pub fn new(inner: S) -> (Self, CancellationToken) {
+    pub(super) fn new(inner: S) -> (Self, CancellationToken) {
         let heard = CancellationToken::new();
         (
             Heard {
